@@ -1,0 +1,232 @@
+"""The ``mlcycle`` command line: parse, call a stage function, render, map errors.
+
+This is the only module that prints or exits. Every command builds its settings and MLflow
+client here (the composition root) and passes them to the stage functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlcycle import __version__
+from mlcycle.errors import MlcycleError
+
+logger = logging.getLogger("mlcycle")
+
+
+class _Group(click.Group):
+    """Turns domain errors into ``click.ClickException`` (exit 1); usage errors stay exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MlcycleError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+def _quiet_mlflow() -> None:
+    # MLflow's own progress bars and banners would bury mlcycle's output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    for name in ("mlflow", "alembic", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _context(**overrides: Any) -> tuple[Any, Any]:
+    """Settings and a real ``MlflowClient``: built only here."""
+    from mlflow import MlflowClient
+
+    from mlcycle.config import apply_tracking, load_settings
+
+    settings = load_settings(**overrides)
+    apply_tracking(settings)
+    return settings, MlflowClient(**settings.client_kwargs())
+
+
+def _parse_kv(values: tuple[str, ...], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got '{item}'", param_hint=flag)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _ui_hint(settings: Any) -> str:
+    uri = settings.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mlcycle")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details to stderr.")
+def cli(verbose: bool) -> None:
+    """The machine-learning lifecycle on MLflow: train, register, serve, monitor, retrain.
+
+    Settings come from the environment (MLFLOW_TRACKING_URI, MLCYCLE_*); the default is an
+    embedded store: sqlite:///mlflow.db and ./mlartifacts in the working directory.
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    _quiet_mlflow()
+
+
+# --------------------------------------------------------------------------- train
+
+
+@cli.command()
+@click.option("--data", required=True, help="CSV or Parquet file: a path or s3:// URI.")
+@click.option("--target", required=True, help="Column to predict.")
+@click.option(
+    "--model",
+    default="hist_gradient_boosting",
+    show_default=True,
+    help="linear (logistic/ridge), random_forest (rf) or hist_gradient_boosting (hgb).",
+)
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Estimator hyper-parameter (repeatable).")
+@click.option("--task", type=click.Choice(["classification", "regression"]), help="Detected when omitted.")
+@click.option("--time-column", help="Split by this column's order instead of at random.")
+@click.option("--drop", multiple=True, metavar="COLUMN", help="Column to leave out (repeatable).")
+@click.option("--trials", type=click.IntRange(min=0), default=0, show_default=True, help="Random-search trials as nested runs (0: one fit).")
+@click.option("--seed", type=int, default=None, help="Random seed [default: MLCYCLE_SEED or 42].")
+@click.option("--experiment", default=None, help="Experiment name [default: MLCYCLE_EXPERIMENT or mlcycle].")
+@click.option("--run-name", default=None, help="Name of the MLflow run.")
+@click.option("--register-as", default=None, metavar="NAME", help="Register the model as a new version of NAME.")
+@click.option("--no-onnx", is_flag=True, help="Skip the ONNX copy.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def train(
+    data: str,
+    target: str,
+    model: str,
+    params: tuple[str, ...],
+    task: str | None,
+    time_column: str | None,
+    drop: tuple[str, ...],
+    trials: int,
+    seed: int | None,
+    experiment: str | None,
+    run_name: str | None,
+    register_as: str | None,
+    no_onnx: bool,
+    as_json: bool,
+) -> None:
+    """Train a model on a table and track it as an MLflow run."""
+    from mlcycle.train import TrainConfig
+    from mlcycle.train import train as train_fn
+
+    settings, client = _context(experiment=experiment, seed=seed)
+    cfg = TrainConfig(
+        data=data,
+        target=target,
+        model=model,
+        params=_parse_kv(params, "--param"),
+        task=task,  # type: ignore[arg-type]
+        time_column=time_column,
+        drop=drop,
+        seed=settings.seed,
+        trials=trials,
+        experiment=settings.experiment,
+        run_name=run_name,
+        onnx=not no_onnx,
+    )
+    bar = None
+    if trials:
+        from tqdm import tqdm
+
+        bar = tqdm(total=trials, desc="search", unit="trial", file=sys.stderr)
+
+    def on_trial(i: int, n: int, metrics: dict[str, float]) -> None:
+        assert bar is not None
+        bar.set_postfix({k.removeprefix("val_"): f"{v:.4f}" for k, v in list(metrics.items())[:2]})
+        bar.update(1)
+
+    try:
+        result = train_fn(cfg, client, on_trial=on_trial if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    registered = None
+    if register_as:
+        from mlcycle import register as register_mod
+
+        registered = register_mod.register(client, result.run_id, register_as)
+    if as_json:
+        out = {
+            "run_id": result.run_id,
+            "experiment_id": result.experiment_id,
+            "model_uri": result.model_uri,
+            "task": result.task,
+            "metrics": result.metrics,
+            "onnx_exact": result.onnx_exact,
+            "child_run_ids": list(result.child_run_ids),
+        }
+        if registered is not None:
+            out["registered_version"] = str(registered.version)
+        click.echo(json.dumps(out, indent=2))
+        return
+    keys = ["test_roc_auc", "test_accuracy", "test_f1", "test_log_loss"] if result.task == "classification" else ["test_rmse", "test_mae", "test_r2"]
+    click.echo(f"run        {result.run_id}  (experiment {result.experiment_id})")
+    if result.child_run_ids:
+        click.echo(f"search     {len(result.child_run_ids)} trials as nested runs; best summarised on the parent")
+    click.echo("metrics    " + "  ".join(f"{k}={result.metrics[k]:.4f}" for k in keys if k in result.metrics))
+    click.echo(f"model      {result.model_uri}  (runs:/{result.run_id}/model)")
+    click.echo(f"onnx       {'exact copy logged' if result.onnx_exact else 'not kept (see onnx/check.json)'}")
+    if registered is not None:
+        click.echo(f"registered {register_as} version {registered.version} (@challenger, Staging)")
+    click.echo(f"ui         {_ui_hint(settings)}")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@cli.command()
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="CSV or Parquet file to write.")
+@click.option("--rows", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--period", type=click.Choice(["reference", "covariate", "concept", "both"]), default="reference", show_default=True, help="Which scenario period (docs/scenario.md).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--start", default="2026-01-01", show_default=True, help="First timestamp of the period.")
+def scenario(output: str, rows: int, period: str, seed: int, start: str) -> None:
+    """Write the demo scenario's churn table (optionally a drifted period)."""
+    from mlcycle.data import make_scenario
+
+    df = make_scenario(rows, period=period, seed=seed, start=start)  # type: ignore[arg-type]
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        df.to_parquet(path, index=False)
+    else:
+        df.to_csv(path, index=False)
+    click.echo(f"wrote {len(df)} rows ({period}) to {path}")
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@cli.command()
+@click.option("--workdir", default="demo-output", show_default=True, type=click.Path(file_okay=False), help="Where the demo writes data, reports and logs.")
+@click.option("--rows", type=click.IntRange(min=1000), default=20_000, show_default=True)
+def demo(workdir: str, rows: int) -> None:
+    """Run the whole lifecycle on the embedded default store."""
+    from mlcycle.demo import run_demo
+
+    settings, client = _context()
+    for line in run_demo(settings, client, Path(workdir), rows=rows):
+        click.echo(line)
+    click.echo(f"look at it: {_ui_hint(settings)}")
+
+
+def main() -> None:  # pragma: no cover
+    cli()

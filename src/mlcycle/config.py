@@ -1,0 +1,105 @@
+"""One typed settings object; every environment variable mlcycle reads is declared here.
+
+MLflow's own variables (``MLFLOW_TRACKING_URI``, ``MLFLOW_REGISTRY_URI``,
+``MLFLOW_S3_ENDPOINT_URL``, ``AWS_*``) keep their MLflow meaning; mlcycle's own start with
+``MLCYCLE_``.
+
+API: :class:`Settings`, :func:`load_settings`, :func:`apply_tracking`,
+:func:`ensure_experiment`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlcycle.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+class Settings(BaseSettings):
+    """Resolved configuration of one mlcycle process."""
+
+    model_config = SettingsConfigDict(env_prefix="MLCYCLE_", extra="ignore", frozen=True)
+
+    tracking_uri: str = Field(
+        DEFAULT_TRACKING_URI,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "MLCYCLE_TRACKING_URI"),
+        description="MLflow tracking store (MLflow's own MLFLOW_TRACKING_URI).",
+    )
+    registry_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices("MLFLOW_REGISTRY_URI", "MLCYCLE_REGISTRY_URI"),
+        description="Model registry store; the tracking store when unset.",
+    )
+    artifact_root: str = Field(
+        "./mlartifacts",
+        description="Where new experiments keep artifacts when the tracking store is local.",
+    )
+    experiment: str = Field("mlcycle", description="Experiment of training runs.")
+    model_name: str = Field("mlcycle-model", description="Default registered model name.")
+    inference_log: str = Field(
+        "./inference-log", description="Inference log root: a directory or an s3:// prefix."
+    )
+    seed: int = Field(42, description="Default random seed.")
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Arguments for ``MlflowClient`` built from these settings."""
+        return {"tracking_uri": self.tracking_uri, "registry_uri": self.registry_uri}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment, apply explicit overrides (``None`` values are ignored).
+
+    Raises:
+        ConfigError: a variable has a value of the wrong type.
+    """
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:  # pragma: no cover - exercised through the CLI
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+
+
+def apply_tracking(settings: Settings) -> None:
+    """Point the ``mlflow`` fluent API at the configured stores."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    if settings.registry_uri:
+        mlflow.set_registry_uri(settings.registry_uri)
+
+
+def _is_local_store(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("sqlite:", "file:", "postgresql", "mysql")) or "://" not in (
+        tracking_uri
+    )
+
+
+def ensure_experiment(client: Any, name: str, settings: Settings) -> str:
+    """Return the id of experiment ``name``, creating it (artifacts under the root) if needed."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return str(exp.experiment_id)
+    location = None
+    if _is_local_store(settings.tracking_uri) and "://" not in settings.artifact_root:
+        location = (Path(settings.artifact_root).resolve() / name).as_uri()
+    elif "://" in settings.artifact_root:
+        location = settings.artifact_root.rstrip("/") + "/" + name
+    try:
+        return str(client.create_experiment(name, artifact_location=location))
+    except Exception:
+        # Another process may have created it between the lookup and the create.
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return str(exp.experiment_id)

@@ -1,0 +1,403 @@
+"""Load, validate and split tabular data; generate the demo scenario.
+
+API:
+
+- :func:`load_table` — CSV or Parquet from a path or an ``s3://`` URI.
+- :func:`infer_spec` — target, task and feature columns, with validation.
+- :func:`split` — deterministic train/validation/test split by seed or by a time column.
+- :func:`make_scenario` — the demo's churn problem, with drifted production periods.
+- :func:`digest` — a stable content digest of a frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from mlcycle.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+Task = Literal["classification", "regression"]
+Period = Literal["reference", "covariate", "concept", "both"]
+
+#: Columns whose distribution changes in each scenario period (see docs/scenario.md).
+SCENARIO_DRIFT: dict[str, tuple[str, ...]] = {
+    "reference": (),
+    "covariate": ("monthly_charges", "data_usage_gb", "region"),
+    "concept": (),
+    "both": ("monthly_charges", "data_usage_gb", "region"),
+}
+SCENARIO_TARGET = "churned"
+SCENARIO_TIME = "event_time"
+
+_MAX_CLASSES_FOR_INT_TARGET = 20
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _s3_client():  # type: ignore[no-untyped-def]
+    import boto3
+
+    endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+    return boto3.client("s3", endpoint_url=endpoint)
+
+
+def _read_bytes(source: str) -> bytes:
+    if source.startswith("s3://"):
+        bucket, _, key = source[5:].partition("/")
+        if not bucket or not key:
+            raise DataError(f"'{source}' is not an s3://bucket/key URI")
+        try:
+            body = _s3_client().get_object(Bucket=bucket, Key=key)["Body"]
+            return bytes(body.read())
+        except Exception as exc:
+            raise DataError(f"cannot read '{source}': {exc}") from exc
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"data file '{source}' does not exist")
+    if path.is_dir():
+        raise DataError(f"'{source}' is a directory; give a CSV or Parquet file")
+    return path.read_bytes()
+
+
+def load_table(source: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a CSV or Parquet table from a local path or an ``s3://`` URI.
+
+    The format follows the suffix (``.csv``, ``.csv.gz``, ``.parquet``, ``.pq``); other
+    suffixes are sniffed (Parquet magic bytes, else CSV).
+
+    Raises:
+        DataError: the file is missing, unreadable or has no rows.
+    """
+    source = str(source)
+    raw = _read_bytes(source)
+    if not raw.strip():
+        raise DataError(f"data file '{source}' is empty")
+    lower = source.lower()
+    is_parquet = lower.endswith((".parquet", ".pq")) or raw[:4] == b"PAR1"
+    try:
+        if is_parquet:
+            df = pd.read_parquet(io.BytesIO(raw))
+        else:
+            compression = "gzip" if lower.endswith(".gz") else None
+            df = pd.read_csv(io.BytesIO(raw), compression=compression)
+    except Exception as exc:
+        kind = "Parquet" if is_parquet else "CSV"
+        raise DataError(f"cannot read '{source}' as {kind}: {exc}") from exc
+    if df.empty:
+        raise DataError(f"data file '{source}' has no rows")
+    return df
+
+
+# --------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a table means for training."""
+
+    target: str
+    task: Task
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    time_column: str | None = None
+    classes: tuple[str, ...] = ()
+    dropped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def features(self) -> list[str]:
+        """Feature columns in model input order."""
+        return [*self.numeric, *self.categorical]
+
+
+def detect_task(y: pd.Series) -> Task:
+    """Classification for labels (strings, booleans, few integer values), else regression."""
+    if y.dtype == bool or isinstance(y.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(y):
+        return "classification"
+    if pd.api.types.is_integer_dtype(y) and y.nunique() <= _MAX_CLASSES_FOR_INT_TARGET:
+        return "classification"
+    return "regression"
+
+
+def _looks_like_timestamps(s: pd.Series) -> bool:
+    """True for text columns whose values all parse as ISO-8601 timestamps (CSV dates)."""
+    if pd.api.types.is_numeric_dtype(s) or s.dtype == bool:
+        return False
+    sample = s.dropna().astype(str).head(200)
+    if sample.empty or not sample.str.match(r"^\d{4}-\d{2}-\d{2}").all():
+        return False
+    try:
+        pd.to_datetime(sample, format="ISO8601")
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def infer_spec(
+    df: pd.DataFrame,
+    target: str,
+    task: Task | None = None,
+    time_column: str | None = None,
+    drop: tuple[str, ...] = (),
+) -> DatasetSpec:
+    """Validate ``df`` for training and decide the task and feature columns.
+
+    Raises:
+        DataError: missing target or time column, missing target values, a target with one
+            class, an entirely missing feature column, or no feature left.
+    """
+    if df.empty:
+        raise DataError("data has no rows")
+    if target not in df.columns:
+        raise DataError(
+            f"target column '{target}' is not in the data; columns are: "
+            + ", ".join(map(str, df.columns[:30]))
+        )
+    if time_column is not None and time_column not in df.columns:
+        raise DataError(f"time column '{time_column}' is not in the data")
+    for name in drop:
+        if name not in df.columns:
+            raise DataError(f"column to drop '{name}' is not in the data")
+    y = df[target]
+    n_missing = int(y.isna().sum())
+    if n_missing:
+        raise DataError(
+            f"target column '{target}' has {n_missing} missing value(s); drop or label those rows"
+        )
+    resolved: Task = task or detect_task(y)
+    if resolved not in ("classification", "regression"):
+        raise DataError(f"unknown task '{resolved}'; use classification or regression")
+    classes: tuple[str, ...] = ()
+    if resolved == "classification":
+        uniq = pd.unique(y)
+        if len(uniq) < 2:
+            raise DataError(
+                f"target column '{target}' has a single class ({uniq[0]!r}); "
+                "classification needs at least two"
+            )
+        classes = tuple(str(c) for c in sorted(uniq, key=str))
+    elif not pd.api.types.is_numeric_dtype(y) or y.dtype == bool:
+        raise DataError(f"target column '{target}' is not numeric; regression needs numbers")
+    elif not np.isfinite(y.to_numpy(dtype=float)).all():
+        raise DataError(f"target column '{target}' has infinite values")
+
+    numeric: list[str] = []
+    categorical: list[str] = []
+    dropped: dict[str, str] = {name: "dropped by request" for name in drop}
+    for col in df.columns:
+        if col == target or col in dropped:
+            continue
+        if col == time_column:
+            dropped[col] = "time column (used to split, not a feature)"
+            continue
+        s = df[col]
+        if s.isna().all():
+            raise DataError(
+                f"column '{col}' is entirely missing (all NaN); drop it (--drop {col}) or fill it"
+            )
+        if pd.api.types.is_datetime64_any_dtype(s) or _looks_like_timestamps(s):
+            dropped[col] = "datetime column (not a feature; give --time-column to split by it)"
+        elif pd.api.types.is_numeric_dtype(s) and s.dtype != bool:
+            numeric.append(str(col))
+        else:
+            categorical.append(str(col))
+    if not numeric and not categorical:
+        raise DataError("no feature columns left besides the target")
+    for col, why in dropped.items():
+        logger.info("column %s not used: %s", col, why)
+    return DatasetSpec(
+        target=target,
+        task=resolved,
+        numeric=tuple(numeric),
+        categorical=tuple(categorical),
+        time_column=time_column,
+        classes=classes,
+        dropped=dropped,
+    )
+
+
+def prepare_features(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """The feature frame in model input order, categorical columns as strings (NaN kept)."""
+    missing = [c for c in spec.features if c not in df.columns]
+    if missing:
+        raise DataError("data lacks feature column(s): " + ", ".join(missing))
+    X = df[spec.features].copy()
+    for col in spec.categorical:
+        s = X[col]
+        X[col] = s.astype(object).where(s.notna(), None).map(lambda v: v if v is None else str(v))
+    for col in spec.numeric:
+        if X[col].dtype == bool:  # pragma: no cover - bools are categorical
+            X[col] = X[col].astype(int)
+    return X
+
+
+# --------------------------------------------------------------------------- split
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train, validation and test frames (features and target together)."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+
+def split(
+    df: pd.DataFrame,
+    spec: DatasetSpec,
+    seed: int = 42,
+    val_size: float = 0.15,
+    test_size: float = 0.15,
+) -> Splits:
+    """Split deterministically: by ``spec.time_column`` order when set, else shuffled by seed.
+
+    Classification splits are stratified when every class has enough rows.
+
+    Raises:
+        DataError: too few rows for three non-empty splits, or bad fractions.
+    """
+    if not (0 < val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
+        raise DataError("validation and test fractions must be in (0, 1) and sum below 1")
+    n = len(df)
+    n_test = max(1, round(n * test_size))
+    n_val = max(1, round(n * val_size))
+    if n - n_test - n_val < 2:
+        raise DataError(f"only {n} rows: too few to split into train, validation and test")
+    if spec.time_column:
+        order = np.argsort(pd.to_datetime(df[spec.time_column]).to_numpy(), kind="stable")
+        ordered = df.iloc[order]
+        return Splits(
+            train=ordered.iloc[: n - n_val - n_test],
+            val=ordered.iloc[n - n_val - n_test : n - n_test],
+            test=ordered.iloc[n - n_test :],
+        )
+    from sklearn.model_selection import train_test_split
+
+    stratify = None
+    if spec.task == "classification":
+        counts = df[spec.target].value_counts()
+        if counts.min() >= 3:
+            stratify = df[spec.target]
+    rest, test = train_test_split(df, test_size=n_test, random_state=seed, stratify=stratify)
+    strat_rest = rest[spec.target] if stratify is not None else None
+    train, val = train_test_split(rest, test_size=n_val, random_state=seed, stratify=strat_rest)
+    return Splits(train=train, val=val, test=test)
+
+
+def digest(df: pd.DataFrame) -> str:
+    """A short content digest of a frame (column names, dtypes and values)."""
+    h = hashlib.sha256()
+    h.update(",".join(f"{c}:{t}" for c, t in df.dtypes.astype(str).items()).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- scenario
+
+
+def make_scenario(
+    n_rows: int = 20_000,
+    period: Period = "reference",
+    seed: int = 0,
+    start: str = "2026-01-01",
+    days: int = 30,
+) -> pd.DataFrame:
+    """Generate the demo's subscription-churn table.
+
+    Features: ``age``, ``tenure_months``, ``monthly_charges``, ``data_usage_gb``,
+    ``support_calls`` (numeric; ``monthly_charges`` has ~2 % missing values), ``contract``,
+    ``region``, ``payment_method`` (categorical), ``event_time`` (timestamp) and the label
+    ``churned`` (0/1).
+
+    Periods (documented in ``docs/scenario.md``):
+
+    - ``reference`` — the training distribution.
+    - ``covariate`` — a price rise: ``monthly_charges`` +30 on average, ``data_usage_gb``
+      doubles, and the ``region`` mix shifts to ``east``; the label still follows the
+      reference rule. Other columns are untouched.
+    - ``concept`` — features as in ``reference``, but churn now follows support calls much more
+      and contract length much less (concept drift: only quality drops).
+    - ``both`` — the covariate shift and the concept change together.
+
+    The same arguments always give the same frame.
+    """
+    if n_rows <= 0:
+        raise DataError("n_rows must be positive")
+    if period not in SCENARIO_DRIFT:
+        raise DataError(f"unknown scenario period '{period}'; use one of {sorted(SCENARIO_DRIFT)}")
+    offset = {"reference": 0, "covariate": 1, "concept": 2, "both": 3}[period]
+    rng = np.random.default_rng([seed, offset])
+    covariate = period in ("covariate", "both")
+    concept = period in ("concept", "both")
+
+    age = rng.normal(42, 12, n_rows).clip(18, 90).round()
+    tenure = rng.gamma(2.0, 14.0, n_rows).clip(1, 72).round()
+    contract = rng.choice(
+        ["month-to-month", "one-year", "two-year"], n_rows, p=[0.55, 0.25, 0.20]
+    )
+    region_p = [0.15, 0.2, 0.5, 0.15] if covariate else [0.3, 0.25, 0.2, 0.25]
+    region = rng.choice(["north", "south", "east", "west"], n_rows, p=region_p)
+    payment = rng.choice(
+        ["card", "bank-transfer", "electronic-check", "mailed-check"],
+        n_rows,
+        p=[0.35, 0.25, 0.3, 0.1],
+    )
+    charges = rng.normal(65, 18, n_rows) + (30 if covariate else 0)
+    charges = charges.clip(15, 200).round(2)
+    usage = rng.lognormal(2.3, 0.6, n_rows) * (2.0 if covariate else 1.0)
+    calls = rng.poisson(1.2 + (tenure < 6) * 0.8, n_rows)
+
+    contract_effect = np.select(
+        [contract == "month-to-month", contract == "one-year"], [1.2, 0.0], -1.3
+    )
+    pay_effect = np.where(payment == "electronic-check", 0.5, 0.0)
+    if concept:
+        logit = (
+            -2.0
+            + 0.3 * contract_effect
+            + 1.1 * (calls - 1.2)
+            - 0.02 * (tenure - 24)
+            + 0.01 * (charges - 65)
+        )
+    else:
+        # The reference rule, applied to the (possibly shifted) features.
+        logit = (
+            -1.4
+            + contract_effect
+            + 0.35 * (calls - 1.2)
+            - 0.035 * (tenure - 24)
+            + 0.025 * (charges - 65)
+            + pay_effect
+            - 0.01 * (age - 42)
+        )
+    churned = (rng.random(n_rows) < 1 / (1 + np.exp(-logit))).astype(int)
+
+    charges_with_missing = charges.copy()
+    charges_with_missing[rng.random(n_rows) < 0.02] = np.nan
+    t0 = pd.Timestamp(start)
+    seconds = np.sort(rng.integers(0, days * 86_400, n_rows))
+    return pd.DataFrame(
+        {
+            "event_time": t0 + pd.to_timedelta(seconds, unit="s"),
+            "age": age.astype(int),
+            "tenure_months": tenure.astype(int),
+            "monthly_charges": charges_with_missing,
+            "data_usage_gb": usage.round(3),
+            "support_calls": calls.astype(int),
+            "contract": contract,
+            "region": region,
+            "payment_method": payment,
+            SCENARIO_TARGET: churned,
+        }
+    )

@@ -1,0 +1,13 @@
+"""Training stage: sklearn pipelines on a table, tracked as MLflow runs.
+
+API:
+
+- :func:`train` with :class:`TrainConfig` → :class:`TrainResult` — one fit, or a search whose
+  trials are nested runs with the best summarised on the parent.
+- :func:`pip_requirements` — the pinned requirements every logged model carries.
+- :mod:`mlcycle.train.pipelines` — estimators, search spaces, skops trust list.
+"""
+
+from mlcycle.train.core import MODEL_ARTIFACT, ONNX_FILE, TrainConfig, TrainResult, pip_requirements, train
+
+__all__ = ["MODEL_ARTIFACT", "ONNX_FILE", "TrainConfig", "TrainResult", "pip_requirements", "train"]

@@ -1,0 +1,331 @@
+"""Tracked training: one MLflow run per fit, a parent run with nested children per search.
+
+API: :class:`TrainConfig`, :class:`TrainResult`, :func:`train`.
+
+Runs use MLflow's fluent API against the tracking store the caller configured
+(:func:`mlcycle.config.apply_tracking`); the client argument is used for lookups.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+import mlcycle
+from mlcycle import data as data_mod
+from mlcycle.data import DatasetSpec, Splits, Task
+from mlcycle.errors import TrainingError
+from mlcycle.train import evaluate, onnx_export, pipelines, reference
+
+logger = logging.getLogger(__name__)
+
+#: Called after each search trial: (trial index from 1, trials, the trial's val metrics).
+TrialCallback = Callable[[int, int, dict[str, float]], None]
+
+MODEL_ARTIFACT = "model"
+ONNX_FILE = "model.onnx"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training call needs; values, not code paths."""
+
+    data: str
+    target: str
+    model: str = "hist_gradient_boosting"
+    params: dict[str, Any] = field(default_factory=dict)
+    task: Task | None = None
+    time_column: str | None = None
+    drop: tuple[str, ...] = ()
+    seed: int = 42
+    trials: int = 0
+    experiment: str = "mlcycle"
+    run_name: str | None = None
+    onnx: bool = True
+    plots: bool = True
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training call produced."""
+
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    task: Task
+    metrics: dict[str, float]
+    params: dict[str, Any]
+    onnx_exact: bool
+    child_run_ids: tuple[str, ...] = ()
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def runs_uri(self) -> str:
+        """``runs:/`` URI of the logged model."""
+        return f"runs:/{self.run_id}/{MODEL_ARTIFACT}"
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of every model mlcycle logs (explicit: inferring costs seconds)."""
+    names = ["mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy"]
+    return [f"{name}=={pkg_version(name)}" for name in names]
+
+
+def _fit(pipe: Pipeline, X: pd.DataFrame, y: pd.Series) -> Pipeline:
+    try:
+        return pipe.fit(X, y)
+    except ValueError as exc:
+        raise TrainingError(f"fitting failed: {exc}") from exc
+
+
+def _tags(spec: DatasetSpec, digest: str, model: str) -> dict[str, str]:
+    return {
+        "mlcycle.task": spec.task,
+        "mlcycle.target": spec.target,
+        "mlcycle.data_digest": digest,
+        "mlcycle.version": mlcycle.__version__,
+        "mlcycle.estimator": model,
+    }
+
+
+def _log_full(
+    *,
+    pipe: Pipeline,
+    spec: DatasetSpec,
+    splits: Splits,
+    frames: dict[str, tuple[pd.DataFrame, pd.Series]],
+    cfg: TrainConfig,
+    model_key: str,
+    source_frame: pd.DataFrame,
+    digest: str,
+    workdir: Path,
+) -> tuple[dict[str, float], str, bool]:
+    """Metrics on every split, plots, dataset, model, ONNX copy and reference for a fitted pipe."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    metrics: dict[str, float] = {}
+    preds: dict[str, evaluate.Predictions] = {}
+    for name, (X, y) in frames.items():
+        preds[name] = evaluate.predict_all(pipe, X, y, spec.task)
+        metrics.update(evaluate.compute_metrics(spec.task, preds[name], f"{name}_"))
+    mlflow.log_metrics(metrics)
+
+    X_train, y_train = frames["train"]
+    X_test, _ = frames["test"]
+    ds = mlflow.data.from_pandas(source_frame, source=cfg.data, targets=spec.target, name=Path(cfg.data).name)
+    mlflow.log_input(ds, context="training")
+
+    if cfg.plots:
+        X_val, y_val = frames["val"]
+        imp = evaluate.permutation_importances(pipe, X_val, y_val, cfg.seed)
+        plot_dir = workdir / "plots"
+        evaluate.make_plots(spec.task, preds["test"], imp, plot_dir)
+        mlflow.log_artifacts(str(plot_dir), "plots")
+
+    extra_files: list[str] = []
+    onnx_exact = False
+    if cfg.onnx:
+        blob, check = onnx_export.convert(pipe, spec, X_test)
+        (workdir / "onnx").mkdir(exist_ok=True)
+        (workdir / "onnx" / "check.json").write_text(json.dumps(check.as_dict(), indent=2))
+        mlflow.log_artifact(str(workdir / "onnx" / "check.json"), "onnx")
+        mlflow.log_metric("onnx_max_abs_diff", check.max_abs_diff)
+        if blob is not None:
+            onnx_path = workdir / "onnx" / ONNX_FILE
+            onnx_path.write_bytes(blob)
+            mlflow.log_artifact(str(onnx_path), "onnx")
+            extra_files.append(str(onnx_path))
+            onnx_exact = True
+    mlflow.set_tag("mlcycle.onnx", "exact" if onnx_exact else "none")
+
+    ref_dir = workdir / "reference"
+    ref_dir.mkdir(exist_ok=True)
+    reference.reference_sample(X_train, y_train, preds["train"].y_pred, spec, cfg.seed).to_parquet(
+        ref_dir / "sample.parquet", index=False
+    )
+    (ref_dir / "profile.json").write_text(json.dumps(reference.profile(X_train, spec)))
+    test_frame = X_test.copy()
+    test_frame[spec.target] = frames["test"][1].to_numpy()
+    test_frame.to_parquet(ref_dir / "test.parquet", index=False)
+    mlflow.log_artifacts(str(ref_dir), "reference")
+
+    spec_doc = {
+        "target": spec.target,
+        "task": spec.task,
+        "numeric": list(spec.numeric),
+        "categorical": list(spec.categorical),
+        "classes": list(spec.classes),
+        "time_column": spec.time_column,
+        "dropped": spec.dropped,
+        "estimator": model_key,
+        "onnx": ONNX_FILE if onnx_exact else None,
+    }
+    example = X_train.head(5)
+    signature = infer_signature(example, pipe.predict(example))
+    info = mlflow.sklearn.log_model(
+        pipe,
+        name=MODEL_ARTIFACT,
+        signature=signature,
+        input_example=example,
+        pip_requirements=pip_requirements(),
+        serialization_format="skops",
+        skops_trusted_types=pipelines.trusted_types(pipe),
+        metadata={"mlcycle": spec_doc},
+        extra_files=extra_files or None,
+    )
+    mlflow.set_tag("mlcycle.model_uri", info.model_uri)
+    return metrics, info.model_uri, onnx_exact
+
+
+def train(
+    cfg: TrainConfig,
+    client: Any,
+    frame: pd.DataFrame | None = None,
+    on_trial: TrialCallback | None = None,
+) -> TrainResult:
+    """Fit, evaluate and log one model (or a search of ``cfg.trials`` nested trials).
+
+    Data are validated before any run starts, so bad data leave no run behind; a failure
+    after that ends the run as FAILED.
+
+    Args:
+        cfg: what to train.
+        client: an ``MlflowClient`` for the configured stores.
+        frame: the data, when already loaded (``cfg.data`` is still recorded as the source).
+        on_trial: progress callback for searches.
+
+    Raises:
+        DataError: the data are unusable.
+        ConfigError: unknown model or parameter.
+        TrainingError: fitting or logging failed.
+    """
+    import mlflow
+
+    from mlcycle.config import Settings, ensure_experiment
+
+    t_start = time.perf_counter()
+    model_key = pipelines.resolve_estimator(cfg.model)
+    df = frame if frame is not None else data_mod.load_table(cfg.data)
+    spec = data_mod.infer_spec(df, cfg.target, cfg.task, cfg.time_column, cfg.drop)
+    overrides = pipelines.coerce_params(model_key, spec.task, cfg.params)
+    splits = data_mod.split(df, spec, cfg.seed)
+    frames = {
+        name: (data_mod.prepare_features(part, spec), part[spec.target])
+        for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))
+    }
+    digest = data_mod.digest(df)
+    settings = Settings(tracking_uri=client.tracking_uri)
+    experiment_id = ensure_experiment(client, cfg.experiment, settings)
+    t_prep = time.perf_counter()
+
+    child_ids: list[str] = []
+    with mlflow.start_run(experiment_id=experiment_id, run_name=cfg.run_name) as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags(_tags(spec, digest, model_key))
+        mlflow.set_tag("mlcycle.kind", "search" if cfg.trials else "train")
+        base = {
+            "model": model_key,
+            "task": spec.task,
+            "target": spec.target,
+            "seed": cfg.seed,
+            "n_rows": len(df),
+            "n_train": len(splits.train),
+            "n_val": len(splits.val),
+            "n_test": len(splits.test),
+            "numeric_features": ",".join(spec.numeric)[:500],
+            "categorical_features": ",".join(spec.categorical)[:500],
+            "time_column": spec.time_column or "",
+        }
+        X_train, y_train = frames["train"]
+        if cfg.trials:
+            best_pipe, params, child_ids, best_id = _search(
+                cfg, spec, model_key, overrides, frames, experiment_id, on_trial
+            )
+            mlflow.set_tag("mlcycle.best_trial_run_id", best_id)
+            mlflow.log_param("search_trials", cfg.trials)
+        else:
+            params = pipelines.estimator_params(model_key, spec.task, overrides, cfg.seed)
+            best_pipe = _fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
+        t_fit = time.perf_counter()
+        mlflow.log_params({**base, **{f"model__{k}": v for k, v in params.items()}})
+        metrics, model_uri, onnx_exact = _log_full(
+            pipe=best_pipe,
+            spec=spec,
+            splits=splits,
+            frames=frames,
+            cfg=cfg,
+            model_key=model_key,
+            source_frame=df,
+            digest=digest,
+            workdir=Path(tmp),
+        )
+        t_end = time.perf_counter()
+        seconds = {
+            "prepare_seconds": t_prep - t_start,
+            "fit_seconds": t_fit - t_prep,
+            "log_seconds": t_end - t_fit,
+            "total_seconds": t_end - t_start,
+        }
+        mlflow.log_metrics(seconds)
+    return TrainResult(
+        run_id=run.info.run_id,
+        experiment_id=experiment_id,
+        model_uri=model_uri,
+        task=spec.task,
+        metrics=metrics,
+        params=params,
+        onnx_exact=onnx_exact,
+        child_run_ids=tuple(child_ids),
+        seconds=seconds,
+    )
+
+
+def _search(
+    cfg: TrainConfig,
+    spec: DatasetSpec,
+    model_key: str,
+    overrides: dict[str, Any],
+    frames: dict[str, tuple[pd.DataFrame, pd.Series]],
+    experiment_id: str,
+    on_trial: TrialCallback | None,
+) -> tuple[Pipeline, dict[str, Any], list[str], str]:
+    """Random search: each trial a nested run with params and train/val metrics."""
+    import mlflow
+
+    metric, higher = evaluate.primary_metric(spec.task)
+    rng = np.random.default_rng(cfg.seed)
+    X_train, y_train = frames["train"]
+    X_val, y_val = frames["val"]
+    best: tuple[float, Pipeline, dict[str, Any], str] | None = None
+    child_ids: list[str] = []
+    for i in range(1, cfg.trials + 1):
+        drawn = pipelines.sample_params(model_key, spec.task, rng)
+        params = pipelines.estimator_params(model_key, spec.task, {**drawn, **overrides}, cfg.seed)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"trial-{i:03d}", nested=True) as child:
+            mlflow.set_tags({"mlcycle.kind": "trial", "mlcycle.task": spec.task, "mlcycle.trial": str(i)})
+            mlflow.log_params({"model": model_key, **{f"model__{k}": v for k, v in params.items()}})
+            pipe = _fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
+            m = evaluate.compute_metrics(spec.task, evaluate.predict_all(pipe, X_val, y_val, spec.task), "val_")
+            mlflow.log_metrics(m)
+        child_ids.append(child.info.run_id)
+        score = m.get(f"val_{metric}", float("nan"))
+        better = best is None or (score > best[0] if higher else score < best[0])
+        if better and not np.isnan(score):
+            best = (score, pipe, params, child.info.run_id)
+        if on_trial is not None:
+            on_trial(i, cfg.trials, m)
+    if best is None:
+        raise TrainingError(f"no trial produced a finite val_{metric}")
+    mlflow.log_metric(f"best_val_{metric}", best[0])
+    return best[1], best[2], child_ids, best[3]

@@ -1,0 +1,119 @@
+"""ONNX copy of a fitted pipeline, kept only when it reproduces sklearn's predictions.
+
+API: :func:`convert`, :func:`onnx_feeds`, :class:`OnnxCheck`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from mlcycle.data import DatasetSpec
+
+logger = logging.getLogger(__name__)
+
+#: Tolerances of the check: labels must match exactly, numbers within these.
+RTOL = 1e-4
+ATOL = 1e-5
+
+
+@dataclass(frozen=True)
+class OnnxCheck:
+    """Outcome of the conversion and of the comparison with sklearn on the test split."""
+
+    exact: bool
+    reason: str
+    rows_checked: int = 0
+    max_abs_diff: float = 0.0
+    label_mismatches: int = 0
+    input_type: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (logged as ``onnx/check.json``)."""
+        return asdict(self)
+
+
+def onnx_feeds(X: pd.DataFrame, spec: DatasetSpec, numeric_dtype: Any = np.float64) -> dict[str, np.ndarray]:
+    """ONNX inputs for a feature frame: one ``(n, 1)`` tensor per column.
+
+    Missing categorical values become the empty string; the exported imputer maps it to the
+    same constant the sklearn imputer uses.
+    """
+    feeds: dict[str, np.ndarray] = {}
+    for col in spec.numeric:
+        feeds[col] = X[col].to_numpy(dtype=numeric_dtype, na_value=np.nan).reshape(-1, 1)
+    for col in spec.categorical:
+        values = X[col].astype(object).where(X[col].notna(), "")
+        feeds[col] = values.to_numpy(dtype=object).astype(str).reshape(-1, 1)
+    return feeds
+
+
+def _export_pipeline(pipe: Pipeline, spec: DatasetSpec) -> Pipeline:
+    """A copy whose string imputers treat '' as missing (what ONNX string tensors can carry)."""
+    import copy
+
+    clone = copy.deepcopy(pipe)
+    pre = clone.named_steps["preprocess"]
+    for name, trans, _cols in pre.transformers_:
+        if name == "cat":
+            trans.named_steps["impute"].missing_values = ""
+    return clone
+
+
+def convert(pipe: Pipeline, spec: DatasetSpec, X_check: pd.DataFrame) -> tuple[bytes | None, OnnxCheck]:
+    """Convert ``pipe`` to ONNX and compare with sklearn on ``X_check``.
+
+    Returns the serialized model only when labels match exactly and numbers within
+    :data:`RTOL`/:data:`ATOL`; otherwise ``None`` and the reason.
+    """
+    try:
+        import onnxruntime as ort
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    except ImportError as exc:  # pragma: no cover - both are dependencies
+        return None, OnnxCheck(False, f"ONNX tools not installed: {exc}")
+    export = _export_pipeline(pipe, spec)
+    initial = [(c, FloatTensorType([None, 1])) for c in spec.numeric] + [
+        (c, StringTensorType([None, 1])) for c in spec.categorical
+    ]
+    options: dict[Any, Any] = {}
+    if spec.task == "classification":
+        options = {id(export.named_steps["model"]): {"zipmap": False}}
+    try:
+        onx = convert_sklearn(export, initial_types=initial, options=options, target_opset=17)
+        blob = onx.SerializeToString()
+        sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+        outs = sess.run(None, onnx_feeds(X_check, spec, np.float32))
+    except Exception as exc:
+        logger.info("ONNX conversion not kept: %s", exc)
+        return None, OnnxCheck(False, f"conversion failed: {type(exc).__name__}: {str(exc)[:300]}")
+    n = len(X_check)
+    if spec.task == "classification":
+        want_label = np.asarray(pipe.predict(X_check))
+        want_p = np.asarray(pipe.predict_proba(X_check))
+        got_p = np.asarray(outs[1], dtype=float)
+        # Labels as a server computes them from the ONNX probabilities: sklearn's argmax rule.
+        got_label = np.asarray(pipe.classes_)[np.argmax(got_p, axis=1)]
+        mism = int((got_label.astype(str) != want_label.astype(str)).sum())
+        diff = float(np.max(np.abs(want_p - got_p))) if n else 0.0
+        ok = mism == 0 and np.allclose(got_p, want_p, rtol=RTOL, atol=ATOL)
+    else:
+        want = np.asarray(pipe.predict(X_check), dtype=float)
+        got = np.asarray(outs[0], dtype=float).ravel()
+        diff = float(np.max(np.abs(want - got))) if n else 0.0
+        mism = 0
+        ok = bool(np.allclose(got, want, rtol=RTOL, atol=ATOL))
+    check = OnnxCheck(
+        exact=ok,
+        reason="reproduces sklearn on the test split" if ok else "predictions differ from sklearn",
+        rows_checked=n,
+        max_abs_diff=diff,
+        label_mismatches=mism,
+        input_type="float+string",
+    )
+    return (blob if ok else None), check
