@@ -38,6 +38,16 @@ class OnnxCheck:
         return asdict(self)
 
 
+#: Probabilities are rounded to this many decimals before the arg-max, so that float32 noise
+#: cannot break a tie (e.g. 50 of 100 trees) differently from sklearn's first-wins rule.
+TIE_DECIMALS = 5
+
+
+def labels_from_proba(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Class labels from ONNX probabilities with sklearn's rule (first class wins a tie)."""
+    return classes[np.argmax(np.round(proba, TIE_DECIMALS), axis=1)]
+
+
 def onnx_feeds(X: pd.DataFrame, spec: DatasetSpec, numeric_dtype: Any = np.float64) -> dict[str, np.ndarray]:
     """ONNX inputs for a feature frame: one ``(n, 1)`` tensor per column.
 
@@ -97,8 +107,7 @@ def convert(pipe: Pipeline, spec: DatasetSpec, X_check: pd.DataFrame) -> tuple[b
         want_label = np.asarray(pipe.predict(X_check))
         want_p = np.asarray(pipe.predict_proba(X_check))
         got_p = np.asarray(outs[1], dtype=float)
-        # Labels as a server computes them from the ONNX probabilities: sklearn's argmax rule.
-        got_label = np.asarray(pipe.classes_)[np.argmax(got_p, axis=1)]
+        got_label = labels_from_proba(got_p, np.asarray(pipe.classes_))
         mism = int((got_label.astype(str) != want_label.astype(str)).sum())
         diff = float(np.max(np.abs(want_p - got_p))) if n else 0.0
         ok = mism == 0 and np.allclose(got_p, want_p, rtol=RTOL, atol=ATOL)
