@@ -1,0 +1,44 @@
+"""Registry stage: register, champion/challenger gate, promote, rollback, audit trail.
+
+API:
+
+- :func:`register` — a training run's model becomes a new version (Staging, ``@challenger``).
+- :func:`gate` with :class:`GatePolicy` → :class:`GateDecision` — challenger vs champion on
+  the same data with ``mlflow.models.evaluate``; decision kept as version tags and audit run.
+- :func:`promote` / :func:`rollback` → :class:`PromotionResult` — serialised by a lock that
+  holds across processes (PostgreSQL advisory lock, or a file lock next to a SQLite store).
+- :func:`history` → list of :class:`AuditEntry` — who, when, from, to, metrics, reason.
+- :func:`champion_version`, :func:`model_uri` (from :mod:`mlcycle.uris`).
+"""
+
+from mlcycle.register.audit import history
+from mlcycle.register.core import champion_version, register
+from mlcycle.register.gate import gate
+from mlcycle.register.promote import promote, rollback
+from mlcycle.register.types import (
+    AUDIT_EXPERIMENT,
+    CHALLENGER,
+    CHAMPION,
+    AuditEntry,
+    GateDecision,
+    GatePolicy,
+    PromotionResult,
+)
+from mlcycle.uris import model_uri
+
+__all__ = [
+    "AUDIT_EXPERIMENT",
+    "CHALLENGER",
+    "CHAMPION",
+    "AuditEntry",
+    "GateDecision",
+    "GatePolicy",
+    "PromotionResult",
+    "champion_version",
+    "gate",
+    "history",
+    "model_uri",
+    "promote",
+    "register",
+    "rollback",
+]

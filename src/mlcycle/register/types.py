@@ -1,0 +1,112 @@
+"""Values of the registry stage: gate policy, gate decision, promotion result, audit entry.
+
+API: :class:`GatePolicy`, :class:`GateDecision`, :class:`PromotionResult`, :class:`AuditEntry`,
+constants :data:`CHAMPION`, :data:`CHALLENGER`, :data:`AUDIT_EXPERIMENT`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+AUDIT_EXPERIMENT = "mlcycle-registry-audit"
+
+GateMode = Literal["enabled", "dry_run", "disabled"]
+
+#: Default gate metric per task, and whether higher is better for known metrics.
+DEFAULT_METRIC = {"classification": "roc_auc", "regression": "rmse"}
+HIGHER_IS_BETTER = {
+    "roc_auc": True,
+    "accuracy": True,
+    "f1": True,
+    "f1_score": True,
+    "precision": True,
+    "precision_score": True,
+    "recall": True,
+    "recall_score": True,
+    "r2": True,
+    "r2_score": True,
+    "log_loss": False,
+    "rmse": False,
+    "root_mean_squared_error": False,
+    "mae": False,
+    "mean_absolute_error": False,
+    "mse": False,
+    "mean_squared_error": False,
+}
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """Declared thresholds of the champion/challenger gate.
+
+    ``metric`` defaults to ``roc_auc`` for classifiers and ``rmse`` for regressors; whether
+    higher is better is known for the usual metrics. With no champion the absolute
+    thresholds alone decide.
+    """
+
+    mode: GateMode = "enabled"
+    metric: str | None = None
+    min_score: float | None = None
+    min_improvement: float = 0.0
+    max_latency_ms_per_row: float | None = None
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """What the gate decided for one challenger, and why."""
+
+    passed: bool
+    mode: str
+    reasons: list[str]
+    challenger_metrics: dict[str, float]
+    champion_metrics: dict[str, float]
+    challenger_version: str
+    champion_version: str | None
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    """A promotion or rollback that happened (or, in dry-run, would have)."""
+
+    name: str
+    action: Literal["promote", "rollback"]
+    version: str
+    previous_version: str | None
+    forced: bool
+    reason: str | None
+    decision: GateDecision | None
+    audit_run_id: str | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One promotion or rollback read back from the audit experiment."""
+
+    name: str
+    action: str
+    who: str
+    when: str
+    from_version: str | None
+    to_version: str
+    forced: bool
+    reason: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    run_id: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {
+            "name": self.name,
+            "action": self.action,
+            "who": self.who,
+            "when": self.when,
+            "from": self.from_version,
+            "to": self.to_version,
+            "forced": self.forced,
+            "reason": self.reason,
+            "metrics": self.metrics,
+            "run_id": self.run_id,
+        }
