@@ -1,0 +1,195 @@
+"""Helpers for the serving integration tests: a private MLflow store, registered models and
+real model servers (stock ``mlflow models serve`` and ``mlcycle serve``) as process groups.
+
+Module-scoped fixtures cannot use the per-test store of ``tests/conftest.py``, so everything
+here takes its tracking URI and working directory explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from conftest import free_port, stop_group, wait_for_port
+
+BIN = Path(sys.executable).parent
+# Stock startup measured at ~5 s alone; give slow shared CI machines plenty of room.
+START_TIMEOUT = 120.0
+
+
+@dataclass
+class Store:
+    """A private tracking store + artifact root in one directory."""
+
+    root: Path
+    uri: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.uri = f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Point mlflow, the environment and the working directory at this store, then restore."""
+        import mlflow
+
+        previous = mlflow.get_tracking_uri()
+        with pytest.MonkeyPatch.context() as mp:
+            for key in list(os.environ):
+                if key.startswith(("MLFLOW_", "MLCYCLE_")):
+                    mp.delenv(key)
+            mp.setenv("MLFLOW_TRACKING_URI", self.uri)
+            mp.setenv("MLCYCLE_ARTIFACT_ROOT", str(self.root / "mlartifacts"))
+            mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            mp.chdir(self.root)
+            mlflow.set_tracking_uri(self.uri)
+            try:
+                yield
+            finally:
+                while mlflow.active_run() is not None:
+                    mlflow.end_run()
+                mlflow.set_tracking_uri(previous)
+
+    def env(self) -> dict[str, str]:
+        """Environment of a server subprocess reading this store."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLCYCLE_"))}
+        # `mlflow models serve` execs `uvicorn` through bash: the venv must be on PATH.
+        env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+        env["MLFLOW_TRACKING_URI"] = self.uri
+        env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+        return env
+
+
+@dataclass(frozen=True)
+class Registered:
+    name: str
+    version: str
+    features: pd.DataFrame  # held-out rows to score (feature columns only)
+
+
+def train_and_register(
+    store: Store,
+    name: str,
+    frame: pd.DataFrame,
+    target: str,
+    model: str,
+    *,
+    time_column: str | None = None,
+    params: dict[str, Any] | None = None,
+    sample: int = 20,
+) -> Registered:
+    """Train with ``mlcycle.train.train``, register as ``name``, make it @champion + Production."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from mlcycle import data as data_mod
+    from mlcycle.train import TrainConfig, train
+
+    with store.active():
+        path = store.root / f"{name}.csv"
+        frame.to_csv(path, index=False)
+        client = MlflowClient(tracking_uri=store.uri)
+        result = train(
+            TrainConfig(
+                data=str(path),
+                target=target,
+                model=model,
+                params=params or {},
+                time_column=time_column,
+                plots=False,
+                experiment=f"serving-{name}",
+            ),
+            client,
+        )
+        mv = mlflow.register_model(result.model_uri, name)
+        client.set_registered_model_alias(name, "champion", mv.version)
+        client.transition_model_version_stage(name, mv.version, "Production")
+        spec = data_mod.infer_spec(frame, target, None, time_column, ())
+        features = data_mod.prepare_features(frame.tail(sample).reset_index(drop=True), spec)
+    return Registered(name, str(mv.version), features)
+
+
+def reference_predict(store: Store, model_uri: str, features: pd.DataFrame) -> list[Any]:
+    """What ``mlflow.pyfunc.load_model(uri).predict`` returns, as JSON-ready values."""
+    import mlflow
+
+    with store.active():
+        out = mlflow.pyfunc.load_model(model_uri).predict(features)
+    return pd.Series(out).tolist() if not isinstance(out, pd.DataFrame) else out.to_dict("records")
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        stop_group(self.proc)
+
+
+def _spawn(cmd: list[str], store: Store, log: Path, port: int) -> Server:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=store.root,
+            env=store.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # MLflow spawns uvicorn (and workers): stop the group.
+        )
+    return Server(proc, port, log)
+
+
+def start_stock(store: Store, model_uri: str, tag: str) -> Server:
+    """Start ``mlflow models serve --env-manager local`` (returns before it is ready)."""
+    port = free_port()
+    cmd = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+           "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    return _spawn(cmd, store, store.root / f"stock-{tag}.log", port)
+
+
+def start_mlcycle(store: Store, model_uri: str, tag: str, *extra: str) -> Server:
+    """Start ``mlcycle serve`` on the CLI contract (returns before it is ready)."""
+    port = free_port()
+    cmd = [str(BIN / "mlcycle"), "serve", "--model", model_uri, "--host", "127.0.0.1",
+           "--port", str(port), *extra]  # fmt: skip
+    return _spawn(cmd, store, store.root / f"mlcycle-{tag}.log", port)
+
+
+def wait_ready(server: Server, path: str = "/ping", timeout: float = START_TIMEOUT) -> float:
+    """Block until ``path`` answers 200; return the seconds waited. Fail with the server log."""
+    t0 = time.monotonic()
+    try:
+        wait_for_port(server.port, timeout, server.proc)
+        while time.monotonic() - t0 < timeout:
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {server.proc.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(server.url + path, timeout=5).status_code == 200:
+                    return time.monotonic() - t0
+            time.sleep(0.1)
+        raise TimeoutError(f"{path} not 200 after {timeout}s")
+    except (RuntimeError, TimeoutError) as exc:
+        tail = server.log.read_text(errors="replace")[-3000:] if server.log.exists() else ""
+        pytest.fail(f"{exc}\n--- server log ---\n{tail}")
+
+
+def split_payload(features: pd.DataFrame) -> dict[str, Any]:
+    """An MLflow ``dataframe_split`` body with JSON-native values."""
+    doc = features.to_dict(orient="split")
+    return {"dataframe_split": {"columns": doc["columns"], "data": doc["data"]}}
