@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+
 from conftest import free_port, stop_group, wait_for_port
 
 BIN = Path(sys.executable).parent

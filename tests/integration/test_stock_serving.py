@@ -47,9 +47,14 @@ def registered(store: Store) -> dict[str, Registered]:
             store, "churn_linear", churn, SCENARIO_TARGET, "linear", time_column=SCENARIO_TIME
         ),
         "churn_rf": train_and_register(
-            store, "churn_rf", churn, SCENARIO_TARGET, "random_forest",
-            time_column=SCENARIO_TIME, params={"n_estimators": "20"},
-        ),  # fmt: skip
+            store,
+            "churn_rf",
+            churn,
+            SCENARIO_TARGET,
+            "random_forest",
+            time_column=SCENARIO_TIME,
+            params={"n_estimators": "20"},
+        ),
         "diabetes": train_and_register(store, "diabetes", diabetes, "target", "linear"),
     }
 
