@@ -19,6 +19,10 @@ from mlcycle.data import DatasetSpec
 MAX_REFERENCE_ROWS = 5_000
 PROFILE_BINS = 20
 MAX_CATEGORIES = 100
+#: Points of the reference quantile function kept per numeric column (Wasserstein at scale).
+PROFILE_QUANTILES = 1001
+#: Numeric columns with at most this many distinct values also keep their value counts.
+MAX_DISCRETE_VALUES = 20
 
 
 def reference_sample(
@@ -54,7 +58,15 @@ def profile(X: pd.DataFrame, spec: DatasetSpec) -> dict[str, Any]:
                 std=float(finite.std()),
                 bin_edges=[float(e) for e in edges],
                 bin_counts=[int(c) for c in counts],
+                quantiles=[
+                    float(q) for q in np.quantile(finite, np.linspace(0, 1, PROFILE_QUANTILES))
+                ],
             )
+            uniq, ucounts = np.unique(finite, return_counts=True)
+            if len(uniq) <= MAX_DISCRETE_VALUES:
+                entry["values"] = {
+                    repr(float(v)): int(c) for v, c in zip(uniq, ucounts, strict=True)
+                }
         cols[col] = entry
     for col in spec.categorical:
         s = X[col]

@@ -1,0 +1,734 @@
+"""Detect: compare a window of production data with the training reference.
+
+API:
+
+- :class:`DriftConfig` — declared thresholds and per-column methods.
+- :func:`analyse_window` → :class:`DriftResult` — per-column drift, prediction drift,
+  data-quality findings, quality metrics when labels exist, and the Evidently report.
+- :func:`sanitise` — the data-quality pass that runs before any statistic.
+
+Verdicts are computed over the *whole* window against the reference profile that training
+stored (quantile function, bins, category counts of the full training split), with the same
+default methods Evidently picks for large data (normed Wasserstein for numbers, Jensen–Shannon
+for categories and numbers with at most five values). The Evidently report itself runs on
+bounded samples, as its maintainers recommend for large data, so its cost does not grow with
+the window. Methods without a profile form (``ks``, ``chisquare``, ``z``, …) run through
+Evidently's own stat tests on the bounded samples.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from mlcycle.errors import MonitoringError
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["ok", "drift", "insufficient_data"]
+
+#: Methods computed from the reference profile over the full window.
+PROFILE_METHODS = ("wasserstein", "jensenshannon", "psi")
+#: Default thresholds (Evidently's defaults for the same methods).
+DEFAULT_THRESHOLDS = {"wasserstein": 0.1, "jensenshannon": 0.1, "psi": 0.1}
+#: Columns of the inference log that are bookkeeping, not model inputs.
+LOG_COLUMNS = ("request_id", "record_index", "timestamp", "model_name", "model_version", "role")
+PREDICTION = "prediction"
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """What counts as drift and as enough data; every value declared, none hidden in code.
+
+    Attributes:
+        min_rows: windows with fewer rows are ``insufficient_data`` (no verdict, no retrain).
+        min_labels: labelled rows needed before quality metrics are computed.
+        drift_share: share of drifted features at or above which the window's status is
+            ``drift``.
+        num_method / cat_method: ``auto`` follows Evidently's choice for large data; or any
+            Evidently stat-test name.
+        per_column_method / per_column_threshold: overrides by column.
+        report_rows: rows of each side sampled for the Evidently report and sample methods.
+        missing_tolerance: a rise of the missing share above the reference by more than this
+            is a finding.
+        out_of_range_tolerance: a share of values outside the reference range above this is a
+            finding.
+        seed: sampling seed.
+    """
+
+    min_rows: int = 200
+    min_labels: int = 50
+    drift_share: float = 0.3
+    num_method: str = "auto"
+    cat_method: str = "auto"
+    per_column_method: dict[str, str] = field(default_factory=dict)
+    per_column_threshold: dict[str, float] = field(default_factory=dict)
+    report_rows: int = 5_000
+    missing_tolerance: float = 0.1
+    out_of_range_tolerance: float = 0.01
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    """Drift of one column."""
+
+    column: str
+    kind: Literal["numeric", "categorical"]
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+    missing_share: float
+    rows: int
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One data-quality observation about the current window."""
+
+    column: str
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """Everything :func:`analyse_window` found; a value the policy and the logger read."""
+
+    status: Status
+    rows: int
+    reference_rows: int
+    columns: tuple[ColumnDrift, ...] = ()
+    prediction: ColumnDrift | None = None
+    findings: tuple[Finding, ...] = ()
+    quality: dict[str, float] = field(default_factory=dict)
+    reference_quality: dict[str, float] = field(default_factory=dict)
+    quality_drop: float | None = None
+    report_html: str | None = None
+    report_json: str | None = None
+
+    @property
+    def drifted(self) -> list[str]:
+        """Names of the drifted feature columns."""
+        return [c.column for c in self.columns if c.drifted]
+
+    @property
+    def drift_share(self) -> float:
+        """Share of analysed features that drifted (0 when none were analysed)."""
+        return len(self.drifted) / len(self.columns) if self.columns else 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """Flat MLflow metrics: per-feature scores, shares, missing shares, quality."""
+        out: dict[str, float] = {
+            "rows": float(self.rows),
+            "drift_share": self.drift_share,
+            "drifted_columns": float(len(self.drifted)),
+            "findings": float(len(self.findings)),
+        }
+        for c in self.columns:
+            out[f"drift_score/{c.column}"] = c.score
+            out[f"drifted/{c.column}"] = float(c.drifted)
+            out[f"missing_share/{c.column}"] = c.missing_share
+        if self.prediction is not None:
+            out["prediction_drift_score"] = self.prediction.score
+            out["prediction_drifted"] = float(self.prediction.drifted)
+        out.update({f"quality/{k}": v for k, v in self.quality.items()})
+        if self.quality_drop is not None:
+            out["quality_drop"] = self.quality_drop
+        return {k: v for k, v in out.items() if math.isfinite(v)}
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the CLI's ``--json``)."""
+        doc = asdict(self)
+        doc["drift_share"] = self.drift_share
+        doc["drifted"] = self.drifted
+        return doc
+
+
+# --------------------------------------------------------------------------- sanitise
+
+
+@dataclass
+class _Clean:
+    numeric: dict[str, np.ndarray]
+    categorical: dict[str, pd.Series]
+    findings: list[Finding]
+
+
+def _numeric_values(s: pd.Series, col: str, findings: list[Finding]) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(s):
+        s = s.astype(float)
+    if not pd.api.types.is_numeric_dtype(s):
+        coerced = pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
+        given = int(s.notna().sum())
+        bad = given - int(coerced.notna().sum())
+        detail = f"numbers arrived as {s.dtype} text"
+        if bad:
+            detail += f"; {bad} value(s) of {given} are not numbers and count as missing"
+        findings.append(Finding(col, "type_mismatch", detail))
+        s = coerced
+    values = s.to_numpy(dtype=float, na_value=np.nan)
+    n_inf = int(np.isinf(values).sum())
+    if n_inf:
+        findings.append(
+            Finding(col, "infinite_values", f"{n_inf} infinite value(s) treated as missing")
+        )
+        values = np.where(np.isinf(values), np.nan, values)
+    return values
+
+
+def sanitise(
+    current: pd.DataFrame,
+    profile: dict[str, Any],
+    config: DriftConfig,
+    extra_ok: tuple[str, ...] = (),
+) -> _Clean:
+    """Coerce the window to the reference's column types and list what is wrong with it.
+
+    Missing columns, extra columns, numbers as text, infinities, all-missing and constant
+    columns, a rise of missing values, values outside the reference range and new categories
+    become :class:`Finding` values; unusable columns are left out, the rest are analysed.
+    """
+    findings: list[Finding] = []
+    cols: dict[str, Any] = profile["columns"]
+    known = set(cols) | set(LOG_COLUMNS) | {PREDICTION, profile.get("target", "")} | set(extra_ok)
+    extra = [str(c) for c in current.columns if c not in known]
+    if extra:
+        findings.append(Finding(",".join(extra), "extra_columns", "not in the reference; ignored"))
+    numeric: dict[str, np.ndarray] = {}
+    categorical: dict[str, pd.Series] = {}
+    n = len(current)
+    for col, ref in cols.items():
+        if col not in current.columns:
+            findings.append(Finding(col, "missing_column", "absent from the current window"))
+            continue
+        if ref["type"] == "numeric":
+            values = _numeric_values(current[col], col, findings)
+            finite = values[np.isfinite(values)]
+            missing = 1.0 - len(finite) / n if n else 0.0
+            if not len(finite):
+                findings.append(Finding(col, "all_missing", "no usable value in the window"))
+                continue
+            if "min" in ref:
+                lo, hi = ref["min"], ref["max"]
+                outside = float(np.mean((finite < lo) | (finite > hi)))
+                if outside > config.out_of_range_tolerance:
+                    findings.append(
+                        Finding(
+                            col,
+                            "out_of_range",
+                            f"{outside:.1%} of values outside the reference range [{lo:g}, {hi:g}]",
+                        )
+                    )
+            if finite.min() == finite.max() and ref.get("min") != ref.get("max"):
+                findings.append(Finding(col, "constant", f"every value is {finite[0]:g}"))
+            numeric[col] = values
+        else:
+            s = current[col].astype("str")
+            present = s.dropna()
+            missing = 1.0 - len(present) / n if n else 0.0
+            if present.empty:
+                findings.append(Finding(col, "all_missing", "no usable value in the window"))
+                continue
+            if ref.get("n_categories", 0) <= len(ref.get("categories", {})):
+                new = present[~present.isin(list(ref["categories"]))]
+                if len(new):
+                    examples = ", ".join(map(str, pd.unique(new)[:5]))
+                    findings.append(
+                        Finding(
+                            col,
+                            "new_categories",
+                            f"{len(new) / len(present):.1%} of values in unseen categories "
+                            f"({examples})",
+                        )
+                    )
+            if present.nunique() == 1 and ref.get("n_categories", 2) > 1:
+                findings.append(Finding(col, "constant", f"every value is {present.iloc[0]!r}"))
+            categorical[col] = s
+        if missing > ref.get("missing_share", 0.0) + config.missing_tolerance:
+            findings.append(
+                Finding(
+                    col,
+                    "missing_share",
+                    f"{missing:.1%} missing (reference {ref.get('missing_share', 0.0):.1%})",
+                )
+            )
+    return _Clean(numeric, categorical, findings)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _wasserstein(ref: dict[str, Any], values: np.ndarray) -> float:
+    """Normed Wasserstein-1 between the reference quantile function and the window's."""
+    qr = np.asarray(ref.get("quantiles") or ref["bin_edges"], dtype=float)
+    grid = np.linspace(0.0, 1.0, len(qr))
+    qc = np.quantile(values, grid)
+    diff = np.abs(qr - qc)
+    w1 = float(np.sum((diff[1:] + diff[:-1]) * np.diff(grid)) / 2.0)
+    return w1 / max(float(ref.get("std", 0.0)), 0.001)
+
+
+def _counts(values: Any) -> dict[str, int]:
+    """Value counts keyed like the profile: text as is, numbers as ``repr(float)``."""
+    if isinstance(values, np.ndarray):
+        uniq, counts = np.unique(values, return_counts=True)
+        return {repr(float(v)): int(c) for v, c in zip(uniq, counts, strict=True)}
+    return {str(k): int(v) for k, v in values.value_counts().items()}
+
+
+def _aligned(
+    ref_counts: dict[str, int], cur_counts: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    keys = list(dict.fromkeys([*ref_counts, *cur_counts]))
+    r = np.array([ref_counts.get(k, 0) for k in keys], dtype=float)
+    c = np.array([cur_counts.get(k, 0) for k in keys], dtype=float)
+    return r, c
+
+
+def _jensenshannon(ref_counts: dict[str, int], cur_counts: dict[str, int]) -> float:
+    from scipy.spatial import distance
+
+    r, c = _aligned(ref_counts, cur_counts)
+    return float(distance.jensenshannon(r / r.sum(), c / c.sum()))
+
+
+def _psi_from(r: np.ndarray, c: np.ndarray) -> float:
+    r = r / r.sum()
+    c = c / c.sum()
+    r = np.where(r == 0, 1e-4, r)
+    c = np.where(c == 0, 1e-4, c)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def _psi_numeric(ref: dict[str, Any], values: np.ndarray) -> float:
+    edges = np.asarray(ref["bin_edges"], dtype=float)
+    inner = edges[1:-1]
+    # Values beyond the reference range fall into the outer bins, as PSI on quantile bins does.
+    idx = np.searchsorted(inner, values, side="right")
+    c = np.bincount(idx, minlength=len(edges) - 1).astype(float)
+    return _psi_from(np.asarray(ref["bin_counts"], dtype=float), c)
+
+
+def _psi_categorical(ref_counts: dict[str, int], cur_counts: dict[str, int]) -> float:
+    return _psi_from(*_aligned(ref_counts, cur_counts))
+
+
+def _evidently_test(
+    method: str, kind: str, ref: pd.Series, cur: pd.Series, threshold: float | None
+) -> tuple[float, bool, float]:
+    from evidently.legacy.calculations.stattests.registry import get_stattest
+    from evidently.legacy.core import ColumnType
+
+    ctype = ColumnType.Numerical if kind == "numeric" else ColumnType.Categorical
+    try:
+        test = get_stattest(ref, cur, ctype, None if method == "evidently" else method)
+        res = test(ref, cur, ctype, threshold)
+    except Exception as exc:
+        raise MonitoringError(f"drift method '{method}' failed: {exc}") from exc
+    return float(res.drift_score), bool(res.drifted), float(res.actual_threshold)
+
+
+def _method_for(
+    col: str, kind: str, ref: dict[str, Any], values: Any, config: DriftConfig, ref_rows: int
+) -> str:
+    method = config.per_column_method.get(col) or (
+        config.num_method if kind == "numeric" else config.cat_method
+    )
+    if method != "auto":
+        return method
+    if ref_rows <= 1000:
+        return "evidently"  # Evidently's small-data choice (KS, chi², Z) on the data itself
+    if kind == "categorical":
+        return "jensenshannon"
+    if "values" in ref:
+        uniq = np.unique(values)
+        if len(uniq) <= 5 and len(set(ref["values"]) | {repr(float(v)) for v in uniq}) <= 5:
+            return "jensenshannon"
+    return "wasserstein"
+
+
+def _column_drift(
+    col: str,
+    kind: Literal["numeric", "categorical"],
+    ref: dict[str, Any],
+    raw: Any,
+    ref_sample: pd.Series | None,
+    config: DriftConfig,
+    ref_rows: int,
+    rng: np.random.Generator,
+) -> ColumnDrift:
+    n = len(raw)
+    values = raw[np.isfinite(raw)] if kind == "numeric" else raw.dropna()
+    missing = 1.0 - len(values) / n if n else 0.0
+    method = _method_for(col, kind, ref, values, config, ref_rows)
+    threshold = config.per_column_threshold.get(col, DEFAULT_THRESHOLDS.get(method))
+    if method == "wasserstein" and kind == "numeric":
+        score = _wasserstein(ref, values)
+    elif method == "jensenshannon" and kind == "categorical":
+        score = _jensenshannon(ref["categories"], _counts(values))
+    elif method == "jensenshannon" and "values" in ref:
+        score = _jensenshannon(ref["values"], _counts(values))
+    elif method == "psi" and kind == "numeric":
+        score = _psi_numeric(ref, values)
+    elif method == "psi":
+        score = _psi_categorical(ref["categories"], _counts(values))
+    else:
+        if ref_sample is None:
+            raise MonitoringError(f"method '{method}' for '{col}' needs the reference sample")
+        cur = pd.Series(values)
+        if len(cur) > config.report_rows:
+            cur = cur.iloc[rng.choice(len(cur), config.report_rows, replace=False)]
+        ref_s = ref_sample.dropna()
+        if kind == "numeric":
+            ref_s = (
+                pd.to_numeric(ref_s, errors="coerce").replace([np.inf, -np.inf], np.nan).dropna()
+            )
+        score, drifted, thr = _evidently_test(
+            method, kind, ref_s.reset_index(drop=True), cur.reset_index(drop=True), threshold
+        )
+        return ColumnDrift(col, kind, method, score, thr, drifted, missing, n)
+    assert threshold is not None
+    return ColumnDrift(col, kind, method, score, threshold, score >= threshold, missing, n)
+
+
+# --------------------------------------------------------------------------- quality
+
+
+def _quality(
+    task: str, y_true: pd.Series, y_pred: pd.Series, classes: tuple[str, ...]
+) -> dict[str, float]:
+    from sklearn import metrics as skm
+
+    if task == "classification":
+        t = _labels(y_true).to_numpy(dtype=object)
+        p = _labels(y_pred).to_numpy(dtype=object)
+        labels = sorted(set(classes) | set(t) | set(p))
+        out = {"accuracy": float(skm.accuracy_score(t, p))}
+        if len(labels) == 2:
+            out["f1"] = float(skm.f1_score(t, p, pos_label=labels[1]))
+        else:
+            out["f1"] = float(skm.f1_score(t, p, average="macro"))
+        return out
+    t = pd.to_numeric(y_true, errors="coerce").to_numpy(dtype=float)
+    p = pd.to_numeric(y_pred, errors="coerce").to_numpy(dtype=float)
+    ok = np.isfinite(t) & np.isfinite(p)
+    t, p = t[ok], p[ok]
+    return {
+        "rmse": float(np.sqrt(skm.mean_squared_error(t, p))),
+        "mae": float(skm.mean_absolute_error(t, p)),
+        "r2": float(skm.r2_score(t, p)) if len(t) > 1 else float("nan"),
+    }
+
+
+def _quality_drop(task: str, cur: dict[str, float], ref: dict[str, float]) -> float | None:
+    """Accuracy lost (classification) or relative RMSE gained (regression); positive is worse."""
+    if task == "classification" and "accuracy" in cur and "accuracy" in ref:
+        return ref["accuracy"] - cur["accuracy"]
+    if task == "regression" and "rmse" in cur and ref.get("rmse"):
+        return (cur["rmse"] - ref["rmse"]) / ref["rmse"]
+    return None
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _labels(s: pd.Series) -> pd.Series:
+    """Class labels as text, integers without a trailing ``.0`` (NaN-able ints arrive as floats)."""
+    if pd.api.types.is_float_dtype(s):
+        finite = s.dropna()
+        if len(finite) and (finite == finite.round()).all():
+            return s.astype("Int64").astype("str")
+    return s.astype("str")
+
+
+def write_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    methods: dict[str, str],
+    output_dir: Path,
+    task: str | None = None,
+    target: str | None = None,
+) -> tuple[Path, Path]:
+    """Run Evidently 0.7 on (already sanitised, bounded) frames; write ``report.html/.json``.
+
+    Args:
+        reference: reference sample.
+        current: current sample.
+        numeric: numeric columns to show (including ``prediction`` for regressors).
+        categorical: categorical columns to show.
+        methods: per-column Evidently method names, so the report uses the verdicts' methods.
+        output_dir: where the files go.
+        task: adds a classification or regression quality section when ``target`` is given.
+        target: the label column, present in both frames.
+
+    Raises:
+        MonitoringError: Evidently failed.
+    """
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset, DataSummaryPreset
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    columns = [*numeric, *categorical]
+    definition: dict[str, Any] = {
+        "numerical_columns": list(numeric),
+        "categorical_columns": list(categorical),
+    }
+    items: list[Any] = [
+        DataDriftPreset(columns=columns, per_column_method=methods or None),
+        DataSummaryPreset(columns=columns),
+    ]
+    keep = list(columns)
+    if target and task and target in current.columns and target in reference.columns:
+        from evidently import BinaryClassification, MulticlassClassification, Regression
+        from evidently.presets import ClassificationPreset, RegressionPreset
+
+        keep.append(target)
+        if task == "classification":
+            labels = sorted(pd.concat([reference[target], current[target]]).dropna().unique())
+            if len(labels) <= 2:
+                definition["classification"] = [
+                    BinaryClassification(
+                        target=target, prediction_labels=PREDICTION, pos_label=labels[-1]
+                    )
+                ]
+            else:
+                definition["classification"] = [
+                    MulticlassClassification(target=target, prediction_labels=PREDICTION)
+                ]
+            items.append(ClassificationPreset())
+        else:
+            definition["regression"] = [Regression(target=target, prediction=PREDICTION)]
+            items.append(RegressionPreset())
+    keep = list(dict.fromkeys(keep))
+    try:
+        dd = DataDefinition(**definition)
+        snapshot = Report(items).run(
+            Dataset.from_pandas(current[keep].reset_index(drop=True), data_definition=dd),
+            Dataset.from_pandas(reference[keep].reset_index(drop=True), data_definition=dd),
+        )
+        html = output_dir / "report.html"
+        snapshot.save_html(str(html))
+        js = output_dir / "report.json"
+        js.write_text(json.dumps(snapshot.dict(), default=str, indent=1))
+    except Exception as exc:
+        raise MonitoringError(f"the Evidently report failed: {exc}") from exc
+    return html, js
+
+
+# --------------------------------------------------------------------------- analyse
+
+
+def analyse_window(
+    reference: Any,
+    current: pd.DataFrame,
+    config: DriftConfig | None = None,
+    output_dir: str | Path | None = None,
+) -> DriftResult:
+    """Compare ``current`` with ``reference``; never raises on bad data, reports it instead.
+
+    Args:
+        reference: a :class:`mlcycle.monitoring.inputs.ReferenceData` (profile, sample, spec,
+            reference quality).
+        current: the window: feature columns, ``prediction`` and, when labels joined, the
+            target column (inference-log bookkeeping columns are ignored).
+        config: thresholds and methods.
+        output_dir: where the Evidently HTML/JSON report goes; no report when ``None``.
+
+    Raises:
+        MonitoringError: a configured method is unknown, or the report failed.
+    """
+    config = config or DriftConfig()
+    profile = reference.profile
+    ref_rows = int(profile.get("rows", len(reference.sample)))
+    n = len(current)
+    if n < config.min_rows:
+        logger.info("window has %d rows (< %d): insufficient data", n, config.min_rows)
+        return DriftResult(
+            status="insufficient_data",
+            rows=n,
+            reference_rows=ref_rows,
+            findings=(
+                Finding("*", "insufficient_data", f"{n} rows; at least {config.min_rows} needed"),
+            ),
+        )
+    clean = sanitise(current, profile, config)
+    rng = np.random.default_rng(config.seed)
+    sample = reference.sample
+    drifts: list[ColumnDrift] = []
+    for col, values in clean.numeric.items():
+        ref_s = sample[col] if col in sample.columns else None
+        drifts.append(
+            _column_drift(
+                col, "numeric", profile["columns"][col], values, ref_s, config, ref_rows, rng
+            )
+        )
+    for col, series in clean.categorical.items():
+        ref_s = sample[col] if col in sample.columns else None
+        drifts.append(
+            _column_drift(
+                col, "categorical", profile["columns"][col], series, ref_s, config, ref_rows, rng
+            )
+        )
+    by_name = {d.column: d for d in drifts}
+    drifts = [by_name[c] for c in profile["columns"] if c in by_name]
+
+    task = profile.get("task", "classification")
+    target = profile.get("target")
+    prediction = None
+    pred_kind: Literal["numeric", "categorical"] = (
+        "categorical" if task == "classification" else "numeric"
+    )
+    if PREDICTION in current.columns and PREDICTION in sample.columns:
+        pred_profile = reference.prediction_profile()
+        raw_pred: Any
+        if pred_kind == "numeric":
+            raw_pred = _numeric_values(current[PREDICTION], PREDICTION, clean.findings)
+        else:
+            raw_pred = _labels(current[PREDICTION])
+        prediction = _column_drift(
+            PREDICTION, pred_kind, pred_profile, raw_pred, sample[PREDICTION], config, ref_rows, rng
+        )
+    else:
+        clean.findings.append(Finding(PREDICTION, "missing_column", "no predictions to compare"))
+
+    quality: dict[str, float] = {}
+    drop = None
+    if target and target in current.columns and PREDICTION in current.columns:
+        labelled = current[current[target].notna()]
+        if len(labelled) >= config.min_labels:
+            quality = _quality(
+                task, labelled[target], labelled[PREDICTION], tuple(reference.classes)
+            )
+            drop = _quality_drop(task, quality, reference.quality)
+        elif len(labelled):
+            clean.findings.append(
+                Finding(
+                    target,
+                    "few_labels",
+                    f"{len(labelled)} labelled rows; {config.min_labels} needed for quality",
+                )
+            )
+
+    result_share = sum(d.drifted for d in drifts) / len(drifts) if drifts else 0.0
+    status: Status = "drift" if drifts and result_share >= config.drift_share else "ok"
+    if not drifts:
+        status = "insufficient_data"
+        clean.findings.append(Finding("*", "insufficient_data", "no column could be analysed"))
+
+    html = js = None
+    if output_dir is not None and drifts:
+        html, js = _report(
+            reference,
+            current,
+            clean,
+            drifts,
+            prediction,
+            config,
+            Path(output_dir),
+            task,
+            target,
+            quality,
+        )
+
+    for f in clean.findings:
+        logger.info("data quality: %s %s: %s", f.column, f.kind, f.detail)
+    return DriftResult(
+        status=status,
+        rows=n,
+        reference_rows=ref_rows,
+        columns=tuple(drifts),
+        prediction=prediction,
+        findings=tuple(clean.findings),
+        quality=quality,
+        reference_quality=dict(reference.quality),
+        quality_drop=drop,
+        report_html=str(html) if html else None,
+        report_json=str(js) if js else None,
+    )
+
+
+def _report(
+    reference: Any,
+    current: pd.DataFrame,
+    clean: _Clean,
+    drifts: list[ColumnDrift],
+    prediction: ColumnDrift | None,
+    config: DriftConfig,
+    output_dir: Path,
+    task: str,
+    target: str | None,
+    quality: dict[str, float],
+) -> tuple[Path, Path]:
+    """Bounded, sanitised samples of both sides, then Evidently with the verdicts' methods."""
+    n = len(current)
+    idx = np.sort(
+        np.random.default_rng(config.seed).choice(n, min(n, config.report_rows), replace=False)
+    )
+    cur: dict[str, Any] = {}
+    numeric = [c for c in clean.numeric if c in reference.sample.columns]
+    categorical = [c for c in clean.categorical if c in reference.sample.columns]
+    for c in numeric:
+        cur[c] = clean.numeric[c][idx]
+    for c in categorical:
+        cur[c] = clean.categorical[c].iloc[idx].to_numpy()
+    ref = reference.sample.copy()
+    for c in numeric:
+        ref[c] = pd.to_numeric(ref[c], errors="coerce").replace([np.inf, -np.inf], np.nan)
+    for c in categorical:
+        ref[c] = ref[c].astype("str")
+    if prediction is not None:
+        if prediction.kind == "numeric":
+            numeric.append(PREDICTION)
+            cur[PREDICTION] = pd.to_numeric(
+                current[PREDICTION].iloc[idx], errors="coerce"
+            ).to_numpy()
+        else:
+            categorical.append(PREDICTION)
+            cur[PREDICTION] = _labels(current[PREDICTION].iloc[idx]).to_numpy()
+            ref[PREDICTION] = _labels(ref[PREDICTION])
+    with_target = bool(quality) and target is not None
+    if with_target:
+        assert target is not None
+        labelled = current[target].iloc[idx]
+        cur[target] = labelled.to_numpy()
+        if task == "classification":
+            cur[target] = _labels(labelled).to_numpy()
+            ref[target] = _labels(ref[target])
+    cur_df = pd.DataFrame(cur)
+    if with_target:
+        assert target is not None
+        cur_df = cur_df[cur_df[target].notna()]
+    # Columns constant or empty on either side make Evidently's plots fail; the verdict
+    # for them stands, only the report leaves them out.
+    usable = [
+        c
+        for c in [*numeric, *categorical]
+        if cur_df[c].notna().any()
+        and ref[c].notna().any()
+        and pd.concat([cur_df[c], ref[c]]).nunique() > 1
+    ]
+    methods = {}
+    for d in [*drifts, *([prediction] if prediction else [])]:
+        if d.column in usable and d.method != "evidently":
+            methods[d.column] = d.method
+    return write_report(
+        ref,
+        cur_df,
+        [c for c in numeric if c in usable],
+        [c for c in categorical if c in usable],
+        methods,
+        output_dir,
+        task if with_target else None,
+        target if with_target else None,
+    )
