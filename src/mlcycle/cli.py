@@ -228,5 +228,38 @@ def demo(workdir: str, rows: int) -> None:
     click.echo(f"look at it: {_ui_hint(settings)}")
 
 
+# --------------------------------------------------------------------------- build-docker
+
+
+@cli.command("build-docker")
+@click.option("--model", "model_uri", default=None, metavar="URI", help="Model the image serves by default (MODEL_URI) [default: models:/mlcycle-model@champion]; required with --stock.")
+@click.option("--image", default=None, metavar="NAME", help="Tag of the image to build.")
+@click.option("--stock", is_flag=True, help="Build MLflow's own serving image (mlflow models build-docker) instead.")
+@click.option("--env-manager", default="local", show_default=True, help="With --stock: local, virtualenv, uv or conda.")
+@click.option("--dockerfile-only", "dockerfile_only", default=None, type=click.Path(dir_okay=False), metavar="PATH", help="Write the mlcycle Dockerfile to PATH and build nothing (no Docker needed).")
+@click.option("--context", default=".", show_default=True, type=click.Path(file_okay=False, exists=True), help="Build context: the mlcycle repository root.")
+def build_docker(model_uri: str | None, image: str | None, stock: bool, env_manager: str, dockerfile_only: str | None, context: str) -> None:
+    """Build a model-server image: mlcycle's (default) or MLflow's stock one."""
+    from mlcycle.serve import image as image_mod
+
+    if stock and dockerfile_only:
+        raise click.UsageError("--dockerfile-only writes the mlcycle Dockerfile; it cannot be combined with --stock")
+    if dockerfile_only:
+        text = image_mod.render_dockerfile(model_uri=model_uri or image_mod.DEFAULT_MODEL_URI)
+        Path(dockerfile_only).write_text(text)
+        click.echo(f"wrote {dockerfile_only}")
+        return
+    if not image:
+        raise click.UsageError("--image is required unless --dockerfile-only is given")
+    if stock:
+        if not model_uri:
+            raise click.UsageError("--model is required with --stock")
+        image_mod.build_stock_image(model_uri, image, env_manager)
+    else:
+        text = image_mod.render_dockerfile(model_uri=model_uri or image_mod.DEFAULT_MODEL_URI)
+        image_mod.build_image(image, text, context)
+    click.echo(f"built image {image}")
+
+
 def main() -> None:  # pragma: no cover
     cli()

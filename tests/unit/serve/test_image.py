@@ -1,0 +1,108 @@
+"""The server image: rendered Dockerfile text, the stock build command, missing-Docker errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mlcycle.cli import cli
+from mlcycle.errors import ServingError
+from mlcycle.serve import image
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _docker_daemon_up() -> bool:
+    exe = shutil.which("docker")
+    if exe is None:
+        return False
+    return subprocess.run([exe, "info"], capture_output=True, timeout=30).returncode == 0
+
+
+def test_the_repository_dockerfile_is_the_rendered_default() -> None:
+    assert (REPO / "Dockerfile").read_text() == image.render_dockerfile()
+
+
+def test_the_image_runs_as_a_non_root_user_on_a_slim_base() -> None:
+    text = image.render_dockerfile()
+    assert re.findall(r"^FROM (\S+)", text, re.M) == ["python:3.11-slim", "python:3.11-slim"]
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users and users[-1] not in ("root", "0")
+
+
+def test_the_image_refuses_pickled_models_and_checks_readiness() -> None:
+    text = image.render_dockerfile()
+    assert "MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false" in text
+    health = re.search(r"^HEALTHCHECK [^\n]*\n\s+CMD (\[[^\n]*\])$", text, re.M)
+    assert health is not None
+    assert "/ready" in " ".join(json.loads(health.group(1)))
+
+
+def test_the_image_execs_mlcycle_serve_on_the_model_uri_and_port() -> None:
+    text = image.render_dockerfile(model_uri="models:/churn/Production", port=9000)
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))  # type: ignore[union-attr]
+    assert cmd[:2] == ["sh", "-c"]
+    # exec: the server, not the shell, receives SIGTERM and drains.
+    assert cmd[2].startswith("exec mlcycle serve --model ")
+    assert '"${MODEL_URI}"' in cmd[2] and "--host 0.0.0.0" in cmd[2]
+    assert "MODEL_URI=models:/churn/Production" in text and "PORT=9000" in text
+    assert "EXPOSE 9000" in text
+
+
+def test_the_image_installs_the_wheel_with_the_requested_extras() -> None:
+    assert "mlcycle-*.whl)[serve,postgres]" in image.render_dockerfile()
+    assert "mlcycle-*.whl)[serve]" in image.render_dockerfile(extras=("serve",))
+
+
+def test_the_stock_build_command_wraps_mlflow_models_build_docker() -> None:
+    assert image.stock_build_command("models:/m@champion", "img:1") == [
+        "mlflow", "models", "build-docker", "-m", "models:/m@champion", "-n", "img:1",
+        "--env-manager", "local",
+    ]  # fmt: skip
+    assert image.stock_build_command("runs:/r/model", "i", "uv")[-1] == "uv"
+
+
+def test_building_without_a_docker_cli_says_so() -> None:
+    with pytest.raises(ServingError, match="not found on PATH"):
+        image.build_image("img", docker="no-such-docker-cli")
+    with pytest.raises(ServingError, match="not found on PATH"):
+        image.build_stock_image("models:/m@champion", "img", docker="no-such-docker-cli")
+
+
+def test_building_without_a_docker_daemon_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    if shutil.which("docker") is None:
+        pytest.skip("no docker CLI")
+    # A daemon address where nothing listens: the probe fails the way a stopped daemon does.
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(ServingError, match="Docker daemon is not reachable"):
+        image.build_image("img")
+
+
+def test_cli_writes_the_dockerfile_without_docker(tmp_path: Path) -> None:
+    out = tmp_path / "Dockerfile"
+    result = CliRunner().invoke(
+        cli,
+        ["build-docker", "--model", "models:/churn@champion", "--dockerfile-only", str(out)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == image.render_dockerfile(model_uri="models:/churn@champion")
+
+
+def test_cli_build_needs_an_image_name_and_stock_needs_a_model() -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["build-docker"]).exit_code == 2
+    assert runner.invoke(cli, ["build-docker", "--image", "i", "--stock"]).exit_code == 2
+
+
+@pytest.mark.skipif(_docker_daemon_up(), reason="a Docker daemon is running here")
+def test_cli_reports_a_missing_daemon_as_an_error_not_a_crash() -> None:
+    result = CliRunner().invoke(cli, ["build-docker", "--image", "mlcycle-test:never"])
+    assert result.exit_code == 1
+    assert "Docker" in result.output and "Traceback" not in result.output
