@@ -1,7 +1,153 @@
-"""Audit."""
+"""The audit trail: one run per gate decision, promotion and rollback.
+
+API: :func:`who`, :func:`audit_experiment_id`, :func:`record`, :func:`history`.
+
+Runs live in experiment ``mlcycle-registry-audit`` with tags ``mlcycle.audit.*`` (model,
+action, from, to, forced, reason, who) and the gate's metrics as ``challenger_*`` /
+``champion_*`` metrics, so the trail is browsable in the MLflow UI as well as with
+``mlcycle history``.
+"""
+
 from __future__ import annotations
+
+import getpass
+import logging
+import os
+import time
+from datetime import UTC, datetime
 from typing import Any
-from mlcycle.register.types import AuditEntry
+
+from mlcycle.config import Settings, ensure_experiment
+from mlcycle.register.types import AUDIT_EXPERIMENT, AuditEntry
+
+logger = logging.getLogger(__name__)
+
+_T = "mlcycle.audit."
+
+
+def who() -> str:
+    """The acting user: MLflow's tracking user when set, else the OS login."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if user:
+        return user
+    try:
+        return getpass.getuser()
+    except Exception:  # pragma: no cover - no login name in some containers
+        return "unknown"
+
+
+def audit_experiment_id(client: Any) -> str:
+    """Id of the audit experiment, created on first use."""
+    exp = client.get_experiment_by_name(AUDIT_EXPERIMENT)
+    if exp is not None and exp.lifecycle_stage == "active":
+        return str(exp.experiment_id)
+    settings = Settings(MLFLOW_TRACKING_URI=client.tracking_uri)
+    return ensure_experiment(client, AUDIT_EXPERIMENT, settings)
+
+
+def record(
+    client: Any,
+    name: str,
+    action: str,
+    *,
+    to_version: str,
+    from_version: str | None,
+    forced: bool = False,
+    reason: str | None = None,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> str:
+    """Write one audit run and return its id.
+
+    Args:
+        client: an ``MlflowClient``.
+        name: registered model name.
+        action: ``gate``, ``promote`` or ``rollback``.
+        to_version: the version acted on.
+        from_version: the champion before the action.
+        forced: whether the gate was bypassed.
+        reason: the user's reason, if any.
+        metrics: numbers to log on the run (e.g. ``challenger_roc_auc``).
+        tags: extra tags.
+        parent_run_id: nest the run under this one.
+    """
+    from mlflow.entities import Metric
+
+    user = who()
+    all_tags = {
+        f"{_T}model": name,
+        f"{_T}action": action,
+        f"{_T}to": str(to_version),
+        f"{_T}from": str(from_version or ""),
+        f"{_T}forced": str(forced).lower(),
+        f"{_T}reason": reason or "",
+        f"{_T}who": user,
+        f"{_T}at_ns": str(time.time_ns()),
+        "mlflow.user": user,
+        **(tags or {}),
+    }
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(
+        audit_experiment_id(client),
+        tags=all_tags,
+        run_name=f"{action} {name} v{to_version}",
+    )
+    if metrics:
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        )
+    client.set_terminated(run.info.run_id)
+    logger.info("audit: %s %s v%s (from %s) by %s", action, name, to_version, from_version, user)
+    return str(run.info.run_id)
+
 
 def history(client: Any, name: str) -> list[AuditEntry]:
-    raise NotImplementedError
+    """Promotions and rollbacks of a model, oldest first.
+
+    Args:
+        client: an ``MlflowClient``.
+        name: registered model name.
+    """
+    exp = client.get_experiment_by_name(AUDIT_EXPERIMENT)
+    if exp is None:
+        return []
+    escaped = name.replace("'", "\\'")
+    query = f"tags.`{_T}model` = '{escaped}'"
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs([exp.experiment_id], query, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    entries: list[tuple[int, AuditEntry]] = []
+    for run in runs:
+        t = run.data.tags
+        if t.get(f"{_T}action") not in ("promote", "rollback"):
+            continue
+        order = int(t.get(f"{_T}at_ns", "0"))
+        entries.append(
+            (
+                order,
+                AuditEntry(
+                    name=name,
+                    action=t[f"{_T}action"],
+                    who=t.get(f"{_T}who", ""),
+                    when=datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat(
+                        timespec="seconds"
+                    ),
+                    from_version=t.get(f"{_T}from") or None,
+                    to_version=t.get(f"{_T}to", ""),
+                    forced=t.get(f"{_T}forced") == "true",
+                    reason=t.get(f"{_T}reason") or None,
+                    metrics=dict(run.data.metrics),
+                    run_id=run.info.run_id,
+                ),
+            )
+        )
+    # Nanosecond stamps written under the registry lock order the trail exactly.
+    return [entry for _, entry in sorted(entries, key=lambda pair: pair[0])]

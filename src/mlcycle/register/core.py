@@ -1,9 +1,188 @@
-"""Registering versions and reading registry state."""
+"""Registering a training run's model and reading the registry's state.
+
+API: :func:`register`, :func:`champion_version`, :func:`resolve_version`,
+:func:`production_versions`, :func:`snapshot`, :func:`set_stage`.
+"""
+
 from __future__ import annotations
+
+import logging
+import warnings
 from typing import Any
 
+from mlflow.exceptions import MlflowException
+
+from mlcycle.errors import ModelNotFound
+from mlcycle.register.types import CHALLENGER, CHAMPION
+
+logger = logging.getLogger(__name__)
+
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
+_EXISTS = ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS")
+
+
+def _is(exc: MlflowException, codes: tuple[str, ...]) -> bool:
+    return exc.error_code in codes
+
+
+def _get_run(client: Any, run_id: str) -> Any:
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:
+        if _is(exc, _NOT_FOUND):
+            raise ModelNotFound(f"no MLflow run with id '{run_id}'") from exc
+        raise
+
+
+def _model_source(client: Any, run: Any) -> tuple[str, str | None]:
+    """The run's logged model as ``(source URI, logged model id or None)``.
+
+    Raises:
+        ModelNotFound: the run logged no model.
+    """
+    tagged = run.data.tags.get("mlcycle.model_uri")
+    if tagged and tagged.startswith("models:/m-"):
+        return tagged, tagged.removeprefix("models:/")
+    outputs = getattr(run, "outputs", None)
+    model_outputs = list(getattr(outputs, "model_outputs", None) or [])
+    if model_outputs:
+        model_id = model_outputs[-1].model_id
+        return f"models:/{model_id}", model_id
+    # MLflow 2-style runs keep the model as run artifacts.
+    if any(a.path == "model/MLmodel" for a in client.list_artifacts(run.info.run_id, "model")):
+        return f"runs:/{run.info.run_id}/model", None
+    raise ModelNotFound(f"run '{run.info.run_id}' has no logged model to register")
+
+
+def _ensure_registered_model(client: Any, name: str) -> None:
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if not _is(exc, _EXISTS):
+            raise
+
+
+def _run_tags(run: Any) -> dict[str, str]:
+    tags = {"mlcycle.run_id": run.info.run_id}
+    for key in ("mlcycle.task", "mlcycle.target", "mlcycle.data_digest", "mlcycle.estimator"):
+        if key in run.data.tags:
+            tags[key] = run.data.tags[key]
+    for key, value in run.data.metrics.items():
+        if key.startswith(("test_", "val_")):
+            tags[f"mlcycle.metric.{key}"] = f"{value:.6g}"
+    return tags
+
+
+def set_stage(client: Any, name: str, version: str, stage: str, archive: bool = False) -> None:
+    """Move a version to a stage; with ``archive`` the same transaction archives the others.
+
+    Stages are deprecated in MLflow 3 but still served (and still what ``models:/NAME/Stage``
+    resolves), so the deprecation warning is silenced here, in one place.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        client.transition_model_version_stage(
+            name, version, stage, archive_existing_versions=archive
+        )
+
+
 def register(client: Any, run_id: str, name: str, description: str | None = None) -> Any:
-    raise NotImplementedError
+    """Register a training run's model as a new version in Staging with alias ``@challenger``.
+
+    The version is tagged with the run id, the data digest, task, target and the run's
+    ``test_``/``val_`` metrics.
+
+    Args:
+        client: an ``MlflowClient`` for the configured stores.
+        run_id: the training run.
+        name: registered model name (created when new).
+        description: the version's description.
+
+    Returns:
+        The new ``ModelVersion`` (as read back after the stage and alias were set).
+
+    Raises:
+        ModelNotFound: no such run, or the run logged no model.
+    """
+    run = _get_run(client, run_id)
+    source, model_id = _model_source(client, run)
+    _ensure_registered_model(client, name)
+    mv = client.create_model_version(
+        name,
+        source,
+        run_id=run_id,
+        tags=_run_tags(run),
+        description=description or f"mlcycle: registered from run {run_id}",
+        model_id=model_id,
+    )
+    set_stage(client, name, mv.version, "Staging")
+    client.set_registered_model_alias(name, CHALLENGER, mv.version)
+    logger.info(
+        "registered %s version %s from run %s (Staging, @challenger)", name, mv.version, run_id
+    )
+    return client.get_model_version(name, mv.version)
+
+
+def get_registered_model(client: Any, name: str) -> Any:
+    """The registered model, or :class:`ModelNotFound`."""
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as exc:
+        if _is(exc, _NOT_FOUND):
+            raise ModelNotFound(f"no registered model named '{name}'") from exc
+        raise
+
+
+def alias_version(client: Any, name: str, alias: str) -> str | None:
+    """The version an alias names, or ``None``."""
+    aliases = get_registered_model(client, name).aliases or {}
+    value = aliases.get(alias)
+    return str(value) if value is not None else None
+
 
 def champion_version(client: Any, name: str) -> str | None:
-    raise NotImplementedError
+    """The version ``@champion`` names, or ``None`` before the first promotion.
+
+    Raises:
+        ModelNotFound: no registered model of that name.
+    """
+    return alias_version(client, name, CHAMPION)
+
+
+def resolve_version(client: Any, name: str, version: str | None, alias: str = CHALLENGER) -> Any:
+    """The ``ModelVersion`` given, or the one ``@alias`` names when ``version`` is ``None``.
+
+    Raises:
+        ModelNotFound: unknown model, version or unset alias.
+    """
+    get_registered_model(client, name)
+    if version is None:
+        version = alias_version(client, name, alias)
+        if version is None:
+            raise ModelNotFound(f"model '{name}' has no @{alias}; give a version")
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if _is(exc, _NOT_FOUND):
+            raise ModelNotFound(f"model '{name}' has no version '{version}'") from exc
+        raise
+
+
+def all_versions(client: Any, name: str) -> list[Any]:
+    """Every version of a model."""
+    return list(client.search_model_versions(f"name = '{name}'"))
+
+
+def production_versions(client: Any, name: str) -> list[str]:
+    """Versions currently in stage Production, ascending."""
+    return sorted(
+        (str(v.version) for v in all_versions(client, name) if v.current_stage == "Production"),
+        key=int,
+    )
+
+
+def snapshot(client: Any, name: str) -> dict[str, Any]:
+    """Stages and aliases of every version: what a failed operation must leave unchanged."""
+    stages = {str(v.version): v.current_stage for v in all_versions(client, name)}
+    aliases = dict(get_registered_model(client, name).aliases or {})
+    return {"stages": stages, "aliases": {k: str(v) for k, v in aliases.items()}}

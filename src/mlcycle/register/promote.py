@@ -1,10 +1,189 @@
-"""Promote."""
-from __future__ import annotations
-from typing import Any
-from mlcycle.register.types import GatePolicy, PromotionResult
+"""Promotion and rollback: the only writes to ``Production`` and ``@champion``.
 
-def promote(client: Any, name: str, version: str | None = None, *, policy: GatePolicy = GatePolicy(), force: bool = False, reason: str | None = None, eval_data: Any = None) -> PromotionResult:
-    raise NotImplementedError
+API: :func:`promote`, :func:`rollback`.
+
+Both run under :func:`mlcycle.register.lock.registry_lock` and re-read the registry inside
+it. The stage change is one MLflow transaction (``archive_existing_versions=True``), and the
+``@champion`` alias is moved (never deleted), so after the first promotion there is always
+exactly one champion; the stage and the alias agree again as soon as the call returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import pandas as pd
+
+from mlcycle.errors import ConfigError, GateRejected, ModelNotFound, RegistryConflict
+from mlcycle.register import audit
+from mlcycle.register.core import (
+    alias_version,
+    champion_version,
+    get_registered_model,
+    resolve_version,
+    set_stage,
+)
+from mlcycle.register.gate import check_schema, gate, model_facts
+from mlcycle.register.lock import registry_lock
+from mlcycle.register.types import CHALLENGER, CHAMPION, GateDecision, GatePolicy, PromotionResult
+
+logger = logging.getLogger(__name__)
+
+PREVIOUS_TAG = "mlcycle.previous_champion"
+
+
+def _make_champion(client: Any, name: str, version: str) -> None:
+    # One transaction: the version enters Production and every other Production version is
+    # archived. Then the alias moves; it is never deleted, so there is never zero champions.
+    set_stage(client, name, version, "Production", archive=True)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    if alias_version(client, name, CHALLENGER) == version:
+        client.delete_registered_model_alias(name, CHALLENGER)
+
+
+def _audit_metrics(decision: GateDecision | None) -> dict[str, float]:
+    if decision is None:
+        return {}
+    out = {f"challenger_{k}": v for k, v in decision.challenger_metrics.items()}
+    out |= {f"champion_{k}": v for k, v in decision.champion_metrics.items()}
+    return {k: v for k, v in out.items() if math.isfinite(v)}
+
+
+def _check_schema_against(client: Any, name: str, version: str, champ: str | None) -> None:
+    if champ is None or champ == version:
+        return
+    challenger = model_facts(client, resolve_version(client, name, version))
+    check_schema(challenger, model_facts(client, resolve_version(client, name, champ)))
+
+
+def promote(
+    client: Any,
+    name: str,
+    version: str | None = None,
+    *,
+    policy: GatePolicy = GatePolicy(),  # noqa: B008 - frozen dataclass, safe as default
+    force: bool = False,
+    reason: str | None = None,
+    eval_data: pd.DataFrame | None = None,
+) -> PromotionResult:
+    """Make a version the champion: stage ``Production``, alias ``@champion``.
+
+    Unless forced, the version must have an input schema compatible with the champion's and
+    pass the gate (``enabled``; ``dry_run`` records the decision without enforcing it;
+    ``disabled`` skips it). The previous champion moves to ``Archived`` and is remembered on
+    the new champion (tag ``mlcycle.previous_champion``) for :func:`rollback`; ``@challenger``
+    is cleared when it named this version. The promotion is recorded in the audit experiment.
+
+    Args:
+        client: an ``MlflowClient``.
+        name: registered model name.
+        version: the version; ``None`` means the one ``@challenger`` names.
+        policy: gate thresholds and mode.
+        force: bypass the gate and the schema check (needs ``reason``).
+        reason: why; recorded in the audit trail.
+        eval_data: gate evaluation data (default: the challenger's held-out test split).
+
+    Raises:
+        ConfigError: ``force`` without a reason.
+        ModelNotFound: unknown model or version, or no ``@challenger``.
+        SchemaMismatch: the challenger's inputs are incompatible with the champion's.
+        GateRejected: the gate (mode ``enabled``) refused the version.
+        DataError: evaluation data missing or lacking columns.
+    """
+    if force and not (reason and reason.strip()):
+        raise ConfigError("--force needs --reason: forced promotions are audited with a reason")
+    v = str(resolve_version(client, name, version).version)
+    decision: GateDecision | None = None
+    if not force:
+        _check_schema_against(client, name, v, champion_version(client, name))
+        if policy.mode != "disabled":
+            decision = gate(client, name, v, policy, eval_data)
+            if policy.mode == "enabled" and not decision.passed:
+                raise GateRejected(
+                    f"gate refused {name} version {v}: " + "; ".join(decision.reasons)
+                )
+
+    with registry_lock(client, name):
+        # Re-read: another promotion or rollback may have run while we evaluated.
+        resolve_version(client, name, v)
+        previous = champion_version(client, name)
+        compared = None if previous == v else previous
+        if not force and (decision is None or decision.champion_version != compared):
+            # The champion changed since the checks above (or the gate is off): check again
+            # against the champion this promotion actually replaces.
+            _check_schema_against(client, name, v, previous)
+            if decision is not None and policy.mode == "enabled":
+                decision = gate(client, name, v, policy, eval_data)
+                if not decision.passed:
+                    raise GateRejected(
+                        f"gate refused {name} version {v} against the new champion "
+                        f"v{previous}: " + "; ".join(decision.reasons)
+                    )
+        _make_champion(client, name, v)
+        if previous is not None and previous != v:
+            client.set_model_version_tag(name, v, PREVIOUS_TAG, previous)
+        run_id = audit.record(
+            client,
+            name,
+            "promote",
+            to_version=v,
+            from_version=previous,
+            forced=force,
+            reason=reason,
+            metrics=_audit_metrics(decision),
+            tags={"mlcycle.gate.mode": "forced" if force else policy.mode},
+        )
+    logger.info("promoted %s v%s to Production/@champion (was %s)", name, v, previous)
+    return PromotionResult(name, "promote", v, previous, force, reason, decision, run_id)
+
 
 def rollback(client: Any, name: str, reason: str) -> PromotionResult:
-    raise NotImplementedError
+    """Restore the previous champion (stage and alias) and record why.
+
+    The previous champion is the one the current champion replaced; rolling back again goes
+    one step further back.
+
+    Args:
+        client: an ``MlflowClient``.
+        name: registered model name.
+        reason: why; recorded in the audit trail and on the demoted version.
+
+    Raises:
+        ConfigError: no reason given.
+        ModelNotFound: unknown model.
+        RegistryConflict: no champion, or no previous champion to return to.
+    """
+    if not (reason and reason.strip()):
+        raise ConfigError("rollback needs --reason")
+    get_registered_model(client, name)
+    with registry_lock(client, name):
+        current = champion_version(client, name)
+        if current is None:
+            raise RegistryConflict(f"model '{name}' has no champion to roll back from")
+        tags = dict(client.get_model_version(name, current).tags or {})
+        target = tags.get(PREVIOUS_TAG)
+        if not target:
+            raise RegistryConflict(
+                f"{name} version {current} has no previous champion to roll back to"
+            )
+        try:
+            resolve_version(client, name, target)
+        except ModelNotFound as exc:
+            raise RegistryConflict(
+                f"previous champion {name} version {target} no longer exists"
+            ) from exc
+        _make_champion(client, name, target)
+        client.set_model_version_tag(name, current, "mlcycle.rolled_back", reason)
+        run_id = audit.record(
+            client,
+            name,
+            "rollback",
+            to_version=target,
+            from_version=current,
+            forced=True,
+            reason=reason,
+        )
+    logger.info("rolled back %s from v%s to v%s: %s", name, current, target, reason)
+    return PromotionResult(name, "rollback", target, current, True, reason, None, run_id)

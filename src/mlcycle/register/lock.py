@@ -1,0 +1,102 @@
+"""A lock around registry writes that holds across threads, processes and machines.
+
+API: :func:`registry_lock`.
+
+MLflow's own ``archive_existing_versions`` runs in one transaction, but two concurrent
+promotions each read "the others" before either commits, so both stay in Production. Every
+promotion and rollback therefore runs under this lock and re-reads the state inside it:
+
+- PostgreSQL registry: ``pg_advisory_lock`` on a separate connection to the registry database,
+  so it holds for every process and machine that talks to that database;
+- SQLite registry: ``fcntl.flock`` on a file next to the database file (``flock`` also
+  excludes threads of one process, since each acquisition opens its own file description);
+- anything else (a tracking server over HTTP, a file store): a file lock under the temporary
+  directory keyed by the URI, which only covers processes on this machine (a warning says so).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def _key(uri: str, name: str) -> int:
+    # pg advisory locks take a signed 64-bit key; hash so the key is stable across processes.
+    digest = hashlib.sha256(f"mlcycle-registry:{uri}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def registry_uri(client: Any) -> str:
+    """The store URI the client's registry writes to."""
+    return str(getattr(client, "_registry_uri", None) or client.tracking_uri)
+
+
+@contextmanager
+def _pg_lock(uri: str, name: str) -> Iterator[None]:
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    engine = sa.create_engine(uri, poolclass=NullPool)
+    key = _key(uri, name)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _lock_path(uri: str, name: str) -> Path:
+    safe = hashlib.sha256(name.encode()).hexdigest()[:16]
+    if uri.startswith("sqlite:///"):
+        # sqlite:///rel.db is relative, sqlite:////abs.db keeps its leading slash here.
+        db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+        return db.with_name(f"{db.name}.mlcycle-{safe}.lock")
+    logger.warning(
+        "registry %s cannot be locked across machines; promotions are serialised on this "
+        "machine only",
+        uri,
+    )
+    tag = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"mlcycle-registry-{tag}-{safe}.lock"
+
+
+@contextmanager
+def registry_lock(client: Any, name: str) -> Iterator[None]:
+    """Hold the exclusive promotion lock of model ``name`` in the client's registry."""
+    uri = registry_uri(client)
+    scheme = uri.split(":", 1)[0]
+    lock = (
+        _pg_lock(uri, name)
+        if scheme.startswith("postgresql")
+        else _file_lock(_lock_path(uri, name))
+    )
+    with lock:
+        logger.debug("registry lock held for %s", name)
+        yield
