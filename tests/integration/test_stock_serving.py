@@ -26,7 +26,7 @@ from serving_support import (
 
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, make_scenario
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("stock_serving")]
 
 MODELS = ("churn_linear", "churn_rf", "diabetes")
 
