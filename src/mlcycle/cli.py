@@ -261,5 +261,230 @@ def build_docker(model_uri: str | None, image: str | None, stock: bool, env_mana
     click.echo(f"built image {image}")
 
 
+# --------------------------------------------------------------------------- registry
+
+
+def _gate_policy(
+    mode: str,
+    metric: str | None,
+    min_score: float | None,
+    min_improvement: float,
+    max_latency: float | None,
+) -> Any:
+    from mlcycle.register import GatePolicy
+
+    return GatePolicy(
+        mode=mode,
+        metric=metric,
+        min_score=min_score,
+        min_improvement=min_improvement,
+        max_latency_ms_per_row=max_latency,
+    )  # type: ignore[arg-type]
+
+
+def _eval_frame(path: str | None) -> Any:
+    if path is None:
+        return None
+    from mlcycle.data import load_table
+
+    return load_table(path)
+
+
+def _gate_options(fn: Any) -> Any:
+    """The gate's policy flags, shared by ``gate`` and ``promote``."""
+    options = [
+        click.option(
+            "--mode",
+            type=click.Choice(["enabled", "dry_run", "disabled"]),
+            default="enabled",
+            show_default=True,
+            help="dry_run records the decision without enforcing it.",
+        ),
+        click.option(
+            "--metric",
+            default=None,
+            help="Gate metric [default: roc_auc (classification) or rmse (regression)].",
+        ),
+        click.option(
+            "--min-score",
+            type=float,
+            default=None,
+            help="Minimum absolute metric (maximum for lower-is-better metrics).",
+        ),
+        click.option(
+            "--min-improvement",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Required improvement over the champion.",
+        ),
+        click.option(
+            "--max-latency-ms",
+            "max_latency",
+            type=float,
+            default=None,
+            help="Maximum prediction latency per row, ms.",
+        ),
+        click.option(
+            "--eval-data",
+            default=None,
+            metavar="PATH",
+            help="CSV/Parquet to score both models on "
+            "[default: the challenger's held-out test split].",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _echo_decision(d: Any) -> None:
+    verdict = "PASS" if d.passed else "FAIL"
+    champ = f"champion v{d.champion_version}" if d.champion_version else "no champion"
+    click.echo(f"gate       {verdict} ({d.mode}) challenger v{d.challenger_version} vs {champ}")
+    for reason in d.reasons:
+        click.echo(f"           - {reason}")
+
+
+@cli.command("register")
+@click.option("--run-id", required=True, help="Training run whose model to register.")
+@click.option(
+    "--name",
+    default=None,
+    help="Registered model name [default: MLCYCLE_MODEL_NAME or mlcycle-model].",
+)
+@click.option("--description", default=None, help="Description of the new version.")
+def register_cmd(run_id: str, name: str | None, description: str | None) -> None:
+    """Register a run's model as a new version (Staging, @challenger)."""
+    from mlcycle.register import register
+
+    settings, client = _context(model_name=name)
+    mv = register(client, run_id, settings.model_name, description)
+    click.echo(
+        f"registered {settings.model_name} version {mv.version} (Staging, @challenger) "
+        f"from run {run_id}"
+    )
+
+
+@cli.command("gate")
+@click.argument("name")
+@click.option("--version", default=None, help="Challenger version [default: @challenger].")
+@_gate_options
+def gate_cmd(
+    name: str,
+    version: str | None,
+    mode: str,
+    metric: str | None,
+    min_score: float | None,
+    min_improvement: float,
+    max_latency: float | None,
+    eval_data: str | None,
+) -> None:
+    """Score challenger and champion on the same data; exit 1 when an enabled gate fails."""
+    from mlcycle.errors import GateRejected
+    from mlcycle.register import gate
+
+    _, client = _context()
+    policy = _gate_policy(mode, metric, min_score, min_improvement, max_latency)
+    d = gate(client, name, version, policy, _eval_frame(eval_data))
+    _echo_decision(d)
+    if mode == "enabled" and not d.passed:
+        raise GateRejected(f"{name} version {d.challenger_version} did not pass the gate")
+
+
+@cli.command("promote")
+@click.argument("name")
+@click.option("--version", default=None, help="Version to promote [default: @challenger].")
+@click.option(
+    "--force", is_flag=True, help="Bypass the gate and the schema check (needs --reason)."
+)
+@click.option("--reason", default=None, help="Why; kept in the audit trail.")
+@_gate_options
+def promote_cmd(
+    name: str,
+    version: str | None,
+    force: bool,
+    reason: str | None,
+    mode: str,
+    metric: str | None,
+    min_score: float | None,
+    min_improvement: float,
+    max_latency: float | None,
+    eval_data: str | None,
+) -> None:
+    """Gate a version and make it the champion (Production, @champion)."""
+    from mlcycle.register import promote
+    from mlcycle.uris import model_uri
+
+    _, client = _context()
+    policy = _gate_policy(mode, metric, min_score, min_improvement, max_latency)
+    result = promote(
+        client,
+        name,
+        version,
+        policy=policy,
+        force=force,
+        reason=reason,
+        eval_data=_eval_frame(eval_data),
+    )
+    if result.decision is not None:
+        _echo_decision(result.decision)
+    was = (
+        f"; v{result.previous_version} → Archived"
+        if result.previous_version not in (None, result.version)
+        else ""
+    )
+    forced = " (forced)" if result.forced else ""
+    click.echo(f"promoted   {name} version {result.version} → Production (@champion){forced}{was}")
+    click.echo(f"serve      {model_uri(name, alias='champion')}")
+
+
+@cli.command("rollback")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why; kept in the audit trail.")
+def rollback_cmd(name: str, reason: str) -> None:
+    """Restore the previous champion (stage and alias)."""
+    from mlcycle.register import rollback
+
+    _, client = _context()
+    result = rollback(client, name, reason)
+    click.echo(
+        f"rolled back {name}: version {result.previous_version} → Archived, "
+        f"version {result.version} → Production (@champion)"
+    )
+
+
+@cli.command("history")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the trail as JSON.")
+def history_cmd(name: str, as_json: bool) -> None:
+    """Print the promotion and rollback trail: who, when, from, to, metrics, reason."""
+    from mlcycle.register import history
+
+    _, client = _context()
+    entries = history(client, name)
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
+        return
+    if not entries:
+        click.echo(f"no promotions of {name} yet")
+        return
+    for e in entries:
+        score = next(
+            (
+                f" {k}={v:.4f}"
+                for k, v in sorted(e.metrics.items())
+                if k in ("challenger_roc_auc", "challenger_root_mean_squared_error")
+            ),
+            "",
+        )
+        forced = " forced" if e.forced and e.action == "promote" else ""
+        why = f" reason: {e.reason}" if e.reason else ""
+        click.echo(
+            f"{e.when}  {e.who:<10} {e.action:<8} v{e.from_version or '-'} → "
+            f"v{e.to_version}{forced}{score}{why}"
+        )
+
+
 def main() -> None:  # pragma: no cover
     cli()
