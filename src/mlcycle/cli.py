@@ -127,6 +127,9 @@ def train(
     from mlcycle.train import TrainConfig
     from mlcycle.train import train as train_fn
 
+    # MLproject passes unset optional parameters as empty strings.
+    time_column = time_column or None
+    register_as = register_as or None
     settings, client = _context(experiment=experiment, seed=seed)
     cfg = TrainConfig(
         data=data,
@@ -484,6 +487,71 @@ def history_cmd(name: str, as_json: bool) -> None:
             f"{e.when}  {e.who:<10} {e.action:<8} v{e.from_version or '-'} → "
             f"v{e.to_version}{forced}{score}{why}"
         )
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@cli.command("serve")
+@click.option("--model", "model_uri", required=True, help="models:/NAME@champion, models:/NAME/Production, runs:/ID/model or a local path.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option("--inference-log", default=None, metavar="PATH|s3://", help="Inference log root [default: MLCYCLE_INFERENCE_LOG or ./inference-log].")
+@click.option("--no-inference-log", is_flag=True, help="Do not log scored records.")
+@click.option("--reload-interval", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Seconds between registry polls for a moved alias/stage (0: never).")
+@click.option("--shadow", is_flag=True, help="Also score @challenger off the response path and log it (role=shadow).")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=5 * 1024 * 1024, show_default=True, help="Larger bodies get 413 before parsing.")
+@click.option("--max-rows", type=click.IntRange(min=1), default=10_000, show_default=True, help="Rows per request (413 above).")
+@click.option("--timeout", type=click.FloatRange(min=0.001), default=10.0, show_default=True, help="Seconds before a request is shed with 503 + Retry-After.")
+@click.option("--max-batch-rows", type=click.IntRange(min=1), default=64, show_default=True, help="Rows per micro-batch.")
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=2.0, show_default=True, help="Longest wait for a micro-batch to fill.")
+@click.option("--grace", type=click.FloatRange(min=0), default=20.0, show_default=True, help="Seconds to finish in-flight requests after SIGTERM.")
+@click.option("--allow-pickle", is_flag=True, help="Load models saved with pickle/cloudpickle (runs code from the model file).")
+def serve_cmd(
+    model_uri: str,
+    host: str,
+    port: int,
+    workers: int,
+    inference_log: str | None,
+    no_inference_log: bool,
+    reload_interval: float,
+    shadow: bool,
+    max_body_bytes: int,
+    max_rows: int,
+    timeout: float,
+    max_batch_rows: int,
+    max_wait_ms: float,
+    grace: float,
+    allow_pickle: bool,
+) -> None:
+    """Serve a model over MLflow's /invocations protocol, with metrics and an inference log."""
+    from mlcycle.serve.app import ServeOptions
+    from mlcycle.serve.server import ServerConfig, serve
+
+    settings, client = _context(inference_log=inference_log)
+    config = ServerConfig(
+        model_uri=model_uri,
+        host=host,
+        port=port,
+        workers=workers,
+        inference_log=None if no_inference_log else settings.inference_log,
+        allow_pickle=allow_pickle,
+        tracking_uri=settings.tracking_uri,
+        registry_uri=settings.registry_uri,
+        grace=grace,
+        options=ServeOptions(
+            max_body_bytes=max_body_bytes,
+            max_rows=max_rows,
+            timeout=timeout,
+            max_batch_rows=max_batch_rows,
+            max_wait=max_wait_ms / 1000.0,
+            reload_interval=reload_interval or None,
+            shadow=shadow,
+        ),
+    )
+    click.echo(f"serving {model_uri} on http://{host}:{port} ({workers} worker(s))", err=True)
+    serve(config, client)
 
 
 def main() -> None:  # pragma: no cover

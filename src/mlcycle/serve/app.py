@@ -1,0 +1,587 @@
+"""The ASGI app: MLflow's ``/invocations`` plus operations endpoints.
+
+API: :class:`ServeOptions`, :class:`ModelSource`, :func:`create_app`.
+
+A hand-written ASGI callable (no framework on the hot path). Routes: ``POST /invocations``,
+``GET /ping`` and ``/health`` (liveness), ``/ready`` (503 until the model is loaded, while
+draining and when saturated), ``/version``, ``/metrics``. Every response carries
+``X-Request-Id`` and ``X-Model-Version`` (the version that produced the predictions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+import mlcycle
+from mlcycle.serve import protocol
+from mlcycle.serve.batching import MicroBatcher, Shed
+from mlcycle.serve.inference_log import InferenceLog, LogItem
+from mlcycle.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from mlcycle.serve.metrics import ServeMetrics
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+_JSON = b"application/json"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Limits and behaviour of one server."""
+
+    max_body_bytes: int = 5 * 1024 * 1024
+    max_rows: int = 10_000
+    timeout: float = 10.0
+    retry_after: int = 1
+    max_batch_rows: int = 64
+    max_wait: float = 0.002
+    max_queue_rows: int = 50_000
+    reload_interval: float | None = None
+    shadow: bool = False
+
+
+class ModelSource:
+    """Where predictors come from: ``load()`` the first one, ``poll(current)`` for a newer one.
+
+    The server's startup builds one from a model URI and an ``MlflowClient``; tests pass
+    their own (a fixed predictor, or one whose version they move).
+    """
+
+    def __init__(
+        self,
+        load: Callable[[], Any],
+        poll: Callable[[Any], Any | None] | None = None,
+        load_shadow: Callable[[], Any | None] | None = None,
+        poll_shadow: Callable[[Any | None], Any | None] | None = None,
+    ) -> None:
+        self.load = load
+        self.poll = poll
+        self.load_shadow = load_shadow
+        self.poll_shadow = poll_shadow
+
+    @classmethod
+    def fixed(cls, predictor: Any, shadow: Any | None = None) -> ModelSource:
+        """A source that always serves ``predictor``."""
+        return cls(lambda: predictor, None, (lambda: shadow) if shadow is not None else None)
+
+
+def _request_id(scope: Scope) -> str:
+    for k, v in scope["headers"]:
+        if k == b"x-request-id":
+            rid = v.decode("latin-1")
+            if _REQUEST_ID_RE.match(rid):
+                return rid
+            break
+    return uuid.uuid4().hex
+
+
+class ServingApp:
+    """The ASGI callable; build it with :func:`create_app`."""
+
+    def __init__(
+        self,
+        source: ModelSource,
+        options: ServeOptions,
+        inference_log: InferenceLog | None = None,
+    ) -> None:
+        self.source = source
+        self.options = options
+        self.log = inference_log
+        self.predictor: Any = None
+        self.shadow: Any = None
+        self.load_error: str | None = None
+        self.draining = False
+        self.reloads = 0
+        self.reload_failures = 0
+        self._shed_until = 0.0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.batcher = MicroBatcher(
+            lambda: self.predictor,
+            max_rows=options.max_batch_rows,
+            max_wait=options.max_wait,
+            max_queue_rows=options.max_queue_rows,
+            on_batch=self._on_batch,
+        )
+        self.metrics = ServeMetrics(self._state)
+        self._shadow_batcher: MicroBatcher | None = None
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def saturated(self) -> bool:
+        """Queue near its bound, or requests shed in the last second."""
+        return (
+            self.batcher.depth >= self.options.max_queue_rows or time.monotonic() < self._shed_until
+        )
+
+    @property
+    def ready(self) -> bool:
+        """Loaded, not draining, not saturated."""
+        return self.predictor is not None and not self.draining and not self.saturated
+
+    def _version(self) -> bytes:
+        p = self.predictor
+        return str(p.version).encode() if p is not None else b"none"
+
+    def _state(self) -> dict[str, Any]:
+        models = {}
+        for role, p in (("champion", self.predictor), ("shadow", self.shadow)):
+            if p is not None:
+                models[role] = {"name": p.name, "version": str(p.version), "backend": p.backend}
+        log = self.log
+        return {
+            "models": models,
+            "ready": int(self.ready),
+            "batch_queue_rows": self.batcher.depth,
+            "inference_log_queue_records": log.pending if log else 0,
+            "inference_log_dropped": log.dropped if log else 0,
+            "inference_log_written": log.written if log else 0,
+            "model_reloads": self.reloads,
+            "model_reload_failures": self.reload_failures,
+        }
+
+    def _on_batch(self, n_requests: int, rows: int) -> None:
+        self.metrics.batch_rows.observe(rows)
+        self.metrics.batch_requests.observe(n_requests)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def startup(self) -> None:
+        """Start batching, load the model in the background, start hot reload."""
+        self._loop = asyncio.get_running_loop()
+        self.batcher.start()
+        if self.log is not None:
+            self.log.start()
+        self._hook_sigterm()
+        self._spawn(self._load_initial, "model-load")
+
+    async def shutdown(self) -> None:
+        """Drain: finish queued work, stop reloading, flush the inference log."""
+        self.draining = True
+        self._stop.set()
+        await self.batcher.stop()
+        if self._shadow_batcher is not None:
+            if self._shadow_tasks:
+                await asyncio.wait(list(self._shadow_tasks), timeout=5)
+            await self._shadow_batcher.stop()
+        if self.log is not None:
+            await asyncio.to_thread(self.log.close)
+        logger.info(
+            "stopped; inference log: %d written, %d dropped",
+            self.log.written if self.log else 0,
+            self.log.dropped if self.log else 0,
+        )
+
+    def _hook_sigterm(self) -> None:
+        # uvicorn owns SIGTERM (stop accepting, finish in-flight); chaining lets /ready say
+        # "draining" while that happens.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_term(sig: int, frame: Any) -> None:
+            self.draining = True
+            if callable(previous):
+                previous(sig, frame)
+
+        with contextlib.suppress(ValueError):  # not the interpreter's main thread
+            signal.signal(signal.SIGTERM, on_term)
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _load_initial(self) -> None:
+        try:
+            predictor = self.source.load()
+            if self.options.shadow and self.source.load_shadow is not None:
+                self.shadow = self.source.load_shadow()
+                if self.shadow is not None:
+                    self._shadow_batcher = MicroBatcher(
+                        lambda: self.shadow, max_rows=self.options.max_batch_rows, max_wait=0
+                    )
+                    assert self._loop is not None
+                    self._loop.call_soon_threadsafe(self._shadow_batcher.start)
+            self.predictor = predictor
+        except Exception as exc:
+            logger.exception("model load failed")
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            return
+        if self.options.reload_interval and (self.source.poll or self.source.poll_shadow):
+            self._reload_loop()
+
+    def _reload_loop(self) -> None:
+        interval = float(self.options.reload_interval or 0)
+        while not self._stop.wait(interval):
+            for role in ("champion", "shadow"):
+                poll = self.source.poll if role == "champion" else self.source.poll_shadow
+                if poll is None or (role == "shadow" and self._shadow_batcher is None):
+                    continue
+                current = self.predictor if role == "champion" else self.shadow
+                try:
+                    new = poll(current)
+                except Exception:
+                    logger.exception(
+                        "hot reload of the %s failed; keeping version %s",
+                        role,
+                        getattr(current, "version", None),
+                    )
+                    self.reload_failures += 1
+                    continue
+                if new is None:
+                    continue
+                # One reference assignment: a batch uses whichever predictor it read.
+                if role == "champion":
+                    self.predictor = new
+                else:
+                    self.shadow = new
+                self.reloads += 1
+                logger.info(
+                    "%s now %s version %s (was %s)",
+                    role,
+                    new.name,
+                    new.version,
+                    getattr(current, "version", None),
+                )
+
+    # ------------------------------------------------------------------ ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _respond(
+        self,
+        send: Send,
+        status: int,
+        body: bytes,
+        mimetype: bytes,
+        rid: str,
+        version: bytes,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        headers = [
+            (b"content-type", mimetype),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", rid.encode()),
+            (b"x-model-version", version),
+        ]
+        if extra:
+            headers.extend(extra)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        t0 = time.perf_counter()
+        path = scope["path"]
+        method = scope["method"]
+        rid = _request_id(scope)
+        if path == "/invocations":
+            if method != "POST":
+                status = 405
+                await self._respond(
+                    send,
+                    405,
+                    protocol.error_body("BAD_REQUEST", "use POST"),
+                    _JSON,
+                    rid,
+                    self._version(),
+                )
+            else:
+                status = await self._invocations(scope, receive, send, rid, t0)
+            route = "/invocations"
+        elif path in ("/ping", "/health", "/ready", "/version", "/metrics") and method in (
+            "GET",
+            "HEAD",
+        ):
+            status = await self._ops(path, send, rid)
+            route = path
+        else:
+            status = 404
+            route = "other"
+            await self._respond(
+                send,
+                404,
+                protocol.error_body("ENDPOINT_NOT_FOUND", "no such endpoint"),
+                _JSON,
+                rid,
+                self._version(),
+            )
+        self.metrics.observe_request(route, status, time.perf_counter() - t0)
+
+    async def _ops(self, path: str, send: Send, rid: str) -> int:
+        v = self._version()
+        if path in ("/ping", "/health"):
+            await self._respond(send, 200, b"\n", _JSON, rid, v)
+            return 200
+        if path == "/ready":
+            if self.ready:
+                await self._respond(send, 200, b'{"status":"ready"}', _JSON, rid, v)
+                return 200
+            reason = (
+                "draining"
+                if self.draining
+                else "loading"
+                if self.predictor is None and self.load_error is None
+                else "load failed"
+                if self.predictor is None
+                else "saturated"
+            )
+            body = orjson.dumps({"status": reason, "error": self.load_error})
+            await self._respond(send, 503, body, _JSON, rid, v, [(b"retry-after", b"1")])
+            return 503
+        if path == "/version":
+            import mlflow.version
+
+            p = self.predictor
+            doc = {
+                "mlcycle": mlcycle.__version__,
+                "mlflow": mlflow.version.VERSION,
+                "model": None
+                if p is None
+                else {
+                    "name": p.name,
+                    "version": str(p.version),
+                    "uri": p.ref.uri,
+                    "backend": p.backend,
+                },
+                "shadow": None
+                if self.shadow is None
+                else {"name": self.shadow.name, "version": str(self.shadow.version)},
+            }
+            await self._respond(send, 200, orjson.dumps(doc), _JSON, rid, v)
+            return 200
+        body = self.metrics.render()
+        await self._respond(send, 200, body, METRICS_CONTENT_TYPE.encode(), rid, v)
+        return 200
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.options.max_body_bytes
+        for k, v in scope["headers"]:
+            if k == b"content-length":
+                try:
+                    if int(v) > limit:
+                        raise protocol.RequestError(
+                            f"request body of {int(v)} bytes exceeds the limit of {limit} bytes",
+                            413,
+                            "REQUEST_LIMIT_EXCEEDED",
+                        )
+                except ValueError:
+                    raise protocol.RequestError("bad Content-Length header") from None
+                break
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise protocol.RequestError("client disconnected", 499)
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise protocol.RequestError(
+                    f"request body exceeds the limit of {limit} bytes",
+                    413,
+                    "REQUEST_LIMIT_EXCEEDED",
+                )
+            chunks.append(chunk)
+            more = msg.get("more_body", False)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _invocations(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, t0: float
+    ) -> int:
+        version = self._version()
+        predictor = self.predictor
+        if predictor is None or self.draining:
+            why = (
+                "the model is not loaded yet"
+                if predictor is None
+                else "the server is shutting down"
+            )
+            await self._respond(
+                send,
+                503,
+                protocol.error_body("TEMPORARILY_UNAVAILABLE", why),
+                _JSON,
+                rid,
+                version,
+                [(b"retry-after", str(self.options.retry_after).encode())],
+            )
+            return 503
+        batcher = self.batcher
+        batcher.arriving += 1
+        arriving = True
+        try:
+            content_type = None
+            for k, v in scope["headers"]:
+                if k == b"content-type":
+                    content_type = v.decode("latin-1")
+                    break
+            body = await self._read_body(scope, receive)
+            parsed = protocol.parse_request(
+                body, content_type, predictor.schema, self.options.max_rows
+            )
+            batcher.arriving -= 1
+            arriving = False
+            fut = batcher.submit(parsed.columns, parsed.n_rows)
+            remaining = self.options.timeout - (time.perf_counter() - t0)
+            try:
+                preds, used = await asyncio.wait_for(asyncio.shield(fut), max(remaining, 0.0))
+            except TimeoutError:
+                fut.cancel()
+                raise Shed("timeout") from None
+        except protocol.RequestError as exc:
+            if exc.status == 499:
+                return 499
+            body, status, mime = protocol.error_response(exc)
+            await self._respond(send, status, body, mime.encode(), rid, version)
+            return status
+        except Shed as shed:
+            self._shed_until = time.monotonic() + 1.0
+            self.metrics.shed.labels(shed.reason).inc()
+            msg = (
+                f"request not scored within {self.options.timeout:g}s; retry later"
+                if shed.reason == "timeout"
+                else "the server is saturated; retry later"
+            )
+            await self._respond(
+                send,
+                503,
+                protocol.error_body("TEMPORARILY_UNAVAILABLE", msg),
+                _JSON,
+                rid,
+                version,
+                [(b"retry-after", str(self.options.retry_after).encode())],
+            )
+            return 503
+        except Exception as exc:
+            logger.exception("prediction failed")
+            body = protocol.error_body(
+                "BAD_REQUEST",
+                "Encountered an unexpected error while evaluating the model. Verify that the "
+                f"input is compatible with the model for inference. ({type(exc).__name__})",
+            )
+            await self._respond(send, 400, body, _JSON, rid, version)
+            return 400
+        finally:
+            if arriving:
+                batcher.arriving -= 1
+        used_version = str(used.version)
+        ts_us = time.time_ns() // 1000
+        if self.log is not None:
+            self.log.append(
+                LogItem(
+                    rid,
+                    ts_us,
+                    used.name,
+                    used_version,
+                    "champion",
+                    parsed.columns,
+                    _kinds(used),
+                    preds,
+                )
+            )
+        self.metrics.observe_predictions("champion", used_version, preds, used.is_classifier)
+        await self._respond(
+            send, 200, protocol.predictions_body(preds), _JSON, rid, used_version.encode()
+        )
+        if self._shadow_batcher is not None and self.shadow is not None:
+            self._score_shadow(rid, ts_us, parsed.columns, parsed.n_rows)
+        return 200
+
+    def _score_shadow(self, rid: str, ts_us: int, columns: Any, n: int) -> None:
+        sb = self._shadow_batcher
+        assert sb is not None
+        try:
+            fut = sb.submit(columns, n)
+        except Shed:
+            self.metrics.shed.labels("shadow_saturated").inc()
+            return
+
+        async def finish() -> None:
+            try:
+                preds, used = await fut
+            except Exception:
+                logger.warning("shadow scoring failed", exc_info=True)
+                return
+            if self.log is not None:
+                self.log.append(
+                    LogItem(
+                        rid,
+                        ts_us,
+                        used.name,
+                        str(used.version),
+                        "shadow",
+                        columns,
+                        _kinds(used),
+                        preds,
+                    )
+                )
+            self.metrics.observe_predictions("shadow", str(used.version), preds, used.is_classifier)
+
+        task = asyncio.get_running_loop().create_task(finish())
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+
+def _kinds(predictor: Any) -> tuple[tuple[str, str], ...]:
+    kinds = getattr(predictor, "_log_kinds", None)
+    if kinds is None:
+        kinds = tuple((c.name, c.kind) for c in predictor.schema.columns)
+        with contextlib.suppress(AttributeError):  # slotted test doubles
+            predictor._log_kinds = kinds
+    return kinds
+
+
+def create_app(
+    source: ModelSource,
+    options: ServeOptions | None = None,
+    inference_log: InferenceLog | None = None,
+) -> ServingApp:
+    """Build the ASGI app for ``source``.
+
+    Args:
+        source: where predictors come from (see :class:`ModelSource`).
+        options: limits, batching and reload settings.
+        inference_log: where scored records go (``None``: not logged).
+    """
+    return ServingApp(source, options or ServeOptions(), inference_log)

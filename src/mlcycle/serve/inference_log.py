@@ -1,0 +1,313 @@
+"""The inference log: every scored record, appended as Parquet off the request path.
+
+API: :class:`InferenceLog`, :func:`read_inference_log`, :func:`partition_path`.
+
+Layout (Hive-style, one directory per model, version and UTC hour)::
+
+    {root}/model={name}/version={version}/hour={YYYY-MM-DDTHH}/part-{unix_ms}-{uuid8}.parquet
+
+One row per scored record: ``request_id`` (string), ``record_index`` (int32, row within the
+request), ``timestamp`` (timestamp[us, UTC]), ``model_name``, ``model_version``, ``role``
+(``champion`` or ``shadow``), one column per model input with its own name and type, then
+``prediction``. ``root`` is a directory or an ``s3://bucket/prefix`` (boto3, honouring
+``MLFLOW_S3_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL``). Local files appear atomically (written under
+a hidden name, then renamed).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_ARROW_TYPES = {
+    "long": "int64",
+    "integer": "int32",
+    "double": "float64",
+    "float": "float32",
+    "string": "string",
+    "boolean": "bool",
+}
+
+
+@dataclass(frozen=True)
+class LogItem:
+    """The records of one request scored by one model version."""
+
+    request_id: str
+    timestamp_us: int
+    model_name: str
+    model_version: str
+    role: str
+    columns: dict[str, np.ndarray]
+    kinds: tuple[tuple[str, str], ...]  # (column, MLflow type) in signature order
+    predictions: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Number of records."""
+        return len(self.predictions)
+
+
+def hour_of(timestamp_us: int) -> str:
+    """The ``hour=`` partition value of a timestamp in microseconds since the epoch."""
+    return datetime.fromtimestamp(timestamp_us / 1e6, tz=UTC).strftime("%Y-%m-%dT%H")
+
+
+def partition_path(root: str, name: str, version: str, hour: str) -> str:
+    """Directory (or S3 prefix) of one partition."""
+    return f"{root.rstrip('/')}/model={name}/version={version}/hour={hour}"
+
+
+def _s3():  # type: ignore[no-untyped-def]
+    import boto3
+
+    endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+    return boto3.client("s3", endpoint_url=endpoint)
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def _table(items: list[LogItem]) -> Any:
+    import pyarrow as pa
+
+    first = items[0]
+    counts = [it.n for it in items]
+    total = sum(counts)
+    arrays: dict[str, Any] = {
+        "request_id": pa.array(
+            np.repeat(np.array([it.request_id for it in items], dtype=object), counts), pa.string()
+        ),
+        "record_index": pa.array(
+            np.concatenate([np.arange(n, dtype=np.int32) for n in counts]), pa.int32()
+        ),
+        "timestamp": pa.array(
+            np.repeat(np.array([it.timestamp_us for it in items], dtype="datetime64[us]"), counts),
+            pa.timestamp("us", tz="UTC"),
+        ),
+        "model_name": pa.array([first.model_name] * total, pa.string()),
+        "model_version": pa.array([first.model_version] * total, pa.string()),
+        "role": pa.array(
+            np.repeat(np.array([it.role for it in items], dtype=object), counts), pa.string()
+        ),
+    }
+    for col, kind in first.kinds:
+        values = np.concatenate([it.columns[col] for it in items])
+        arrays[col] = pa.array(
+            values, type=pa.type_for_alias(_ARROW_TYPES.get(kind, "string")), from_pandas=True
+        )
+    preds = np.concatenate([np.asarray(it.predictions) for it in items])
+    arrays["prediction"] = pa.array(preds if preds.dtype != object else preds.tolist())
+    return pa.table(arrays)
+
+
+class InferenceLog:
+    """Bounded, batched, background writer of the inference log.
+
+    ``append`` never blocks: when ``max_pending`` records are already waiting it drops the
+    item and counts it. A thread writes one file per partition every ``flush_records``
+    records or ``flush_seconds``; :meth:`close` writes what is left.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        max_pending: int = 200_000,
+        flush_records: int = 20_000,
+        flush_seconds: float = 5.0,
+    ) -> None:
+        self.root = root.rstrip("/") if root.startswith("s3://") else str(Path(root).resolve())
+        self.max_pending = max_pending
+        self.flush_records = flush_records
+        self.flush_seconds = flush_seconds
+        self.pending = 0
+        self.dropped = 0
+        self.written = 0
+        self.files = 0
+        self.write_errors = 0
+        self._buffer: list[LogItem] = []
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> InferenceLog:
+        """Start the writer thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
+            self._thread.start()
+        return self
+
+    def append(self, item: LogItem) -> bool:
+        """Queue ``item``; ``False`` (and counted as dropped) when the queue is full or closed."""
+        n = item.n
+        with self._cond:
+            if self._stop or self.pending + n > self.max_pending:
+                self.dropped += n
+                return False
+            self._buffer.append(item)
+            self.pending += n
+            if self.pending >= self.flush_records:
+                self._cond.notify()
+        return True
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop accepting, write everything queued, wait up to ``timeout`` seconds."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        else:
+            self.flush()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._stop and self.pending < self.flush_records:
+                    self._cond.wait(self.flush_seconds)
+                stop = self._stop
+            self.flush()
+            if stop:
+                self.flush()
+                return
+
+    def flush(self) -> int:
+        """Write the queued records now (one file per partition); returns how many."""
+        with self._cond:
+            items, self._buffer = self._buffer, []
+        if not items:
+            return 0
+        groups: dict[tuple[str, str, str], list[LogItem]] = {}
+        for it in items:
+            groups.setdefault(
+                (it.model_name, it.model_version, hour_of(it.timestamp_us)), []
+            ).append(it)
+        done = 0
+        for (name, version, hour), group in groups.items():
+            n = sum(it.n for it in group)
+            try:
+                self._write(partition_path(self.root, name, version, hour), _table(group))
+                done += n
+                self.written += n
+                self.files += 1
+            except Exception:
+                logger.exception(
+                    "inference log: cannot write %d records of %s/%s", n, name, version
+                )
+                self.write_errors += 1
+                self.dropped += n
+            finally:
+                with self._cond:
+                    self.pending -= n
+        return done
+
+    def _write(self, directory: str, table: Any) -> None:
+        import pyarrow.parquet as pq
+
+        fname = f"part-{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}.parquet"
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        if directory.startswith("s3://"):
+            bucket, prefix = _split_s3(directory)
+            _s3().put_object(Bucket=bucket, Key=f"{prefix}/{fname}", Body=buf.getvalue())
+            return
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = path / f".{fname}.tmp"
+        tmp.write_bytes(buf.getvalue())
+        os.replace(tmp, path / fname)
+
+
+def _list_files(root: str, model_name: str) -> list[tuple[str, str]]:
+    """(hour, location) of every part file of ``model_name``."""
+    out: list[tuple[str, str]] = []
+    if root.startswith("s3://"):
+        bucket, prefix = _split_s3(
+            partition_path(root, model_name, "x", "x").rsplit("/version=", 1)[0]
+        )
+        client = _s3()
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix + "/"
+        ):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if key.endswith(".parquet") and "/hour=" in key:
+                    out.append((key.split("/hour=")[1].split("/")[0], f"s3://{bucket}/{key}"))
+        return out
+    base = Path(root) / f"model={model_name}"
+    for f in base.glob("version=*/hour=*/part-*.parquet"):
+        out.append((f.parent.name[len("hour=") :], str(f)))
+    return out
+
+
+def _read_one(location: str) -> Any:
+    import pyarrow.parquet as pq
+
+    if location.startswith("s3://"):
+        bucket, key = _split_s3(location)
+        body = _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return pq.read_table(io.BytesIO(body)).to_pandas()
+    return pq.read_table(location).to_pandas()
+
+
+def read_inference_log(
+    root: str,
+    model_name: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> Any:
+    """Records of ``model_name`` with ``start <= timestamp < end`` as one DataFrame.
+
+    Hour partitions outside the window are not read. Naive datetimes are taken as UTC.
+    """
+    import pandas as pd
+
+    def utc(ts: datetime | None) -> pd.Timestamp | None:
+        if ts is None:
+            return None
+        t = pd.Timestamp(ts)
+        return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+    lo, hi = utc(start), utc(end)
+    lo_hour = lo.strftime("%Y-%m-%dT%H") if lo is not None else None
+    hi_hour = hi.strftime("%Y-%m-%dT%H") if hi is not None else None
+    frames = [
+        _read_one(loc)
+        for hour, loc in sorted(_list_files(root, model_name))
+        if (lo_hour is None or hour >= lo_hour) and (hi_hour is None or hour <= hi_hour)
+    ]
+    if not frames:
+        return pd.DataFrame(
+            columns=[
+                "request_id",
+                "record_index",
+                "timestamp",
+                "model_name",
+                "model_version",
+                "role",
+                "prediction",
+            ]
+        )
+    df = pd.concat(frames, ignore_index=True)
+    if lo is not None:
+        df = df[df["timestamp"] >= lo]
+    if hi is not None:
+        df = df[df["timestamp"] < hi]
+    return df.sort_values(["timestamp", "request_id", "record_index"], kind="stable").reset_index(
+        drop=True
+    )

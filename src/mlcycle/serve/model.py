@@ -1,0 +1,339 @@
+"""Loading a model URI into a predictor with a fast path.
+
+API: :class:`ModelRef`, :class:`Predictor`, :func:`resolve`, :func:`load_predictor`,
+:func:`schema_from_mlmodel`.
+
+A predictor takes validated numpy columns (see :mod:`mlcycle.serve.protocol`) and returns one
+prediction per row. Classifiers that training verified against their ONNX copy
+(``metadata.mlcycle.onnx``) run on onnxruntime, fed as
+:func:`mlcycle.train.onnx_export.onnx_feeds` feeds them and labelled with
+:func:`~mlcycle.train.onnx_export.labels_from_proba`; everything else runs sklearn's
+``predict`` on a frame built like MLflow's. Models saved with pickle are refused unless
+``allow_pickle``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlcycle.errors import ModelNotFound, ServingError
+from mlcycle.serve.protocol import Column, InputSchema
+
+logger = logging.getLogger(__name__)
+
+_SUPPORTED_KINDS = {"long", "integer", "double", "float", "string", "boolean"}
+_PICKLE_FORMATS = {"pickle", "cloudpickle"}
+_STAGES = {"none", "staging", "production", "archived"}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a model URI points now.
+
+    ``follow`` is the alias or stage a server keeps following (``None`` for a fixed version,
+    a run or a path).
+    """
+
+    uri: str
+    name: str
+    version: str
+    download_uri: str
+    follow: str | None = None
+    follow_kind: str | None = None  # "alias" or "stage"
+
+
+_MODELS_RE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))$")
+
+
+def resolve(uri: str, client: Any) -> ModelRef:
+    """Resolve ``uri`` to a registry version (``models:/NAME@alias``, ``/Stage``, ``/3``),
+    a run model (``runs:/ID/path``) or a local directory.
+
+    Raises:
+        ModelNotFound: nothing matches.
+    """
+    m = _MODELS_RE.match(uri)
+    if m:
+        name = m.group("name")
+        alias, ref = m.group("alias"), m.group("ref")
+        try:
+            if alias:
+                mv = client.get_model_version_by_alias(name, alias)
+                return ModelRef(
+                    uri, name, str(mv.version), f"models:/{name}/{mv.version}", alias, "alias"
+                )
+            if ref and ref.isdigit():
+                mv = client.get_model_version(name, ref)
+                return ModelRef(uri, name, str(mv.version), f"models:/{name}/{mv.version}")
+            if ref and ref.lower() in _STAGES:
+                stage = ref.lower().capitalize()
+                found = client.get_latest_versions(name, stages=[stage])
+                if not found:
+                    raise ModelNotFound(f"model '{name}' has no version in stage {stage}")
+                v = str(found[0].version)
+                return ModelRef(uri, name, v, f"models:/{name}/{v}", stage, "stage")
+        except ModelNotFound:
+            raise
+        except Exception as exc:
+            raise ModelNotFound(f"cannot resolve {uri}: {exc}") from exc
+        raise ModelNotFound(f"cannot resolve {uri}: unknown version or stage '{ref}'")
+    if uri.startswith("runs:/"):
+        run_id = uri[len("runs:/") :].split("/", 1)[0]
+        return ModelRef(uri, f"run-{run_id[:8]}", run_id, uri)
+    if uri.startswith("models:/"):
+        # A logged model id (models:/m-...): MLflow 3's own URIs.
+        return ModelRef(uri, uri[len("models:/") :], "1", uri)
+    path = Path(uri.removeprefix("file://"))
+    if not (path / "MLmodel").exists():
+        raise ModelNotFound(f"'{uri}' is not a model URI and no MLmodel file is there")
+    return ModelRef(uri, path.resolve().name, "local", str(path.resolve()))
+
+
+def current_version(ref: ModelRef, client: Any) -> str | None:
+    """The version ``ref``'s alias or stage points at now (``None`` if it is fixed or gone)."""
+    if ref.follow is None:
+        return None
+    try:
+        if ref.follow_kind == "alias":
+            return str(client.get_model_version_by_alias(ref.name, ref.follow).version)
+        found = client.get_latest_versions(ref.name, stages=[ref.follow])
+        return str(found[0].version) if found else None
+    except Exception as exc:  # the registry may be briefly unreachable: keep serving
+        logger.warning("cannot look up %s of %s: %s", ref.follow, ref.name, exc)
+        return None
+
+
+def schema_from_mlmodel(mlmodel: Any) -> InputSchema:
+    """The named input columns of a model's signature, with where missing values are allowed.
+
+    A column allows missing values when the signature marks it optional or when mlcycle's
+    pipeline imputes it (``metadata.mlcycle`` lists it; training data may have had gaps that
+    the five-row signature example did not show).
+
+    Raises:
+        ServingError: no signature, or one with unnamed or nested inputs.
+    """
+    sig = mlmodel.signature
+    if sig is None or sig.inputs is None or not sig.inputs.has_input_names():
+        raise ServingError("the model has no signature with named inputs; mlcycle serve needs one")
+    meta = (mlmodel.metadata or {}).get("mlcycle") or {}
+    imputed = set(meta.get("numeric") or ()) | set(meta.get("categorical") or ())
+    cols = []
+    for spec in sig.inputs.inputs:
+        kind = getattr(spec.type, "name", str(spec.type))
+        if kind not in _SUPPORTED_KINDS:
+            raise ServingError(f"input '{spec.name}' has type {spec.type}; not supported here")
+        allow = (not spec.required) or spec.name in imputed
+        cols.append(Column(spec.name, kind, allow))
+    return InputSchema(tuple(cols))
+
+
+def _set_single_thread(model: Any) -> None:
+    # Per-request joblib dispatch costs more than a forest's prediction on a few rows.
+    steps = getattr(model, "steps", None)
+    for est in [s for _, s in steps] if steps else [model]:
+        if "n_jobs" in getattr(est, "get_params", dict)():
+            est.set_params(n_jobs=1)
+
+
+class Predictor:
+    """A loaded model: ``predict(columns) -> array`` plus what the server reports about it."""
+
+    def __init__(
+        self,
+        ref: ModelRef,
+        schema: InputSchema,
+        sk_model: Any,
+        onnx_session: Any = None,
+        pyfunc: Any = None,
+        task: str | None = None,
+    ) -> None:
+        self.ref = ref
+        self.name = ref.name
+        self.version = ref.version
+        self.schema = schema
+        self.sk_model = sk_model
+        self.session = onnx_session
+        self.pyfunc = pyfunc
+        self.task = task
+        self.classes = (
+            np.asarray(getattr(sk_model, "classes_", [])) if sk_model is not None else None
+        )
+        self.backend = (
+            "onnx"
+            if onnx_session is not None
+            else ("sklearn" if sk_model is not None else "pyfunc")
+        )
+        self._onnx_inputs: list[tuple[str, str]] = []
+        if onnx_session is not None:
+            self._onnx_inputs = [(i.name, i.type) for i in onnx_session.get_inputs()]
+            self._proba_index = 1 if len(onnx_session.get_outputs()) > 1 else 0
+
+    @property
+    def is_classifier(self) -> bool:
+        """True when predictions are class labels."""
+        return self.task == "classification" or (self.classes is not None and len(self.classes) > 0)
+
+    def feeds(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """ONNX inputs exactly as ``onnx_feeds`` builds them, without pandas."""
+        out = {}
+        for name, typ in self._onnx_inputs:
+            col = columns[name]
+            if typ == "tensor(string)":
+                if col.dtype == object:
+                    col = np.where(np.equal(col, None), "", col)
+                out[name] = col.astype(str).reshape(-1, 1)
+            elif typ == "tensor(double)":
+                out[name] = col.astype(np.float64, copy=False).reshape(-1, 1)
+            else:
+                out[name] = col.astype(np.float32).reshape(-1, 1)
+        return out
+
+    def frame(self, columns: dict[str, np.ndarray]) -> Any:
+        """The DataFrame MLflow's pyfunc would pass to sklearn for these columns."""
+        import pandas as pd
+
+        return pd.DataFrame({name: columns[name] for name in self.schema.names}, copy=False)
+
+    def predict(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """One prediction per row (labels for classifiers, floats for regressors)."""
+        if self.session is not None:
+            outs = self.session.run(None, self.feeds(columns))
+            if self.is_classifier:
+                from mlcycle.train.onnx_export import labels_from_proba
+
+                return labels_from_proba(np.asarray(outs[self._proba_index]), self.classes)
+            return np.asarray(outs[0], dtype=np.float64).ravel()
+        if self.sk_model is not None:
+            return np.asarray(self.sk_model.predict(self.frame(columns)))
+        return np.asarray(self.pyfunc.predict(self.frame(columns)))
+
+
+def _read_mlmodel(local: Path) -> Any:
+    from mlflow.models import Model
+
+    return Model.load(str(local / "MLmodel"))
+
+
+def _refuse_pickle(ref: ModelRef, mlmodel: Any, allow_pickle: bool) -> None:
+    flavors = mlmodel.flavors
+    sk = flavors.get("sklearn")
+    fmt = sk.get("serialization_format") if sk else None
+    loader = flavors.get("python_function", {}).get("loader_module")
+    pickled = fmt in _PICKLE_FORMATS if sk else loader in ("mlflow.pyfunc.model", None)
+    if pickled and not allow_pickle:
+        raise ServingError(
+            f"{ref.uri} is saved with {fmt or 'cloudpickle'}, which runs arbitrary code when "
+            "loaded; mlcycle logs skops models. Pass --allow-pickle if you trust its source."
+        )
+
+
+def check_model(ref: ModelRef, allow_pickle: bool = False) -> InputSchema:
+    """Read only the MLmodel file: refuse pickle, require a named signature.
+
+    Raises:
+        ServingError: pickle refused or no usable signature.
+        ModelNotFound: no MLmodel file.
+    """
+    import mlflow
+
+    if Path(ref.download_uri).is_dir():
+        path = Path(ref.download_uri) / "MLmodel"
+    else:
+        try:
+            path = Path(
+                mlflow.artifacts.download_artifacts(artifact_uri=ref.download_uri + "/MLmodel")
+            )
+        except Exception as exc:
+            raise ModelNotFound(f"cannot read the MLmodel file of {ref.uri}: {exc}") from exc
+    from mlflow.models import Model
+
+    mlmodel = Model.load(str(path))
+    _refuse_pickle(ref, mlmodel, allow_pickle)
+    return schema_from_mlmodel(mlmodel)
+
+
+def load_predictor(
+    ref: ModelRef,
+    *,
+    allow_pickle: bool = False,
+    use_onnx: bool = True,
+    dst: str | None = None,
+) -> Predictor:
+    """Download and load the model ``ref`` points at.
+
+    Args:
+        ref: from :func:`resolve`.
+        allow_pickle: accept models saved with pickle/cloudpickle (they run code on load).
+        use_onnx: use the verified ONNX copy of a classifier when there is one.
+        dst: download directory (a temporary one when ``None``).
+
+    Raises:
+        ServingError: pickle refused, or the model cannot be loaded.
+        ModelNotFound: the artifacts are missing.
+    """
+    import mlflow
+
+    t0 = time.perf_counter()
+    if Path(ref.download_uri).is_dir():
+        local = Path(ref.download_uri)
+    else:
+        try:
+            local = Path(
+                mlflow.artifacts.download_artifacts(artifact_uri=ref.download_uri, dst_path=dst)
+            )
+        except Exception as exc:
+            raise ModelNotFound(
+                f"cannot download {ref.uri} (version {ref.version}): {exc}"
+            ) from exc
+    mlmodel = _read_mlmodel(local)
+    schema = schema_from_mlmodel(mlmodel)
+    _refuse_pickle(ref, mlmodel, allow_pickle)
+    flavors = mlmodel.flavors
+    sk = flavors.get("sklearn")
+    meta = (mlmodel.metadata or {}).get("mlcycle") or {}
+    task = meta.get("task")
+    sk_model = pyfunc = session = None
+    try:
+        if sk is not None:
+            import mlflow.sklearn
+
+            sk_model = mlflow.sklearn.load_model(str(local))
+            _set_single_thread(sk_model)
+        else:
+            pyfunc = mlflow.pyfunc.load_model(str(local))
+    except Exception as exc:
+        raise ServingError(f"cannot load {ref.uri}: {type(exc).__name__}: {exc}") from exc
+    onnx_file = meta.get("onnx")
+    onnx_path = local / "extra_files" / str(onnx_file) if onnx_file else None
+    if (
+        use_onnx
+        and sk_model is not None
+        and task == "classification"
+        and onnx_path is not None
+        and onnx_path.exists()
+    ):
+        # Labels are exact (verified at training); regression stays on sklearn so floats
+        # match `mlflow models serve` bit for bit.
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    pred = Predictor(ref, schema, sk_model, session, pyfunc, task)
+    logger.info(
+        "loaded %s version %s (%s) in %.2fs",
+        ref.name,
+        ref.version,
+        pred.backend,
+        time.perf_counter() - t0,
+    )
+    return pred

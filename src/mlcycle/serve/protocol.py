@@ -1,0 +1,526 @@
+"""MLflow's scoring protocol as pure functions: request bytes in, columns or a response out.
+
+API: :class:`Column`, :class:`InputSchema`, :class:`ParsedRequest`, :class:`RequestError`,
+:func:`parse_request`, :func:`predictions_body`, :func:`error_response`,
+:func:`invocations`.
+
+The payload keys (``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``,
+``params``), the response shape (``{"predictions": [...]}``) and the error codes and 415 texts
+are those of ``mlflow/pyfunc/scoring_server``. Where MLflow silently changes data (1.5 into a
+long column, integer overflow) this module refuses with a 400 that names the column; error
+messages quote at most :data:`ECHO_CHARS` characters of the input.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from mlcycle.errors import ServingError
+
+CONTENT_TYPE_JSON = "application/json"
+CONTENT_TYPE_CSV = "text/csv"
+CONTENT_TYPE_PARQUET = "application/vnd.apache.parquet"
+#: MLflow's list, quoted in its 415 message.
+CONTENT_TYPES = [CONTENT_TYPE_CSV, CONTENT_TYPE_JSON, CONTENT_TYPE_PARQUET]
+FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+_FORMATS_TEXT = "{'dataframe_split', 'dataframe_records', 'instances', 'inputs'}"
+REQUIRED_INPUT_FORMAT = (
+    f"The input must be a JSON dictionary with exactly one of the input fields {_FORMATS_TEXT}"
+)
+#: Longest piece of client input an error message may quote.
+ECHO_CHARS = 40
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_INT32_MIN = -(2**31)
+_INT32_MAX = 2**31 - 1
+
+BAD_REQUEST = "BAD_REQUEST"
+INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
+
+
+class RequestError(ServingError):
+    """A request the server refuses; carries the HTTP status and MLflow error code."""
+
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        error_code: str = BAD_REQUEST,
+        headers: dict[str, str] | None = None,
+        mimetype: str = CONTENT_TYPE_JSON,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_code = error_code
+        self.headers = headers or {}
+        self.mimetype = mimetype
+
+
+@dataclass(frozen=True)
+class Column:
+    """One named input of the model signature."""
+
+    name: str
+    kind: str  # MLflow DataType name: long, integer, double, float, string, boolean
+    allow_missing: bool = False
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    """The model's named inputs in signature order."""
+
+    columns: tuple[Column, ...]
+    names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(c.name for c in self.columns))
+
+
+@dataclass
+class ParsedRequest:
+    """Validated columns (signature order, equal lengths) and the request's params."""
+
+    columns: dict[str, np.ndarray]
+    n_rows: int
+    params: dict[str, Any] | None = None
+
+
+def _echo(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 3] + "..."
+
+
+def _bad_value(col: Column, value: Any, why: str) -> RequestError:
+    return RequestError(
+        f"Invalid input. Data is not compatible with model signature. Column '{col.name}' "
+        f"({col.kind}): {why}: {_echo(value)}",
+        error_code=BAD_REQUEST,
+    )
+
+
+def _missing(col: Column) -> RequestError:
+    return RequestError(
+        f"Invalid input. Column '{col.name}' ({col.kind}) has a missing value (null/NaN) and "
+        "the model's signature does not allow missing values there",
+        error_code=BAD_REQUEST,
+    )
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def _to_int(col: Column, v: Any, lo: int, hi: int) -> int:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int):
+        out = v
+    elif isinstance(v, float):
+        if math.isinf(v):
+            raise _bad_value(col, v, "infinite value")
+        if not v.is_integer():
+            raise _bad_value(col, v, "lossy cast of a non-integer to an integer column")
+        out = int(v)
+    elif isinstance(v, str):
+        try:
+            out = int(v.strip())
+        except ValueError:
+            try:
+                f = float(v)
+            except ValueError:
+                raise _bad_value(col, v, "not a number") from None
+            return _to_int(col, f, lo, hi)
+    elif isinstance(v, np.generic):
+        return _to_int(col, v.item(), lo, hi)
+    else:
+        raise _bad_value(col, v, "not a number")
+    if not lo <= out <= hi:
+        raise _bad_value(col, v, "integer overflow")
+    return out
+
+
+def _int_column(col: Column, values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    dtype = np.int64 if col.kind == "long" else np.int32
+    lo, hi = (_INT64_MIN, _INT64_MAX) if col.kind == "long" else (_INT32_MIN, _INT32_MAX)
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind in "iub":
+            if values.size and (values.min() < lo or values.max() > hi):
+                bad = values[(values < lo) | (values > hi)][0]
+                raise _bad_value(col, int(bad), "integer overflow")
+            return values.astype(dtype)
+        values = values.tolist()
+    if all(type(v) is int for v in values):
+        try:
+            arr = np.array(values, dtype=np.int64)
+        except OverflowError:
+            bad = next(v for v in values if not _INT64_MIN <= v <= _INT64_MAX)
+            raise _bad_value(col, bad, "integer overflow") from None
+        if dtype is np.int32 and arr.size and (arr.min() < lo or arr.max() > hi):
+            raise _bad_value(col, int(arr[(arr < lo) | (arr > hi)][0]), "integer overflow")
+        return arr.astype(dtype, copy=False)
+    out = np.empty(len(values), dtype=dtype)
+    for i, v in enumerate(values):
+        if _is_missing(v):
+            raise RequestError(
+                f"Invalid input. Column '{col.name}' ({col.kind}) has a missing value (null/NaN); "
+                "an integer column cannot hold one",
+                error_code=BAD_REQUEST,
+            )
+        out[i] = _to_int(col, v, lo, hi)
+    return out
+
+
+def _float_column(col: Column, values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    dtype = np.float64 if col.kind == "double" else np.float32
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        for v in values:
+            if _is_missing(v):
+                continue
+            try:
+                float(v)
+                if isinstance(v, (list, dict)):
+                    raise TypeError
+            except (TypeError, ValueError, OverflowError):
+                raise _bad_value(col, v, "not a number") from None
+        raise _bad_value(col, values[0], "not a number") from None  # pragma: no cover
+    if arr.ndim != 1:
+        raise _bad_value(col, values[0], "not a number")
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = arr[~finite]
+        if np.isinf(bad).any():
+            raise _bad_value(col, float(bad[np.isinf(bad)][0]), "infinite value")
+        if not col.allow_missing:
+            raise _missing(col)
+    if dtype is np.float32:
+        return arr.astype(np.float32)
+    return arr
+
+
+def _str_column(col: Column, values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        if type(v) is str:
+            out[i] = v
+        elif _is_missing(v):
+            if not col.allow_missing:
+                raise _missing(col)
+            out[i] = None
+        elif isinstance(v, (bool, int, float)):
+            out[i] = str(v)
+        else:
+            raise _bad_value(col, v, "not a string")
+    return out
+
+
+def _bool_column(col: Column, values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    out = np.empty(len(values), dtype=bool)
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or v in (0, 1):
+            out[i] = bool(v)
+        elif _is_missing(v):
+            raise _missing(col)
+        else:
+            raise _bad_value(col, v, "not a boolean")
+    return out
+
+
+_CONVERTERS: dict[str, Callable[[Column, Any], np.ndarray]] = {
+    "long": _int_column,
+    "integer": _int_column,
+    "double": _float_column,
+    "float": _float_column,
+    "string": _str_column,
+    "boolean": _bool_column,
+}
+
+
+def convert_column(col: Column, values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """One column of request values as a numpy array of the signature's type.
+
+    Raises:
+        RequestError: a value cannot be represented exactly (400 naming the column).
+    """
+    try:
+        conv = _CONVERTERS[col.kind]
+    except KeyError:  # pragma: no cover - guarded when the schema is built
+        raise RequestError(f"unsupported column type {col.kind}", 500, "INTERNAL_ERROR") from None
+    return conv(col, values)
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+def _decode_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    # orjson refuses NaN/Infinity tokens (not JSON); MLflow (json.loads) accepts them, so they
+    # reach the column checks, which allow NaN only where missing values are allowed.
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(
+            "Invalid input. Ensure that input is a valid JSON formatted string. "
+            f"Error: {type(exc).__name__} at char {getattr(exc, 'pos', '?')}; "
+            f"input starts {_echo(body[:ECHO_CHARS])}"
+        ) from None
+
+
+def _columns_from_records(records: Any, key: str) -> tuple[dict[str, list[Any]], int]:
+    if not isinstance(records, list):
+        kind = "dictionary" if isinstance(records, dict) else f"type {type(records).__name__}"
+        raise RequestError(
+            f"Invalid input. Dataframe records format must be a list of records. Got {kind}."
+        )
+    n = len(records)
+    cols: dict[str, list[Any]] = {}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise RequestError(
+                f"Invalid input. Provided {key} field is not a valid dataframe representation in "
+                f"'records' format: record {i} is {_echo(rec)}"
+            )
+        for name, value in rec.items():
+            col = cols.get(name)
+            if col is None:
+                col = cols[name] = [None] * n
+            col[i] = value
+    return cols, n
+
+
+def _columns_from_split(split: Any, schema: InputSchema) -> tuple[dict[str, list[Any]], int]:
+    if not isinstance(split, dict):
+        kind = "list" if isinstance(split, list) else f"type {type(split).__name__}"
+        raise RequestError(
+            f"Invalid input. Dataframe split format must be a dictionary. Got {kind}."
+        )
+    keys = set(split)
+    if "data" not in keys or keys - {"columns", "data", "index"}:
+        raise RequestError(
+            "Invalid input. Dataframe split format must have 'data' field and optionally "
+            f"'columns' and 'index' fields. Got {_echo(sorted(keys))}."
+        )
+    data = split["data"]
+    if not isinstance(data, list):
+        raise RequestError("Invalid input. dataframe_split 'data' must be a list of rows")
+    names = split.get("columns")
+    if names is None:
+        width = len(data[0]) if data and isinstance(data[0], list) else 0
+        names = list(range(width))
+    if not isinstance(names, list):
+        raise RequestError("Invalid input. dataframe_split 'columns' must be a list")
+    width = len(names)
+    cols: dict[Any, list[Any]] = {}
+    for j, name in enumerate(names):
+        cols[name] = [None] * len(data)
+        for i, row in enumerate(data):
+            if not isinstance(row, list) or len(row) != width:
+                raise RequestError(
+                    "Invalid input. Provided dataframe_split field is not a valid dataframe "
+                    f"representation in 'split' format: row {i} does not have {width} values"
+                )
+            cols[name][i] = row[j]
+    return cols, len(data)
+
+
+def _columns_from_inputs(inputs: Any, key: str) -> tuple[dict[str, Any], int]:
+    if isinstance(inputs, list):
+        return _columns_from_records(inputs, key)
+    if not isinstance(inputs, dict):
+        raise RequestError(
+            "Invalid input. This model has named inputs: send a dictionary of columns or a list "
+            f"of records under '{key}'"
+        )
+    cols: dict[str, Any] = {}
+    n: int | None = None
+    for name, values in inputs.items():
+        if not isinstance(values, list):
+            values = [values]
+        if n is not None and len(values) != n:
+            raise RequestError(
+                "Invalid input. The length of values for each input/column name are not the same"
+            )
+        n = len(values)
+        cols[name] = values
+    return cols, n or 0
+
+
+def _raw_from_json(body: bytes, schema: InputSchema) -> tuple[dict[Any, Any], int, Any]:
+    doc = _decode_json(body)
+    if isinstance(doc, list):
+        raise RequestError(f"Invalid input. {REQUIRED_INPUT_FORMAT}. Received a list.")
+    if not isinstance(doc, dict):
+        raise RequestError(
+            f"Invalid input. {REQUIRED_INPUT_FORMAT}. Received unexpected input type "
+            f"'{type(doc).__name__}'."
+        )
+    keys = [k for k in doc if k in FORMATS]
+    if len(keys) != 1:
+        raise RequestError(
+            f"{REQUIRED_INPUT_FORMAT}. Received dictionary with input fields: {_echo(list(doc))}."
+        )
+    key = keys[0]
+    if key in ("instances", "inputs") and len(doc) - ("params" in doc) != 1:
+        raise RequestError(
+            'Invalid input. One of "instances" and "inputs" must be specified (not both or any '
+            f"other keys).Received: {_echo(list(doc))}"
+        )
+    params = doc.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise RequestError("'params' must be a dictionary", error_code=INVALID_PARAMETER_VALUE)
+    payload = doc[key]
+    if key == "dataframe_split":
+        cols, n = _columns_from_split(payload, schema)
+    elif key == "dataframe_records":
+        cols, n = _columns_from_records(payload, key)
+    else:
+        cols, n = _columns_from_inputs(payload, key)
+    return cols, n, params
+
+
+def _raw_from_csv(body: bytes) -> tuple[dict[Any, Any], int]:
+    import pandas as pd
+
+    try:
+        text = body.decode("utf-8")
+        frame = pd.read_csv(io.StringIO(text), keep_default_na=True)
+    except Exception as exc:
+        raise RequestError(
+            "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid "
+            f"CSV-formatted Pandas DataFrame produced using the `pandas.DataFrame.to_csv()` "
+            f"method. Error: {type(exc).__name__}"
+        ) from None
+    cols: dict[Any, Any] = {}
+    for name in frame.columns:
+        s = frame[name]
+        cols[name] = s.to_numpy() if s.dtype.kind in "iufb" else s.astype(object).tolist()
+    return cols, len(frame)
+
+
+def _check_content_type(content_type: str | None) -> str:
+    parts = [p.strip() for p in (content_type or "").split(";")]
+    mime = parts[0].lower()
+    params = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in parts[1:])}
+    if params.get("charset", "utf-8").lower() != "utf-8":
+        raise RequestError("The scoring server only supports UTF-8", 415, mimetype="text/plain")
+    extra = set(params) - {"charset"}
+    if extra:
+        raise RequestError(
+            f"Unrecognized content type parameters: {', '.join(sorted(extra))}.",
+            415,
+            mimetype="text/plain",
+        )
+    if mime not in (CONTENT_TYPE_JSON, CONTENT_TYPE_CSV):
+        raise RequestError(
+            "This predictor only supports the following content types: Types: "
+            f"{CONTENT_TYPES}. Got {_echo(content_type or '')}.",
+            415,
+            mimetype="text/plain",
+        )
+    return mime
+
+
+def parse_request(
+    body: bytes, content_type: str | None, schema: InputSchema, max_rows: int | None = None
+) -> ParsedRequest:
+    """Validate one ``/invocations`` request against the model's signature.
+
+    Args:
+        body: the request body.
+        content_type: the ``Content-Type`` header (``application/json`` or ``text/csv``).
+        schema: the model's named inputs.
+        max_rows: refuse requests with more rows (413).
+
+    Raises:
+        RequestError: 415 for other content types, 413 over the row limit, 400 otherwise.
+    """
+    mime = _check_content_type(content_type)
+    params = None
+    if mime == CONTENT_TYPE_JSON:
+        raw, n, params = _raw_from_json(body, schema)
+    else:
+        raw, n = _raw_from_csv(body)
+    if max_rows is not None and n > max_rows:
+        raise RequestError(
+            f"request has {n} rows; this server accepts at most {max_rows} per request",
+            413,
+            "REQUEST_LIMIT_EXCEEDED",
+        )
+    if n == 0:
+        raise RequestError(
+            "Failed to enforce schema: the request has no rows", error_code=INVALID_PARAMETER_VALUE
+        )
+    if raw and all(isinstance(k, int) for k in raw) and len(raw) == len(schema.columns):
+        # Unnamed columns (dataframe_split without "columns"): take them in signature order.
+        raw = {schema.names[k]: v for k, v in raw.items()}
+    missing = [c.name for c in schema.columns if c.name not in raw]
+    if missing:
+        raise RequestError(
+            "Failed to enforce schema of data with schema: Model is missing inputs "
+            f"{_echo(missing)}.",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+    columns = {c.name: convert_column(c, raw[c.name]) for c in schema.columns}
+    return ParsedRequest(columns=columns, n_rows=n, params=params)
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def predictions_body(predictions: np.ndarray | Sequence[Any]) -> bytes:
+    """``{"predictions": [...]}`` as MLflow writes it (numbers stay ints or floats)."""
+    return orjson.dumps(
+        {"predictions": predictions},
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
+
+
+def error_body(error_code: str, message: str) -> bytes:
+    """MLflow's error document."""
+    return orjson.dumps({"error_code": error_code, "message": message})
+
+
+def error_response(exc: RequestError) -> tuple[bytes, int, str]:
+    """``(body, status, mimetype)`` for a refused request (415s are plain text, as MLflow's)."""
+    if exc.mimetype == "text/plain":
+        return exc.message.encode(), exc.status, "text/plain"
+    return error_body(exc.error_code, exc.message), exc.status, CONTENT_TYPE_JSON
+
+
+def invocations(
+    body: bytes,
+    content_type: str | None,
+    schema: InputSchema,
+    predict: Callable[[dict[str, np.ndarray]], np.ndarray],
+    max_rows: int | None = None,
+) -> tuple[bytes, int, str]:
+    """Handle one request synchronously: ``(body, status, mimetype)``.
+
+    The server runs the same steps split around its micro-batcher; this is the plain form.
+    """
+    try:
+        parsed = parse_request(body, content_type, schema, max_rows)
+    except RequestError as exc:
+        return error_response(exc)
+    return predictions_body(predict(parsed.columns)), 200, CONTENT_TYPE_JSON

@@ -1,0 +1,167 @@
+"""Running the model server: the composition root of ``mlcycle serve``.
+
+API: :class:`ServerConfig`, :func:`model_source`, :func:`build_app`, :func:`serve`.
+
+``serve`` checks the model first (pickle refused, signature required: errors before any
+port is bound), then runs uvicorn. With ``workers > 1`` each worker process builds its own
+app from the config passed in ``MLCYCLE_SERVE_CONFIG``, and Prometheus counters are shared
+through ``PROMETHEUS_MULTIPROC_DIR``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlcycle.serve.app import ModelSource, ServeOptions, ServingApp, create_app
+from mlcycle.serve.inference_log import InferenceLog
+from mlcycle.serve.model import (
+    ModelRef,
+    Predictor,
+    check_model,
+    current_version,
+    load_predictor,
+    resolve,
+)
+
+logger = logging.getLogger(__name__)
+
+CONFIG_ENV = "MLCYCLE_SERVE_CONFIG"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything one ``mlcycle serve`` process needs."""
+
+    model_uri: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    inference_log: str | None = "./inference-log"
+    allow_pickle: bool = False
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    grace: float = 20.0
+    options: ServeOptions = field(default_factory=ServeOptions)
+
+    def to_json(self) -> str:
+        """For worker processes."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerConfig:
+        """Inverse of :meth:`to_json`."""
+        doc = json.loads(text)
+        doc["options"] = ServeOptions(**doc["options"])
+        return cls(**doc)
+
+
+def _version_ref(ref: ModelRef, version: str) -> ModelRef:
+    return dataclasses.replace(ref, version=version, download_uri=f"models:/{ref.name}/{version}")
+
+
+def model_source(
+    uri: str, client: Any, *, allow_pickle: bool = False, shadow: bool = False
+) -> ModelSource:
+    """Predictors for ``uri``: the current version, newer ones when its alias/stage moves,
+    and (``shadow``) the ``@challenger`` of the same registered model.
+    """
+    ref = resolve(uri, client)
+    downloads = tempfile.mkdtemp(prefix="mlcycle-serve-")
+
+    def load_ref(r: ModelRef) -> Predictor:
+        return load_predictor(r, allow_pickle=allow_pickle, dst=tempfile.mkdtemp(dir=downloads))
+
+    def load() -> Predictor:
+        return load_ref(ref)
+
+    def poll(current: Predictor | None) -> Predictor | None:
+        v = current_version(ref, client)
+        if v is None or (current is not None and v == str(current.version)):
+            return None
+        return load_ref(_version_ref(ref, v))
+
+    load_shadow = poll_shadow = None
+    if shadow and ref.follow is not None:
+        shadow_ref = ModelRef(
+            f"models:/{ref.name}@challenger", ref.name, "", "", "challenger", "alias"
+        )
+
+        def load_shadow() -> Predictor | None:
+            v = current_version(shadow_ref, client)
+            if v is None:
+                logger.warning("no @challenger for %s: shadow scoring is off", ref.name)
+                return None
+            return load_ref(_version_ref(shadow_ref, v))
+
+        def poll_shadow(current: Predictor | None) -> Predictor | None:
+            v = current_version(shadow_ref, client)
+            if v is None or (current is not None and v == str(current.version)):
+                return None
+            return load_ref(_version_ref(shadow_ref, v))
+
+    return ModelSource(
+        load,
+        poll if ref.follow is not None else None,
+        load_shadow,
+        poll_shadow,
+    )
+
+
+def build_app(config: ServerConfig, client: Any | None = None) -> ServingApp:
+    """The app for ``config`` (builds the ``MlflowClient`` when not given)."""
+    if client is None:
+        import mlflow
+        from mlflow import MlflowClient
+
+        if config.tracking_uri:
+            mlflow.set_tracking_uri(config.tracking_uri)
+        if config.registry_uri:
+            mlflow.set_registry_uri(config.registry_uri)
+        client = MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.registry_uri)
+    source = model_source(
+        config.model_uri, client, allow_pickle=config.allow_pickle, shadow=config.options.shadow
+    )
+    log = InferenceLog(config.inference_log) if config.inference_log else None
+    return create_app(source, config.options, log)
+
+
+def app_from_env() -> ServingApp:
+    """uvicorn factory for worker processes."""
+    return build_app(ServerConfig.from_json(os.environ[CONFIG_ENV]))
+
+
+def serve(config: ServerConfig, client: Any) -> None:
+    """Check the model, then run uvicorn until SIGTERM/SIGINT (graceful within ``grace``).
+
+    Raises:
+        ModelNotFound: the URI matches nothing.
+        ServingError: pickle refused or no usable signature.
+    """
+    import uvicorn
+
+    ref = resolve(config.model_uri, client)
+    check_model(ref, config.allow_pickle)
+    common: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": int(config.grace),
+        "lifespan": "on",
+        "loop": "auto",
+        "http": "auto",
+    }
+    if config.workers <= 1:
+        app = build_app(config, client)
+        uvicorn.run(app, **common)
+        return
+    os.environ[CONFIG_ENV] = config.to_json()
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlcycle-metrics-")
+    uvicorn.run("mlcycle.serve.server:app_from_env", factory=True, workers=config.workers, **common)
