@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-PG_ADMIN_URL = os.environ.get("MLCYCLE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "MLCYCLE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
 
 
 def need(condition: bool, why: str) -> None:

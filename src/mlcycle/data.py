@@ -122,7 +122,11 @@ class DatasetSpec:
 
 def detect_task(y: pd.Series) -> Task:
     """Classification for labels (strings, booleans, few integer values), else regression."""
-    if y.dtype == bool or isinstance(y.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(y):
+    if (
+        y.dtype == bool
+        or isinstance(y.dtype, pd.CategoricalDtype)
+        or not pd.api.types.is_numeric_dtype(y)
+    ):
         return "classification"
     if pd.api.types.is_integer_dtype(y) and y.nunique() <= _MAX_CLASSES_FOR_INT_TARGET:
         return "classification"
@@ -227,17 +231,27 @@ def infer_spec(
 
 
 def prepare_features(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-    """The feature frame in model input order, categorical columns as strings (NaN kept)."""
+    """The feature frame in model input order: numbers as float64, categories as strings.
+
+    Missing values stay missing (``NaN`` for numbers, ``None`` for categories).
+    """
     missing = [c for c in spec.features if c not in df.columns]
     if missing:
         raise DataError("data lacks feature column(s): " + ", ".join(missing))
     X = df[spec.features].copy()
     for col in spec.categorical:
-        s = X[col]
-        X[col] = s.astype(object).where(s.notna(), None).map(lambda v: v if v is None else str(v))
+        values = X[col].to_numpy(dtype=object)
+        missing = pd.isna(values)
+        X[col] = pd.Series(
+            [None if m else str(v) for v, m in zip(values, missing, strict=True)],
+            index=X.index,
+            dtype=object,
+        )
     for col in spec.numeric:
-        if X[col].dtype == bool:  # pragma: no cover - bools are categorical
-            X[col] = X[col].astype(int)
+        # Integer columns become float64: the logged signature then accepts missing values at
+        # inference time (MLflow's own advice; an int column cannot hold NaN).
+        if not pd.api.types.is_float_dtype(X[col]):
+            X[col] = X[col].astype("float64")
     return X
 
 
@@ -343,9 +357,7 @@ def make_scenario(
 
     age = rng.normal(42, 12, n_rows).clip(18, 90).round()
     tenure = rng.gamma(2.0, 14.0, n_rows).clip(1, 72).round()
-    contract = rng.choice(
-        ["month-to-month", "one-year", "two-year"], n_rows, p=[0.55, 0.25, 0.20]
-    )
+    contract = rng.choice(["month-to-month", "one-year", "two-year"], n_rows, p=[0.55, 0.25, 0.20])
     region_p = [0.15, 0.2, 0.5, 0.15] if covariate else [0.3, 0.25, 0.2, 0.25]
     region = rng.choice(["north", "south", "east", "west"], n_rows, p=region_p)
     payment = rng.choice(

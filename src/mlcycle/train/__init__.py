@@ -8,6 +8,13 @@ API:
 - :mod:`mlcycle.train.pipelines` — estimators, search spaces, skops trust list.
 """
 
-from mlcycle.train.core import MODEL_ARTIFACT, ONNX_FILE, TrainConfig, TrainResult, pip_requirements, train
+from mlcycle.train.core import (
+    MODEL_ARTIFACT,
+    ONNX_FILE,
+    TrainConfig,
+    TrainResult,
+    pip_requirements,
+    train,
+)
 
 __all__ = ["MODEL_ARTIFACT", "ONNX_FILE", "TrainConfig", "TrainResult", "pip_requirements", "train"]

@@ -12,6 +12,7 @@ import json
 import logging
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version as pkg_version
@@ -124,7 +125,9 @@ def _log_full(
 
     X_train, y_train = frames["train"]
     X_test, _ = frames["test"]
-    ds = mlflow.data.from_pandas(source_frame, source=cfg.data, targets=spec.target, name=Path(cfg.data).name)
+    ds = mlflow.data.from_pandas(
+        source_frame, source=cfg.data, targets=spec.target, name=Path(cfg.data).name
+    )
     mlflow.log_input(ds, context="training")
 
     if cfg.plots:
@@ -173,7 +176,10 @@ def _log_full(
         "onnx": ONNX_FILE if onnx_exact else None,
     }
     example = X_train.head(5)
-    signature = infer_signature(example, pipe.predict(example))
+    with warnings.catch_warnings():
+        # MLflow hints that integer *outputs* (class labels) cannot hold NaN: true and harmless.
+        warnings.filterwarnings("ignore", message=".*Integer columns.*", category=UserWarning)
+        signature = infer_signature(example, pipe.predict(example))
     info = mlflow.sklearn.log_model(
         pipe,
         name=MODEL_ARTIFACT,
@@ -231,7 +237,12 @@ def train(
     t_prep = time.perf_counter()
 
     child_ids: list[str] = []
-    with mlflow.start_run(experiment_id=experiment_id, run_name=cfg.run_name) as run, tempfile.TemporaryDirectory() as tmp:
+    with (
+        mlflow.start_run(experiment_id=experiment_id, run_name=cfg.run_name) as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        # Under `mlflow run` the project's run (MLFLOW_RUN_ID) is resumed in its experiment.
+        experiment_id = run.info.experiment_id
         mlflow.set_tags(_tags(spec, digest, model_key))
         mlflow.set_tag("mlcycle.kind", "search" if cfg.trials else "train")
         base = {
@@ -258,7 +269,11 @@ def train(
             params = pipelines.estimator_params(model_key, spec.task, overrides, cfg.seed)
             best_pipe = _fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
         t_fit = time.perf_counter()
-        mlflow.log_params({**base, **{f"model__{k}": v for k, v in params.items()}})
+        # `mlflow run` has already logged the entry point's parameters on this run; MLflow
+        # refuses to change a logged value, so those keep the project's spelling.
+        logged = client.get_run(run.info.run_id).data.params
+        all_params = {**base, **{f"model__{k}": v for k, v in params.items()}}
+        mlflow.log_params({k: v for k, v in all_params.items() if k not in logged})
         metrics, model_uri, onnx_exact = _log_full(
             pipe=best_pipe,
             spec=spec,
@@ -312,11 +327,17 @@ def _search(
     for i in range(1, cfg.trials + 1):
         drawn = pipelines.sample_params(model_key, spec.task, rng)
         params = pipelines.estimator_params(model_key, spec.task, {**drawn, **overrides}, cfg.seed)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"trial-{i:03d}", nested=True) as child:
-            mlflow.set_tags({"mlcycle.kind": "trial", "mlcycle.task": spec.task, "mlcycle.trial": str(i)})
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=f"trial-{i:03d}", nested=True
+        ) as child:
+            mlflow.set_tags(
+                {"mlcycle.kind": "trial", "mlcycle.task": spec.task, "mlcycle.trial": str(i)}
+            )
             mlflow.log_params({"model": model_key, **{f"model__{k}": v for k, v in params.items()}})
             pipe = _fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
-            m = evaluate.compute_metrics(spec.task, evaluate.predict_all(pipe, X_val, y_val, spec.task), "val_")
+            m = evaluate.compute_metrics(
+                spec.task, evaluate.predict_all(pipe, X_val, y_val, spec.task), "val_"
+            )
             mlflow.log_metrics(m)
         child_ids.append(child.info.run_id)
         score = m.get(f"val_{metric}", float("nan"))

@@ -48,7 +48,9 @@ def labels_from_proba(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return classes[np.argmax(np.round(proba, TIE_DECIMALS), axis=1)]
 
 
-def onnx_feeds(X: pd.DataFrame, spec: DatasetSpec, numeric_dtype: Any = np.float64) -> dict[str, np.ndarray]:
+def onnx_feeds(
+    X: pd.DataFrame, spec: DatasetSpec, numeric_dtype: Any = np.float64
+) -> dict[str, np.ndarray]:
     """ONNX inputs for a feature frame: one ``(n, 1)`` tensor per column.
 
     Missing categorical values become the empty string; the exported imputer maps it to the
@@ -75,7 +77,9 @@ def _export_pipeline(pipe: Pipeline, spec: DatasetSpec) -> Pipeline:
     return clone
 
 
-def convert(pipe: Pipeline, spec: DatasetSpec, X_check: pd.DataFrame) -> tuple[bytes | None, OnnxCheck]:
+def convert(
+    pipe: Pipeline, spec: DatasetSpec, X_check: pd.DataFrame
+) -> tuple[bytes | None, OnnxCheck]:
     """Convert ``pipe`` to ONNX and compare with sklearn on ``X_check``.
 
     Returns the serialized model only when labels match exactly and numbers within

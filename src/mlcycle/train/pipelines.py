@@ -55,7 +55,12 @@ ESTIMATORS: dict[str, dict[Task, tuple[type[BaseEstimator], dict[str, Any]]]] = 
 }
 
 #: Short names accepted on the command line.
-ALIASES = {"logistic": "linear", "ridge": "linear", "rf": "random_forest", "hgb": "hist_gradient_boosting"}
+ALIASES = {
+    "logistic": "linear",
+    "ridge": "linear",
+    "rf": "random_forest",
+    "hgb": "hist_gradient_boosting",
+}
 
 # Search spaces: each entry draws one value from a seeded generator.
 _Sampler = Callable[[np.random.Generator], Any]
@@ -150,7 +155,9 @@ def coerce_params(model: str, task: Task, raw: dict[str, str]) -> dict[str, Any]
     return out
 
 
-def estimator_params(model: str, task: Task, overrides: dict[str, Any], seed: int) -> dict[str, Any]:
+def estimator_params(
+    model: str, task: Task, overrides: dict[str, Any], seed: int
+) -> dict[str, Any]:
     """Defaults merged with overrides (and the seed where the estimator takes one)."""
     cls, defaults = ESTIMATORS[resolve_estimator(model)][task]
     params = {**defaults, **overrides}

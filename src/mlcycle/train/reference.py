@@ -50,7 +50,11 @@ def profile(X: pd.DataFrame, spec: DatasetSpec) -> dict[str, Any]:
         }
         if len(finite):
             edges = np.unique(np.quantile(finite, np.linspace(0, 1, PROFILE_BINS + 1)))
-            counts, _ = np.histogram(finite, bins=edges) if len(edges) > 1 else (np.array([len(finite)]), None)
+            counts, _ = (
+                np.histogram(finite, bins=edges)
+                if len(edges) > 1
+                else (np.array([len(finite)]), None)
+            )
             entry.update(
                 min=float(finite.min()),
                 max=float(finite.max()),

@@ -1,0 +1,182 @@
+"""Loading, validation, splitting and the demo scenario."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlcycle.data import (
+    SCENARIO_DRIFT,
+    DataError,
+    digest,
+    infer_spec,
+    load_table,
+    make_scenario,
+    prepare_features,
+    split,
+)
+
+
+def test_csv_and_parquet_load_to_the_same_frame(tmp_path: Path) -> None:
+    df = make_scenario(200, seed=3)
+    df.to_csv(tmp_path / "d.csv", index=False)
+    df.to_parquet(tmp_path / "d.parquet", index=False)
+    a = load_table(tmp_path / "d.csv")
+    b = load_table(tmp_path / "d.parquet")
+    assert list(a.columns) == list(b.columns) == list(df.columns)
+    assert len(a) == len(b) == 200
+    np.testing.assert_allclose(a["data_usage_gb"], b["data_usage_gb"])
+
+
+def test_parquet_loads_from_s3(s3_bucket: str) -> None:
+    import io
+
+    import boto3
+
+    df = make_scenario(100)
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    boto3.client("s3").put_object(Bucket=s3_bucket, Key="data/ref.parquet", Body=buf.getvalue())
+    loaded = load_table(f"s3://{s3_bucket}/data/ref.parquet")
+    assert len(loaded) == 100 and "churned" in loaded.columns
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        (b"", "is empty"),
+        (b"a,b\n", "has no rows"),
+        (b"PAR1garbage", "cannot read"),
+    ],
+)
+def test_unusable_files_are_refused_with_the_reason(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "x.csv"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        load_table(path)
+
+
+def test_missing_s3_object_names_the_uri(s3_bucket: str) -> None:
+    with pytest.raises(DataError, match=f"s3://{s3_bucket}/nope.csv"):
+        load_table(f"s3://{s3_bucket}/nope.csv")
+
+
+def test_task_and_columns_are_detected() -> None:
+    df = make_scenario(500)
+    spec = infer_spec(df, "churned")
+    assert spec.task == "classification"
+    assert spec.classes == ("0", "1")
+    assert set(spec.numeric) == {
+        "age",
+        "tenure_months",
+        "monthly_charges",
+        "data_usage_gb",
+        "support_calls",
+    }
+    assert set(spec.categorical) == {"contract", "region", "payment_method"}
+    assert "event_time" in spec.dropped
+    assert (
+        infer_spec(df, "monthly_charges".replace("monthly_charges", "data_usage_gb")).task
+        == "regression"
+    )
+
+
+def test_timestamps_read_from_csv_are_not_features(tmp_path: Path) -> None:
+    make_scenario(100).to_csv(tmp_path / "d.csv", index=False)
+    spec = infer_spec(load_table(tmp_path / "d.csv"), "churned")
+    assert "event_time" not in spec.features
+    assert "event_time" in spec.dropped
+
+
+@pytest.mark.parametrize(
+    ("frame", "target", "message"),
+    [
+        (pd.DataFrame({"a": [1, 2, 3]}), "y", "target column 'y' is not in the data"),
+        (pd.DataFrame({"a": [1, 2, 3], "y": ["x", "x", "x"]}), "y", "single class"),
+        (
+            pd.DataFrame({"a": [np.nan] * 4, "b": [1, 2, 3, 4], "y": [0, 1, 0, 1]}),
+            "y",
+            "column 'a' is entirely missing",
+        ),
+        (pd.DataFrame({"a": [1, 2, 3], "y": [0, None, 1]}), "y", "missing value"),
+        (pd.DataFrame({"y": [0, 1, 0]}), "y", "no feature columns"),
+        (pd.DataFrame(columns=["a", "y"]), "y", "no rows"),
+    ],
+)
+def test_bad_data_fails_fast_with_a_message_naming_the_problem(
+    frame: pd.DataFrame, target: str, message: str
+) -> None:
+    with pytest.raises(DataError, match=message):
+        infer_spec(frame, target)
+
+
+def test_regression_on_text_target_is_refused() -> None:
+    with pytest.raises(DataError, match="not numeric"):
+        infer_spec(pd.DataFrame({"a": [1, 2], "y": ["p", "q"]}), "y", task="regression")
+
+
+def test_split_is_deterministic_by_seed_and_stratified() -> None:
+    df = make_scenario(2000)
+    spec = infer_spec(df, "churned")
+    a, b, c = split(df, spec, seed=1), split(df, spec, seed=1), split(df, spec, seed=2)
+    assert a.test.index.equals(b.test.index)
+    assert not a.test.index.equals(c.test.index)
+    assert len(a.train) + len(a.val) + len(a.test) == 2000
+    assert set(a.train.index).isdisjoint(a.test.index)
+    assert abs(a.test["churned"].mean() - df["churned"].mean()) < 0.02
+
+
+def test_time_split_puts_the_latest_rows_in_test() -> None:
+    df = make_scenario(1000).sample(frac=1, random_state=0)
+    spec = infer_spec(df, "churned", time_column="event_time")
+    s = split(df, spec)
+    assert s.train["event_time"].max() <= s.val["event_time"].min()
+    assert s.val["event_time"].max() <= s.test["event_time"].min()
+
+
+def test_too_few_rows_to_split_is_an_error() -> None:
+    df = pd.DataFrame({"a": [1.0, 2.0, 3.0], "y": [0, 1, 0]})
+    with pytest.raises(DataError, match="too few"):
+        split(df, infer_spec(df, "y"))
+
+
+def test_scenario_is_deterministic_and_drifts_only_the_documented_columns() -> None:
+    ref = make_scenario(20_000, "reference", seed=5)
+    assert digest(ref) == digest(make_scenario(20_000, "reference", seed=5))
+    cov = make_scenario(20_000, "covariate", seed=5)
+    assert cov["monthly_charges"].mean() - ref["monthly_charges"].mean() > 20
+    assert cov["data_usage_gb"].median() > 1.6 * ref["data_usage_gb"].median()
+    assert cov["region"].value_counts(normalize=True)["east"] > 0.4
+    for col in ("age", "tenure_months", "support_calls"):
+        assert abs(cov[col].mean() - ref[col].mean()) < 0.05 * ref[col].std() + 0.05, col
+    assert set(SCENARIO_DRIFT["covariate"]) == {"monthly_charges", "data_usage_gb", "region"}
+
+
+def test_concept_drift_changes_the_label_rule_not_the_features() -> None:
+    ref = make_scenario(20_000, "reference", seed=5)
+    con = make_scenario(20_000, "concept", seed=5)
+    assert abs(con["monthly_charges"].mean() - ref["monthly_charges"].mean()) < 1
+    by_calls_ref = ref.groupby(ref["support_calls"] >= 3)["churned"].mean()
+    by_calls_con = con.groupby(con["support_calls"] >= 3)["churned"].mean()
+    assert (by_calls_con[True] - by_calls_con[False]) > (
+        by_calls_ref[True] - by_calls_ref[False]
+    ) + 0.2
+
+
+def test_prepared_categoricals_are_strings_with_missing_kept() -> None:
+    df = pd.DataFrame(
+        {"c": ["x", None, "z"], "b": [True, False, True], "n": [1.0, 2.0, 3.0], "y": [0, 1, 0]}
+    )
+    spec = infer_spec(df, "y")
+    assert spec.categorical == ("c", "b")
+    X = prepare_features(df, spec)
+    assert list(X.columns) == spec.features
+    assert X["c"].tolist() == ["x", None, "z"]
+    assert X["b"].tolist() == ["True", "False", "True"]
