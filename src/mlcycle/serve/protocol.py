@@ -490,6 +490,8 @@ def parse_request(
 
 def predictions_body(predictions: np.ndarray | Sequence[Any]) -> bytes:
     """``{"predictions": [...]}`` as MLflow writes it (numbers stay ints or floats)."""
+    if isinstance(predictions, np.ndarray) and predictions.dtype.kind not in "biuf":
+        predictions = predictions.tolist()  # orjson serialises numeric arrays only
     return orjson.dumps(
         {"predictions": predictions},
         option=orjson.OPT_SERIALIZE_NUMPY,

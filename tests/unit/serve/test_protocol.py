@@ -1,0 +1,212 @@
+"""The scoring protocol as pure functions: every payload format, CSV, params and each refusal."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import orjson
+import pytest
+
+from mlcycle.serve import protocol as P
+from mlcycle.serve.protocol import Column, InputSchema, RequestError
+
+SCHEMA = InputSchema(
+    (
+        Column("age", "long"),
+        Column("charges", "double", allow_missing=True),
+        Column("usage", "double"),
+        Column("plan", "string", allow_missing=True),
+    )
+)
+ROWS = [
+    {"age": 40, "charges": 70.5, "usage": 1.0, "plan": "basic"},
+    {"age": 31, "charges": None, "usage": 2.5, "plan": None},
+]
+JSON = "application/json"
+
+
+def parse(doc: object, content_type: str = JSON, max_rows: int | None = None) -> P.ParsedRequest:
+    body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+    return P.parse_request(body, content_type, SCHEMA, max_rows)
+
+
+def refused(doc: object, content_type: str = JSON, max_rows: int | None = None) -> RequestError:
+    with pytest.raises(RequestError) as info:
+        parse(doc, content_type, max_rows)
+    return info.value
+
+
+def assert_rows(parsed: P.ParsedRequest) -> None:
+    assert parsed.n_rows == 2
+    assert parsed.columns["age"].dtype == np.int64
+    assert parsed.columns["age"].tolist() == [40, 31]
+    assert parsed.columns["charges"].dtype == np.float64
+    assert parsed.columns["charges"][0] == 70.5 and np.isnan(parsed.columns["charges"][1])
+    assert parsed.columns["plan"].tolist() == ["basic", None]
+    assert list(parsed.columns) == list(SCHEMA.names)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"dataframe_records": ROWS},
+        {"dataframe_split": {"columns": list(ROWS[0]), "data": [list(r.values()) for r in ROWS]}},
+        {
+            "dataframe_split": {
+                "columns": list(ROWS[0]),
+                "data": [list(r.values()) for r in ROWS],
+                "index": [7, 8],
+            }
+        },
+        {"dataframe_split": {"data": [list(r.values()) for r in ROWS]}},
+        {"instances": ROWS},
+        {"inputs": ROWS},
+        {"inputs": {k: [r[k] for r in ROWS] for k in ROWS[0]}},
+    ],
+    ids=["records", "split", "split_index", "split_unnamed", "instances", "inputs", "columnar"],
+)
+def test_every_payload_format_parses_to_the_same_columns(doc: dict) -> None:
+    assert_rows(parse(doc))
+
+
+def test_params_are_accepted_and_returned() -> None:
+    assert parse({"dataframe_records": ROWS, "params": {"k": 1}}).params == {"k": 1}
+
+
+def test_params_must_be_a_dictionary() -> None:
+    err = refused({"dataframe_records": ROWS, "params": [1]})
+    assert err.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_csv_with_empty_cells_parses_like_json() -> None:
+    body = b"age,charges,usage,plan\n40,70.5,1.0,basic\n31,,2.5,\n"
+    assert_rows(parse(body, "text/csv; charset=utf-8"))
+
+
+def test_extra_columns_are_ignored() -> None:
+    parsed = parse({"dataframe_records": [dict(r, extra=1) for r in ROWS]})
+    assert "extra" not in parsed.columns
+
+
+def test_lossless_values_are_converted() -> None:
+    parsed = parse({"dataframe_records": [{"age": 40.0, "charges": 3, "usage": "2.5", "plan": 5}]})
+    assert parsed.columns["age"].tolist() == [40]
+    assert parsed.columns["charges"].tolist() == [3.0]
+    assert parsed.columns["usage"].tolist() == [2.5]
+    assert parsed.columns["plan"].tolist() == ["5"]
+
+
+def test_a_lossy_cast_into_a_long_column_is_refused_naming_the_column() -> None:
+    err = refused({"dataframe_records": [dict(ROWS[0], age=1.5)]})
+    assert err.status == 400 and err.error_code == "BAD_REQUEST"
+    assert "'age'" in err.message and "lossy" in err.message
+
+
+def test_integer_overflow_is_refused_naming_the_column() -> None:
+    err = refused({"dataframe_records": [dict(ROWS[0], age=2**63)]})
+    assert err.status == 400 and "'age'" in err.message and "overflow" in err.message
+    err = refused({"dataframe_records": [dict(ROWS[0], age=10**30)]})
+    assert "'age'" in err.message
+
+
+def test_infinity_tokens_are_refused_everywhere() -> None:
+    body = json.dumps({"dataframe_records": [dict(ROWS[0], charges=float("inf"))]}).encode()
+    assert b"Infinity" in body
+    err = refused(body)
+    assert err.status == 400 and "'charges'" in err.message and "infinite" in err.message
+
+
+def test_nan_tokens_are_refused_where_the_schema_does_not_allow_missing_values() -> None:
+    body = json.dumps({"dataframe_records": [dict(ROWS[0], usage=float("nan"))]}).encode()
+    assert b"NaN" in body
+    err = refused(body)
+    assert err.status == 400 and "'usage'" in err.message
+
+
+def test_nan_tokens_are_missing_values_where_the_schema_allows_them() -> None:
+    body = json.dumps({"dataframe_records": [dict(ROWS[0], charges=float("nan"))]}).encode()
+    assert np.isnan(parse(body).columns["charges"][0])
+
+
+def test_a_missing_value_in_an_integer_column_is_refused() -> None:
+    err = refused({"dataframe_records": [dict(ROWS[0], age=None)]})
+    assert err.status == 400 and "'age'" in err.message
+
+
+def test_a_missing_string_where_not_allowed_is_refused() -> None:
+    schema = InputSchema((Column("plan", "string"),))
+    with pytest.raises(RequestError, match="'plan'"):
+        P.parse_request(b'{"inputs": {"plan": [null]}}', JSON, schema)
+
+
+def test_a_missing_column_is_invalid_parameter_value() -> None:
+    err = refused({"dataframe_records": [{k: v for k, v in ROWS[0].items() if k != "age"}]})
+    assert err.status == 400 and err.error_code == "INVALID_PARAMETER_VALUE"
+    assert "age" in err.message
+
+
+def test_too_many_rows_is_refused_before_conversion() -> None:
+    err = refused({"dataframe_records": ROWS * 3}, max_rows=5)
+    assert err.status == 413 and "6 rows" in err.message
+
+
+def test_no_rows_is_invalid_parameter_value() -> None:
+    assert refused({"dataframe_records": []}).error_code == "INVALID_PARAMETER_VALUE"
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [{"rows": ROWS}, {"dataframe_records": ROWS, "instances": ROWS}, ROWS, 3, b'{"x": [',
+     {"dataframe_split": ROWS}, {"dataframe_records": {"a": 1}}, {"dataframe_split": {"rows": []}},
+     {"dataframe_records": [1, 2]}, {"inputs": ROWS, "extra": 1}],
+    ids=["unknown", "two_formats", "list", "scalar", "malformed", "split_list", "records_dict",
+         "split_keys", "records_scalars", "inputs_extra"],
+)  # fmt: skip
+def test_malformed_requests_are_bad_request(doc: object) -> None:
+    err = refused(doc)
+    assert err.status == 400 and err.error_code == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/json; charset=latin-1", "application/json; foo=bar", None],
+)
+def test_unsupported_content_types_are_415_plain_text(content_type: str | None) -> None:
+    err = refused({"dataframe_records": ROWS}, content_type)  # type: ignore[arg-type]
+    _body, status, mime = P.error_response(err)
+    assert status == 415 and mime == "text/plain"
+
+
+def test_error_bodies_never_echo_more_than_a_short_prefix_of_the_input() -> None:
+    secret = "x" * 10_000
+    for doc in (
+        {"dataframe_records": [dict(ROWS[0], usage=secret)]},
+        {"dataframe_records": [dict(ROWS[0], age=secret)]},
+        {secret: 1},
+        secret.encode(),
+        {"dataframe_records": [dict(ROWS[0], plan={"k": secret})]},
+    ):
+        body, status, _ = P.error_response(refused(doc))
+        assert status == 400
+        assert len(body) < 400, body[:200]
+        assert "x" * (P.ECHO_CHARS + 1) not in body.decode()
+
+
+def test_responses_keep_ints_ints_and_floats_floats() -> None:
+    assert orjson.loads(P.predictions_body(np.array([0, 1], dtype=np.int64))) == {
+        "predictions": [0, 1]
+    }
+    doc = orjson.loads(P.predictions_body(np.array([0.25, 2.0])))
+    assert doc == {"predictions": [0.25, 2.0]} and isinstance(doc["predictions"][1], float)
+    assert orjson.loads(P.predictions_body(np.array(["a", "b"], dtype=object))) == {
+        "predictions": ["a", "b"]
+    }
+
+
+def test_invocations_returns_body_status_and_mimetype() -> None:
+    body = json.dumps({"dataframe_records": ROWS}).encode()
+    out = P.invocations(body, JSON, SCHEMA, lambda cols: cols["age"] * 2)
+    assert out == (b'{"predictions":[80,62]}', 200, JSON)
+    body, status, mime = P.invocations(b"[]", JSON, SCHEMA, lambda cols: cols["age"])
+    assert status == 400 and orjson.loads(body)["error_code"] == "BAD_REQUEST" and mime == JSON
