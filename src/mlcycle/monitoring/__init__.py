@@ -1,0 +1,54 @@
+"""Monitoring stage: detect drift, decide with a declared policy, act by retraining.
+
+API:
+
+- detect — :func:`analyse_window` with :class:`DriftConfig` → :class:`DriftResult`
+  (:mod:`mlcycle.monitoring.drift`); inputs from :func:`load_reference`,
+  :func:`read_inference_log`, :func:`join_labels` (:mod:`mlcycle.monitoring.inputs`).
+- decide — :func:`decide` with :class:`RetrainPolicy` → :class:`Decision`
+  (:mod:`mlcycle.monitoring.policy`).
+- act — :func:`retrain` → :class:`RetrainOutcome` (:mod:`mlcycle.monitoring.trigger`).
+- schedule — :func:`run_once` / :func:`loop` → :class:`MonitorOutcome`
+  (:mod:`mlcycle.monitoring.loop`), one MLflow run per window in experiment
+  ``mlcycle-monitoring`` (:mod:`mlcycle.monitoring.record`).
+"""
+
+from mlcycle.monitoring.drift import ColumnDrift, DriftConfig, DriftResult, Finding, analyse_window
+from mlcycle.monitoring.inputs import (
+    ReferenceData,
+    Window,
+    join_labels,
+    load_current,
+    load_reference,
+    read_inference_log,
+    reference_from_frame,
+)
+from mlcycle.monitoring.loop import MonitorOutcome, loop, run_once
+from mlcycle.monitoring.policy import Decision, RetrainPolicy, WindowOutcome, decide
+from mlcycle.monitoring.record import EXPERIMENT
+from mlcycle.monitoring.trigger import RetrainOutcome, retrain
+
+__all__ = [
+    "EXPERIMENT",
+    "ColumnDrift",
+    "Decision",
+    "DriftConfig",
+    "DriftResult",
+    "Finding",
+    "MonitorOutcome",
+    "ReferenceData",
+    "RetrainOutcome",
+    "RetrainPolicy",
+    "Window",
+    "WindowOutcome",
+    "analyse_window",
+    "decide",
+    "join_labels",
+    "load_current",
+    "load_reference",
+    "loop",
+    "read_inference_log",
+    "reference_from_frame",
+    "retrain",
+    "run_once",
+]

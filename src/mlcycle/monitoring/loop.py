@@ -1,0 +1,262 @@
+"""Schedule: monitor one window (detect → decide → act), or keep doing it every period.
+
+API: :class:`MonitorOutcome`, :func:`run_once`, :func:`loop`.
+
+``run_once`` is safe to run twice at once for the same window: a file lock serialises
+monitors on one machine, a completed run for the window makes later ones skip, and the
+earliest live MLflow run for the window wins between machines — so one window never starts
+two retrains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlcycle.config import Settings, ensure_experiment
+from mlcycle.monitoring import record
+from mlcycle.monitoring.drift import DriftConfig, DriftResult, analyse_window
+from mlcycle.monitoring.inputs import (
+    ReferenceData,
+    Window,
+    join_labels,
+    load_reference,
+    read_inference_log,
+)
+from mlcycle.monitoring.policy import Decision, RetrainPolicy, WindowOutcome, decide
+from mlcycle.monitoring.trigger import RetrainOutcome, retrain
+
+logger = logging.getLogger(__name__)
+
+RetrainFn = Callable[..., RetrainOutcome]
+
+
+@dataclass(frozen=True)
+class MonitorOutcome:
+    """What one monitoring pass did."""
+
+    window: str | None
+    run_id: str | None
+    result: DriftResult | None
+    decision: Decision | None
+    retrain: RetrainOutcome | None = None
+    skipped: str | None = None
+
+
+@contextlib.contextmanager
+def _file_lock(lock_dir: Path, key: str) -> Iterator[None]:
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    path = lock_dir / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".lock")
+    with open(path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def run_once(
+    client: Any,
+    settings: Settings,
+    name: str,
+    *,
+    version: str | None = None,
+    window: Window | None = None,
+    current: pd.DataFrame | None = None,
+    reference: ReferenceData | None = None,
+    labels: pd.DataFrame | None = None,
+    config: DriftConfig | None = None,
+    policy: RetrainPolicy | None = None,
+    allow_retrain: bool = True,
+    output_dir: str | Path = "monitoring-reports",
+    retrain_fn: RetrainFn = retrain,
+    lock_dir: str | Path | None = None,
+) -> MonitorOutcome:
+    """Analyse one window, log it, decide, and retrain when the policy says so.
+
+    Args:
+        client: an ``MlflowClient``.
+        settings: resolved settings (inference log root, experiment, seed).
+        name: registered model name.
+        version: the version monitored; ``@champion`` when omitted.
+        window: the time range read from the inference log; it also names the window for
+            idempotence. Without it and without ``current`` the whole log is read.
+        current: the window's rows when given directly (a file).
+        reference: what to compare with; the version's training reference when omitted.
+        labels: late labels (``request_id``, optional ``record_index``, target).
+        config: drift thresholds and methods.
+        policy: the retrain policy.
+        allow_retrain: ``False`` records the decision but never trains.
+        output_dir: where reports are written (one sub-directory per window).
+        retrain_fn: the act step (injectable for tests).
+        lock_dir: directory of the per-window file locks.
+
+    Raises:
+        ModelNotFound: no such model/version or no champion.
+        MonitoringError: the reference is unusable.
+        DataError: the inference log or labels cannot be read.
+    """
+    config = config or DriftConfig()
+    policy = policy or RetrainPolicy()
+    ref = reference or load_reference(client, name, version)
+    version = version or ref.model_version
+    experiment_id = ensure_experiment(client, record.EXPERIMENT, settings)
+    key = window.key if window is not None else None
+    lock_key = f"{settings.tracking_uri}|{name}|{version}|{key or time.time_ns()}"
+    locks = Path(lock_dir) if lock_dir else Path(tempfile.gettempdir()) / "mlcycle-locks"
+    with _file_lock(locks, lock_key):
+        if key is not None:
+            done = record.finished_run_for(client, experiment_id, name, key)
+            if done:
+                logger.info("window %s of %s already monitored by run %s", key, name, done)
+                return MonitorOutcome(
+                    key, done, None, None, skipped=f"already monitored by run {done}"
+                )
+        run_id = record.start_window_run(client, experiment_id, name, version, key)
+        if key is not None:
+            owner = record.claim(client, experiment_id, run_id, key, name)
+            if owner:
+                record.finish(
+                    client, run_id, None, {"mlcycle.duplicate_of": owner}, status="KILLED"
+                )
+                return MonitorOutcome(
+                    key, owner, None, None, skipped=f"window owned by run {owner}"
+                )
+        try:
+            return _monitor(
+                client,
+                settings,
+                name,
+                version,
+                window,
+                current,
+                ref,
+                labels,
+                config,
+                policy,
+                allow_retrain,
+                Path(output_dir),
+                retrain_fn,
+                experiment_id,
+                run_id,
+            )
+        except BaseException:
+            record.finish(client, run_id, None, status="FAILED")
+            raise
+
+
+def _monitor(
+    client: Any,
+    settings: Settings,
+    name: str,
+    version: str | None,
+    window: Window | None,
+    current: pd.DataFrame | None,
+    ref: ReferenceData,
+    labels: pd.DataFrame | None,
+    config: DriftConfig,
+    policy: RetrainPolicy,
+    allow_retrain: bool,
+    output_dir: Path,
+    retrain_fn: RetrainFn,
+    experiment_id: str,
+    run_id: str,
+) -> MonitorOutcome:
+    key = window.key if window is not None else None
+    if current is None:
+        current = read_inference_log(settings.inference_log, name, window, version=version)
+    if labels is not None:
+        current = join_labels(current, labels, ref.target)
+    before = record.history(client, experiment_id, name, version)
+    step = len(before)
+    result = analyse_window(ref, current, config, output_dir / run_id)
+    record.log_result(client, run_id, result, step)
+    outcome = WindowOutcome(
+        key=key or run_id,
+        status=result.status,
+        drift_share=result.drift_share,
+        quality_drop=result.quality_drop,
+        drifted=tuple(result.drifted),
+    )
+    decision = decide([*before, outcome], policy)
+    extra: dict[str, str] = {}
+    retrained = None
+    if decision.retrain:
+        labelled = 0
+        if ref.target in current.columns:
+            labelled = int(current[ref.target].notna().sum())
+        if not allow_retrain:
+            extra["mlcycle.retrain.skipped"] = "retrain disabled"
+        elif labelled < config.min_labels:
+            extra["mlcycle.retrain.skipped"] = (
+                f"{labelled} labelled rows; {config.min_labels} needed to retrain"
+            )
+            logger.info("retrain wanted for %s but %s", name, extra["mlcycle.retrain.skipped"])
+        else:
+            retrained = retrain_fn(
+                client,
+                name,
+                ref,
+                current,
+                monitoring_run_id=run_id,
+                experiment=settings.experiment,
+                seed=settings.seed,
+                data_path=output_dir / run_id / "retrain.parquet",
+            )
+            extra.update(
+                {
+                    "mlcycle.retrain.run_id": retrained.run_id,
+                    "mlcycle.retrain.version": retrained.version,
+                    "mlcycle.retrain.promoted": str(retrained.promoted).lower(),
+                }
+            )
+    record.finish(client, run_id, decision, extra)
+    return MonitorOutcome(key, run_id, result, decision, retrained)
+
+
+def loop(
+    client: Any,
+    settings: Settings,
+    name: str,
+    every: timedelta,
+    *,
+    max_windows: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], pd.Timestamp] = lambda: pd.Timestamp.now(tz="UTC"),
+    **kwargs: Any,
+) -> Iterator[MonitorOutcome]:
+    """Monitor the last complete window of length ``every``, then wait for the next one.
+
+    Yields one :class:`MonitorOutcome` per window; the caller prints progress. The model's
+    reference is reloaded for every window, so a promotion is followed.
+
+    Args:
+        client: an ``MlflowClient``.
+        settings: resolved settings.
+        name: registered model name.
+        every: window length and period.
+        max_windows: stop after this many windows (``None``: forever).
+        sleep: how to wait (injectable for tests).
+        now: the clock (injectable for tests).
+        **kwargs: passed to :func:`run_once`.
+    """
+    done = 0
+    while max_windows is None or done < max_windows:
+        window = Window.latest(every, now())
+        yield run_once(client, settings, name, window=window, **kwargs)
+        done += 1
+        if max_windows is not None and done >= max_windows:
+            return
+        wait = (window.end + pd.Timedelta(every) - now()).total_seconds()
+        sleep(max(wait, 0.0) + 1.0)

@@ -1,0 +1,161 @@
+"""Monitoring runs in MLflow: one run per window in experiment ``mlcycle-monitoring``.
+
+API: :data:`EXPERIMENT`, :func:`start_window_run`, :func:`log_result`, :func:`finish`,
+:func:`history`, :func:`finished_run_for`, :func:`claim`.
+
+Metrics are stepped by the window's index (windows already monitored for the same model
+version), so the MLflow UI charts drift scores, drifted share, missing shares and quality over
+time. Tags link the model name and version, the window, the decision and a retrain's training
+run and version. Runs are written with the client API (no fluent state), so two monitors in one
+process do not share an active run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from mlflow.entities import Metric, RunTag
+
+from mlcycle.monitoring.drift import DriftResult
+from mlcycle.monitoring.policy import Decision, WindowOutcome
+
+logger = logging.getLogger(__name__)
+
+EXPERIMENT = "mlcycle-monitoring"
+KIND = "monitor"
+
+
+def _esc(value: str) -> str:
+    return value.replace("'", "\\'")
+
+
+def start_window_run(
+    client: Any, experiment_id: str, name: str, version: str | None, window_key: str | None
+) -> str:
+    """Create the run of one window (status RUNNING) and return its id."""
+    tags = {
+        "mlcycle.kind": KIND,
+        "mlcycle.model": name,
+        "mlcycle.model_version": version or "",
+        "mlcycle.window": window_key or "",
+    }
+    run = client.create_run(experiment_id, tags=tags, run_name=f"monitor-{name}-v{version or '?'}")
+    return str(run.info.run_id)
+
+
+def _runs(client: Any, experiment_id: str, filter_string: str, max_results: int = 200) -> list[Any]:
+    return list(
+        client.search_runs(
+            [experiment_id],
+            filter_string=filter_string,
+            order_by=["attributes.start_time ASC"],
+            max_results=max_results,
+        )
+    )
+
+
+def claim(client: Any, experiment_id: str, run_id: str, window_key: str, name: str) -> str | None:
+    """Whether ``run_id`` owns the window; the id of the run that does when it does not.
+
+    Every contender creates its run first and then looks: the earliest live run for the window
+    wins, so monitors on different machines sharing one tracking server agree.
+    """
+    live = [
+        r
+        for r in _runs(
+            client,
+            experiment_id,
+            f"tags.`mlcycle.window` = '{_esc(window_key)}' "
+            f"and tags.`mlcycle.model` = '{_esc(name)}'",
+        )
+        if r.info.status in ("RUNNING", "FINISHED")
+    ]
+    live.sort(key=lambda r: (r.info.start_time, r.info.run_id))
+    if not live or live[0].info.run_id == run_id:
+        return None
+    return str(live[0].info.run_id)
+
+
+def finished_run_for(client: Any, experiment_id: str, name: str, window_key: str) -> str | None:
+    """The id of a completed monitoring run of this window, if any."""
+    runs = _runs(
+        client,
+        experiment_id,
+        f"tags.`mlcycle.window` = '{_esc(window_key)}' and tags.`mlcycle.model` = '{_esc(name)}' "
+        "and attributes.status = 'FINISHED'",
+        max_results=5,
+    )
+    return str(runs[0].info.run_id) if runs else None
+
+
+def history(
+    client: Any, experiment_id: str, name: str, version: str | None, limit: int = 50
+) -> list[WindowOutcome]:
+    """Completed windows of a model version, oldest first."""
+    flt = (
+        f"tags.`mlcycle.kind` = '{KIND}' and tags.`mlcycle.model` = '{_esc(name)}' "
+        f"and tags.`mlcycle.model_version` = '{_esc(version or '')}' "
+        "and attributes.status = 'FINISHED'"
+    )
+    runs = list(
+        client.search_runs(
+            [experiment_id],
+            filter_string=flt,
+            order_by=["attributes.start_time DESC"],
+            max_results=limit,
+        )
+    )
+    out = []
+    for r in reversed(runs):
+        drop = r.data.metrics.get("quality_drop")
+        drifted = r.data.tags.get("mlcycle.drifted", "")
+        out.append(
+            WindowOutcome(
+                key=r.data.tags.get("mlcycle.window", r.info.run_id),
+                status=r.data.tags.get("mlcycle.status", "ok"),
+                drift_share=float(r.data.metrics.get("drift_share", 0.0)),
+                quality_drop=float(drop) if drop is not None else None,
+                drifted=tuple(c for c in drifted.split(",") if c),
+            )
+        )
+    return out
+
+
+def log_result(client: Any, run_id: str, result: DriftResult, step: int) -> None:
+    """Metrics (stepped by window), status tags and the Evidently report as artifacts."""
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, step) for k, v in result.metrics().items()]
+    tags = [
+        RunTag("mlcycle.status", result.status),
+        RunTag("mlcycle.drifted", ",".join(result.drifted)[:5000]),
+        RunTag(
+            "mlcycle.findings", "; ".join(f"{f.column}: {f.kind}" for f in result.findings)[:5000]
+        ),
+        RunTag("mlcycle.window_index", str(step)),
+    ]
+    for i in range(0, len(metrics), 900):
+        client.log_batch(run_id, metrics=metrics[i : i + 900], tags=tags if i == 0 else [])
+    if not metrics:
+        client.log_batch(run_id, tags=tags)
+    for path in (result.report_html, result.report_json):
+        if path:
+            client.log_artifact(run_id, path, "report")
+
+
+def finish(
+    client: Any,
+    run_id: str,
+    decision: Decision | None,
+    extra: dict[str, str] | None = None,
+    status: str = "FINISHED",
+) -> None:
+    """Record the decision and any links, then end the run."""
+    tags = dict(extra or {})
+    if decision is not None:
+        tags["mlcycle.decision"] = "retrain" if decision.retrain else "none"
+        tags["mlcycle.decision.reasons"] = " | ".join(decision.reasons)[:5000]
+    if tags:
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    client.set_terminated(run_id, status)

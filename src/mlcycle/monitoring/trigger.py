@@ -1,0 +1,184 @@
+"""Act: retrain on the reference data plus newly labelled production data, then gate.
+
+API: :class:`RetrainOutcome`, :func:`retrain`, :func:`training_base`.
+
+The new run is registered as ``@challenger`` and promoted only when the gate passes
+(:func:`mlcycle.register.promote`); a serving process that follows ``@champion`` picks the
+new version up by itself. Every link is recorded as tags: the monitoring run names the
+training run and the version, the training run and the version name the monitoring run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlcycle.data import load_table
+from mlcycle.errors import DataError, GateRejected, MonitoringError
+from mlcycle.monitoring.inputs import ReferenceData, production_training_rows
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    """What a retrain did."""
+
+    run_id: str
+    version: str
+    promoted: bool
+    reasons: tuple[str, ...] = ()
+    rows: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _dataset_source(client: Any, run_id: str) -> str | None:
+    run = client.get_run(run_id)
+    for inp in getattr(run.inputs, "dataset_inputs", None) or []:
+        try:
+            source = json.loads(inp.dataset.source)
+        except (TypeError, ValueError):
+            continue
+        uri = source.get("uri") or source.get("url") or source.get("path")
+        if uri:
+            return str(uri)
+    return None
+
+
+def training_base(client: Any, reference: ReferenceData) -> pd.DataFrame:
+    """The champion's training table when it can still be read, else its stored reference.
+
+    The fallback joins the reference sample (at most 5,000 training rows) and the held-out
+    test split that training stored under ``reference/``.
+
+    Raises:
+        MonitoringError: neither is available.
+    """
+    if reference.run_id:
+        source = _dataset_source(client, reference.run_id)
+        if source and (source.startswith("s3://") or Path(source).is_file()):
+            try:
+                logger.info("retrain base: the champion's training data %s", source)
+                return load_table(source)
+            except DataError as exc:
+                logger.warning("cannot re-read %s (%s); using the stored reference", source, exc)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = Path(client.download_artifacts(reference.run_id, "reference", tmp))
+                parts = [pd.read_parquet(local / "sample.parquet").drop(columns=["prediction"])]
+                if (local / "test.parquet").exists():
+                    parts.append(pd.read_parquet(local / "test.parquet"))
+                logger.info("retrain base: the stored reference sample and test split")
+                return pd.concat(parts, ignore_index=True)
+            except Exception as exc:
+                raise MonitoringError(f"no retrain base in run {reference.run_id}: {exc}") from exc
+    sample = reference.sample.drop(columns=["prediction"], errors="ignore")
+    if reference.target not in sample.columns:
+        raise MonitoringError("the reference has no target column to retrain on")
+    return sample
+
+
+def retrain(
+    client: Any,
+    name: str,
+    reference: ReferenceData,
+    labelled: pd.DataFrame,
+    *,
+    monitoring_run_id: str | None = None,
+    base: pd.DataFrame | None = None,
+    experiment: str = "mlcycle",
+    gate_policy: Any = None,
+    seed: int = 42,
+    data_path: str | Path = "retrain.parquet",
+) -> RetrainOutcome:
+    """Train on ``base`` + labelled window rows, register as challenger, promote via the gate.
+
+    Args:
+        client: an ``MlflowClient``.
+        name: registered model name.
+        reference: the champion's reference (its run gives model, time column and target).
+        labelled: the monitored window with the target joined (rows without a label are
+            left out).
+        monitoring_run_id: recorded on the training run and the version.
+        base: the data to extend; default :func:`training_base`.
+        experiment: experiment of the training run.
+        gate_policy: a :class:`mlcycle.register.GatePolicy`; its default when ``None``.
+        seed: training seed.
+        data_path: where the combined training table is written (the run's dataset source).
+
+    Raises:
+        MonitoringError: nothing to train on.
+        TrainingError / DataError: from training.
+    """
+    import mlflow
+
+    from mlcycle import register as reg
+    from mlcycle.train import TrainConfig, train
+
+    params = reference.params
+    time_column = params.get("time_column") or None
+    base_df = base if base is not None else training_base(client, reference)
+    fresh = production_training_rows(labelled, reference, time_column)
+    if time_column and time_column not in base_df.columns:
+        time_column = None
+    if time_column is None and reference.params.get("time_column"):
+        logger.info("time column %s unavailable; splitting at random", params["time_column"])
+    keep = [*reference.features, reference.target, *([time_column] if time_column else [])]
+    frame = pd.concat(
+        [
+            base_df[[c for c in keep if c in base_df.columns]],
+            fresh[[c for c in keep if c in fresh.columns]],
+        ],
+        ignore_index=True,
+    )
+    if frame.empty:
+        raise MonitoringError("nothing to retrain on")
+    if time_column:
+        frame[time_column] = pd.to_datetime(frame[time_column])
+    rows = {"base": len(base_df), "production": len(fresh), "total": len(frame)}
+    logger.info("retraining %s on %d rows (%d newly labelled)", name, len(frame), len(fresh))
+    data_path = Path(data_path).resolve()
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(data_path, index=False)
+    cfg = TrainConfig(
+        data=str(data_path),
+        target=reference.target,
+        model=params.get("model", "hist_gradient_boosting"),
+        task=reference.task,  # type: ignore[arg-type]
+        time_column=time_column,
+        seed=seed,
+        experiment=experiment,
+        run_name=f"retrain-{name}",
+        plots=False,
+    )
+    result = train(cfg, client, frame=frame)
+    links = {
+        "mlcycle.retrain_of_version": reference.model_version or "",
+        "mlcycle.retrain_rows_production": str(len(fresh)),
+    }
+    if monitoring_run_id:
+        links["mlcycle.monitoring_run_id"] = monitoring_run_id
+    for key, value in links.items():
+        client.set_tag(result.run_id, key, value)
+    mv = reg.register(client, result.run_id, name)
+    version = str(mv.version)
+    if monitoring_run_id:
+        client.set_model_version_tag(name, version, "mlcycle.monitoring_run_id", monitoring_run_id)
+    try:
+        promoted = reg.promote(client, name, version, policy=gate_policy or reg.GatePolicy())
+        reasons = tuple(promoted.decision.reasons) if promoted.decision else ()
+        ok = True
+    except GateRejected as exc:
+        reasons = (str(exc),)
+        ok = False
+    finally:
+        while mlflow.active_run() is not None:  # pragma: no cover - defensive
+            mlflow.end_run()
+    logger.info("retrained %s v%s: %s", name, version, "promoted" if ok else "kept as challenger")
+    return RetrainOutcome(result.run_id, version, ok, reasons, rows, dict(result.metrics))

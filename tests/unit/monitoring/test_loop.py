@@ -1,0 +1,158 @@
+"""The whole monitoring pass on a real store: log → detect → decide → retrain → gate."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlcycle.data import SCENARIO_DRIFT, SCENARIO_TARGET, make_scenario
+from mlcycle.monitoring import EXPERIMENT, RetrainOutcome, RetrainPolicy, Window, run_once
+
+ONE_OF_ONE = RetrainPolicy(bad_windows=1, of_last=1)
+
+
+def _drifted_day(champion, predictor, log_writer, day: str = "2026-03-01", rows: int = 1500):
+    frame = predictor(champion, make_scenario(rows, "covariate", seed=5, start=day, days=1))
+    logged = log_writer(champion.log_root, champion.name, champion.version, frame)
+    labels = pd.DataFrame(
+        {"request_id": logged["request_id"], SCENARIO_TARGET: frame[SCENARIO_TARGET]}
+    )
+    return Window.of(day, pd.Timestamp(day) + pd.Timedelta(days=1)), labels
+
+
+@pytest.mark.slow
+def test_a_drifted_window_is_logged_and_retrains_a_linked_challenger(
+    champion, predictor, log_writer, tmp_path: Path
+):
+    from mlcycle import register as reg
+
+    window, labels = _drifted_day(champion, predictor, log_writer)
+    out = run_once(
+        champion.client,
+        champion.settings,
+        champion.name,
+        window=window,
+        labels=labels,
+        policy=ONE_OF_ONE,
+        output_dir=tmp_path / "reports",
+    )
+    assert out.result is not None and out.result.status == "drift"
+    assert set(out.result.drifted) == set(SCENARIO_DRIFT["covariate"])
+    assert out.result.quality and "accuracy" in out.result.quality
+    assert out.decision is not None and out.decision.retrain
+    assert out.retrain is not None and out.retrain.version == "2"
+    assert out.retrain.rows["production"] == 1500
+
+    client = champion.client
+    run = client.get_run(out.run_id)
+    assert run.data.tags["mlcycle.model"] == champion.name
+    assert run.data.tags["mlcycle.model_version"] == champion.version
+    assert run.data.tags["mlcycle.decision"] == "retrain"
+    assert run.data.tags["mlcycle.retrain.run_id"] == out.retrain.run_id
+    assert run.data.tags["mlcycle.retrain.version"] == "2"
+    assert "drift_score/monthly_charges" in run.data.metrics
+    assert "drift_share" in run.data.metrics
+    assert client.get_run(out.retrain.run_id).data.tags["mlcycle.monitoring_run_id"] == out.run_id
+    mv = client.get_model_version(champion.name, "2")
+    assert mv.tags["mlcycle.monitoring_run_id"] == out.run_id
+    assert {a.path for a in client.list_artifacts(out.run_id, "report")} == {
+        "report/report.html",
+        "report/report.json",
+    }
+    expected = "2" if out.retrain.promoted else champion.version
+    assert reg.champion_version(client, champion.name) == expected
+
+
+def test_a_window_monitored_twice_at_once_retrains_once(
+    champion, predictor, log_writer, tmp_path: Path
+):
+    window, labels = _drifted_day(champion, predictor, log_writer, rows=400)
+    calls: list[str] = []
+
+    def fake_retrain(client, name, ref, current, **kwargs) -> RetrainOutcome:
+        calls.append(kwargs["monitoring_run_id"])
+        return RetrainOutcome(run_id="r", version="9", promoted=False)
+
+    outcomes = []
+
+    def go() -> None:
+        outcomes.append(
+            run_once(
+                champion.client,
+                champion.settings,
+                champion.name,
+                window=window,
+                labels=labels,
+                policy=ONE_OF_ONE,
+                output_dir=tmp_path / "reports",
+                retrain_fn=fake_retrain,
+                lock_dir=tmp_path / "locks",
+            )
+        )
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert sorted(o.skipped is None for o in outcomes) == [False, True]
+    # and a third pass later finds the window done
+    again = run_once(
+        champion.client,
+        champion.settings,
+        champion.name,
+        window=window,
+        labels=labels,
+        policy=ONE_OF_ONE,
+        retrain_fn=fake_retrain,
+        lock_dir=tmp_path / "locks",
+    )
+    assert again.skipped and len(calls) == 1
+
+
+def test_an_empty_window_is_insufficient_data_and_never_retrains(champion, tmp_path: Path):
+    calls = []
+    out = run_once(
+        champion.client,
+        champion.settings,
+        champion.name,
+        window=Window.of("2030-01-01", "2030-01-02"),
+        policy=ONE_OF_ONE,
+        output_dir=tmp_path / "reports",
+        retrain_fn=lambda *a, **k: calls.append(1),
+    )
+    assert out.result is not None and out.result.status == "insufficient_data"
+    assert out.decision is not None and not out.decision.retrain
+    assert not calls
+    run = champion.client.get_run(out.run_id)
+    assert run.data.tags["mlcycle.status"] == "insufficient_data"
+    assert champion.client.get_experiment(run.info.experiment_id).name == EXPERIMENT
+
+
+def test_the_policy_counts_earlier_windows_of_the_same_version(
+    champion, predictor, log_writer, tmp_path: Path
+):
+    policy = RetrainPolicy(bad_windows=2, of_last=3)
+    calls = []
+    decisions = []
+    for day in ("2026-03-01", "2026-03-02"):
+        window, labels = _drifted_day(champion, predictor, log_writer, day=day, rows=300)
+        out = run_once(
+            champion.client,
+            champion.settings,
+            champion.name,
+            window=window,
+            labels=labels,
+            policy=policy,
+            retrain_fn=lambda *a, **k: calls.append(1) or RetrainOutcome("r", "9", False),
+            lock_dir=tmp_path / "locks",
+        )
+        decisions.append(out.decision.retrain)
+    assert decisions == [False, True]
+    assert len(calls) == 1
+    steps = champion.client.get_metric_history(out.run_id, "drift_share")
+    assert [m.step for m in steps] == [1]
