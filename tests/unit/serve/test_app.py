@@ -1,0 +1,337 @@
+"""The ASGI app in process, on test-double predictors: endpoints, limits, shedding, hot swap."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+from mlcycle.serve.app import ModelSource, ServeOptions, create_app
+from mlcycle.serve.inference_log import InferenceLog, read_inference_log
+from mlcycle.serve.model import ModelRef
+from mlcycle.serve.protocol import Column, InputSchema
+
+SCHEMA = InputSchema((Column("x", "double", allow_missing=True), Column("n", "long")))
+ROW = {"x": 1.5, "n": 2}
+
+
+class FakePredictor:
+    """Doubles ``x`` (a regressor) or labels ``n`` odd/even (a classifier)."""
+
+    backend = "fake"
+
+    def __init__(self, version: str = "1", delay: float = 0.0, classifier: bool = False) -> None:
+        self.name = "fake"
+        self.version = version
+        self.delay = delay
+        self.is_classifier = classifier
+        self.schema = SCHEMA
+        self.ref = ModelRef("models:/fake@champion", "fake", version, "", "champion", "alias")
+        self.calls = 0
+
+    def predict(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        if self.is_classifier:
+            return columns["n"] % 2
+        return columns["x"] * 2
+
+
+@pytest.fixture
+def make_client() -> Iterator[Callable[..., TestClient]]:
+    clients: list[TestClient] = []
+
+    def make(
+        predictor: Any = None,
+        source: ModelSource | None = None,
+        log: InferenceLog | None = None,
+        wait_ready: bool = True,
+        **options: Any,
+    ) -> TestClient:
+        src = source or ModelSource.fixed(predictor or FakePredictor())
+        app = create_app(src, ServeOptions(**options), log)
+        client = TestClient(app, raise_server_exceptions=True)
+        client.__enter__()
+        clients.append(client)
+        if wait_ready:
+            deadline = time.monotonic() + 10
+            while client.get("/ready").status_code != 200:
+                assert time.monotonic() < deadline, "never ready"
+                time.sleep(0.01)
+        return client
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+def score(client: TestClient, rows: list[dict[str, Any]] | None = None, **kw: Any) -> Any:
+    return client.post("/invocations", json={"dataframe_records": rows or [ROW]}, **kw)
+
+
+def test_invocations_answers_mlflow_shape_with_request_id_and_version(make_client) -> None:
+    r = score(make_client(), [ROW, {"x": 2.0, "n": 3}])
+    assert r.status_code == 200
+    assert r.json() == {"predictions": [3.0, 4.0]}
+    assert r.headers["x-model-version"] == "1"
+    assert len(r.headers["x-request-id"]) == 32
+
+
+def test_a_client_request_id_is_kept(make_client) -> None:
+    r = score(make_client(), headers={"X-Request-Id": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+
+
+def test_every_response_has_request_id_and_model_version(make_client) -> None:
+    client = make_client()
+    for resp in (
+        client.get("/ping"),
+        client.get("/health"),
+        client.get("/ready"),
+        client.get("/version"),
+        client.get("/metrics"),
+        client.get("/nope"),
+        client.post("/invocations", content=b"{", headers={"content-type": "application/json"}),
+    ):
+        assert resp.headers["x-request-id"] and resp.headers["x-model-version"] == "1"
+
+
+def test_ping_and_health_are_liveness(make_client) -> None:
+    client = make_client()
+    assert client.get("/ping").status_code == 200
+    assert client.get("/health").status_code == 200
+
+
+def test_ready_is_503_until_the_model_is_loaded(make_client) -> None:
+    gate = threading.Event()
+
+    def slow_load() -> FakePredictor:
+        gate.wait(10)
+        return FakePredictor()
+
+    client = make_client(source=ModelSource(slow_load), wait_ready=False)
+    r = client.get("/ready")
+    assert r.status_code == 503 and r.json()["status"] == "loading"
+    assert client.get("/ping").status_code == 200
+    assert score(client).status_code == 503
+    gate.set()
+    deadline = time.monotonic() + 10
+    while client.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_ready_reports_a_failed_load(make_client) -> None:
+    def broken() -> FakePredictor:
+        raise RuntimeError("no such model")
+
+    client = make_client(source=ModelSource(broken), wait_ready=False)
+    deadline = time.monotonic() + 10
+    while client.get("/ready").json()["status"] == "loading":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    r = client.get("/ready")
+    assert r.status_code == 503 and "no such model" in r.json()["error"]
+
+
+def test_ready_is_503_while_draining(make_client) -> None:
+    client = make_client()
+    client.app.draining = True  # type: ignore[attr-defined]
+    assert client.get("/ready").json()["status"] == "draining"
+    assert score(client).status_code == 503
+
+
+def test_version_names_mlcycle_mlflow_and_the_model(make_client) -> None:
+    import mlflow
+
+    import mlcycle
+
+    doc = make_client().get("/version").json()
+    assert doc["mlcycle"] == mlcycle.__version__ and doc["mlflow"] == mlflow.__version__
+    assert doc["model"]["name"] == "fake" and doc["model"]["version"] == "1"
+
+
+def test_metrics_count_requests_batches_predictions_and_the_log(make_client, tmp_path) -> None:
+    client = make_client(FakePredictor(classifier=True), log=InferenceLog(str(tmp_path)))
+    score(client, [ROW, {"x": 1.0, "n": 3}, {"x": 1.0, "n": 5}])
+    client.post("/invocations", content=b"{", headers={"content-type": "application/json"})
+    text = client.get("/metrics").text
+    assert 'mlcycle_requests_total{route="/invocations",status="200"} 1.0' in text
+    assert 'mlcycle_requests_total{route="/invocations",status="400"} 1.0' in text
+    assert 'mlcycle_request_duration_seconds_bucket{le="0.001",route="/invocations"}' in text
+    assert "mlcycle_batch_rows_sum 3.0" in text
+    assert 'mlcycle_predictions_total{label="1",role="champion",version="1"} 2.0' in text
+    assert 'mlcycle_predictions_total{label="0",role="champion",version="1"} 1.0' in text
+    assert 'mlcycle_model_info{backend="fake",name="fake"' in text
+    assert "mlcycle_inference_log_queue_records{" in text
+    assert "mlcycle_inference_log_dropped_total{" in text
+
+
+def test_regression_outputs_are_summarised(make_client) -> None:
+    client = make_client()
+    score(client, [ROW, {"x": 2.0, "n": 3}])
+    text = client.get("/metrics").text
+    assert 'mlcycle_prediction_value_count{role="champion",version="1"} 2.0' in text
+    assert 'mlcycle_prediction_value_sum{role="champion",version="1"} 7.0' in text
+
+
+def test_a_body_over_the_limit_is_413_before_parsing(make_client) -> None:
+    predictor = FakePredictor()
+    client = make_client(predictor, max_body_bytes=1000)
+    r = client.post(
+        "/invocations", content=b"x" * 5000, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413 and r.json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    assert predictor.calls == 0
+
+
+def test_a_chunked_body_over_the_limit_is_413(make_client) -> None:
+    client = make_client(max_body_bytes=1000)
+    chunks = iter([b"x" * 600, b"x" * 600])
+    r = client.post("/invocations", content=chunks, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_too_many_rows_is_413(make_client) -> None:
+    r = score(make_client(max_rows=3), [ROW] * 4)
+    assert r.status_code == 413 and "4 rows" in r.json()["message"]
+
+
+def test_a_lossy_cast_is_400_naming_the_column(make_client) -> None:
+    r = score(make_client(), [{"x": 1.0, "n": 1.5}])
+    assert r.status_code == 400 and "'n'" in r.json()["message"]
+
+
+def test_integer_overflow_is_400_naming_the_column(make_client) -> None:
+    r = score(make_client(), [{"x": 1.0, "n": 2**64}])
+    assert r.status_code == 400 and "'n'" in r.json()["message"]
+
+
+def test_infinity_is_400(make_client) -> None:
+    body = b'{"dataframe_records": [{"x": Infinity, "n": 1}]}'
+    r = make_client().post(
+        "/invocations", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400 and "'x'" in r.json()["message"]
+
+
+def test_unsupported_content_type_is_415(make_client) -> None:
+    r = make_client().post("/invocations", content=b"{}", headers={"content-type": "text/plain"})
+    assert r.status_code == 415 and r.headers["content-type"].startswith("text/plain")
+
+
+def test_error_bodies_are_short(make_client) -> None:
+    big = "y" * 100_000
+    r = score(make_client(), [{"x": big, "n": 1}])
+    assert r.status_code == 400 and len(r.content) < 400
+
+
+def test_a_request_that_misses_its_deadline_is_shed_with_503_and_retry_after(make_client) -> None:
+    predictor = FakePredictor(delay=0.5)
+    client = make_client(predictor, timeout=0.2)
+    with ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(lambda _: score(client), range(4)))
+    shed = [r for r in responses if r.status_code == 503]
+    assert shed, [r.status_code for r in responses]
+    for r in shed:
+        assert r.headers["retry-after"] == "1"
+        assert r.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    # Work of requests that timed out while queued is skipped, not run late.
+    assert predictor.calls < 4
+    assert client.get("/ready").status_code == 503  # saturated just after shedding
+    assert 'mlcycle_shed_requests_total{reason="timeout"}' in client.get("/metrics").text
+
+
+def test_concurrent_requests_share_model_calls(make_client) -> None:
+    predictor = FakePredictor(delay=0.02)
+    client = make_client(predictor, max_batch_rows=64)
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(lambda i: score(client, [{"x": float(i), "n": 1}]), range(48)))
+    assert [r.json()["predictions"] for r in responses] == [[2.0 * i] for i in range(48)]
+    assert predictor.calls < 48
+
+
+def test_a_failing_request_does_not_fail_its_batch_neighbours(make_client) -> None:
+    class Picky(FakePredictor):
+        def predict(self, columns):
+            if (columns["n"] == 13).any():
+                raise ValueError("unlucky")
+            return super().predict(columns)
+
+    client = make_client(Picky(delay=0.01))
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda i: score(client, [{"x": 1.0, "n": i}]), range(8, 16)))
+    codes = {i: r.status_code for i, r in zip(range(8, 16), responses, strict=True)}
+    assert codes.pop(13) == 400 and set(codes.values()) == {200}
+
+
+def test_scored_records_reach_the_inference_log(make_client, tmp_path: Path) -> None:
+    log = InferenceLog(str(tmp_path), flush_seconds=0.05)
+    client = make_client(log=log)
+    r = score(client, [ROW, {"x": 3.0, "n": 4}], headers={"X-Request-Id": "r1"})
+    assert r.status_code == 200
+    score(client, [{"x": "bad", "n": 1}])  # refused: not logged
+    client.__exit__(None, None, None)  # shutdown flushes
+    df = read_inference_log(str(tmp_path), "fake")
+    assert df["request_id"].tolist() == ["r1", "r1"]
+    assert df["record_index"].tolist() == [0, 1]
+    assert df["prediction"].tolist() == [3.0, 6.0]
+    assert df["x"].tolist() == [1.5, 3.0] and df["n"].tolist() == [2, 4]
+    assert set(df["role"]) == {"champion"} and set(df["model_version"]) == {"1"}
+
+
+def test_hot_swap_under_load_fails_no_request_and_headers_name_the_version(make_client) -> None:
+    versions = iter(["2"])
+    swapped = threading.Event()
+
+    def poll(current: Any) -> Any:
+        if not swapped.is_set() and current.version == "1" and time.monotonic() > t_swap:
+            swapped.set()
+            return FakePredictor(next(versions))
+        return None
+
+    t_swap = time.monotonic() + 0.3
+    source = ModelSource(lambda: FakePredictor("1"), poll)
+    client = make_client(source=source, reload_interval=0.02)
+
+    def hit(i: int) -> tuple[int, str, float]:
+        r = score(client, [{"x": float(i), "n": 1}])
+        return r.status_code, r.headers["x-model-version"], r.json()["predictions"][0]
+
+    results = []
+    deadline = time.monotonic() + 5
+    with ThreadPoolExecutor(8) as pool:
+        while time.monotonic() < deadline and (not swapped.is_set() or len(results) < 400):
+            results.extend(pool.map(hit, range(len(results), len(results) + 40)))
+    assert swapped.is_set()
+    assert {code for code, _, _ in results} == {200}
+    seen = [v for _, v, _ in results]
+    assert "1" in seen and "2" in seen
+    # After the first answer from version 2, no answer comes from version 1 again.
+    first_two = seen.index("2")
+    assert "1" not in seen[first_two + 8 :]
+    assert "mlcycle_model_reloads_total{" in client.get("/metrics").text
+
+
+def test_shadow_scores_off_the_response_path_and_logs_role_shadow(make_client, tmp_path) -> None:
+    log = InferenceLog(str(tmp_path), flush_seconds=0.05)
+    source = ModelSource.fixed(FakePredictor("1"), shadow=FakePredictor("2", classifier=True))
+    client = make_client(source=source, log=log, shadow=True)
+    r = score(client, [ROW, {"x": 1.0, "n": 3}], headers={"X-Request-Id": "s1"})
+    assert r.json() == {"predictions": [3.0, 2.0]} and r.headers["x-model-version"] == "1"
+    assert client.get("/version").json()["shadow"]["version"] == "2"
+    client.__exit__(None, None, None)
+    df = read_inference_log(str(tmp_path), "fake")
+    by_role = {role: part for role, part in df.groupby("role")}
+    assert by_role["champion"]["prediction"].tolist() == [3.0, 2.0]
+    assert by_role["shadow"]["prediction"].tolist() == [0, 1]
+    assert set(by_role["shadow"]["model_version"]) == {"2"}
+    assert set(by_role["shadow"]["request_id"]) == {"s1"}
