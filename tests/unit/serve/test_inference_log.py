@@ -1,0 +1,118 @@
+"""The inference-log contract: layout, column types, bounded queue, reader."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mlcycle.serve.inference_log import InferenceLog, LogItem, read_inference_log
+
+KINDS = (("age", "long"), ("charges", "double"), ("plan", "string"))
+T0 = int(datetime(2026, 3, 1, 10, 59, 59, tzinfo=UTC).timestamp() * 1e6)
+
+
+def item(
+    rid: str, ts_us: int = T0, version: str = "3", n: int = 2, role: str = "champion"
+) -> LogItem:
+    return LogItem(
+        request_id=rid,
+        timestamp_us=ts_us,
+        model_name="churn",
+        model_version=version,
+        role=role,
+        columns={
+            "age": np.arange(n, dtype=np.int64) + 30,
+            "charges": np.array([1.5] * (n - 1) + [np.nan]),
+            "plan": np.array(["basic"] * (n - 1) + [None], dtype=object),
+        },
+        kinds=KINDS,
+        predictions=np.arange(n, dtype=np.int64) % 2,
+    )
+
+
+def test_files_are_hive_partitioned_by_model_version_and_hour(tmp_path: Path) -> None:
+    log = InferenceLog(str(tmp_path))
+    log.append(item("a"))
+    log.append(item("b", T0 + 2_000_000))  # the next hour
+    log.append(item("c", version="4"))
+    log.close()
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet"))
+    assert [f.rsplit("/", 1)[0] for f in files] == [
+        "model=churn/version=3/hour=2026-03-01T10",
+        "model=churn/version=3/hour=2026-03-01T11",
+        "model=churn/version=4/hour=2026-03-01T10",
+    ]
+    assert all(f.rsplit("/", 1)[1].startswith("part-") for f in files)
+    assert log.written == 6 and log.dropped == 0
+
+
+def test_columns_and_types_follow_the_contract(tmp_path: Path) -> None:
+    log = InferenceLog(str(tmp_path))
+    log.append(item("a"))
+    log.close()
+    (path,) = tmp_path.rglob("*.parquet")
+    schema = pq.read_schema(path)
+    assert schema.names == [
+        "request_id", "record_index", "timestamp", "model_name", "model_version", "role",
+        "age", "charges", "plan", "prediction",
+    ]  # fmt: skip
+    assert schema.field("request_id").type == pa.string()
+    assert schema.field("record_index").type == pa.int32()
+    assert schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("age").type == pa.int64()
+    assert schema.field("charges").type == pa.float64()
+    assert schema.field("plan").type == pa.string()
+    assert schema.field("prediction").type == pa.int64()
+    table = pq.read_table(path).to_pylist()
+    assert table[1]["plan"] is None and table[1]["charges"] is None
+    assert table[0]["timestamp"] == datetime.fromtimestamp(T0 / 1e6, tz=UTC)
+
+
+def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
+    log = InferenceLog(str(tmp_path), max_pending=5)  # not started: nothing drains
+    assert log.append(item("a", n=2)) and log.append(item("b", n=3))
+    assert not log.append(item("c", n=1))
+    assert log.dropped == 1 and log.pending == 5
+    log.close()
+    assert log.written == 5
+
+
+def test_the_writer_flushes_every_n_records(tmp_path: Path) -> None:
+    log = InferenceLog(str(tmp_path), flush_records=4, flush_seconds=60).start()
+    for i in range(3):
+        log.append(item(str(i)))
+    deadline = time.monotonic() + 10
+    while log.written < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.written >= 4
+    log.close()
+    assert log.written == 6
+
+
+def test_the_reader_filters_by_time_window(tmp_path: Path) -> None:
+    log = InferenceLog(str(tmp_path))
+    log.append(item("early"))
+    log.append(item("late", T0 + 3_600_000_000))
+    log.close()
+    every = read_inference_log(str(tmp_path), "churn")
+    assert every["request_id"].tolist() == ["early", "early", "late", "late"]
+    start = datetime(2026, 3, 1, 11, tzinfo=UTC)
+    assert set(read_inference_log(str(tmp_path), "churn", start=start)["request_id"]) == {"late"}
+    assert set(read_inference_log(str(tmp_path), "churn", end=start)["request_id"]) == {"early"}
+    assert read_inference_log(str(tmp_path), "other").empty
+
+
+@pytest.mark.s3
+def test_the_log_writes_to_and_reads_from_s3(s3_bucket: str) -> None:
+    root = f"s3://{s3_bucket}/inference-log"
+    log = InferenceLog(root)
+    log.append(item("s3"))
+    log.close()
+    df = read_inference_log(root, "churn")
+    assert df["request_id"].tolist() == ["s3", "s3"] and log.write_errors == 0
