@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlcycle.config import Settings, ensure_experiment
+from mlcycle.register.core import get_registered_model
 from mlcycle.register.types import AUDIT_EXPERIMENT, AuditEntry
 
 logger = logging.getLogger(__name__)
@@ -110,9 +111,13 @@ def history(client: Any, name: str) -> list[AuditEntry]:
     Args:
         client: an ``MlflowClient``.
         name: registered model name.
+
+    Raises:
+        ModelNotFound: no registered model of that name and no trail.
     """
     exp = client.get_experiment_by_name(AUDIT_EXPERIMENT)
     if exp is None:
+        get_registered_model(client, name)  # unknown model: say so rather than "no history"
         return []
     escaped = name.replace("'", "\\'")
     query = f"tags.`{_T}model` = '{escaped}'"
@@ -149,5 +154,7 @@ def history(client: Any, name: str) -> list[AuditEntry]:
                 ),
             )
         )
+    if not entries:
+        get_registered_model(client, name)
     # Nanosecond stamps written under the registry lock order the trail exactly.
     return [entry for _, entry in sorted(entries, key=lambda pair: pair[0])]

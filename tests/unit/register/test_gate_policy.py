@@ -1,0 +1,40 @@
+"""The gate's threshold logic, on plain metric dictionaries."""
+
+from __future__ import annotations
+
+from mlcycle.register import GatePolicy
+from mlcycle.register.gate import LATENCY, _judge
+
+
+def test_a_challenger_with_no_champion_is_judged_by_absolute_thresholds_alone() -> None:
+    policy = GatePolicy(min_score=0.7, min_improvement=0.5)
+    assert _judge(policy, "roc_auc", {"roc_auc": 0.8}, {}) == []
+    assert "min_score" in _judge(policy, "roc_auc", {"roc_auc": 0.6}, {})[0]
+
+
+def test_a_challenger_must_beat_the_champion_by_the_minimum_improvement() -> None:
+    policy = GatePolicy(min_improvement=0.01)
+    assert _judge(policy, "roc_auc", {"roc_auc": 0.82}, {"roc_auc": 0.80}) == []
+    assert "min_improvement" in _judge(policy, "roc_auc", {"roc_auc": 0.805}, {"roc_auc": 0.80})[0]
+
+
+def test_a_tie_with_the_champion_passes_the_default_policy() -> None:
+    assert _judge(GatePolicy(), "roc_auc", {"roc_auc": 0.8}, {"roc_auc": 0.8}) == []
+
+
+def test_lower_is_better_metrics_are_compared_the_right_way_round() -> None:
+    ok = {"root_mean_squared_error": 1.0}
+    worse = {"root_mean_squared_error": 2.0}
+    assert _judge(GatePolicy(min_score=1.5), "rmse", ok, worse) == []
+    reasons = _judge(GatePolicy(min_score=1.5), "rmse", worse, ok)
+    assert len(reasons) == 2  # above the maximum and worse than the champion
+
+
+def test_a_slow_challenger_fails_the_latency_threshold() -> None:
+    policy = GatePolicy(max_latency_ms_per_row=0.5)
+    assert _judge(policy, "roc_auc", {"roc_auc": 0.9, LATENCY: 0.1}, {}) == []
+    assert "latency" in _judge(policy, "roc_auc", {"roc_auc": 0.9, LATENCY: 2.0}, {})[0]
+
+
+def test_a_missing_metric_fails_the_gate() -> None:
+    assert _judge(GatePolicy(metric="nonexistent"), "nonexistent", {"roc_auc": 0.9}, {}) != []
