@@ -1,0 +1,149 @@
+"""Bad input gives a clear error, a non-zero CLI exit, and an unchanged registry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from registry_helpers import assert_one_champion, state
+
+from mlcycle import register as reg
+from mlcycle.cli import cli
+from mlcycle.errors import (
+    ConfigError,
+    DataError,
+    ModelNotFound,
+    RegistryConflict,
+    SchemaMismatch,
+)
+
+NAME = "churn"
+OFF = reg.GatePolicy(mode="disabled")
+
+
+@pytest.fixture
+def champion(client: Any, train_run: Callable[..., str]) -> str:
+    """A model whose version 1 is the champion (promoted without evaluation)."""
+    reg.register(client, train_run(), NAME)
+    reg.promote(client, NAME, policy=OFF)
+    return "1"
+
+
+def run_cli(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_unknown_model_is_a_clear_error_in_every_command(client: Any) -> None:
+    for call in (
+        lambda: reg.gate(client, "nope"),
+        lambda: reg.promote(client, "nope"),
+        lambda: reg.rollback(client, "nope", reason="x"),
+        lambda: reg.history(client, "nope"),
+        lambda: reg.champion_version(client, "nope"),
+    ):
+        with pytest.raises(ModelNotFound, match="no registered model named 'nope'"):
+            call()
+    for args in (
+        ["gate", "nope"],
+        ["promote", "nope"],
+        ["rollback", "nope", "--reason", "x"],
+        ["history", "nope"],
+    ):
+        result = run_cli(*args)
+        assert result.exit_code == 1, args
+        assert "no registered model named 'nope'" in result.output
+
+
+def test_unknown_version_is_refused_and_the_registry_is_unchanged(
+    client: Any, champion: str
+) -> None:
+    before = state(client, NAME)
+    with pytest.raises(ModelNotFound, match="no version '99'"):
+        reg.promote(client, NAME, "99")
+    result = run_cli("promote", NAME, "--version", "99", "--force", "--reason", "x")
+    assert result.exit_code == 1 and "no version '99'" in result.output
+    assert state(client, NAME) == before
+
+
+def test_a_run_without_a_model_or_an_unknown_run_cannot_be_registered(client: Any) -> None:
+    exp = client.create_experiment("bare")
+    run = client.create_run(exp)
+    client.set_terminated(run.info.run_id)
+    with pytest.raises(ModelNotFound, match="has no logged model"):
+        reg.register(client, run.info.run_id, NAME)
+    result = run_cli("register", "--run-id", "0" * 32, "--name", NAME)
+    assert result.exit_code == 1 and "no MLflow run" in result.output
+    assert client.search_registered_models() == []
+
+
+def test_evaluation_data_missing_columns_is_refused_before_anything_changes(
+    client: Any, champion: str, train_run: Callable[..., str], tmp_path: Path
+) -> None:
+    reg.register(client, train_run(), NAME)
+    before = state(client, NAME)
+    frame = client.download_artifacts(
+        client.get_model_version(NAME, "2").run_id, "reference/test.parquet", str(tmp_path)
+    )
+    bad = pd.read_parquet(frame).drop(columns=["age", "churned"])
+    with pytest.raises(DataError, match="lacks columns: age, churned"):
+        reg.promote(client, NAME, eval_data=bad)
+    bad_path = tmp_path / "bad.csv"
+    bad.to_csv(bad_path, index=False)
+    result = run_cli("gate", NAME, "--eval-data", str(bad_path))
+    assert result.exit_code == 1 and "lacks columns" in result.output
+    assert state(client, NAME) == before
+
+
+def test_forcing_needs_a_reason_and_rollback_needs_a_previous_champion(
+    client: Any, champion: str
+) -> None:
+    with pytest.raises(ConfigError, match="--reason"):
+        reg.promote(client, NAME, "1", force=True)
+    assert run_cli("promote", NAME, "--version", "1", "--force").exit_code == 1
+    before = state(client, NAME)
+    with pytest.raises(RegistryConflict, match="no previous champion"):
+        reg.rollback(client, NAME, reason="nothing before v1")
+    assert run_cli("rollback", NAME, "--reason", "x").exit_code == 1
+    assert run_cli("rollback", NAME).exit_code == 2  # usage error: --reason is required
+    assert state(client, NAME) == before
+
+
+def test_a_challenger_with_an_incompatible_input_schema_needs_force(
+    client: Any, champion: str, train_run: Callable[..., str], scenario_frame: pd.DataFrame
+) -> None:
+    wider = scenario_frame.assign(
+        loyalty_points=np.random.default_rng(0).integers(0, 500, len(scenario_frame))
+    )
+    reg.register(client, train_run(frame=wider), NAME)
+    before = state(client, NAME)
+    with pytest.raises(SchemaMismatch, match="loyalty_points"):
+        reg.promote(client, NAME, policy=OFF)
+    assert state(client, NAME) == before
+    reg.promote(client, NAME, force=True, reason="new feature ships with the new client")
+    assert assert_one_champion(client, NAME) == "2"
+
+
+def test_the_cli_registers_promotes_and_prints_the_history(
+    client: Any, train_run: Callable[..., str]
+) -> None:
+    run_id = train_run()
+    out = run_cli("register", "--run-id", run_id, "--name", NAME)
+    assert out.exit_code == 0, out.output
+    assert "version 1 (Staging, @challenger)" in out.output
+    out = run_cli("promote", NAME, "--mode", "disabled")
+    assert out.exit_code == 0, out.output
+    assert "version 1 → Production (@champion)" in out.output
+    assert "models:/churn@champion" in out.output
+    assert_one_champion(client, NAME)
+    out = run_cli("history", NAME, "--json")
+    assert out.exit_code == 0, out.output
+    [entry] = json.loads(out.output)
+    assert (entry["action"], entry["from"], entry["to"]) == ("promote", None, "1")
+    text = run_cli("history", NAME).output
+    assert "promote" in text and "v- → v1" in text
