@@ -554,5 +554,178 @@ def serve_cmd(
     serve(config, client)
 
 
+# --------------------------------------------------------------------------- monitoring
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> Any:
+    from datetime import timedelta
+
+    unit = text[-1:].lower()
+    try:
+        amount = float(text[:-1]) if unit in _DURATION_UNITS else float(text)
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not a duration like 30s, 10m, 1h, 1d", param_hint="--every") from None
+    seconds = amount * _DURATION_UNITS.get(unit, 1)
+    if seconds <= 0:
+        raise click.BadParameter("the period must be positive", param_hint="--every")
+    return timedelta(seconds=seconds)
+
+
+def _monitor_options(fn: Any) -> Any:
+    options = [
+        click.option("--model", "model_name", required=True, help="Registered model name."),
+        click.option("--version", default=None, help="Version monitored [default: @champion]."),
+        click.option("--reference", default=None, help="Reference table (CSV/Parquet) instead of the version's training reference."),
+        click.option("--labels", default=None, help="Late labels: CSV/Parquet with request_id, [record_index], target."),
+        click.option("--output", default="monitoring-reports", show_default=True, type=click.Path(file_okay=False), help="Where reports are written."),
+        click.option("--method", "methods", multiple=True, metavar="COLUMN=METHOD", help="Drift method of a column (wasserstein, jensenshannon, psi, ks, chisquare, …)."),
+        click.option("--min-rows", type=click.IntRange(min=1), default=200, show_default=True, help="Smaller windows are 'insufficient data'."),
+        click.option("--drift-share", type=click.FloatRange(0, 1, min_open=True), default=0.3, show_default=True, help="Policy: a window with this share of drifted features is bad."),
+        click.option("--quality-drop", type=float, default=0.05, show_default=True, help="Policy: a window whose quality dropped this much is bad."),
+        click.option("--bad-windows", type=click.IntRange(min=1), default=2, show_default=True, help="Policy: N bad windows ..."),
+        click.option("--of-last", type=click.IntRange(min=1), default=3, show_default=True, help="Policy: ... of the last M windows."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
+    from mlcycle.data import load_table
+    from mlcycle.monitoring import DriftConfig, RetrainPolicy, load_reference, reference_from_frame
+
+    settings, client = _context()
+    reference = None
+    if opts["reference"]:
+        like = load_reference(client, opts["model_name"], opts["version"])
+        reference = reference_from_frame(load_table(opts["reference"]), like=like, seed=settings.seed)
+    labels = load_table(opts["labels"]) if opts["labels"] else None
+    config = DriftConfig(
+        min_rows=opts["min_rows"],
+        per_column_method=_parse_kv(opts["methods"], "--method"),
+        seed=settings.seed,
+    )
+    if opts["bad_windows"] > opts["of_last"]:
+        raise click.BadParameter("--bad-windows cannot exceed --of-last", param_hint="--bad-windows")
+    policy = RetrainPolicy(
+        drift_share=opts["drift_share"],
+        quality_drop=opts["quality_drop"],
+        bad_windows=opts["bad_windows"],
+        of_last=opts["of_last"],
+    )
+    return settings, client, reference, labels, config, policy
+
+
+def _window_line(out: Any) -> str:
+    head = f"[window {out.window or 'file'}]"
+    if out.skipped:
+        return f"{head} skipped: {out.skipped}"
+    r = out.result
+    line = f"{head} rows={r.rows} status={r.status}"
+    if r.columns:
+        line += f" drifted={len(r.drifted)}/{len(r.columns)}"
+        if r.drifted:
+            line += " (" + ", ".join(r.drifted) + ")"
+    if r.quality_drop is not None:
+        line += f" quality_drop={r.quality_drop:.3f}"
+    line += f" decision={'retrain' if out.decision and out.decision.retrain else 'none'}"
+    if out.retrain is not None:
+        state = "promoted to @champion" if out.retrain.promoted else "kept as @challenger (gate refused)"
+        line += f" -> run {out.retrain.run_id} v{out.retrain.version} {state}"
+    return line
+
+
+def _outcome_json(out: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    doc: dict[str, Any] = {"window": out.window, "run_id": out.run_id, "skipped": out.skipped}
+    doc["result"] = out.result.as_dict() if out.result else None
+    doc["decision"] = asdict(out.decision) if out.decision else None
+    doc["retrain"] = asdict(out.retrain) if out.retrain else None
+    return doc
+
+
+@cli.command("monitor")
+@_monitor_options
+@click.option("--current", default=None, help="The window as a CSV/Parquet file instead of the inference log.")
+@click.option("--since", default=None, help="Window start (ISO time, UTC) in the inference log.")
+@click.option("--until", default=None, help="Window end (ISO time, UTC, exclusive) [default: now].")
+@click.option("--retrain/--no-retrain", default=False, show_default=True, help="Retrain when the policy says so.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def monitor_cmd(current: str | None, since: str | None, until: str | None, retrain: bool, as_json: bool, **opts: Any) -> None:
+    """Check one window for drift against the model's training reference.
+
+    The window is a file (--current), a time range of the inference log (--since/--until),
+    or the whole log. The Evidently report and a run in experiment mlcycle-monitoring are
+    written; with --retrain the retrain policy may start a training run.
+    """
+    import pandas as pd
+
+    from mlcycle.monitoring import Window, load_current, run_once
+
+    if current and (since or until):
+        raise click.UsageError("give --current or --since/--until, not both")
+    settings, client, reference, labels, config, policy = _monitor_setup(opts)
+    window = None
+    if since or until:
+        if not since:
+            raise click.UsageError("--until needs --since")
+        window = Window.of(since, until or pd.Timestamp.now(tz="UTC"))
+    frame = load_current(current) if current else None
+    out = run_once(
+        client, settings, opts["model_name"], version=opts["version"], window=window, current=frame,
+        reference=reference, labels=labels, config=config, policy=policy, allow_retrain=retrain,
+        output_dir=opts["output"],
+    )
+    if as_json:
+        click.echo(json.dumps(_outcome_json(out), indent=2, default=str))
+        return
+    click.echo(_window_line(out))
+    r = out.result
+    if r is not None:
+        for c in r.columns:
+            flag = "DRIFT" if c.drifted else "ok"
+            click.echo(f"  {c.column:<24} {c.method:<14} score={c.score:.4f} (threshold {c.threshold:g})  {flag}")
+        if r.prediction is not None:
+            click.echo(f"  {'prediction':<24} {r.prediction.method:<14} score={r.prediction.score:.4f}  {'DRIFT' if r.prediction.drifted else 'ok'}")
+        for f in r.findings:
+            click.echo(f"  finding: {f.column}: {f.kind}: {f.detail}")
+        for k, v in r.quality.items():
+            click.echo(f"  quality {k}={v:.4f} (reference {r.reference_quality.get(k, float('nan')):.4f})")
+        if r.report_html:
+            click.echo(f"report     {r.report_html}")
+    if out.decision is not None:
+        click.echo("decision   " + ("retrain" if out.decision.retrain else "no retrain") + ": " + "; ".join(out.decision.reasons))
+    click.echo(f"run        {out.run_id} (experiment mlcycle-monitoring)  ui: {_ui_hint(settings)}")
+
+
+@cli.command("loop")
+@_monitor_options
+@click.option("--every", default="1h", show_default=True, help="Window length and period: 30s, 10m, 1h, 1d.")
+@click.option("--once", is_flag=True, help="Monitor the last complete window and exit (cron, CI, CronJob).")
+@click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain when the policy says so.")
+@click.option("--max-windows", type=click.IntRange(min=1), default=None, hidden=True)
+def loop_cmd(every: str, once: bool, retrain: bool, max_windows: int | None, **opts: Any) -> None:
+    """Monitor the inference log window after window, retraining when the policy says so.
+
+    Each window is the last complete period of --every (aligned to the clock). Safe to run
+    twice at once: a window is analysed, and retrained for, only once.
+    """
+    from mlcycle.monitoring import loop
+
+    period = _duration(every)
+    settings, client, reference, labels, config, policy = _monitor_setup(opts)
+    click.echo(f"monitoring {opts['model_name']} every {every} (policy: {policy.bad_windows} bad of {policy.of_last}; drift share >= {policy.drift_share})")
+    for out in loop(
+        client, settings, opts["model_name"], period, max_windows=1 if once else max_windows,
+        version=opts["version"], reference=reference, labels=labels, config=config, policy=policy,
+        allow_retrain=retrain, output_dir=opts["output"],
+    ):
+        click.echo(_window_line(out))
+
+
 def main() -> None:  # pragma: no cover
     cli()
