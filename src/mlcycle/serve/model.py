@@ -251,8 +251,13 @@ def check_model(ref: ModelRef, allow_pickle: bool = False) -> InputSchema:
             path = Path(
                 mlflow.artifacts.download_artifacts(artifact_uri=ref.download_uri + "/MLmodel")
             )
-        except Exception as exc:
-            raise ModelNotFound(f"cannot read the MLmodel file of {ref.uri}: {exc}") from exc
+        except Exception:
+            # Logged-model ids (models:/m-...) take no sub-path: fetch the whole model.
+            try:
+                path = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.download_uri))
+            except Exception as exc:
+                raise ModelNotFound(f"cannot read the MLmodel file of {ref.uri}: {exc}") from exc
+            path = path / "MLmodel"
     from mlflow.models import Model
 
     mlmodel = Model.load(str(path))
