@@ -38,3 +38,14 @@ def run_demo(settings: Settings, client: Any, workdir: Path, rows: int = 20_000)
         f"[train]    run {result.run_id}: test_roc_auc={result.metrics['test_roc_auc']:.3f} "
         f"({len(result.child_run_ids)} nested trials) model {result.model_uri}"
     )
+
+    from mlcycle.register import promote, register
+
+    name = settings.model_name
+    version = register(client, result.run_id, name, description="demo: best of the search")
+    promoted = promote(client, name, str(version.version))
+    gate_line = "; ".join(promoted.decision.reasons) if promoted.decision else "gate skipped"
+    yield (
+        f"[register] {name} version {promoted.version} → Production (@champion) "
+        f"through the gate: {gate_line}"
+    )
