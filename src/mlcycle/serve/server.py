@@ -14,7 +14,9 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +159,10 @@ def serve(config: ServerConfig, client: Any) -> None:
         "loop": "auto",
         "http": "auto",
     }
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn re-raises SIGTERM once it has drained; by then the work is done and flushed,
+        # so end with status 0 instead of dying by the signal.
+        signal.signal(signal.SIGTERM, lambda *_: None)
     if config.workers <= 1:
         app = build_app(config, client)
         uvicorn.run(app, **common)
