@@ -56,6 +56,8 @@ class DriftConfig:
             Evidently stat-test name.
         per_column_method / per_column_threshold: overrides by column.
         report_rows: rows of each side sampled for the Evidently report and sample methods.
+        report_summary: add Evidently's data summary (per-column statistics) to the report;
+            about as costly as the drift section.
         missing_tolerance: a rise of the missing share above the reference by more than this
             is a finding.
         out_of_range_tolerance: a share of values outside the reference range above this is a
@@ -71,6 +73,7 @@ class DriftConfig:
     per_column_method: dict[str, str] = field(default_factory=dict)
     per_column_threshold: dict[str, float] = field(default_factory=dict)
     report_rows: int = 5_000
+    report_summary: bool = True
     missing_tolerance: float = 0.1
     out_of_range_tolerance: float = 0.01
     seed: int = 0
@@ -459,6 +462,7 @@ def write_report(
     output_dir: Path,
     task: str | None = None,
     target: str | None = None,
+    summary: bool = True,
 ) -> tuple[Path, Path]:
     """Run Evidently 0.7 on (already sanitised, bounded) frames; write ``report.html/.json``.
 
@@ -471,6 +475,7 @@ def write_report(
         output_dir: where the files go.
         task: adds a classification or regression quality section when ``target`` is given.
         target: the label column, present in both frames.
+        summary: add the data summary preset (per-column statistics, missing values).
 
     Raises:
         MonitoringError: Evidently failed.
@@ -484,10 +489,9 @@ def write_report(
         "numerical_columns": list(numeric),
         "categorical_columns": list(categorical),
     }
-    items: list[Any] = [
-        DataDriftPreset(columns=columns, per_column_method=methods or None),
-        DataSummaryPreset(columns=columns),
-    ]
+    items: list[Any] = [DataDriftPreset(columns=columns, per_column_method=methods or None)]
+    if summary:
+        items.append(DataSummaryPreset(columns=columns))
     keep = list(columns)
     if target and task and target in current.columns and target in reference.columns:
         from evidently import BinaryClassification, MulticlassClassification, Regression
@@ -731,4 +735,5 @@ def _report(
         output_dir,
         task if with_target else None,
         target if with_target else None,
+        config.report_summary,
     )
