@@ -333,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="mlcycle serve --workers.")
     ap.add_argument("--max-requests", type=int, default=200_000, help="Per scenario (python).")
     ap.add_argument("--workdir", type=Path, default=None, help="Keep store and logs here.")
+    ap.add_argument(
+        "--ceiling-only", action="store_true", help="Only measure the generator's own ceiling."
+    )
     ap.add_argument("--trivial-server", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.trivial_server is not None:
@@ -382,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
                                        args.max_requests)  # fmt: skip
             log(f"generator ceiling {label}: {ceilings[label].rps():.0f} req/s")
         trivial.stop()
+        if args.ceiling_only:
+            for k, v in ceilings.items():
+                print(f"{gen_name} ceiling {k}: {v.rps():.0f} req/s p50 {v.p50_ms:.2f} ms")
+            return 0
 
         models = train_models(workdir, args.quick)
         results: dict[tuple[str, str, str], Load] = {}
