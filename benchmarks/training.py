@@ -1,0 +1,104 @@
+"""What does tracking cost? `mlcycle train` against a bare sklearn fit-and-score.
+
+Both sides get the same table (the demo scenario, 200k rows by default), the same pipeline
+(built by mlcycle.train.pipelines), the same split and the same seed. The bare side loads the
+CSV, fits, predicts the validation and test splits and computes the same metrics; the tracked
+side runs the whole `mlcycle train` call (MLflow run, params, metrics on every split, plots,
+dataset lineage, skops model with signature and example, ONNX check, reference sample and
+profile) against a fresh SQLite store. Prints the seconds of each and the ratio.
+
+    python benchmarks/training.py [--rows 200000] [--model hist_gradient_boosting] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+TARGET_RATIO = 1.25
+
+
+def bare_fit_and_score(csv: str, model: str, seed: int) -> float:
+    from mlcycle import data
+    from mlcycle.train import evaluate, pipelines
+
+    t0 = time.perf_counter()
+    df = data.load_table(csv)
+    spec = data.infer_spec(df, "churned", time_column="event_time")
+    splits = data.split(df, spec, seed)
+    params = pipelines.estimator_params(model, spec.task, {}, seed)
+    pipe = pipelines.build_pipeline(spec, model, params)
+    pipe.fit(data.prepare_features(splits.train, spec), splits.train[spec.target])
+    for part in (splits.val, splits.test):
+        p = evaluate.predict_all(
+            pipe, data.prepare_features(part, spec), part[spec.target], spec.task
+        )
+        evaluate.compute_metrics(spec.task, p, "")
+    return time.perf_counter() - t0
+
+
+def tracked_run(csv: str, model: str, seed: int, workdir: Path) -> tuple[float, dict[str, float]]:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from mlcycle.train import TrainConfig, train
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    os.environ["MLCYCLE_ARTIFACT_ROOT"] = str(workdir / "mlartifacts")
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    t0 = time.perf_counter()
+    result = train(
+        TrainConfig(data=csv, target="churned", time_column="event_time", model=model, seed=seed),
+        client,
+    )
+    return time.perf_counter() - t0, result.seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--model", default="hist_gradient_boosting")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=42)
+    args = ap.parse_args()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+    from mlcycle.data import make_scenario
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        csv = str(work / "scenario.csv")
+        make_scenario(args.rows, seed=args.seed).to_csv(csv, index=False)
+        # Warm imports and caches on a small table so neither side pays them.
+        small = str(work / "small.csv")
+        make_scenario(2000, seed=1).to_csv(small, index=False)
+        bare_fit_and_score(small, args.model, args.seed)
+        tracked_run(small, args.model, args.seed, work / "warm")
+
+        bare_times, tracked_times = [], []
+        phases: dict[str, float] = {}
+        for i in range(args.repeat):
+            bare_times.append(bare_fit_and_score(csv, args.model, args.seed))
+            (work / f"run{i}").mkdir()
+            t, phases = tracked_run(csv, args.model, args.seed, work / f"run{i}")
+            tracked_times.append(t)
+        bare, tracked = min(bare_times), min(tracked_times)
+        ratio = tracked / bare
+        print(f"rows={args.rows} model={args.model} repeat={args.repeat} (best of each)")
+        print(f"{'side':<28}{'seconds':>10}")
+        print(f"{'bare sklearn fit+score':<28}{bare:>10.2f}")
+        print(f"{'mlcycle train (tracked)':<28}{tracked:>10.2f}")
+        for k, v in phases.items():
+            print(f"  {k:<26}{v:>10.2f}")
+        verdict = "OK" if ratio <= TARGET_RATIO else "OVER TARGET"
+        print(f"ratio tracked/bare = {ratio:.3f}  (target <= {TARGET_RATIO}: {verdict})")
+
+
+if __name__ == "__main__":
+    main()
