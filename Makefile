@@ -10,13 +10,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The demo needs the runtime extras only; tests and lint need the dev extras too.
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[serve,monitoring]"
+	touch $@
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	touch $@
+	touch $@ $(VENV)/.runtime
 
 install: $(VENV)/.installed
 
-demo: install
+demo: $(VENV)/.runtime
 	$(BIN)/mlcycle demo
 
 test: install

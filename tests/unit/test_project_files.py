@@ -1,0 +1,78 @@
+"""The project files users run (MLproject, env files, README, CLI docs) stay true to the CLI."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+from mlcycle.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _project() -> dict:
+    return yaml.safe_load((ROOT / "MLproject").read_text())
+
+
+def _parse(args: list[str]) -> click.Context:
+    """Resolve a command line with the real CLI's parser (raises on unknown options)."""
+    assert args[0] == "mlcycle"
+    name, rest = args[1], args[2:]
+    command = cli.commands[name]
+    return command.make_context(name, rest, resilient_parsing=False)
+
+
+@pytest.mark.parametrize("entry", sorted(yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]))
+def test_every_mlproject_entry_point_is_a_valid_mlcycle_command_line(entry: str) -> None:
+    spec = _project()["entry_points"][entry]
+    values = {}
+    for key, param in spec.get("parameters", {}).items():
+        default = param.get("default")
+        values[key] = "x.csv" if default is None else str(default)
+    command = spec["command"].format(**values)
+    ctx = _parse(shlex.split(command))
+    assert ctx.command.name == shlex.split(command)[1]
+
+
+def test_the_train_entry_point_exposes_the_typed_parameters_of_the_issue() -> None:
+    params = _project()["entry_points"]["train"]["parameters"]
+    assert {"data", "target", "model", "trials", "seed", "register_as"} <= set(params)
+    assert params["trials"]["type"] == "float" and params["data"]["type"] == "string"
+
+
+def test_conda_and_python_env_describe_the_same_environment() -> None:
+    py_env = yaml.safe_load((ROOT / "python_env.yaml").read_text())
+    conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
+    pip_deps = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    assert pip_deps == py_env["dependencies"]
+    assert f"python={py_env['python']}" in conda["dependencies"]
+
+
+def test_the_readme_shows_exactly_two_set_up_commands() -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Set up", 1)[1].split("##", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block is not None
+    commands = [line.split("#")[0].strip() for line in block.group(1).splitlines() if line.split("#")[0].strip()]
+    assert commands == ["make demo", "make test"]
+
+
+def test_ci_calls_the_readme_test_command() -> None:
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test:", makefile, re.M) and re.search(r"^demo:", makefile, re.M)
+
+
+def test_every_command_has_help_and_is_documented() -> None:
+    docs = (ROOT / "docs" / "cli.md").read_text()
+    for name, command in cli.commands.items():
+        assert command.help, f"mlcycle {name} has no help text"
+        assert f"mlcycle {name}" in docs, f"mlcycle {name} is missing from docs/cli.md"
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                assert param.opts[-1] in docs or param.opts[0] in docs, f"{name} {param.opts} undocumented"
