@@ -159,9 +159,18 @@ class ServingApp:
             "model_reload_failures": self.reload_failures,
         }
 
-    def _on_batch(self, n_requests: int, rows: int) -> None:
+    def _on_batch(self, n_requests: int, rows: int, preds: Any, predictor: Any) -> None:
+        # Counted per model call, not per request: one np.unique per batch.
         self.metrics.batch_rows.observe(rows)
         self.metrics.batch_requests.observe(n_requests)
+        self.metrics.observe_predictions(
+            "champion", str(predictor.version), preds, predictor.is_classifier
+        )
+
+    def _on_shadow_batch(self, n_requests: int, rows: int, preds: Any, predictor: Any) -> None:
+        self.metrics.observe_predictions(
+            "shadow", str(predictor.version), preds, predictor.is_classifier
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -218,7 +227,10 @@ class ServingApp:
                 self.shadow = self.source.load_shadow()
                 if self.shadow is not None:
                     self._shadow_batcher = MicroBatcher(
-                        lambda: self.shadow, max_rows=self.options.max_batch_rows, max_wait=0
+                        lambda: self.shadow,
+                        max_rows=self.options.max_batch_rows,
+                        max_wait=0,
+                        on_batch=self._on_shadow_batch,
                     )
                     assert self._loop is not None
                     self._loop.call_soon_threadsafe(self._shadow_batcher.start)
@@ -520,7 +532,6 @@ class ServingApp:
                     preds,
                 )
             )
-        self.metrics.observe_predictions("champion", used_version, preds, used.is_classifier)
         await self._respond(
             send, 200, protocol.predictions_body(preds), _JSON, rid, used_version.encode()
         )
@@ -556,7 +567,6 @@ class ServingApp:
                         preds,
                     )
                 )
-            self.metrics.observe_predictions("shadow", str(used.version), preds, used.is_classifier)
 
         task = asyncio.get_running_loop().create_task(finish())
         self._shadow_tasks.add(task)

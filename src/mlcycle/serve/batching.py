@@ -57,7 +57,7 @@ class MicroBatcher:
         max_rows: int = 64,
         max_wait: float = 0.002,
         max_queue_rows: int = 50_000,
-        on_batch: Callable[[int, int], None] | None = None,
+        on_batch: Callable[[int, int, np.ndarray, Any], None] | None = None,
     ) -> None:
         self.get_predictor = get_predictor
         self.max_rows = max_rows
@@ -170,7 +170,7 @@ class MicroBatcher:
                 batch[0].future.set_exception(exc)
             return
         if self.on_batch is not None:
-            self.on_batch(len(batch), rows)
+            self.on_batch(len(batch), rows, preds, predictor)
         start = 0
         for it in batch:
             if not it.future.done():
