@@ -399,16 +399,19 @@ def _raw_from_json(body: bytes, schema: InputSchema) -> tuple[dict[Any, Any], in
     return cols, n, params
 
 
-def _raw_from_csv(body: bytes) -> tuple[dict[Any, Any], int]:
+def _raw_from_table(body: bytes, mime: str) -> tuple[dict[Any, Any], int]:
     import pandas as pd
 
+    fmt, method = ("CSV", "to_csv") if mime == CONTENT_TYPE_CSV else ("Parquet", "to_parquet")
     try:
-        text = body.decode("utf-8")
-        frame = pd.read_csv(io.StringIO(text), keep_default_na=True)
+        if mime == CONTENT_TYPE_CSV:
+            frame = pd.read_csv(io.StringIO(body.decode("utf-8")), keep_default_na=True)
+        else:
+            frame = pd.read_parquet(io.BytesIO(body))
     except Exception as exc:
         raise RequestError(
             "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid "
-            f"CSV-formatted Pandas DataFrame produced using the `pandas.DataFrame.to_csv()` "
+            f"{fmt}-formatted Pandas DataFrame produced using the `pandas.DataFrame.{method}()` "
             f"method. Error: {type(exc).__name__}"
         ) from None
     cols: dict[Any, Any] = {}
@@ -431,7 +434,7 @@ def _check_content_type(content_type: str | None) -> str:
             415,
             mimetype="text/plain",
         )
-    if mime not in (CONTENT_TYPE_JSON, CONTENT_TYPE_CSV):
+    if mime not in CONTENT_TYPES:
         raise RequestError(
             "This predictor only supports the following content types: Types: "
             f"{CONTENT_TYPES}. Got {_echo(content_type or '')}.",
@@ -448,7 +451,7 @@ def parse_request(
 
     Args:
         body: the request body.
-        content_type: the ``Content-Type`` header (``application/json`` or ``text/csv``).
+        content_type: the ``Content-Type`` header (JSON, CSV or Parquet).
         schema: the model's named inputs.
         max_rows: refuse requests with more rows (413).
 
@@ -460,7 +463,7 @@ def parse_request(
     if mime == CONTENT_TYPE_JSON:
         raw, n, params = _raw_from_json(body, schema)
     else:
-        raw, n = _raw_from_csv(body)
+        raw, n = _raw_from_table(body, mime)
     if max_rows is not None and n > max_rows:
         raise RequestError(
             f"request has {n} rows; this server accepts at most {max_rows} per request",

@@ -84,6 +84,16 @@ def test_csv_with_empty_cells_parses_like_json() -> None:
     assert_rows(parse(body, "text/csv; charset=utf-8"))
 
 
+def test_parquet_bodies_parse_like_json() -> None:
+    import io
+
+    import pandas as pd
+
+    buf = io.BytesIO()
+    pd.DataFrame(ROWS).to_parquet(buf)
+    assert_rows(parse(buf.getvalue(), "application/vnd.apache.parquet"))
+
+
 def test_extra_columns_are_ignored() -> None:
     parsed = parse({"dataframe_records": [dict(r, extra=1) for r in ROWS]})
     assert "extra" not in parsed.columns
