@@ -297,6 +297,8 @@ def read_inference_log(
     for entry in entries:
         if entry.type != pafs.FileType.File or not entry.path.endswith(".parquet"):
             continue
+        if entry.base_name.startswith((".", "_")):  # files still being written
+            continue
         parts = dict(p.split("=", 1) for p in entry.path[len(model_dir) :].split("/") if "=" in p)
         if version is not None and parts.get("version") != str(version):
             continue
