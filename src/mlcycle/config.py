@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlcycle.errors import ConfigError
@@ -49,6 +49,33 @@ class Settings(BaseSettings):
         "./inference-log", description="Inference log root: a directory or an s3:// prefix."
     )
     seed: int = Field(42, description="Default random seed.")
+
+    # ``mlcycle server`` (the team tracking server; see mlcycle.stack).
+    backend_store_uri: str = Field(
+        "sqlite:///mlflow.db",
+        description="Tracking server's store: postgresql+psycopg2://user:pw@host/db in a team.",
+    )
+    artifacts_destination: str = Field(
+        "./mlartifacts", description="Where the tracking server keeps artifacts: s3://bucket/…"
+    )
+    allowed_hosts: str = Field(
+        "localhost,127.0.0.1",
+        description="Host headers the tracking server answers (comma-separated; a name "
+        "without a port also allows it on any port).",
+    )
+    cors_allowed_origins: str = Field(
+        "", description="Extra browser origins allowed to change state (comma-separated)."
+    )
+    auth_database_uri: str | None = Field(
+        None, description="Users and permissions store [default: the backend store]."
+    )
+    admin_username: str = Field("admin", description="Tracking server's first admin user.")
+    auth_cache_ttl: int = Field(
+        0, ge=0, description="Seconds a verified password stays cached per server worker."
+    )
+    admin_password: SecretStr | None = Field(
+        None, description="Password of the first admin user (required by mlcycle server)."
+    )
 
     def client_kwargs(self) -> dict[str, Any]:
         """Arguments for ``MlflowClient`` built from these settings."""

@@ -1,6 +1,6 @@
 """The one place that builds ``models:/`` URIs.
 
-API: :func:`model_uri`.
+API: :func:`model_uri`, :func:`check_model_uri`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def model_uri(
     """
     if not name:
         raise ConfigError("a registered model name is required")
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise ConfigError(f"'{name}' is not a registered model name (no '/', '\\' or '..')")
     given = [x for x in (alias, stage, version) if x is not None]
     if len(given) > 1:
         raise ConfigError("give at most one of alias, stage and version")
@@ -39,3 +41,22 @@ def model_uri(
     if stage is not None:
         return f"models:/{name}/{stage}"
     return f"models:/{name}@{(alias or 'champion').lstrip('@')}"
+
+
+def check_model_uri(uri: str) -> str:
+    """Refuse a ``models:/`` or ``runs:/`` URI whose path climbs with ``..`` or holds a NUL.
+
+    MLflow joins such paths onto artifact roots; mlcycle never needs them.
+
+    Raises:
+        ConfigError: the URI has a ``..`` segment (``/`` or ``\\`` separated, or
+            percent-encoded) or a NUL byte.
+    """
+    from urllib.parse import unquote
+
+    if uri.startswith(("models:/", "runs:/")):
+        plain = unquote(uri)
+        segments = plain.replace("\\", "/").split("/")
+        if "\x00" in plain or ".." in segments:
+            raise ConfigError(f"model URI '{uri}' must not contain '..' path segments")
+    return uri

@@ -25,6 +25,7 @@ import numpy as np
 
 from mlcycle.errors import ModelNotFound, ServingError
 from mlcycle.serve.protocol import Column, InputSchema
+from mlcycle.uris import check_model_uri
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ def resolve(uri: str, client: Any) -> ModelRef:
 
     Raises:
         ModelNotFound: nothing matches.
+        ConfigError: a ``models:/``/``runs:/`` URI with ``..`` path segments.
     """
+    check_model_uri(uri)
     m = _MODELS_RE.match(uri)
     if m:
         name = m.group("name")
