@@ -42,7 +42,8 @@ def audit_experiment_id(client: Any) -> str:
     exp = client.get_experiment_by_name(AUDIT_EXPERIMENT)
     if exp is not None and exp.lifecycle_stage == "active":
         return str(exp.experiment_id)
-    settings = Settings(MLFLOW_TRACKING_URI=client.tracking_uri)
+    # By alias: Settings ignores a `tracking_uri=` keyword (its field reads MLFLOW_TRACKING_URI).
+    settings = Settings.model_validate({"MLFLOW_TRACKING_URI": client.tracking_uri})
     return ensure_experiment(client, AUDIT_EXPERIMENT, settings)
 
 

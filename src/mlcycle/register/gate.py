@@ -173,6 +173,12 @@ def _eval_frame(
     if not cols:
         cols = [c for c in data.columns if c != challenger.target]
     frame = data[[*cols, challenger.target]].dropna(subset=[challenger.target])
+    # Raw tables hold integers where the signature (inferred from prepared features) says
+    # double, and MLflow's schema enforcement refuses int64 → float64; cast as training did.
+    floats = {
+        c for m in models for c, t in m.inputs.items() if t in ("double", "float") and c in cols
+    }
+    frame = frame.astype({c: "float64" for c in floats if frame[c].dtype.kind in "iub"})
     if frame.empty:
         raise DataError("evaluation data have no labelled rows")
     return frame.reset_index(drop=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from registry_helpers import WEAK_DROP, assert_one_champion, state
 
@@ -35,7 +37,7 @@ def client(store: str) -> Any:
 
 
 def test_a_model_goes_through_register_gate_promote_rollback_and_history(
-    client: Any, train_run: Callable[..., str]
+    client: Any, train_run: Callable[..., str], scenario_frame: pd.DataFrame, tmp_path: Path
 ) -> None:
     good_run = train_run()
     v1 = reg.register(client, good_run, NAME, description="baseline")
@@ -89,3 +91,17 @@ def test_a_model_goes_through_register_gate_promote_rollback_and_history(
     assert trail[1].metrics["champion_roc_auc"] > trail[1].metrics["challenger_roc_auc"]
     assert trail[2].reason == "dry-run promotion was a mistake"
     assert trail[3].forced and trail[3].reason == "hotfix for region east"
+
+    import mlflow
+
+    sample = reg.gate(
+        client, NAME, weak, policy=reg.GatePolicy(min_score=0.5), eval_data=scenario_frame
+    )
+    assert sample.passed, "raw tables (int columns, extra columns) are fine as evaluation data"
+    sample = pd.read_parquet(
+        client.download_artifacts(good_run, "reference/test.parquet", str(tmp_path))
+    ).head(20)
+    by_stage = mlflow.pyfunc.load_model(reg.model_uri(NAME, stage="Production"))
+    by_alias = mlflow.pyfunc.load_model(reg.model_uri(NAME, alias="champion"))
+    assert by_stage.metadata.model_uuid == by_alias.metadata.model_uuid
+    assert (by_stage.predict(sample) == by_alias.predict(sample)).all()
