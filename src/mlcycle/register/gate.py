@@ -189,7 +189,11 @@ def _score(facts: ModelFacts, data: pd.DataFrame, role: str) -> dict[str, float]
     import mlflow
 
     model = mlflow.pyfunc.load_model(facts.download_uri)
-    features = data.drop(columns=[facts.target])
+    # Each model sees only its own inputs (the frame holds the union of both models').
+    names = [c for c in facts.inputs if c in data.columns] or [
+        c for c in data.columns if c != facts.target
+    ]
+    features = data[names]
     model.predict(features.head(5))  # warm-up: first calls pay for lazy imports
     start = time.perf_counter()
     model.predict(features)
@@ -200,6 +204,7 @@ def _score(facts: ModelFacts, data: pd.DataFrame, role: str) -> dict[str, float]
             model,
             data,
             targets=facts.target,
+            feature_names=names,
             model_type="classifier" if facts.task == "classification" else "regressor",
             evaluators=["default"],
             evaluator_config={"default": {"log_model_explainability": False}},
