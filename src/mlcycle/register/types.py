@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mlcycle.errors import ConfigError
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 AUDIT_EXPERIMENT = "mlcycle-registry-audit"
@@ -45,6 +47,9 @@ class GatePolicy:
     ``metric`` defaults to ``roc_auc`` for classifiers and ``rmse`` for regressors; whether
     higher is better is known for the usual metrics. With no champion the absolute
     thresholds alone decide.
+
+    Raises:
+        ConfigError: an unknown mode or a non-positive latency bound.
     """
 
     mode: GateMode = "enabled"
@@ -52,6 +57,12 @@ class GatePolicy:
     min_score: float | None = None
     min_improvement: float = 0.0
     max_latency_ms_per_row: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("enabled", "dry_run", "disabled"):
+            raise ConfigError(f"gate mode must be enabled, dry_run or disabled, not '{self.mode}'")
+        if self.max_latency_ms_per_row is not None and self.max_latency_ms_per_row <= 0:
+            raise ConfigError("max_latency_ms_per_row must be positive")
 
 
 @dataclass(frozen=True)

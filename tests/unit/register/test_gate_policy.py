@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from mlcycle.errors import ConfigError
 from mlcycle.register import GatePolicy
 from mlcycle.register.gate import LATENCY, _judge
 
@@ -38,3 +41,8 @@ def test_a_slow_challenger_fails_the_latency_threshold() -> None:
 
 def test_a_missing_metric_fails_the_gate() -> None:
     assert _judge(GatePolicy(metric="nonexistent"), "nonexistent", {"roc_auc": 0.9}, {}) != []
+
+
+def test_an_unknown_gate_mode_is_refused() -> None:
+    with pytest.raises(ConfigError, match="gate mode"):
+        GatePolicy(mode="strict")  # type: ignore[arg-type]
