@@ -27,7 +27,10 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 class Settings(BaseSettings):
     """Resolved configuration of one mlcycle process."""
 
-    model_config = SettingsConfigDict(env_prefix="MLCYCLE_", extra="ignore", frozen=True)
+    # populate_by_name: Settings(tracking_uri=...) must work as well as the env aliases.
+    model_config = SettingsConfigDict(
+        env_prefix="MLCYCLE_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     tracking_uri: str = Field(
         DEFAULT_TRACKING_URI,

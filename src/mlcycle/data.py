@@ -231,7 +231,7 @@ def infer_spec(
 
 
 def prepare_features(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-    """The feature frame in model input order: numbers as float64, categories as strings.
+    """The feature frame in model input order: numbers as they are, categories as strings.
 
     Missing values stay missing (``NaN`` for numbers, ``None`` for categories).
     """
@@ -247,11 +247,8 @@ def prepare_features(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
             index=X.index,
             dtype=object,
         )
-    for col in spec.numeric:
-        # Integer columns become float64: the logged signature then accepts missing values at
-        # inference time (MLflow's own advice; an int column cannot hold NaN).
-        if not pd.api.types.is_float_dtype(X[col]):
-            X[col] = X[col].astype("float64")
+    # Numbers keep their dtype: MLflow's schema enforcement refuses int64 input for a double
+    # column, so a signature of doubles would reject the integers JSON clients send.
     return X
 
 
