@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-PG_ADMIN_URL = os.environ.get(
-    "MLCYCLE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-)
+from testkit import CI, PG_ADMIN_URL, _pg_reachable, free_port, need, stop_group, wait_for_port
 
-
-def need(condition: bool, why: str) -> None:
-    """Skip locally, fail under CI=true: CI must not quietly skip what it is meant to test."""
-    if not condition:
-        if CI:
-            pytest.fail(f"required service missing under CI=true: {why}")
-        pytest.skip(why)
+__all__ = ["CI", "PG_ADMIN_URL", "free_port", "need", "stop_group", "wait_for_port"]
 
 
 @pytest.fixture(autouse=True)
@@ -45,44 +33,6 @@ def own_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     yield uri
     while mlflow.active_run() is not None:
         mlflow.end_run()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-def stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop a process started with ``start_new_session=True`` and all its children."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-    except ProcessLookupError:
-        pass
-
-
-def _pg_reachable() -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", 5432)) == 0
 
 
 @pytest.fixture

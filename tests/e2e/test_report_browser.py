@@ -20,7 +20,7 @@ def _chromium() -> str | None:
 
 
 def test_the_html_report_renders_the_drift_table_in_chromium(tmp_path: Path):
-    from conftest import need
+    from testkit import need
 
     exe = _chromium()
     need(exe is not None, "Debian's chromium is not installed (apt-get install chromium)")

@@ -21,7 +21,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from conftest import free_port, stop_group, wait_for_port
+from testkit import free_port, stop_group, wait_for_port
 
 BIN = Path(sys.executable).parent
 # Stock startup measured at ~5 s alone; give slow shared CI machines plenty of room.

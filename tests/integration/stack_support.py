@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import PG_ADMIN_URL, free_port, stop_group, wait_for_port
+from testkit import PG_ADMIN_URL, free_port, stop_group, wait_for_port
 
 BIN = Path(sys.executable).parent
 # Measured: 20–35 s from exec to /health on two busy shared cores (schema creation included).

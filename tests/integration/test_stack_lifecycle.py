@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from stack_support import BIN, running_tracking, s3_keys
 
-from conftest import free_port, stop_group
+from testkit import free_port, stop_group
 from mlcycle.cli import cli
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, make_scenario
 
