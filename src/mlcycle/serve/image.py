@@ -53,10 +53,11 @@ def render_dockerfile(
     with ``extras``, runs as an unprivileged user, refuses pickled models and reports healthy
     only once ``/ready`` answers 200.
 
-    Pickle is refused by ``mlcycle serve`` itself: it rejects pickle/cloudpickle models unless
-    ``--allow-pickle`` is given, and the image's command never gives it. MLflow's
-    ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false`` is deliberately not set: since MLflow 3.17 it
-    also blocks skops, the format mlcycle logs, so the image could serve no mlcycle model.
+    Pickle is refused twice: ``mlcycle serve`` rejects pickle/cloudpickle models unless
+    ``--allow-pickle`` is given (the image's command never gives it), and MLflow's own
+    ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false`` is set. Since MLflow 3.17 that variable also
+    blocks MLflow's skops loader (it trusts the allow-list stored in the model), so
+    ``mlcycle serve`` loads skops files itself, trusting only mlcycle's reviewed types.
 
     ``MODEL_URI`` and ``PORT`` can be overridden at ``docker run``; the server is
     ``exec``'d so it receives SIGTERM directly and can drain.
@@ -88,6 +89,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \\
     PYTHONUNBUFFERED=1 \\
     PIP_DISABLE_PIP_VERSION_CHECK=1 \\
     MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false \\
+    MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false \\
     MODEL_URI={model_uri} \\
     PORT={port}
 COPY --from=build /dist /tmp/dist

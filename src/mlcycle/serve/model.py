@@ -313,7 +313,14 @@ def load_predictor(
         if sk is not None:
             import mlflow.sklearn
 
-            sk_model = mlflow.sklearn.load_model(str(local))
+            if sk.get("serialization_format") == "skops":
+                # mlcycle's own reviewed allow-list, not the one stored in the model: works with
+                # MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false (the image's setting).
+                from mlcycle.train.pipelines import load_reviewed_skops
+
+                sk_model = load_reviewed_skops(str(local / sk["pickled_model"]))
+            else:
+                sk_model = mlflow.sklearn.load_model(str(local))
             _set_single_thread(sk_model)
         else:
             pyfunc = mlflow.pyfunc.load_model(str(local))

@@ -236,3 +236,25 @@ def trusted_types(pipeline: Pipeline) -> list[str]:
             "the model needs skops types that are not reviewed as safe: " + ", ".join(unreviewed)
         )
     return needed
+
+
+def load_reviewed_skops(path: str) -> Pipeline:
+    """Load a skops model file trusting only reviewed types, whatever the file itself lists.
+
+    MLflow's loader trusts the allow-list stored *in the model* and therefore refuses skops
+    models too when ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``; this loader keeps that
+    variable off and still loads mlcycle's models safely.
+
+    Raises:
+        TrainingError: the file needs a type that is not reviewed.
+    """
+    import skops.io as sio
+
+    needed = sorted(sio.get_untrusted_types(file=path))
+    unreviewed = [t for t in needed if t not in REVIEWED_TRUSTED_TYPES]
+    if unreviewed:
+        raise TrainingError(
+            f"{path} needs skops types that are not reviewed as safe: " + ", ".join(unreviewed)
+        )
+    model: Pipeline = sio.load(path, trusted=needed)
+    return model

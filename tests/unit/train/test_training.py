@@ -267,3 +267,41 @@ def test_the_cli_prints_a_summary_with_run_model_and_ui(scenario_csv: Path) -> N
     assert "mlflow ui --backend-store-uri sqlite:///" in res.output
     run_id = re.search(r"run\s+([0-9a-f]{32})", res.output).group(1)  # type: ignore[union-attr]
     assert MlflowClient().get_run(run_id).data.params["model__max_iter"] == "300"
+
+
+def test_saved_models_load_with_only_reviewed_skops_types(
+    scenario_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlcycle.train.pipelines import load_reviewed_skops
+
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    result = train(
+        TrainConfig(
+            data=str(scenario_csv),
+            target="churned",
+            model="rf",
+            params={"n_estimators": 5},
+            plots=False,
+        ),
+        MlflowClient(),
+    )
+    local = Path(mlflow.artifacts.download_artifacts(result.model_uri))
+    model = load_reviewed_skops(str(local / "model.skops"))
+    X = pd.read_csv(scenario_csv).drop(columns=["churned", "event_time"]).head(5)
+    assert len(model.predict(X)) == 5
+    with pytest.raises(Exception, match="MLFLOW_ALLOW_PICKLE_DESERIALIZATION"):
+        mlflow.sklearn.load_model(str(local))
+
+
+def test_a_model_needing_an_unreviewed_type_is_refused(tmp_path: Path) -> None:
+    import os
+
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    from mlcycle.train.pipelines import load_reviewed_skops
+
+    path = tmp_path / "m.skops"
+    sio.dump(FunctionTransformer(func=os.getcwd), path)  # needs 'posix.getcwd': never reviewed
+    with pytest.raises(TrainingError, match="not reviewed as safe"):
+        load_reviewed_skops(str(path))
