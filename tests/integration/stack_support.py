@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import compose_support
 from testkit import PG_ADMIN_URL, free_port, stop_group, wait_for_port
 
 BIN = Path(sys.executable).parent
@@ -156,6 +157,14 @@ class Tracking:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def compose_argv(service: str, *overrides: str) -> list[str]:
+    """The compose service's command run natively: this venv's ``mlcycle``, then overrides
+    (click keeps the last value of an option given twice)."""
+    argv = compose_support.command(service)
+    assert argv[0] == "mlcycle", argv
+    return [str(BIN / "mlcycle"), *argv[1:], *overrides]
+
+
 def start_tracking(
     backend: str,
     s3_endpoint: str,
@@ -165,20 +174,31 @@ def start_tracking(
     auth_cache_ttl: int = 60,
     extra_env: dict[str, str] | None = None,
 ) -> Tracking:
-    """Start ``mlcycle server`` as the compose service does (returns before it is ready)."""
+    """Start the compose ``mlflow`` service natively (returns before it is ready).
+
+    Its command comes from docker-compose.yml; its environment has exactly compose's keys,
+    pointed at this test's database, bucket and S3 endpoint.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     password = "Pw-" + secrets.token_urlsafe(18)
+    wanted = {
+        "MLCYCLE_BACKEND_STORE_URI": backend,
+        "MLCYCLE_ARTIFACTS_DESTINATION": f"s3://{bucket}/artifacts",
+        "MLCYCLE_ADMIN_USERNAME": "admin",
+        "MLCYCLE_ADMIN_PASSWORD": password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32),
+        # The password hash costs ~0.3 s of CPU per request on these cores; cache a minute.
+        "MLCYCLE_AUTH_CACHE_TTL": str(auth_cache_ttl),
+        "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
+        **S3_KEYS,
+    }
+    compose_env = compose_support.environment("mlflow")
+    assert set(compose_env) == set(wanted), set(compose_env) ^ set(wanted)
     env = base_env(s3_endpoint)
-    env["MLCYCLE_ADMIN_PASSWORD"] = password
-    # The password hash costs ~0.3 s of CPU per request on these cores; cache it a minute.
-    env["MLCYCLE_AUTH_CACHE_TTL"] = str(auth_cache_ttl)
+    env.update(wanted)
     env.update(extra_env or {})
-    cmd = [
-        str(BIN / "mlcycle"), "server", "--backend-store-uri", backend,
-        "--artifacts-destination", f"s3://{bucket}/artifacts", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
+    cmd = compose_argv("mlflow", "--host", "127.0.0.1", "--port", str(port), "--workers", "1")
     log = workdir / f"tracking-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

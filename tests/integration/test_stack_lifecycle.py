@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from stack_support import BIN, running_tracking, s3_keys
+from stack_support import compose_argv, running_tracking, s3_keys
 
-from testkit import free_port, stop_group
 from mlcycle.cli import cli
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, make_scenario
+from testkit import free_port, stop_group
 
 pytestmark = [
     pytest.mark.slow,
@@ -81,10 +81,21 @@ def test_train_register_promote_serve_monitor_and_retrain_all_go_through_the_aut
         log_root = f"s3://{s3_bucket}/inference-log"
         serve_log = tmp_path / "serve.log"
         with serve_log.open("wb") as fh:
+            # The compose model-server's command (models:/churn@champion), here on loopback.
+            cmd = compose_argv(
+                "model-server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--inference-log",
+                log_root,
+                "--reload-interval",
+                "0",
+            )
+            assert cmd[cmd.index("--model") + 1] == "models:/churn@champion"
             proc = subprocess.Popen(
-                [str(BIN / "mlcycle"), "serve", "--model", "models:/churn@champion",
-                 "--host", "127.0.0.1", "--port", str(port), "--inference-log", log_root,
-                 "--reload-interval", "0"],
+                cmd,
                 env=t.client_env(), cwd=tmp_path, stdout=fh, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
@@ -151,3 +162,12 @@ def test_train_register_promote_serve_monitor_and_retrain_all_go_through_the_aut
         # The monitoring report reached the bucket too.
         keys = s3_keys(s3_endpoint, s3_bucket, "artifacts/")
         assert any(res["run_id"] in k for k in keys)
+
+        # The compose monitor's command runs against the same stack (one window, then exits).
+        loop = subprocess.run(
+            compose_argv("monitor", "--output", str(tmp_path / "loop-reports"), "--once"),
+            env={**t.client_env(), "MLCYCLE_INFERENCE_LOG": log_root},
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert loop.returncode == 0, loop.stderr[-3000:]
+        assert "[window " in loop.stdout, loop.stdout
