@@ -56,8 +56,9 @@ class DriftConfig:
             Evidently stat-test name.
         per_column_method / per_column_threshold: overrides by column.
         report_rows: rows of each side sampled for the Evidently report and sample methods.
-        report_summary: add Evidently's data summary (per-column statistics) to the report;
-            about as costly as the drift section.
+        report_summary: columns in the report's data summary (per-column statistics):
+            ``flagged`` — those with data-quality findings (the default: the summary costs
+            about as much as the drift section per column), ``all`` or ``none``.
         missing_tolerance: a rise of the missing share above the reference by more than this
             is a finding.
         out_of_range_tolerance: a share of values outside the reference range above this is a
@@ -73,7 +74,7 @@ class DriftConfig:
     per_column_method: dict[str, str] = field(default_factory=dict)
     per_column_threshold: dict[str, float] = field(default_factory=dict)
     report_rows: int = 5_000
-    report_summary: bool = True
+    report_summary: Literal["flagged", "all", "none"] = "flagged"
     missing_tolerance: float = 0.1
     out_of_range_tolerance: float = 0.01
     seed: int = 0
@@ -462,7 +463,7 @@ def write_report(
     output_dir: Path,
     task: str | None = None,
     target: str | None = None,
-    summary: bool = True,
+    summary: list[str] | None = None,
 ) -> tuple[Path, Path]:
     """Run Evidently 0.7 on (already sanitised, bounded) frames; write ``report.html/.json``.
 
@@ -475,7 +476,8 @@ def write_report(
         output_dir: where the files go.
         task: adds a classification or regression quality section when ``target`` is given.
         target: the label column, present in both frames.
-        summary: add the data summary preset (per-column statistics, missing values).
+        summary: columns of the data summary section (per-column statistics, missing
+            values); none when empty or ``None``.
 
     Raises:
         MonitoringError: Evidently failed.
@@ -491,7 +493,7 @@ def write_report(
     }
     items: list[Any] = [DataDriftPreset(columns=columns, per_column_method=methods or None)]
     if summary:
-        items.append(DataSummaryPreset(columns=columns))
+        items.append(DataSummaryPreset(columns=[c for c in columns if c in summary]))
     keep = list(columns)
     if target and task and target in current.columns and target in reference.columns:
         from evidently import BinaryClassification, MulticlassClassification, Regression
@@ -722,6 +724,12 @@ def _report(
         and ref[c].notna().any()
         and pd.concat([cur_df[c], ref[c]]).nunique() > 1
     ]
+    flagged = {f.column for f in clean.findings}
+    summary = {
+        "all": usable,
+        "flagged": [c for c in usable if c in flagged],
+        "none": [],
+    }[config.report_summary]
     methods = {}
     for d in [*drifts, *([prediction] if prediction else [])]:
         if d.column in usable and d.method != "evidently":
@@ -735,5 +743,5 @@ def _report(
         output_dir,
         task if with_target else None,
         target if with_target else None,
-        config.report_summary,
+        summary,
     )
