@@ -29,6 +29,28 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except MlcycleError as exc:
             raise click.ClickException(str(exc)) from exc
+        except Exception as exc:
+            message = _access_error(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from exc
+
+
+def _access_error(exc: Exception) -> str | None:
+    """A tracking server's 401/403 as one line for the user (``None`` for other errors)."""
+    status = getattr(exc, "get_http_status_code", lambda: None)()
+    if status == 401:
+        return (
+            "not authenticated by the tracking server: check MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD"
+        )
+    if status == 403:
+        detail = str(exc).split(". Response body:", 1)[0]
+        return (
+            f"permission denied by the tracking server ({detail}); an admin can grant "
+            "EDIT or MANAGE on the experiment or registered model"
+        )
+    return None
 
 
 def _quiet_mlflow() -> None:
@@ -734,13 +756,46 @@ def loop_cmd(every: str, once: bool, retrain: bool, max_windows: int | None, **o
 
 
 @cli.command("server")
-@click.option("--backend-store-uri", default=None, metavar="URI", help="postgresql+psycopg2://… [default: MLCYCLE_BACKEND_STORE_URI or sqlite:///mlflow.db].")
-@click.option("--artifacts-destination", default=None, metavar="URI", help="s3://bucket/prefix or a directory [default: MLCYCLE_ARTIFACTS_DESTINATION or ./mlartifacts].")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0 in a container).")
+@click.option(
+    "--backend-store-uri",
+    default=None,
+    metavar="URI",
+    help="postgresql+psycopg2://… [default: MLCYCLE_BACKEND_STORE_URI or sqlite:///mlflow.db].",
+)
+@click.option(
+    "--artifacts-destination",
+    default=None,
+    metavar="URI",
+    help="s3://bucket/prefix or a directory "
+    "[default: MLCYCLE_ARTIFACTS_DESTINATION or ./mlartifacts].",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind (0.0.0.0 in a container).",
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
-@click.option("--allowed-hosts", default=None, metavar="H1,H2", help="Host headers answered; a name without a port allows any port [default: MLCYCLE_ALLOWED_HOSTS or localhost,127.0.0.1].")
-@click.option("--cors-allowed-origins", default=None, metavar="O1,O2", help="Extra browser origins allowed to change state [default: MLCYCLE_CORS_ALLOWED_ORIGINS].")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Server worker processes.")
+@click.option(
+    "--allowed-hosts",
+    default=None,
+    metavar="H1,H2",
+    help="Host headers answered; a name without a port allows any port "
+    "[default: MLCYCLE_ALLOWED_HOSTS or localhost,127.0.0.1].",
+)
+@click.option(
+    "--cors-allowed-origins",
+    default=None,
+    metavar="O1,O2",
+    help="Extra browser origins allowed to change state [default: MLCYCLE_CORS_ALLOWED_ORIGINS].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Server worker processes.",
+)
 @click.option("--no-upgrade", is_flag=True, help="Skip `mlflow db upgrade` before starting.")
 def server_cmd(
     backend_store_uri: str | None,

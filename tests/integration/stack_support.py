@@ -141,10 +141,16 @@ class Tracking:
         )
         assert r.status_code == 200, r.text
 
-    def grant_model(self, name: str, username: str, permission: str) -> None:
+    def grant(self, username: str, resource_type: str, resource_id: str, permission: str) -> None:
+        """Grant ``permission`` (READ, EDIT, MANAGE, …) on one resource, as the admin."""
         r = httpx.post(
-            f"{self.url}/api/2.0/mlflow/registered-models/permissions/create",
-            json={"name": name, "username": username, "permission": permission},
+            f"{self.url}/api/3.0/mlflow/users/permissions/grant",
+            json={
+                "username": username,
+                "resource_type": resource_type,  # experiment, registered_model, …
+                "resource_id": resource_id,
+                "permission": permission,
+            },
             auth=self.auth(),
             timeout=60,
         )
