@@ -125,7 +125,11 @@ def cli(verbose: bool) -> None:
 @click.option("--task", type=click.Choice(["classification", "regression"]), help="Detected when omitted.")
 @click.option("--time-column", help="Split by this column's order instead of at random.")
 @click.option("--drop", multiple=True, metavar="COLUMN", help="Column to leave out (repeatable).")
-@click.option("--trials", type=click.IntRange(min=0), default=0, show_default=True, help="Random-search trials as nested runs (0: one fit).")
+@click.option("--trials", type=click.IntRange(min=0), default=0, show_default=True, help="Search trials as nested runs (0: one fit).")
+@click.option("--search-engine", type=click.Choice(["random", "optuna"]), default=None, help="random (in process) or optuna (a shared study) [default: optuna with --search-storage, else random].")
+@click.option("--search-storage", default=None, metavar="URL", help="Optuna RDB storage the workers share, e.g. postgresql+psycopg2://… (the tracking database).")
+@click.option("--study-name", default=None, help="Optuna study name [default: mlcycle-RUN_ID]; workers join it by name.")
+@click.option("--search-workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes running trials on this machine (optuna).")
 @click.option("--seed", type=int, default=None, help="Random seed [default: MLCYCLE_SEED or 42].")
 @click.option("--experiment", default=None, help="Experiment name [default: MLCYCLE_EXPERIMENT or mlcycle].")
 @click.option("--run-name", default=None, help="Name of the MLflow run.")
@@ -141,6 +145,10 @@ def train(
     time_column: str | None,
     drop: tuple[str, ...],
     trials: int,
+    search_engine: str | None,
+    search_storage: str | None,
+    study_name: str | None,
+    search_workers: int,
     seed: int | None,
     experiment: str | None,
     run_name: str | None,
@@ -166,6 +174,10 @@ def train(
         drop=drop,
         seed=settings.seed,
         trials=trials,
+        search_engine=search_engine or ("optuna" if search_storage or search_workers > 1 else "random"),
+        search_storage=search_storage or None,
+        study_name=study_name or None,
+        search_workers=search_workers,
         experiment=settings.experiment,
         run_name=run_name,
         onnx=not no_onnx,
@@ -868,6 +880,26 @@ def predict_cmd(model_uri: str, source: str, output: str, engine: str, master: s
     click.echo(f"output     {result.output}/model_version={result.model_version}/ (batch {result.batch_id})")
     if result.logged_rows is not None:
         click.echo(f"logged     {result.logged_rows} rows to the inference log at {settings.inference_log}")
+
+
+# --------------------------------------------------------------------------- search-worker
+
+
+@cli.command("search-worker")
+@click.option("--search-storage", required=True, metavar="URL", help="The study's Optuna RDB storage (postgresql+psycopg2://…).")
+@click.option("--study-name", required=True, help="Study to join (started by mlcycle train --search-engine optuna).")
+@click.option("--max-trials", type=click.IntRange(min=1), default=None, help="Leave after this many trials [default: until the study has all its trials].")
+def search_worker_cmd(search_storage: str, study_name: str, max_trials: int | None) -> None:
+    """Join a running hyper-parameter search and run its trials as nested runs.
+
+    The tracking store is MLFLOW_TRACKING_URI when set, else the one the study recorded.
+    """
+    from mlcycle.train.search import run_worker
+
+    explicit = any(os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLCYCLE_TRACKING_URI"))
+    settings, _ = _context()
+    done = run_worker(search_storage, study_name, tracking_uri=settings.tracking_uri if explicit else None, max_trials=max_trials)
+    click.echo(f"worker     ran {done} trial(s) of study {study_name}")
 
 
 def main() -> None:  # pragma: no cover

@@ -26,7 +26,7 @@ from sklearn.pipeline import Pipeline
 import mlcycle
 from mlcycle import data as data_mod
 from mlcycle.data import DatasetSpec, Splits, Task
-from mlcycle.errors import TrainingError
+from mlcycle.errors import ConfigError, TrainingError
 from mlcycle.train import evaluate, onnx_export, pipelines, reference
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 TrialCallback = Callable[[int, int, dict[str, float]], None]
 
 MODEL_ARTIFACT = "model"
+SEARCH_ENGINES = ("random", "optuna")
 ONNX_FILE = "model.onnx"
 
 
@@ -55,6 +56,13 @@ class TrainConfig:
     run_name: str | None = None
     onnx: bool = True
     plots: bool = True
+    #: ``random`` (in process, seeded) or ``optuna`` (a study that processes can share).
+    search_engine: str = "random"
+    #: Optuna RDB storage (``postgresql+psycopg2://…``); in memory when ``None``.
+    search_storage: str | None = None
+    study_name: str | None = None
+    #: Worker processes of an Optuna search on this machine (more can join with the CLI).
+    search_workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -242,6 +250,11 @@ def train(
     from mlcycle.config import Settings, ensure_experiment
 
     t_start = time.perf_counter()
+    if cfg.search_engine not in SEARCH_ENGINES:
+        raise ConfigError(
+            f"unknown search engine '{cfg.search_engine}'; choose one of: "
+            + ", ".join(SEARCH_ENGINES)
+        )
     model_key = pipelines.resolve_estimator(cfg.model)
     df = frame if frame is not None else data_mod.load_table(cfg.data)
     spec = data_mod.infer_spec(df, cfg.target, cfg.task, cfg.time_column, cfg.drop)
@@ -280,9 +293,17 @@ def train(
         }
         X_train, y_train = frames["train"]
         if cfg.trials:
-            best_pipe, params, child_ids, best_id = _search(
-                cfg, spec, model_key, overrides, frames, experiment_id, on_trial
-            )
+            if cfg.search_engine == "optuna":
+                from mlcycle.train import search
+
+                best_pipe, params, child_ids, best_id = search.optuna_search(
+                    cfg, spec, model_key, overrides, frames, experiment_id, run.info.run_id,
+                    client.tracking_uri, on_trial,
+                )  # fmt: skip
+            else:
+                best_pipe, params, child_ids, best_id = _search(
+                    cfg, spec, model_key, overrides, frames, experiment_id, on_trial
+                )
             mlflow.set_tag("mlcycle.best_trial_run_id", best_id)
             mlflow.log_param("search_trials", cfg.trials)
         else:
@@ -326,6 +347,44 @@ def train(
     )
 
 
+def run_trial(
+    i: int,
+    params: dict[str, Any],
+    model_key: str,
+    spec: DatasetSpec,
+    frames: dict[str, tuple[pd.DataFrame, pd.Series]],
+    experiment_id: str,
+    parent_run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> tuple[Pipeline, dict[str, float], str]:
+    """Fit one search trial as a nested run (params, val metrics); pipe, metrics, run id.
+
+    ``parent_run_id`` nests it under a run of another process; without it, under the active
+    run.
+    """
+    import mlflow
+
+    X_train, y_train = frames["train"]
+    X_val, y_val = frames["val"]
+    nesting: dict[str, Any] = (
+        {"parent_run_id": parent_run_id} if parent_run_id else {"nested": True}
+    )
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"trial-{i:03d}", **nesting
+    ) as child:
+        mlflow.set_tags(
+            {"mlcycle.kind": "trial", "mlcycle.task": spec.task, "mlcycle.trial": str(i)}
+            | (tags or {})
+        )
+        mlflow.log_params({"model": model_key, **{f"model__{k}": v for k, v in params.items()}})
+        pipe = _fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
+        m = evaluate.compute_metrics(
+            spec.task, evaluate.predict_all(pipe, X_val, y_val, spec.task), "val_"
+        )
+        mlflow.log_metrics(m)
+    return pipe, m, child.info.run_id
+
+
 def _search(
     cfg: TrainConfig,
     spec: DatasetSpec,
@@ -340,30 +399,17 @@ def _search(
 
     metric, higher = evaluate.primary_metric(spec.task)
     rng = np.random.default_rng(cfg.seed)
-    X_train, y_train = frames["train"]
-    X_val, y_val = frames["val"]
     best: tuple[float, Pipeline, dict[str, Any], str] | None = None
     child_ids: list[str] = []
     for i in range(1, cfg.trials + 1):
         drawn = pipelines.sample_params(model_key, spec.task, rng)
         params = pipelines.estimator_params(model_key, spec.task, {**drawn, **overrides}, cfg.seed)
-        with mlflow.start_run(
-            experiment_id=experiment_id, run_name=f"trial-{i:03d}", nested=True
-        ) as child:
-            mlflow.set_tags(
-                {"mlcycle.kind": "trial", "mlcycle.task": spec.task, "mlcycle.trial": str(i)}
-            )
-            mlflow.log_params({"model": model_key, **{f"model__{k}": v for k, v in params.items()}})
-            pipe = _fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
-            m = evaluate.compute_metrics(
-                spec.task, evaluate.predict_all(pipe, X_val, y_val, spec.task), "val_"
-            )
-            mlflow.log_metrics(m)
-        child_ids.append(child.info.run_id)
+        pipe, m, run_id = run_trial(i, params, model_key, spec, frames, experiment_id)
+        child_ids.append(run_id)
         score = m.get(f"val_{metric}", float("nan"))
         better = best is None or (score > best[0] if higher else score < best[0])
         if better and not np.isnan(score):
-            best = (score, pipe, params, child.info.run_id)
+            best = (score, pipe, params, run_id)
         if on_trial is not None:
             on_trial(i, cfg.trials, m)
     if best is None:
