@@ -76,6 +76,8 @@ def _monitor_step(
     model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     meta = model.metadata.metadata["mlcycle"]
     numeric, categorical = list(meta["numeric"]), list(meta["categorical"])
+    schema = model.metadata.get_input_schema()
+    kinds = {i.name: str(getattr(i.type, "name", i.type)) for i in schema.inputs} if schema else {}
     log = InferenceLog(settings.inference_log).start()
     labels = []
     days = ["2026-02-01", "2026-02-02"]
@@ -84,8 +86,7 @@ def _monitor_step(
         frame = make_scenario(
             per_day, period="both", seed=settings.seed + 10 + i, start=day, days=1
         )
-        X = frame[numeric + categorical].copy()
-        X[numeric] = X[numeric].astype(float)
+        X = _as_signature(model, frame[numeric + categorical])
         preds = np.asarray(model.predict(X))
         for start in range(0, len(frame), 25):  # requests of 25 records, like a batch client
             part = slice(start, start + 25)
@@ -99,7 +100,7 @@ def _monitor_step(
                     model_version=str(champion),
                     role="champion",
                     columns={c: X[c].to_numpy()[part] for c in X.columns},
-                    kinds=tuple((c, "double" if c in numeric else "string") for c in X.columns),
+                    kinds=tuple((c, kinds.get(c, "string")) for c in X.columns),
                     predictions=preds[part],
                 )
             )
@@ -147,3 +148,17 @@ def _monitor_step(
         f"[champion] {name} v{champion_version(client, name)} serves now; drift charts: "
         "experiment mlcycle-monitoring in the MLflow UI"
     )
+
+
+def _as_signature(model: Any, X: Any) -> Any:
+    """Cast columns to the model signature's types (the signature is the contract)."""
+    schema = model.metadata.get_input_schema()
+    if schema is None:
+        return X
+    out = X.copy()
+    for spec in schema.inputs:
+        kind = str(getattr(spec.type, "name", spec.type))
+        if spec.name in out.columns and kind in ("long", "integer", "double", "float"):
+            np_type = {"long": "int64", "integer": "int32", "double": "float64", "float": "float32"}
+            out[spec.name] = out[spec.name].astype(np_type[kind])
+    return out

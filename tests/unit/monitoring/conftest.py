@@ -117,6 +117,20 @@ def champion(tmp_path: Path, own_mlflow: str) -> Champion:
     )
 
 
+def _as_signature(model: Any, X: pd.DataFrame) -> pd.DataFrame:
+    """Cast columns to the model signature's types (the signature is the contract)."""
+    schema = model.metadata.get_input_schema()
+    if schema is None:
+        return X
+    out = X.copy()
+    for spec in schema.inputs:
+        kind = str(getattr(spec.type, "name", spec.type))
+        if spec.name in out.columns and kind in ("long", "integer", "double", "float"):
+            np_type = {"long": "int64", "integer": "int32", "double": "float64", "float": "float32"}
+            out[spec.name] = out[spec.name].astype(np_type[kind])
+    return out
+
+
 def predict(champion: Champion, frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with the champion's predictions (what serving would have logged)."""
     import mlflow
@@ -124,8 +138,6 @@ def predict(champion: Champion, frame: pd.DataFrame) -> pd.DataFrame:
     model = mlflow.pyfunc.load_model(f"models:/{champion.name}@champion")
     out = frame.copy()
     features = [c for c in frame.columns if c not in (SCENARIO_TARGET, SCENARIO_TIME)]
-    X = frame[features].copy()
-    for col in X.select_dtypes("number").columns:
-        X[col] = X[col].astype(float)  # the signature declares numbers as doubles
+    X = _as_signature(model, frame[features])
     out["prediction"] = np.asarray(model.predict(X))
     return out
