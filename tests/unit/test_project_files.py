@@ -27,7 +27,9 @@ def _parse(args: list[str]) -> click.Context:
     return command.make_context(name, rest, resilient_parsing=False)
 
 
-@pytest.mark.parametrize("entry", sorted(yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]))
+@pytest.mark.parametrize(
+    "entry", sorted(yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"])
+)
 def test_every_mlproject_entry_point_is_a_valid_mlcycle_command_line(entry: str) -> None:
     spec = _project()["entry_points"][entry]
     values = {}
@@ -58,7 +60,11 @@ def test_the_readme_shows_exactly_two_set_up_commands() -> None:
     section = text.split("## Set up", 1)[1].split("##", 1)[0]
     block = re.search(r"```bash\n(.*?)```", section, re.S)
     assert block is not None
-    commands = [line.split("#")[0].strip() for line in block.group(1).splitlines() if line.split("#")[0].strip()]
+    commands = [
+        line.split("#")[0].strip()
+        for line in block.group(1).splitlines()
+        if line.split("#")[0].strip()
+    ]
     assert commands == ["make demo", "make test"]
 
 
@@ -75,4 +81,20 @@ def test_every_command_has_help_and_is_documented() -> None:
         assert f"mlcycle {name}" in docs, f"mlcycle {name} is missing from docs/cli.md"
         for param in command.params:
             if isinstance(param, click.Option) and not param.hidden:
-                assert param.opts[-1] in docs or param.opts[0] in docs, f"{name} {param.opts} undocumented"
+                assert param.opts[-1] in docs or param.opts[0] in docs, (
+                    f"{name} {param.opts} undocumented"
+                )
+
+
+def test_the_cli_reference_is_generated_from_the_current_cli() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "cli_reference", ROOT / "scripts" / "cli_reference.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (ROOT / "docs" / "cli.md").read_text() == module.render(), (
+        "run python scripts/cli_reference.py"
+    )
