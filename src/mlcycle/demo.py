@@ -1,21 +1,70 @@
 """The lifecycle demo on the embedded default store.
 
-API: :func:`run_demo` — a generator of progress lines; each stage that exists adds itself.
+API: :func:`run_demo` — a generator of progress lines; each stage adds itself.
+
+The loop is the real one: the champion is served by a ``mlcycle serve`` process (its own
+process group, following ``@champion``), drifted traffic goes to it over HTTP, monitoring
+reads what that server logged, a retrain promoted through the gate is picked up by the
+running server, and the server is stopped with SIGTERM so it flushes its inference log.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from mlcycle.config import Settings
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, make_scenario
+from mlcycle.errors import ServingError
 from mlcycle.train import TrainConfig, train
+
+logger = logging.getLogger(__name__)
+
+#: Records per ``/invocations`` request, like a batch client.
+REQUEST_RECORDS = 25
+#: Seconds the server may take to load the champion (imports and model download included).
+READY_TIMEOUT = 120.0
+#: Seconds to wait for logged records: the server writes its log every 5 seconds.
+LOG_TIMEOUT = 30.0
+#: Seconds to wait for the running server to answer with a newly promoted version.
+SWAP_TIMEOUT = 15.0
+#: Seconds the server gets to drain and flush after SIGTERM.
+STOP_GRACE = 30.0
 
 
 def run_demo(settings: Settings, client: Any, workdir: Path, rows: int = 20_000) -> Iterator[str]:
-    """Train on the scenario's reference period (and each later stage); yield what happened."""
+    """Run the lifecycle once and yield a line per step.
+
+    Train a small search on the scenario's reference period, register and promote the best
+    through the gate, serve ``@champion`` with ``mlcycle serve``, send two windows of drifted
+    traffic (``rows`` records each), monitor them with late labels, let the policy retrain,
+    and watch the running server swap to the new champion.
+
+    Args:
+        settings: resolved settings (stores, model name, inference log, seed).
+        client: an ``MlflowClient`` on the same stores.
+        workdir: where data, labels, reports and the server's log go.
+        rows: rows of the training table, and records of traffic per monitored window.
+
+    Raises:
+        ServingError: the model server did not start, failed requests, or did not pick up
+            the promoted version in time.
+        MlcycleError: from any stage.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     data_path = workdir / "reference.csv"
     make_scenario(rows, period="reference", seed=settings.seed).to_csv(data_path, index=False)
@@ -50,115 +99,325 @@ def run_demo(settings: Settings, client: Any, workdir: Path, rows: int = 20_000)
         f"through the gate: {gate_line}"
     )
 
-    yield from _monitor_step(settings, client, workdir, name, rows)
+    yield from _serve_and_monitor(settings, client, workdir, name, rows)
 
 
-def _monitor_step(
-    settings: Settings, client: Any, workdir: Path, name: str, rows: int
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """One batch of traffic: the time range the server scored it in and its labels."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    labels: pd.DataFrame
+    versions: frozenset[str]
+
+
+def _serve_and_monitor(
+    settings: Settings, client: Any, workdir: Path, name: str, per_window: int
 ) -> Iterator[str]:
-    """Two days of drifted traffic → monitor each day → the policy retrains → the gate.
+    """Serve @champion, send two windows of drifted traffic, monitor, retrain, swap.
 
-    The traffic comes from the scenario's ``both`` period (price rise and a new churn rule), so
-    the monitor sees covariate drift and a quality drop, and a model retrained on the labelled
-    traffic can beat the champion at the gate.
+    The traffic comes from the scenario's ``both`` period (price rise and a new churn rule),
+    so the monitor sees covariate drift and a quality drop. Each window holds as many records
+    as the training table: the retrain's time split tests on the newest rows, so the window
+    must be large enough for part of it to reach the training split too — otherwise the
+    challenger would learn nothing of the new rule and the gate would rightly refuse it.
     """
-    import uuid
+    from mlcycle.monitoring import RetrainPolicy, Window, read_inference_log, run_once
+    from mlcycle.register import champion_version, model_uri
 
-    import mlflow
-    import numpy as np
-    import pandas as pd
-
-    from mlcycle.monitoring import RetrainPolicy, Window, run_once
-    from mlcycle.register import champion_version
-    from mlcycle.serve.inference_log import InferenceLog, LogItem
-
-    champion = champion_version(client, name)
-    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
-    meta = model.metadata.metadata["mlcycle"]
-    numeric, categorical = list(meta["numeric"]), list(meta["categorical"])
-    schema = model.metadata.get_input_schema()
-    kinds = {i.name: str(getattr(i.type, "name", i.type)) for i in schema.inputs} if schema else {}
-    log = InferenceLog(settings.inference_log).start()
-    labels = []
-    days = ["2026-02-01", "2026-02-02"]
-    per_day = max(rows // 10, 500)
-    for i, day in enumerate(days):
-        frame = make_scenario(
-            per_day, period="both", seed=settings.seed + 10 + i, start=day, days=1
-        )
-        X = _as_signature(model, frame[numeric + categorical])
-        preds = np.asarray(model.predict(X))
-        for start in range(0, len(frame), 25):  # requests of 25 records, like a batch client
-            part = slice(start, start + 25)
-            rid = uuid.uuid4().hex
-            ts = pd.Timestamp(frame[SCENARIO_TIME].iloc[start], tz="UTC")
-            log.append(
-                LogItem(
-                    request_id=rid,
-                    timestamp_us=int(ts.value // 1000),
-                    model_name=name,
-                    model_version=str(champion),
-                    role="champion",
-                    columns={c: X[c].to_numpy()[part] for c in X.columns},
-                    kinds=tuple((c, kinds.get(c, "string")) for c in X.columns),
-                    predictions=preds[part],
-                )
-            )
-            n = len(preds[part])
-            labels.append(
-                pd.DataFrame(
-                    {
-                        "request_id": rid,
-                        "record_index": np.arange(n),
-                        SCENARIO_TARGET: frame[SCENARIO_TARGET].to_numpy()[part],
-                    }
-                )
-            )
-    log.close()
-    labels_path = workdir / "labels.csv"
-    pd.concat(labels).to_csv(labels_path, index=False)
-    yield (
-        f"[traffic]  {per_day * len(days)} drifted requests scored by v{champion} "
-        f"-> {settings.inference_log} (labels later in {labels_path})"
-    )
-
-    policy = RetrainPolicy()
-    label_frame = pd.read_csv(labels_path)
-    for day in days:
-        window = Window.of(day, pd.Timestamp(day) + pd.Timedelta(days=1))
-        out = run_once(
-            client, settings, name, window=window, labels=label_frame, policy=policy,
-            output_dir=workdir / "monitoring",
-        )
-        r = out.result
-        assert r is not None and out.decision is not None
+    champion = str(champion_version(client, name))
+    log_path = workdir / "serve.log"
+    server = _start_server(settings, model_uri(name, alias="champion"), log_path)
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        _wait_ready(server, log_path)
         yield (
-            f"[monitor]  {day}: {r.rows} rows, status {r.status}, drifted "
-            f"{', '.join(r.drifted) or 'none'}; report {r.report_html}"
+            f"[serve]    mlcycle serve on {url} follows models:/{name}@champion "
+            f"(pid {server.proc.pid}, log {log_path})"
         )
-        verdict = "retrain" if out.decision.retrain else "wait"
-        yield f"[policy]   {verdict}: {'; '.join(out.decision.reasons)}"
-        if out.retrain is not None:
-            state = "promoted to @champion" if out.retrain.promoted else "kept as @challenger"
-            yield (
-                f"[retrain]  run {out.retrain.run_id} on {out.retrain.rows.get('total', 0)} rows "
-                f"-> {name} v{out.retrain.version} {state}: {'; '.join(out.retrain.reasons)[:200]}"
+        sent: list[_Sent] = []
+        for i in range(2):
+            frame = make_scenario(per_window, period="both", seed=settings.seed + 10 + i, days=1)
+            if sent:  # windows are whole seconds: start the next one after the last ends
+                time.sleep(max(0.0, (_window_end(sent[-1].end) - _now()).total_seconds()))
+            sent.append(_send(server.port, frame))
+        labels_path = workdir / "labels.csv"
+        pd.concat([s.labels for s in sent]).to_csv(labels_path, index=False)
+        windows = [Window.of(s.start.floor("s"), _window_end(s.end)) for s in sent]
+        served_by = sorted(set().union(*(s.versions for s in sent)))
+        yield (
+            f"[traffic]  {per_window} drifted records x {len(sent)} windows in requests of "
+            f"{REQUEST_RECORDS} to {url}/invocations, answered by v{', v'.join(served_by)} "
+            f"(labels later in {labels_path})"
+        )
+
+        _wait_for_log(settings.inference_log, name, champion, windows, per_window * len(sent))
+        policy = RetrainPolicy()
+        label_frame = pd.read_csv(labels_path, dtype={"request_id": str})
+        new_champion: str | None = None
+        for window in windows:
+            out = run_once(
+                client,
+                settings,
+                name,
+                window=window,
+                labels=label_frame,
+                policy=policy,
+                output_dir=workdir / "monitoring",
             )
+            r, decision = out.result, out.decision
+            if r is None or decision is None:  # a pass of this window already exists
+                yield f"[monitor]  {window.key}: {out.skipped}"
+                continue
+            yield (
+                f"[monitor]  {window.key}: {r.rows} rows, status {r.status}, drifted "
+                f"{', '.join(r.drifted) or 'none'}; report {r.report_html}"
+            )
+            verdict = "retrain" if decision.retrain else "wait"
+            yield f"[policy]   {verdict}: {'; '.join(decision.reasons)}"
+            if out.retrain is not None:
+                rt = out.retrain
+                state = "promoted to @champion" if rt.promoted else "kept as @challenger"
+                yield (
+                    f"[retrain]  run {rt.run_id} on {rt.rows.get('total', 0)} rows "
+                    f"({rt.rows.get('production', 0)} labelled from the window) -> {name} "
+                    f"v{rt.version} {state}: {'; '.join(rt.reasons)[:300]}"
+                    f"{_gate_scores(client, name, rt.version)}"
+                )
+                if rt.promoted:
+                    new_champion = rt.version
+
+        if new_champion is not None:
+            probes, seconds = _wait_for_version(server.port, new_champion)
+            yield (
+                f"[serve]    the running server answers with v{new_champion} (X-Model-Version) "
+                f"without a restart: {probes} requests over {seconds:.1f} s, none failed"
+            )
+        else:
+            yield f"[serve]    the running server still answers with v{champion}"
+    finally:
+        code = _stop(server)
+    logged = read_inference_log(settings.inference_log, name, role=None)
+    by_version = (
+        ", ".join(f"v{v}: {n}" for v, n in logged["model_version"].value_counts().items())
+        if not logged.empty
+        else "none"
+    )
+    yield (
+        f"[log]      server stopped by SIGTERM (exit {code}); the inference log holds "
+        f"{len(logged)} records of {name} ({by_version}) under {settings.inference_log}"
+    )
     yield (
         f"[champion] {name} v{champion_version(client, name)} serves now; drift charts: "
         "experiment mlcycle-monitoring in the MLflow UI"
     )
 
 
-def _as_signature(model: Any, X: Any) -> Any:
-    """Cast columns to the model signature's types (the signature is the contract)."""
-    schema = model.metadata.get_input_schema()
-    if schema is None:
-        return X
-    out = X.copy()
-    for spec in schema.inputs:
-        kind = str(getattr(spec.type, "name", spec.type))
-        if spec.name in out.columns and kind in ("long", "integer", "double", "float"):
-            np_type = {"long": "int64", "integer": "int32", "double": "float64", "float": "float32"}
-            out[spec.name] = out[spec.name].astype(np_type[kind])
-    return out
+def _gate_scores(client: Any, name: str, version: str) -> str:
+    """`` (roc_auc 0.71 vs champion 0.63 on 900 rows)`` from the gate's version tags."""
+    from mlcycle.register.gate import EVALUATE_NAMES
+
+    tags = client.get_model_version(name, version).tags or {}
+    metric = tags.get("mlcycle.gate.metric", "")
+    key = EVALUATE_NAMES.get(metric, metric)
+    try:
+        new = json.loads(tags["mlcycle.gate.challenger_metrics"])
+        old = json.loads(tags["mlcycle.gate.champion_metrics"])
+        return (
+            f" ({metric} {new[key]:.3f} vs champion {old[key]:.3f} "
+            f"on {int(new['example_count'])} held-out rows)"
+        )
+    except (KeyError, TypeError, ValueError):
+        return ""
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass(frozen=True)
+class _Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_server(settings: Settings, uri: str, log_path: Path) -> _Server:
+    """``mlcycle serve`` on the demo's stores, in its own process group."""
+    port = _free_port()
+    env = dict(os.environ)
+    env.update(
+        {
+            "MLFLOW_TRACKING_URI": settings.tracking_uri,
+            "MLCYCLE_ARTIFACT_ROOT": settings.artifact_root,
+            "MLCYCLE_INFERENCE_LOG": settings.inference_log,
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        }
+    )
+    if settings.registry_uri:
+        env["MLFLOW_REGISTRY_URI"] = settings.registry_uri
+    cmd = [sys.executable, "-m", "mlcycle", "serve", "--model", uri, "--host", "127.0.0.1",
+           "--port", str(port), "--reload-interval", "1"]  # fmt: skip
+    logger.info("starting %s (log %s)", " ".join(cmd), log_path)
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return _Server(proc, port)
+
+
+def _stop(server: _Server) -> int | None:
+    """SIGTERM the server's process group (it drains and flushes its log), SIGKILL if stuck."""
+    proc = server.proc
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            logger.warning("server %d ignored SIGTERM for %.0f s; killing it", proc.pid, STOP_GRACE)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        except ProcessLookupError:
+            pass
+    return proc.returncode
+
+
+def _log_tail(log_path: Path) -> str:
+    return log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+
+
+def _wait_ready(server: _Server, log_path: Path) -> None:
+    """Block until ``/ready`` answers 200 (the champion is loaded).
+
+    Raises:
+        ServingError: the server exited or was not ready within ``READY_TIMEOUT``.
+    """
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise ServingError(
+                f"mlcycle serve exited with {server.proc.returncode}:\n{_log_tail(log_path)}"
+            )
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            status, _, _ = _request(server.port, "GET", "/ready")
+            if status == 200:
+                return
+        time.sleep(0.2)
+    tail = _log_tail(log_path)
+    raise ServingError(f"mlcycle serve not ready after {READY_TIMEOUT:.0f} s:\n{tail}")
+
+
+# --------------------------------------------------------------------------- traffic
+
+
+def _now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC")
+
+
+def _window_end(last: pd.Timestamp) -> pd.Timestamp:
+    """End of a whole-second window that contains ``last`` (window keys are whole seconds)."""
+    return last.floor("s") + pd.Timedelta(seconds=1)
+
+
+def _request(
+    port: int, method: str, path: str, body: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def _invocations(port: int, records: pd.DataFrame) -> tuple[str, str]:
+    """POST ``records`` as MLflow's ``dataframe_split``; the response's request id and version.
+
+    Raises:
+        ServingError: the server did not answer 200.
+    """
+    split = records.to_json(orient="split", index=False)  # NaN → null, ints stay ints
+    body = b'{"dataframe_split": ' + split.encode() + b"}"
+    status, headers, payload = _request(port, "POST", "/invocations", body)
+    if status != 200:
+        raise ServingError(f"/invocations answered {status}: {payload[:300]!r}")
+    n = len(json.loads(payload)["predictions"])
+    if n != len(records):
+        raise ServingError(f"/invocations returned {n} predictions for {len(records)} records")
+    return headers["x-request-id"], headers["x-model-version"]
+
+
+def _send(port: int, frame: pd.DataFrame) -> _Sent:
+    """Send ``frame``'s features in requests of ``REQUEST_RECORDS``; keep labels by request id."""
+    features = [c for c in frame.columns if c not in (SCENARIO_TARGET, SCENARIO_TIME)]
+    labels: list[pd.DataFrame] = []
+    versions: set[str] = set()
+    start = _now()
+    for lo in range(0, len(frame), REQUEST_RECORDS):
+        part = frame.iloc[lo : lo + REQUEST_RECORDS]
+        rid, version = _invocations(port, part[features])
+        versions.add(version)
+        labels.append(
+            pd.DataFrame(
+                {
+                    "request_id": rid,
+                    "record_index": range(len(part)),
+                    SCENARIO_TARGET: part[SCENARIO_TARGET].to_numpy(),
+                }
+            )
+        )
+    return _Sent(start, _now(), pd.concat(labels, ignore_index=True), frozenset(versions))
+
+
+def _wait_for_log(root: str, name: str, version: str, windows: list[Any], expected: int) -> None:
+    """Wait until the server's log writer has written every record sent in ``windows``.
+
+    Raises:
+        ServingError: the records did not all appear within ``LOG_TIMEOUT``.
+    """
+    from mlcycle.monitoring import Window, read_inference_log
+
+    span = Window.of(windows[0].start, windows[-1].end)
+    deadline = time.monotonic() + LOG_TIMEOUT
+    found = 0
+    while time.monotonic() < deadline:
+        found = len(read_inference_log(root, name, span, version=version))
+        if found >= expected:
+            return
+        time.sleep(0.5)
+    raise ServingError(f"the inference log holds {found} of {expected} records sent")
+
+
+def _wait_for_version(port: int, version: str) -> tuple[int, float]:
+    """Send one-record requests until the server answers with ``version``.
+
+    Returns:
+        The number of requests sent and the seconds waited.
+
+    Raises:
+        ServingError: a request failed, or the version did not arrive within ``SWAP_TIMEOUT``.
+    """
+    frame = make_scenario(1, period="both", seed=0)
+    record = frame.drop(columns=[SCENARIO_TARGET, SCENARIO_TIME])
+    t0 = time.monotonic()
+    probes, answered = 0, ""
+    while time.monotonic() - t0 < SWAP_TIMEOUT:
+        _, answered = _invocations(port, record)
+        probes += 1
+        if answered == version:
+            return probes, time.monotonic() - t0
+        time.sleep(0.1)
+    raise ServingError(
+        f"the running server still answers with v{answered} {SWAP_TIMEOUT:.0f} s after "
+        f"v{version} was promoted"
+    )
