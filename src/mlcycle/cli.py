@@ -257,9 +257,14 @@ def scenario(output: str, rows: int, period: str, seed: int, start: str) -> None
 
 @cli.command()
 @click.option("--workdir", default="demo-output", show_default=True, type=click.Path(file_okay=False), help="Where the demo writes data, reports and logs.")
-@click.option("--rows", type=click.IntRange(min=1000), default=20_000, show_default=True)
+@click.option("--rows", type=click.IntRange(min=1000), default=20_000, show_default=True, help="Rows of the training table, and records of drifted traffic per monitored window.")
 def demo(workdir: str, rows: int) -> None:
-    """Run the whole lifecycle on the embedded default store."""
+    """Run the whole lifecycle on the embedded default store.
+
+    Trains, promotes through the gate, serves @champion with a real `mlcycle serve` process,
+    sends it drifted traffic over HTTP, monitors what it logged, retrains, and shows the
+    running server answering with the new champion.
+    """
     from mlcycle.demo import run_demo
 
     settings, client = _context()
