@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import optuna
 import pytest
@@ -14,25 +15,29 @@ from mlflow import MlflowClient
 from mlcycle.cli import cli
 from mlcycle.errors import ConfigError
 from mlcycle.train import TrainConfig, pipelines, train
-from mlcycle.train.search import distributions, masked
+from mlcycle.train.search import PG_SCHEMA, _storage, distributions, masked
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
-def _study_url(pg_url: str) -> str:
-    return pg_url  # postgresql+psycopg2://… — the storage a team points at its tracking DB
+def _optuna_url(pg_url: str) -> str:
+    """The study tables as a plain Optuna user would open them (mlcycle's schema)."""
+    return f"{pg_url}?options=-csearch_path%3D{PG_SCHEMA}"
 
 
 def test_three_worker_processes_run_every_trial_once_nested_under_one_parent(
-    scenario_csv: Path, pg_url: str
+    scenario_csv: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = MlflowClient()
+    # The team setup: tracking and the study in the same PostgreSQL database.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", pg_url)
+    mlflow.set_tracking_uri(pg_url)
+    client = MlflowClient(tracking_uri=pg_url)
     seen: list[int] = []
     result = train(
         TrainConfig(
             data=str(scenario_csv), target="churned", model="linear", time_column="event_time",
             trials=9, plots=False, onnx=False, search_engine="optuna",
-            search_storage=_study_url(pg_url), study_name="churn-search", search_workers=3,
+            search_storage=pg_url, study_name="churn-search", search_workers=3,
         ),
         client,
         on_trial=lambda i, n, m: seen.append(i),
@@ -50,7 +55,7 @@ def test_three_worker_processes_run_every_trial_once_nested_under_one_parent(
     workers = {c.data.tags["mlcycle.worker"] for c in children}
     assert len(workers) >= 2
     # Optuna: the study in PostgreSQL holds the same nine trials.
-    study = optuna.load_study(study_name="churn-search", storage=pg_url)
+    study = optuna.load_study(study_name="churn-search", storage=_optuna_url(pg_url))
     done = [t for t in study.trials if t.number < 9]
     assert sorted(t.user_attrs["mlflow_run_id"] for t in done) == sorted(result.child_run_ids)
     assert not [t for t in study.trials if t.number >= 9 and not t.user_attrs.get("surplus")]
@@ -83,7 +88,7 @@ def test_a_worker_that_joins_a_finished_study_adds_no_trial(
     )  # fmt: skip
     assert late.exit_code == 0, late.output
     assert "ran 0 trial(s) of study late" in late.output
-    assert len(optuna.load_study(study_name="late", storage=pg_url).trials) == 3
+    assert len(optuna.load_study(study_name="late", storage=_optuna_url(pg_url)).trials) == 3
 
 
 def test_joining_an_unknown_study_or_reusing_a_name_exits_1_with_the_reason(
@@ -95,7 +100,7 @@ def test_joining_an_unknown_study_or_reusing_a_name_exits_1_with_the_reason(
     )
     assert res.exit_code == 1
     assert "no study 'nobody'" in res.output
-    optuna.create_study(study_name="taken", storage=pg_url)
+    optuna.create_study(study_name="taken", storage=_storage(optuna, pg_url))
     res = runner.invoke(
         cli,
         ["train", "--data", str(scenario_csv), "--target", "churned", "--model", "linear",

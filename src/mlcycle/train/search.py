@@ -5,8 +5,9 @@ API: :func:`optuna_search` (called by :func:`mlcycle.train.train` when
 :func:`suggest_params`, :func:`distributions`.
 
 The study lives in Optuna's RDB storage, normally the tracking PostgreSQL
-(``postgresql+psycopg2://…``). The process that starts the search creates the study, records
-what a worker needs to rebuild the same splits as a study user attribute (data source, target,
+(``postgresql+psycopg2://…``; its tables go to schema ``mlcycle_search``, see
+:func:`_storage`). The process that starts the search creates the study, records what a
+worker needs to rebuild the same splits as a study user attribute (data source, target,
 estimator, seed, the parent run, the tracking URI when it holds no password), and starts
 ``search_workers`` worker processes; any number of ``mlcycle search-worker`` processes on
 other machines may join. Each trial is a nested MLflow run under the one parent run; trial
@@ -115,9 +116,31 @@ def masked(uri: str) -> str:
     return f"{scheme}://{netloc}{slash}{path}"
 
 
+#: PostgreSQL schema of the study tables when the storage is the tracking database.
+PG_SCHEMA = "mlcycle_search"
+
+
 def _storage(optuna: Any, url: str) -> Any:
+    """Optuna's RDB storage at ``url``; on PostgreSQL in schema :data:`PG_SCHEMA`.
+
+    Optuna and MLflow both keep their migration state in a table ``alembic_version``: in the
+    same schema each would read the other's revision and refuse to start. Giving Optuna its
+    own schema lets the study live in the tracking database itself. A URL that already sets
+    ``search_path`` is used as given.
+    """
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        if url.startswith("postgresql") and "search_path" not in url:
+            import sqlalchemy as sa
+
+            engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+            try:
+                with engine.connect() as conn:
+                    conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{PG_SCHEMA}"'))
+            finally:
+                engine.dispose()
+            kwargs["connect_args"] = {"options": f"-csearch_path={PG_SCHEMA}"}
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except Exception as exc:
         raise ConfigError(f"cannot open the study storage {masked(url)}: {exc}") from exc
 
