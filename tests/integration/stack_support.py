@@ -36,19 +36,27 @@ S3_KEYS = {
 
 @contextlib.contextmanager
 def fresh_database() -> Iterator[str]:
-    """A new PostgreSQL database (``postgresql+psycopg2://``), dropped afterwards."""
+    """A new PostgreSQL database (``postgresql+psycopg2://``), dropped afterwards.
+
+    Each step uses a fresh engine, so a PostgreSQL restart in between (the fault tests)
+    leaves no stale pooled connection behind.
+    """
     import sqlalchemy as sa
 
+    def admin_run(sql: str) -> None:
+        engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text(sql))
+        finally:
+            engine.dispose()
+
     name = f"mlcycle_stack_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin_run(f'CREATE DATABASE "{name}"')
     try:
         yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        admin_run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def fresh_bucket(endpoint: str) -> str:

@@ -50,6 +50,7 @@ class ModelRef:
     follow_kind: str | None = None  # "alias" or "stage"
 
 
+_GONE = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")  # vs unreachable
 _MODELS_RE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))$")
 
 
@@ -100,7 +101,12 @@ def resolve(uri: str, client: Any) -> ModelRef:
 
 
 def current_version(ref: ModelRef, client: Any) -> str | None:
-    """The version ``ref``'s alias or stage points at now (``None`` if it is fixed or gone)."""
+    """The version ``ref``'s alias or stage points at now (``None`` if it is fixed or gone).
+
+    Raises:
+        Exception: the registry could not be asked (the caller keeps serving and counts a
+            failed reload, so an unreachable registry shows in ``/metrics``).
+    """
     if ref.follow is None:
         return None
     try:
@@ -108,7 +114,9 @@ def current_version(ref: ModelRef, client: Any) -> str | None:
             return str(client.get_model_version_by_alias(ref.name, ref.follow).version)
         found = client.get_latest_versions(ref.name, stages=[ref.follow])
         return str(found[0].version) if found else None
-    except Exception as exc:  # the registry may be briefly unreachable: keep serving
+    except Exception as exc:
+        if getattr(exc, "error_code", None) not in _GONE:
+            raise
         logger.warning("cannot look up %s of %s: %s", ref.follow, ref.name, exc)
         return None
 

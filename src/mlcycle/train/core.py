@@ -98,6 +98,48 @@ def _fit(pipe: Pipeline, X: pd.DataFrame, y: pd.Series) -> Pipeline:
         raise TrainingError(f"fitting failed: {exc}") from exc
 
 
+class _EndsFailed:
+    """Make sure a failed run does not stay RUNNING when the tracking store is briefly away.
+
+    MLflow ends a failed run with one ``set_terminated`` call inside the client's retry
+    budget; when the store is down longer than that, the run stays RUNNING for good. On the
+    way out of a failure this keeps trying (bounded) to mark the run and its RUNNING nested
+    trials FAILED. Enter it before ``mlflow.start_run`` and set :attr:`run_id`.
+    """
+
+    def __init__(self, client: Any, budget: float = 120.0) -> None:
+        self.client = client
+        self.budget = budget
+        self.run_id: str | None = None
+
+    def __enter__(self) -> _EndsFailed:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None or self.run_id is None:
+            return
+        deadline = time.monotonic() + self.budget
+        delay = 1.0
+        while True:
+            try:
+                run = self.client.get_run(self.run_id)
+                children = self.client.search_runs(
+                    [run.info.experiment_id],
+                    filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' "
+                    "and attributes.status = 'RUNNING'",
+                )
+                for r in [*children, run]:
+                    if r.info.status == "RUNNING":
+                        self.client.set_terminated(r.info.run_id, "FAILED")
+                return
+            except Exception as err:
+                if time.monotonic() + delay > deadline:
+                    logger.error("run %s may be left RUNNING: %s", self.run_id, err)
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 15.0)
+
+
 def _tags(spec: DatasetSpec, digest: str, model: str) -> dict[str, str]:
     return {
         "mlcycle.task": spec.task,
@@ -271,9 +313,11 @@ def train(
 
     child_ids: list[str] = []
     with (
+        _EndsFailed(client) as ends_failed,
         mlflow.start_run(experiment_id=experiment_id, run_name=cfg.run_name) as run,
         tempfile.TemporaryDirectory() as tmp,
     ):
+        ends_failed.run_id = run.info.run_id
         # Under `mlflow run` the project's run (MLFLOW_RUN_ID) is resumed in its experiment.
         experiment_id = run.info.experiment_id
         mlflow.set_tags(_tags(spec, digest, model_key))
