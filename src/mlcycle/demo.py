@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -31,6 +31,9 @@ from mlcycle.config import Settings
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, make_scenario
 from mlcycle.errors import ServingError
 from mlcycle.train import TrainConfig, train
+
+if TYPE_CHECKING:
+    from mlcycle.monitoring import Window
 
 logger = logging.getLogger(__name__)
 
@@ -379,7 +382,7 @@ def _send(port: int, frame: pd.DataFrame) -> _Sent:
     return _Sent(start, _now(), pd.concat(labels, ignore_index=True), frozenset(versions))
 
 
-def _wait_for_log(root: str, name: str, version: str, windows: list[Any], expected: int) -> None:
+def _wait_for_log(root: str, name: str, version: str, windows: list[Window], expected: int) -> None:
     """Wait until the server's log writer has written every record sent in ``windows``.
 
     Raises:
