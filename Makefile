@@ -25,7 +25,9 @@ demo: $(VENV)/.runtime
 	$(BIN)/mlcycle demo
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not pg_outage" $(PYTEST_ARGS)
+	# PostgreSQL outages would break tests running beside them: these run alone, last.
+	$(BIN)/python -m pytest -m pg_outage $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

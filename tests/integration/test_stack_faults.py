@@ -2,7 +2,8 @@
 a promotion, and the tracking server goes away under a model server.
 
 PostgreSQL is the machine's shared cluster: each outage lasts a few seconds and the cluster
-is started again in a ``finally`` whatever happens.
+is started again in a ``finally`` whatever happens. Tests running beside an outage would
+fail, so these carry the ``pg_outage`` marker and ``make test`` runs them alone, last.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.postgres,
     pytest.mark.s3,
+    pytest.mark.pg_outage,
     pytest.mark.xdist_group("stack"),
 ]
 
