@@ -104,8 +104,10 @@ def convert(
         sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
         outs = sess.run(None, onnx_feeds(X_check, spec, np.float32))
     except Exception as exc:
-        logger.info("ONNX conversion not kept: %s", exc)
-        return None, OnnxCheck(False, f"conversion failed: {type(exc).__name__}: {str(exc)[:300]}")
+        # Converter errors can quote every node attribute of a tree ensemble (megabytes).
+        reason = f"conversion failed: {type(exc).__name__}: {str(exc)[:300]}"
+        logger.info("ONNX conversion not kept: %s", reason)
+        return None, OnnxCheck(False, reason)
     n = len(X_check)
     if spec.task == "classification":
         want_label = np.asarray(pipe.predict(X_check))
