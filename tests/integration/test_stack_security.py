@@ -208,8 +208,10 @@ def _serve(
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
     port = free_port()
     log = workdir / f"serve-{port}.log"
-    cmd = compose_argv("model-server", "--model", model_uri, "--host", "127.0.0.1", "--port",
-                       str(port), "--no-inference-log", "--reload-interval", "0", *extra)  # fmt: skip
+    cmd = compose_argv(
+        "model-server", "--model", model_uri, "--host", "127.0.0.1", "--port", str(port),
+        "--no-inference-log", "--reload-interval", "0", *extra,
+    )  # fmt: skip
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, env=t.client_env(), cwd=workdir, stdout=fh,
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
