@@ -26,11 +26,12 @@ def render() -> str:
         "line naming the problem; usage errors exit with status 2.",
         "",
     ]
-    root = click.Context(cli, info_name="mlcycle", terminal_width=WIDTH)
+    root = cli.make_context("mlcycle", [], resilient_parsing=True, terminal_width=WIDTH)
     parts += ["```text", cli.get_help(root), "```", ""]
     for name in sorted(cli.commands):
         command = cli.commands[name]
-        ctx = click.Context(command, info_name=f"mlcycle {name}", terminal_width=WIDTH)
+        # The parent carries the group's context settings (-h/--help), as on the command line.
+        ctx = click.Context(command, info_name=name, parent=root, terminal_width=WIDTH)
         parts += [f"## `mlcycle {name}`", "", "```text", command.get_help(ctx), "```", ""]
     return "\n".join(parts)
 

@@ -21,8 +21,17 @@ from mlcycle.errors import MlcycleError
 logger = logging.getLogger("mlcycle")
 
 
+HELP_OPTIONS = ["-h", "--help"]
+
+
 class _Group(click.Group):
     """Turns domain errors into ``click.ClickException`` (exit 1); usage errors stay exit 2."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        # Each command carries -h/--help itself, also when parsed without the group (tests,
+        # the docs generator): click caches a command's help option on first use.
+        cmd.context_settings.setdefault("help_option_names", HELP_OPTIONS)
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -92,7 +101,7 @@ def _ui_hint(settings: Any) -> str:
     return f"mlflow ui --backend-store-uri {uri}"
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": HELP_OPTIONS})
 @click.version_option(__version__, prog_name="mlcycle")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details to stderr.")
 def cli(verbose: bool) -> None:
