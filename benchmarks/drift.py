@@ -92,7 +92,12 @@ def child_stock(workdir: Path) -> dict:
         score, thr, method = float(m["value"]), float(cfg["threshold"]), cfg["method"]
         drifted = score < thr if "p_value" in method else score >= thr
         verdicts[cfg["column"]] = {"method": method, "score": score, "drifted": drifted}
-    return {"seconds": time.perf_counter() - t0, "rss_mb": _peak_rss_mb(), "cpu": _cpu_seconds(), "verdicts": verdicts}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "rss_mb": _peak_rss_mb(),
+        "cpu": _cpu_seconds(),
+        "verdicts": verdicts,
+    }
 
 
 def child_mlcycle(workdir: Path) -> dict:
@@ -190,15 +195,23 @@ def main() -> None:
     stock = None if args.skip_stock else _run_child("stock", workdir)
 
     print()
-    print(f"load average now: {os.getloadavg()[0]:.1f} (other work on the machine inflates wall times)")
+    print(
+        f"load average now: {os.getloadavg()[0]:.1f} (other work on the machine inflates wall times)"
+    )
     print(f"{'':<10}{'seconds':>10}{'CPU s':>8}{'process s':>11}{'peak RSS MB':>14}")
     for label, d in (("mlcycle", mine), ("stock", stock)):
         if d:
-            print(f"{label:<10}{d['seconds']:>10.1f}{d['cpu']:>8.1f}{d['process_seconds']:>11.1f}{d['rss_mb']:>14.0f}")
-    print("  seconds: read both inputs + analyse (+ report); process: the whole subprocess, imports included")
+            print(
+                f"{label:<10}{d['seconds']:>10.1f}{d['cpu']:>8.1f}{d['process_seconds']:>11.1f}{d['rss_mb']:>14.0f}"
+            )
+    print(
+        "  seconds: read both inputs + analyse (+ report); process: the whole subprocess, imports included"
+    )
     if stock:
         r = [stock[k] / mine[k] for k in ("seconds", "cpu", "process_seconds", "rss_mb")]
-        print(f"{'ratio':<10}{r[0]:>9.1f}x{r[1]:>7.1f}x{r[2]:>10.1f}x{r[3]:>13.1f}x   (stock / mlcycle)")
+        print(
+            f"{'ratio':<10}{r[0]:>9.1f}x{r[1]:>7.1f}x{r[2]:>10.1f}x{r[3]:>13.1f}x   (stock / mlcycle)"
+        )
     print()
     header = f"{'column':<18}{'injected':>9}{'mlcycle':>10}{'score':>9}"
     if stock:

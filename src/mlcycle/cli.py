@@ -130,19 +130,66 @@ def cli(verbose: bool) -> None:
     show_default=True,
     help="linear (logistic/ridge), random_forest (rf) or hist_gradient_boosting (hgb).",
 )
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Estimator hyper-parameter (repeatable).")
-@click.option("--task", type=click.Choice(["classification", "regression"]), help="Detected when omitted.")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Estimator hyper-parameter (repeatable).",
+)
+@click.option(
+    "--task", type=click.Choice(["classification", "regression"]), help="Detected when omitted."
+)
 @click.option("--time-column", help="Split by this column's order instead of at random.")
 @click.option("--drop", multiple=True, metavar="COLUMN", help="Column to leave out (repeatable).")
-@click.option("--trials", type=click.IntRange(min=0), default=0, show_default=True, help="Search trials as nested runs (0: one fit).")
-@click.option("--search-engine", type=click.Choice(["random", "optuna"]), default=None, help="random (in process) or optuna (a shared study) [default: optuna with --search-storage, else random].")
-@click.option("--search-storage", default=None, metavar="URL", help="Optuna RDB storage the workers share, e.g. postgresql+psycopg2://… (the tracking database).")
-@click.option("--study-name", default=None, help="Optuna study name [default: mlcycle-RUN_ID]; workers join it by name.")
-@click.option("--search-workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes running trials on this machine (optuna).")
+@click.option(
+    "--trials",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Search trials as nested runs (0: one fit).",
+)
+@click.option(
+    "--search-engine",
+    type=click.Choice(["random", "optuna"]),
+    default=None,
+    help=(
+        "random (in process) or optuna (a shared study) "
+        "[default: optuna with --search-storage, else random]."
+    ),
+)
+@click.option(
+    "--search-storage",
+    default=None,
+    metavar="URL",
+    help=(
+        "Optuna RDB storage the workers share, e.g. postgresql+psycopg2://… "
+        "(the tracking database)."
+    ),
+)
+@click.option(
+    "--study-name",
+    default=None,
+    help="Optuna study name [default: mlcycle-RUN_ID]; workers join it by name.",
+)
+@click.option(
+    "--search-workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes running trials on this machine (optuna).",
+)
 @click.option("--seed", type=int, default=None, help="Random seed [default: MLCYCLE_SEED or 42].")
-@click.option("--experiment", default=None, help="Experiment name [default: MLCYCLE_EXPERIMENT or mlcycle].")
+@click.option(
+    "--experiment", default=None, help="Experiment name [default: MLCYCLE_EXPERIMENT or mlcycle]."
+)
 @click.option("--run-name", default=None, help="Name of the MLflow run.")
-@click.option("--register-as", default=None, metavar="NAME", help="Register the model as a new version of NAME.")
+@click.option(
+    "--register-as",
+    default=None,
+    metavar="NAME",
+    help="Register the model as a new version of NAME.",
+)
 @click.option("--no-onnx", is_flag=True, help="Skip the ONNX copy.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(
@@ -183,7 +230,8 @@ def train(
         drop=drop,
         seed=settings.seed,
         trials=trials,
-        search_engine=search_engine or ("optuna" if search_storage or search_workers > 1 else "random"),
+        search_engine=search_engine
+        or ("optuna" if search_storage or search_workers > 1 else "random"),
         search_storage=search_storage or None,
         study_name=study_name or None,
         search_workers=search_workers,
@@ -226,13 +274,26 @@ def train(
             out["registered_version"] = str(registered.version)
         click.echo(json.dumps(out, indent=2))
         return
-    keys = ["test_roc_auc", "test_accuracy", "test_f1", "test_log_loss"] if result.task == "classification" else ["test_rmse", "test_mae", "test_r2"]
+    keys = (
+        ["test_roc_auc", "test_accuracy", "test_f1", "test_log_loss"]
+        if result.task == "classification"
+        else ["test_rmse", "test_mae", "test_r2"]
+    )
     click.echo(f"run        {result.run_id}  (experiment {result.experiment_id})")
     if result.child_run_ids:
-        click.echo(f"search     {len(result.child_run_ids)} trials as nested runs; best summarised on the parent")
-    click.echo("metrics    " + "  ".join(f"{k}={result.metrics[k]:.4f}" for k in keys if k in result.metrics))
+        click.echo(
+            f"search     {len(result.child_run_ids)} trials as nested runs; "
+            "best summarised on the parent"
+        )
+    click.echo(
+        "metrics    "
+        + "  ".join(f"{k}={result.metrics[k]:.4f}" for k in keys if k in result.metrics)
+    )
     click.echo(f"model      {result.model_uri}  (runs:/{result.run_id}/model)")
-    click.echo(f"onnx       {'exact copy logged' if result.onnx_exact else 'not kept (see onnx/check.json)'}")
+    click.echo(
+        "onnx       "
+        + ("exact copy logged" if result.onnx_exact else "not kept (see onnx/check.json)")
+    )
     if registered is not None:
         click.echo(f"registered {register_as} version {registered.version} (@challenger, Staging)")
     click.echo(f"ui         {_ui_hint(settings)}")
@@ -242,11 +303,25 @@ def train(
 
 
 @cli.command()
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="CSV or Parquet file to write.")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="CSV or Parquet file to write.",
+)
 @click.option("--rows", type=click.IntRange(min=1), default=20_000, show_default=True)
-@click.option("--period", type=click.Choice(["reference", "covariate", "concept", "both"]), default="reference", show_default=True, help="Which scenario period (docs/scenario.md).")
+@click.option(
+    "--period",
+    type=click.Choice(["reference", "covariate", "concept", "both"]),
+    default="reference",
+    show_default=True,
+    help="Which scenario period (docs/scenario.md).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--start", default="2026-01-01", show_default=True, help="First timestamp of the period.")
+@click.option(
+    "--start", default="2026-01-01", show_default=True, help="First timestamp of the period."
+)
 def scenario(output: str, rows: int, period: str, seed: int, start: str) -> None:
     """Write the demo scenario's churn table (optionally a drifted period)."""
     from mlcycle.data import make_scenario
@@ -265,8 +340,20 @@ def scenario(output: str, rows: int, period: str, seed: int, start: str) -> None
 
 
 @cli.command()
-@click.option("--workdir", default="demo-output", show_default=True, type=click.Path(file_okay=False), help="Where the demo writes data, reports and logs.")
-@click.option("--rows", type=click.IntRange(min=1000), default=20_000, show_default=True, help="Rows of the training table, and records of drifted traffic per monitored window.")
+@click.option(
+    "--workdir",
+    default="demo-output",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the demo writes data, reports and logs.",
+)
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1000),
+    default=20_000,
+    show_default=True,
+    help="Rows of the training table, and records of drifted traffic per monitored window.",
+)
 def demo(workdir: str, rows: int) -> None:
     """Run the whole lifecycle on the embedded default store.
 
@@ -286,18 +373,58 @@ def demo(workdir: str, rows: int) -> None:
 
 
 @cli.command("build-docker")
-@click.option("--model", "model_uri", default=None, metavar="URI", help="Model the image serves by default (MODEL_URI) [default: models:/mlcycle-model@champion]; required with --stock.")
+@click.option(
+    "--model",
+    "model_uri",
+    default=None,
+    metavar="URI",
+    help=(
+        "Model the image serves by default (MODEL_URI) "
+        "[default: models:/mlcycle-model@champion]; required with --stock."
+    ),
+)
 @click.option("--image", default=None, metavar="NAME", help="Tag of the image to build.")
-@click.option("--stock", is_flag=True, help="Build MLflow's own serving image (mlflow models build-docker) instead.")
-@click.option("--env-manager", default="local", show_default=True, help="With --stock: local, virtualenv, uv or conda.")
-@click.option("--dockerfile-only", "dockerfile_only", default=None, type=click.Path(dir_okay=False), metavar="PATH", help="Write the mlcycle Dockerfile to PATH and build nothing (no Docker needed).")
-@click.option("--context", default=".", show_default=True, type=click.Path(file_okay=False, exists=True), help="Build context: the mlcycle repository root.")
-def build_docker(model_uri: str | None, image: str | None, stock: bool, env_manager: str, dockerfile_only: str | None, context: str) -> None:
+@click.option(
+    "--stock",
+    is_flag=True,
+    help="Build MLflow's own serving image (mlflow models build-docker) instead.",
+)
+@click.option(
+    "--env-manager",
+    default="local",
+    show_default=True,
+    help="With --stock: local, virtualenv, uv or conda.",
+)
+@click.option(
+    "--dockerfile-only",
+    "dockerfile_only",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Write the mlcycle Dockerfile to PATH and build nothing (no Docker needed).",
+)
+@click.option(
+    "--context",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, exists=True),
+    help="Build context: the mlcycle repository root.",
+)
+def build_docker(
+    model_uri: str | None,
+    image: str | None,
+    stock: bool,
+    env_manager: str,
+    dockerfile_only: str | None,
+    context: str,
+) -> None:
     """Build a model-server image: mlcycle's (default) or MLflow's stock one."""
     from mlcycle.serve import image as image_mod
 
     if stock and dockerfile_only:
-        raise click.UsageError("--dockerfile-only writes the mlcycle Dockerfile; it cannot be combined with --stock")
+        raise click.UsageError(
+            "--dockerfile-only writes the mlcycle Dockerfile; it cannot be combined with --stock"
+        )
     if dockerfile_only:
         text = image_mod.render_dockerfile(model_uri=model_uri or image_mod.DEFAULT_MODEL_URI)
         Path(dockerfile_only).write_text(text)
@@ -328,12 +455,12 @@ def _gate_policy(
     from mlcycle.register import GatePolicy
 
     return GatePolicy(
-        mode=mode,
+        mode=mode,  # type: ignore[arg-type]  # click.Choice guarantees the literal
         metric=metric,
         min_score=min_score,
         min_improvement=min_improvement,
         max_latency_ms_per_row=max_latency,
-    )  # type: ignore[arg-type]
+    )
 
 
 def _eval_frame(path: str | None) -> Any:
@@ -544,21 +671,83 @@ def history_cmd(name: str, as_json: bool) -> None:
 
 
 @cli.command("serve")
-@click.option("--model", "model_uri", required=True, help="models:/NAME@champion, models:/NAME/Production, runs:/ID/model or a local path.")
+@click.option(
+    "--model",
+    "model_uri",
+    required=True,
+    help="models:/NAME@champion, models:/NAME/Production, runs:/ID/model or a local path.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
-@click.option("--inference-log", default=None, metavar="PATH|s3://", help="Inference log root [default: MLCYCLE_INFERENCE_LOG or ./inference-log].")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes."
+)
+@click.option(
+    "--inference-log",
+    default=None,
+    metavar="PATH|s3://",
+    help="Inference log root [default: MLCYCLE_INFERENCE_LOG or ./inference-log].",
+)
 @click.option("--no-inference-log", is_flag=True, help="Do not log scored records.")
-@click.option("--reload-interval", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Seconds between registry polls for a moved alias/stage (0: never).")
-@click.option("--shadow", is_flag=True, help="Also score @challenger off the response path and log it (role=shadow).")
-@click.option("--max-body-bytes", type=click.IntRange(min=1), default=5 * 1024 * 1024, show_default=True, help="Larger bodies get 413 before parsing.")
-@click.option("--max-rows", type=click.IntRange(min=1), default=10_000, show_default=True, help="Rows per request (413 above).")
-@click.option("--timeout", type=click.FloatRange(min=0.001), default=10.0, show_default=True, help="Seconds before a request is shed with 503 + Retry-After.")
-@click.option("--max-batch-rows", type=click.IntRange(min=1), default=64, show_default=True, help="Rows per micro-batch.")
-@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=2.0, show_default=True, help="Longest wait for a micro-batch to fill.")
-@click.option("--grace", type=click.FloatRange(min=0), default=20.0, show_default=True, help="Seconds to finish in-flight requests after SIGTERM.")
-@click.option("--allow-pickle", is_flag=True, help="Load models saved with pickle/cloudpickle (runs code from the model file).")
+@click.option(
+    "--reload-interval",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds between registry polls for a moved alias/stage (0: never).",
+)
+@click.option(
+    "--shadow",
+    is_flag=True,
+    help="Also score @challenger off the response path and log it (role=shadow).",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1),
+    default=5 * 1024 * 1024,
+    show_default=True,
+    help="Larger bodies get 413 before parsing.",
+)
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Rows per request (413 above).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.001),
+    default=10.0,
+    show_default=True,
+    help="Seconds before a request is shed with 503 + Retry-After.",
+)
+@click.option(
+    "--max-batch-rows",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Rows per micro-batch.",
+)
+@click.option(
+    "--max-wait-ms",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Longest wait for a micro-batch to fill.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=20.0,
+    show_default=True,
+    help="Seconds to finish in-flight requests after SIGTERM.",
+)
+@click.option(
+    "--allow-pickle",
+    is_flag=True,
+    help="Load models saved with pickle/cloudpickle (runs code from the model file).",
+)
 def serve_cmd(
     model_uri: str,
     host: str,
@@ -618,7 +807,9 @@ def _duration(text: str) -> Any:
     try:
         amount = float(text[:-1]) if unit in _DURATION_UNITS else float(text)
     except ValueError:
-        raise click.BadParameter(f"'{text}' is not a duration like 30s, 10m, 1h, 1d", param_hint="--every") from None
+        raise click.BadParameter(
+            f"'{text}' is not a duration like 30s, 10m, 1h, 1d", param_hint="--every"
+        ) from None
     seconds = amount * _DURATION_UNITS.get(unit, 1)
     if seconds <= 0:
         raise click.BadParameter("the period must be positive", param_hint="--every")
@@ -629,15 +820,65 @@ def _monitor_options(fn: Any) -> Any:
     options = [
         click.option("--model", "model_name", required=True, help="Registered model name."),
         click.option("--version", default=None, help="Version monitored [default: @champion]."),
-        click.option("--reference", default=None, help="Reference table (CSV/Parquet) instead of the version's training reference."),
-        click.option("--labels", default=None, help="Late labels: CSV/Parquet with request_id, [record_index], target."),
-        click.option("--output", default="monitoring-reports", show_default=True, type=click.Path(file_okay=False), help="Where reports are written."),
-        click.option("--method", "methods", multiple=True, metavar="COLUMN=METHOD", help="Drift method of a column (wasserstein, jensenshannon, psi, ks, chisquare, …)."),
-        click.option("--min-rows", type=click.IntRange(min=1), default=200, show_default=True, help="Smaller windows are 'insufficient data'."),
-        click.option("--drift-share", type=click.FloatRange(0, 1, min_open=True), default=0.3, show_default=True, help="Policy: a window with this share of drifted features is bad."),
-        click.option("--quality-drop", type=float, default=0.05, show_default=True, help="Policy: a window whose quality dropped this much is bad."),
-        click.option("--bad-windows", type=click.IntRange(min=1), default=2, show_default=True, help="Policy: N bad windows ..."),
-        click.option("--of-last", type=click.IntRange(min=1), default=3, show_default=True, help="Policy: ... of the last M windows."),
+        click.option(
+            "--reference",
+            default=None,
+            help="Reference table (CSV/Parquet) instead of the version's training reference.",
+        ),
+        click.option(
+            "--labels",
+            default=None,
+            help="Late labels: CSV/Parquet with request_id, [record_index], target.",
+        ),
+        click.option(
+            "--output",
+            default="monitoring-reports",
+            show_default=True,
+            type=click.Path(file_okay=False),
+            help="Where reports are written.",
+        ),
+        click.option(
+            "--method",
+            "methods",
+            multiple=True,
+            metavar="COLUMN=METHOD",
+            help="Drift method of a column (wasserstein, jensenshannon, psi, ks, chisquare, …).",
+        ),
+        click.option(
+            "--min-rows",
+            type=click.IntRange(min=1),
+            default=200,
+            show_default=True,
+            help="Smaller windows are 'insufficient data'.",
+        ),
+        click.option(
+            "--drift-share",
+            type=click.FloatRange(0, 1, min_open=True),
+            default=0.3,
+            show_default=True,
+            help="Policy: a window with this share of drifted features is bad.",
+        ),
+        click.option(
+            "--quality-drop",
+            type=float,
+            default=0.05,
+            show_default=True,
+            help="Policy: a window whose quality dropped this much is bad.",
+        ),
+        click.option(
+            "--bad-windows",
+            type=click.IntRange(min=1),
+            default=2,
+            show_default=True,
+            help="Policy: N bad windows ...",
+        ),
+        click.option(
+            "--of-last",
+            type=click.IntRange(min=1),
+            default=3,
+            show_default=True,
+            help="Policy: ... of the last M windows.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -652,7 +893,9 @@ def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
     reference = None
     if opts["reference"]:
         like = load_reference(client, opts["model_name"], opts["version"])
-        reference = reference_from_frame(load_table(opts["reference"]), like=like, seed=settings.seed)
+        reference = reference_from_frame(
+            load_table(opts["reference"]), like=like, seed=settings.seed
+        )
     labels = load_table(opts["labels"]) if opts["labels"] else None
     config = DriftConfig(
         min_rows=opts["min_rows"],
@@ -660,7 +903,9 @@ def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
         seed=settings.seed,
     )
     if opts["bad_windows"] > opts["of_last"]:
-        raise click.BadParameter("--bad-windows cannot exceed --of-last", param_hint="--bad-windows")
+        raise click.BadParameter(
+            "--bad-windows cannot exceed --of-last", param_hint="--bad-windows"
+        )
     policy = RetrainPolicy(
         drift_share=opts["drift_share"],
         quality_drop=opts["quality_drop"],
@@ -684,7 +929,11 @@ def _window_line(out: Any) -> str:
         line += f" quality_drop={r.quality_drop:.3f}"
     line += f" decision={'retrain' if out.decision and out.decision.retrain else 'none'}"
     if out.retrain is not None:
-        state = "promoted to @champion" if out.retrain.promoted else "kept as @challenger (gate refused)"
+        state = (
+            "promoted to @champion"
+            if out.retrain.promoted
+            else "kept as @challenger (gate refused)"
+        )
         line += f" -> run {out.retrain.run_id} v{out.retrain.version} {state}"
     return line
 
@@ -701,12 +950,26 @@ def _outcome_json(out: Any) -> dict[str, Any]:
 
 @cli.command("monitor")
 @_monitor_options
-@click.option("--current", default=None, help="The window as a CSV/Parquet file instead of the inference log.")
+@click.option(
+    "--current", default=None, help="The window as a CSV/Parquet file instead of the inference log."
+)
 @click.option("--since", default=None, help="Window start (ISO time, UTC) in the inference log.")
 @click.option("--until", default=None, help="Window end (ISO time, UTC, exclusive) [default: now].")
-@click.option("--retrain/--no-retrain", default=False, show_default=True, help="Retrain when the policy says so.")
+@click.option(
+    "--retrain/--no-retrain",
+    default=False,
+    show_default=True,
+    help="Retrain when the policy says so.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def monitor_cmd(current: str | None, since: str | None, until: str | None, retrain: bool, as_json: bool, **opts: Any) -> None:
+def monitor_cmd(
+    current: str | None,
+    since: str | None,
+    until: str | None,
+    retrain: bool,
+    as_json: bool,
+    **opts: Any,
+) -> None:
     """Check one window for drift against the model's training reference.
 
     The window is a file (--current), a time range of the inference log (--since/--until),
@@ -727,8 +990,17 @@ def monitor_cmd(current: str | None, since: str | None, until: str | None, retra
         window = Window.of(since, until or pd.Timestamp.now(tz="UTC"))
     frame = load_current(current) if current else None
     out = run_once(
-        client, settings, opts["model_name"], version=opts["version"], window=window, current=frame,
-        reference=reference, labels=labels, config=config, policy=policy, allow_retrain=retrain,
+        client,
+        settings,
+        opts["model_name"],
+        version=opts["version"],
+        window=window,
+        current=frame,
+        reference=reference,
+        labels=labels,
+        config=config,
+        policy=policy,
+        allow_retrain=retrain,
         output_dir=opts["output"],
     )
     if as_json:
@@ -739,25 +1011,47 @@ def monitor_cmd(current: str | None, since: str | None, until: str | None, retra
     if r is not None:
         for c in r.columns:
             flag = "DRIFT" if c.drifted else "ok"
-            click.echo(f"  {c.column:<24} {c.method:<14} score={c.score:.4f} (threshold {c.threshold:g})  {flag}")
+            click.echo(
+                f"  {c.column:<24} {c.method:<14} score={c.score:.4f} "
+                f"(threshold {c.threshold:g})  {flag}"
+            )
         if r.prediction is not None:
-            click.echo(f"  {'prediction':<24} {r.prediction.method:<14} score={r.prediction.score:.4f}  {'DRIFT' if r.prediction.drifted else 'ok'}")
+            click.echo(
+                f"  {'prediction':<24} {r.prediction.method:<14} "
+                f"score={r.prediction.score:.4f}  {'DRIFT' if r.prediction.drifted else 'ok'}"
+            )
         for f in r.findings:
             click.echo(f"  finding: {f.column}: {f.kind}: {f.detail}")
         for k, v in r.quality.items():
-            click.echo(f"  quality {k}={v:.4f} (reference {r.reference_quality.get(k, float('nan')):.4f})")
+            click.echo(
+                f"  quality {k}={v:.4f} (reference {r.reference_quality.get(k, float('nan')):.4f})"
+            )
         if r.report_html:
             click.echo(f"report     {r.report_html}")
     if out.decision is not None:
-        click.echo("decision   " + ("retrain" if out.decision.retrain else "no retrain") + ": " + "; ".join(out.decision.reasons))
+        click.echo(
+            "decision   "
+            + ("retrain" if out.decision.retrain else "no retrain")
+            + ": "
+            + "; ".join(out.decision.reasons)
+        )
     click.echo(f"run        {out.run_id} (experiment mlcycle-monitoring)  ui: {_ui_hint(settings)}")
 
 
 @cli.command("loop")
 @_monitor_options
-@click.option("--every", default="1h", show_default=True, help="Window length and period: 30s, 10m, 1h, 1d.")
-@click.option("--once", is_flag=True, help="Monitor the last complete window and exit (cron, CI, CronJob).")
-@click.option("--retrain/--no-retrain", default=True, show_default=True, help="Retrain when the policy says so.")
+@click.option(
+    "--every", default="1h", show_default=True, help="Window length and period: 30s, 10m, 1h, 1d."
+)
+@click.option(
+    "--once", is_flag=True, help="Monitor the last complete window and exit (cron, CI, CronJob)."
+)
+@click.option(
+    "--retrain/--no-retrain",
+    default=True,
+    show_default=True,
+    help="Retrain when the policy says so.",
+)
 @click.option("--max-windows", type=click.IntRange(min=1), default=None, hidden=True)
 def loop_cmd(every: str, once: bool, retrain: bool, max_windows: int | None, **opts: Any) -> None:
     """Monitor the inference log window after window, retraining when the policy says so.
@@ -769,11 +1063,23 @@ def loop_cmd(every: str, once: bool, retrain: bool, max_windows: int | None, **o
 
     period = _duration(every)
     settings, client, reference, labels, config, policy = _monitor_setup(opts)
-    click.echo(f"monitoring {opts['model_name']} every {every} (policy: {policy.bad_windows} bad of {policy.of_last}; drift share >= {policy.drift_share})")
+    click.echo(
+        f"monitoring {opts['model_name']} every {every} (policy: {policy.bad_windows} bad of "
+        f"{policy.of_last}; drift share >= {policy.drift_share})"
+    )
     for out in loop(
-        client, settings, opts["model_name"], period, max_windows=1 if once else max_windows,
-        version=opts["version"], reference=reference, labels=labels, config=config, policy=policy,
-        allow_retrain=retrain, output_dir=opts["output"],
+        client,
+        settings,
+        opts["model_name"],
+        period,
+        max_windows=1 if once else max_windows,
+        version=opts["version"],
+        reference=reference,
+        labels=labels,
+        config=config,
+        policy=policy,
+        allow_retrain=retrain,
+        output_dir=opts["output"],
     ):
         click.echo(_window_line(out))
 
@@ -860,17 +1166,71 @@ def server_cmd(
 
 
 @cli.command("predict")
-@click.option("--model", "model_uri", required=True, help="models:/NAME@champion, models:/NAME/VERSION, runs:/ID/model or a local path.")
-@click.option("--input", "source", required=True, metavar="PATH|s3://", help="CSV or Parquet file to score (Spark also takes a Parquet directory).")
-@click.option("--output", required=True, metavar="DIR|s3://", help="Directory of partitioned Parquet (model_version=/scored_date=).")
-@click.option("--engine", type=click.Choice(["pandas", "spark"]), default="pandas", show_default=True, help="In process, or Spark with mlflow.pyfunc.spark_udf (pip install 'mlcycle[spark]').")
-@click.option("--master", default="local[2]", show_default=True, help="Spark master URL (with --engine spark).")
-@click.option("--overwrite", is_flag=True, help="Replace the partitions written instead of adding files.")
-@click.option("--to-inference-log", "to_log", is_flag=True, help="Also append the scored rows to the inference log, for monitoring.")
-@click.option("--inference-log", default=None, metavar="PATH|s3://", help="Inference log root [default: MLCYCLE_INFERENCE_LOG or ./inference-log].")
-@click.option("--allow-pickle", is_flag=True, help="Load models saved with pickle/cloudpickle (runs code from the model file).")
+@click.option(
+    "--model",
+    "model_uri",
+    required=True,
+    help="models:/NAME@champion, models:/NAME/VERSION, runs:/ID/model or a local path.",
+)
+@click.option(
+    "--input",
+    "source",
+    required=True,
+    metavar="PATH|s3://",
+    help="CSV or Parquet file to score (Spark also takes a Parquet directory).",
+)
+@click.option(
+    "--output",
+    required=True,
+    metavar="DIR|s3://",
+    help="Directory of partitioned Parquet (model_version=/scored_date=).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["pandas", "spark"]),
+    default="pandas",
+    show_default=True,
+    help="In process, or Spark with mlflow.pyfunc.spark_udf (pip install 'mlcycle[spark]').",
+)
+@click.option(
+    "--master",
+    default="local[2]",
+    show_default=True,
+    help="Spark master URL (with --engine spark).",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the partitions written instead of adding files."
+)
+@click.option(
+    "--to-inference-log",
+    "to_log",
+    is_flag=True,
+    help="Also append the scored rows to the inference log, for monitoring.",
+)
+@click.option(
+    "--inference-log",
+    default=None,
+    metavar="PATH|s3://",
+    help="Inference log root [default: MLCYCLE_INFERENCE_LOG or ./inference-log].",
+)
+@click.option(
+    "--allow-pickle",
+    is_flag=True,
+    help="Load models saved with pickle/cloudpickle (runs code from the model file).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def predict_cmd(model_uri: str, source: str, output: str, engine: str, master: str, overwrite: bool, to_log: bool, inference_log: str | None, allow_pickle: bool, as_json: bool) -> None:
+def predict_cmd(
+    model_uri: str,
+    source: str,
+    output: str,
+    engine: str,
+    master: str,
+    overwrite: bool,
+    to_log: bool,
+    inference_log: str | None,
+    allow_pickle: bool,
+    as_json: bool,
+) -> None:
     """Score a whole table with a registered model and write partitioned Parquet."""
     from mlcycle.batch import predict
 
@@ -890,19 +1250,41 @@ def predict_cmd(model_uri: str, source: str, output: str, engine: str, master: s
         }  # fmt: skip
         click.echo(json.dumps(doc, indent=2))
         return
-    click.echo(f"scored     {result.rows} rows with {result.model_name} version {result.model_version} on {result.engine} ({result.rows_per_second:,.0f} rows/s)")
-    click.echo(f"output     {result.output}/model_version={result.model_version}/ (batch {result.batch_id})")
+    click.echo(
+        f"scored     {result.rows} rows with {result.model_name} version "
+        f"{result.model_version} on {result.engine} ({result.rows_per_second:,.0f} rows/s)"
+    )
+    click.echo(
+        f"output     {result.output}/model_version={result.model_version}/ "
+        f"(batch {result.batch_id})"
+    )
     if result.logged_rows is not None:
-        click.echo(f"logged     {result.logged_rows} rows to the inference log at {settings.inference_log}")
+        click.echo(
+            f"logged     {result.logged_rows} rows to the inference log at {settings.inference_log}"
+        )
 
 
 # --------------------------------------------------------------------------- search-worker
 
 
 @cli.command("search-worker")
-@click.option("--search-storage", required=True, metavar="URL", help="The study's Optuna RDB storage (postgresql+psycopg2://…).")
-@click.option("--study-name", required=True, help="Study to join (started by mlcycle train --search-engine optuna).")
-@click.option("--max-trials", type=click.IntRange(min=1), default=None, help="Leave after this many trials [default: until the study has all its trials].")
+@click.option(
+    "--search-storage",
+    required=True,
+    metavar="URL",
+    help="The study's Optuna RDB storage (postgresql+psycopg2://…).",
+)
+@click.option(
+    "--study-name",
+    required=True,
+    help="Study to join (started by mlcycle train --search-engine optuna).",
+)
+@click.option(
+    "--max-trials",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Leave after this many trials [default: until the study has all its trials].",
+)
 def search_worker_cmd(search_storage: str, study_name: str, max_trials: int | None) -> None:
     """Join a running hyper-parameter search and run its trials as nested runs.
 
@@ -912,7 +1294,12 @@ def search_worker_cmd(search_storage: str, study_name: str, max_trials: int | No
 
     explicit = any(os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLCYCLE_TRACKING_URI"))
     settings, _ = _context()
-    done = run_worker(search_storage, study_name, tracking_uri=settings.tracking_uri if explicit else None, max_trials=max_trials)
+    done = run_worker(
+        search_storage,
+        study_name,
+        tracking_uri=settings.tracking_uri if explicit else None,
+        max_trials=max_trials,
+    )
     click.echo(f"worker     ran {done} trial(s) of study {study_name}")
 
 

@@ -17,7 +17,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,7 @@ _MAX_CLASSES_FOR_INT_TARGET = 20
 # --------------------------------------------------------------------------- loading
 
 
-def _s3_client():  # type: ignore[no-untyped-def]
+def _s3_client() -> Any:
     import boto3
 
     endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")

@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 from serving_support import Registered, Store, train_and_register
 
-from testkit import need
 from mlcycle.batch import predict, spark_session
 from mlcycle.cli import cli
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, make_scenario
 from mlcycle.errors import DataError
+from testkit import need
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("batch")]
 

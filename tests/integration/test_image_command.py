@@ -18,8 +18,8 @@ import httpx
 import pytest
 from serving_support import Server, Store, train_and_register, wait_ready
 
-from testkit import free_port
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, make_scenario
+from testkit import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("image_command")]
 

@@ -70,7 +70,7 @@ def partition_path(root: str, name: str, version: str, hour: str) -> str:
     return f"{root.rstrip('/')}/model={name}/version={version}/hour={hour}"
 
 
-def _s3():  # type: ignore[no-untyped-def]
+def _s3() -> Any:
     import boto3
 
     endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")

@@ -199,7 +199,9 @@ class Predictor:
             col = columns[name]
             if typ == "tensor(string)":
                 if col.dtype == object:
-                    col = np.where(np.equal(col, None), "", col)
+                    from pandas import isna  # None and NaN alike, as onnx_feeds treats them
+
+                    col = np.where(isna(col), "", col)
                 out[name] = col.astype(str).reshape(-1, 1)
             elif typ == "tensor(double)":
                 out[name] = col.astype(np.float64, copy=False).reshape(-1, 1)
@@ -220,6 +222,7 @@ class Predictor:
             if self.is_classifier:
                 from mlcycle.train.onnx_export import labels_from_proba
 
+                assert self.classes is not None  # classifiers always carry their classes
                 return labels_from_proba(np.asarray(outs[self._proba_index]), self.classes)
             return np.asarray(outs[0], dtype=np.float64).ravel()
         if self.sk_model is not None:

@@ -164,7 +164,7 @@ def _dataset(frame: pd.DataFrame, source: str, target: str, digest: str) -> Any:
     import mlflow
     from mlflow.types.utils import _infer_schema
 
-    ds = mlflow.data.from_pandas(
+    ds = mlflow.data.from_pandas(  # type: ignore[attr-defined]
         frame, source=source, targets=target, name=Path(source).name, digest=digest
     )
     if len(frame) > SCHEMA_SAMPLE_ROWS:
