@@ -221,6 +221,17 @@ class ServingApp:
         self._threads.append(t)
 
     def _load_initial(self) -> None:
+        # A server that follows an alias may start before the first promotion (compose,
+        # Kubernetes) or while the registry is away: keep trying, /ready says why meanwhile.
+        delay = float(self.options.reload_interval or 0)
+        while not self._try_load_initial():
+            if not delay or self._stop.wait(delay):
+                return
+            delay = min(delay * 2, 30.0)
+        if self.options.reload_interval and (self.source.poll or self.source.poll_shadow):
+            self._reload_loop()
+
+    def _try_load_initial(self) -> bool:
         try:
             predictor = self.source.load()
             if self.options.shadow and self.source.load_shadow is not None:
@@ -236,11 +247,14 @@ class ServingApp:
                     self._loop.call_soon_threadsafe(self._shadow_batcher.start)
             self.predictor = predictor
         except Exception as exc:
-            logger.exception("model load failed")
+            if self.load_error is None:
+                logger.exception("model load failed")
+            else:
+                logger.warning("model load failed again: %s", exc)
             self.load_error = f"{type(exc).__name__}: {exc}"
-            return
-        if self.options.reload_interval and (self.source.poll or self.source.poll_shadow):
-            self._reload_loop()
+            return False
+        self.load_error = None
+        return True
 
     def _reload_loop(self) -> None:
         interval = float(self.options.reload_interval or 0)

@@ -142,6 +142,31 @@ def test_ready_reports_a_failed_load(make_client) -> None:
     assert r.status_code == 503 and "no such model" in r.json()["error"]
 
 
+def test_a_server_following_an_alias_keeps_trying_until_the_model_appears(make_client) -> None:
+    attempts: list[float] = []
+
+    def not_yet_promoted() -> FakePredictor:
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise RuntimeError("no version has alias champion")
+        return FakePredictor()
+
+    client = make_client(
+        source=ModelSource(not_yet_promoted, lambda current: None),
+        wait_ready=False,
+        reload_interval=0.05,
+    )
+    deadline = time.monotonic() + 10
+    first = client.get("/ready")
+    while client.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert len(attempts) == 3
+    assert first.status_code == 503
+    assert client.get("/ready").json().get("error") is None
+    assert score(client).status_code == 200
+
+
 def test_ready_is_503_while_draining(make_client) -> None:
     client = make_client()
     client.app.draining = True  # type: ignore[attr-defined]
