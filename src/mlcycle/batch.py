@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from mlcycle.errors import ConfigError, DataError
+from mlcycle.storage import filesystem
 
 logger = logging.getLogger(__name__)
 
@@ -95,23 +96,6 @@ def _check_columns(present: list[str], schema: Any, source: str) -> None:
 
 def _is_s3(path: str) -> bool:
     return path.startswith(("s3://", "s3a://"))
-
-
-def _filesystem(root: str) -> tuple[Any, str]:
-    """A pyarrow filesystem for a directory or ``s3://`` prefix (MLflow's S3 variables)."""
-    import pyarrow.fs as pafs
-
-    if _is_s3(root):
-        endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
-        kwargs: dict[str, Any] = {}
-        if endpoint:
-            scheme, _, host = endpoint.partition("://")
-            kwargs.update(endpoint_override=host or endpoint, scheme=scheme if host else "https")
-        region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
-        if region:
-            kwargs["region"] = region
-        return pafs.S3FileSystem(**kwargs), root.split("://", 1)[1].rstrip("/")
-    return pafs.LocalFileSystem(), str(Path(root).resolve())
 
 
 def _log_frame(
@@ -217,7 +201,7 @@ def _predict_pandas(
         record_index=np.concatenate(record_index),
         scored_date=scored_at.strftime("%Y-%m-%d"),
     )
-    fs, base = _filesystem(output)
+    fs, base = filesystem(output)
     table = pa.Table.from_pandas(out, preserve_index=False)
     ds.write_dataset(
         table,

@@ -17,12 +17,13 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from mlcycle.errors import DataError
+from mlcycle.storage import s3_client
 
 logger = logging.getLogger(__name__)
 
@@ -45,20 +46,13 @@ _MAX_CLASSES_FOR_INT_TARGET = 20
 # --------------------------------------------------------------------------- loading
 
 
-def _s3_client() -> Any:
-    import boto3
-
-    endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
-    return boto3.client("s3", endpoint_url=endpoint)
-
-
 def _read_bytes(source: str) -> bytes:
     if source.startswith("s3://"):
         bucket, _, key = source[5:].partition("/")
         if not bucket or not key:
             raise DataError(f"'{source}' is not an s3://bucket/key URI")
         try:
-            body = _s3_client().get_object(Bucket=bucket, Key=key)["Body"]
+            body = s3_client().get_object(Bucket=bucket, Key=key)["Body"]
             return bytes(body.read())
         except Exception as exc:
             raise DataError(f"cannot read '{source}': {exc}") from exc

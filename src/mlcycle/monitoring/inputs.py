@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ import pandas as pd
 
 from mlcycle.data import DatasetSpec, load_table, prepare_features
 from mlcycle.errors import DataError, ModelNotFound, MonitoringError
+from mlcycle.storage import filesystem
 from mlcycle.train import reference as reference_mod
 
 logger = logging.getLogger(__name__)
@@ -238,22 +238,6 @@ class Window:
         )
 
 
-def _filesystem(root: str) -> tuple[Any, str]:
-    import pyarrow.fs as pafs
-
-    if root.startswith("s3://"):
-        endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
-        kwargs: dict[str, Any] = {}
-        if endpoint:
-            scheme, _, host = endpoint.partition("://")
-            kwargs.update(endpoint_override=host or endpoint, scheme=scheme if host else "https")
-        region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
-        if region:
-            kwargs["region"] = region
-        return pafs.S3FileSystem(**kwargs), root[5:].rstrip("/")
-    return pafs.LocalFileSystem(), str(Path(root).resolve())
-
-
 def _hours_overlap(hour: str, window: Window | None) -> bool:
     if window is None:
         return True
@@ -282,7 +266,7 @@ def read_inference_log(
     import pyarrow.dataset as ds
     import pyarrow.fs as pafs
 
-    fs, base = _filesystem(root)
+    fs, base = filesystem(root)
     model_dir = f"{base}/model={name}"
     info = fs.get_file_info(model_dir)
     if info.type != pafs.FileType.Directory and not root.startswith("s3://"):

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from mlcycle.storage import s3_client, split_s3
+
 logger = logging.getLogger(__name__)
 
 _ARROW_TYPES = {
@@ -68,18 +70,6 @@ def hour_of(timestamp_us: int) -> str:
 def partition_path(root: str, name: str, version: str, hour: str) -> str:
     """Directory (or S3 prefix) of one partition."""
     return f"{root.rstrip('/')}/model={name}/version={version}/hour={hour}"
-
-
-def _s3() -> Any:
-    import boto3
-
-    endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
-    return boto3.client("s3", endpoint_url=endpoint)
-
-
-def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key
 
 
 def _table(items: list[LogItem]) -> Any:
@@ -223,8 +213,8 @@ class InferenceLog:
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")
         if directory.startswith("s3://"):
-            bucket, prefix = _split_s3(directory)
-            _s3().put_object(Bucket=bucket, Key=f"{prefix}/{fname}", Body=buf.getvalue())
+            bucket, prefix = split_s3(directory)
+            s3_client().put_object(Bucket=bucket, Key=f"{prefix}/{fname}", Body=buf.getvalue())
             return
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
@@ -237,10 +227,10 @@ def _list_files(root: str, model_name: str) -> list[tuple[str, str]]:
     """(hour, location) of every part file of ``model_name``."""
     out: list[tuple[str, str]] = []
     if root.startswith("s3://"):
-        bucket, prefix = _split_s3(
+        bucket, prefix = split_s3(
             partition_path(root, model_name, "x", "x").rsplit("/version=", 1)[0]
         )
-        client = _s3()
+        client = s3_client()
         for page in client.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=prefix + "/"
         ):
@@ -259,8 +249,8 @@ def _read_one(location: str) -> Any:
     import pyarrow.parquet as pq
 
     if location.startswith("s3://"):
-        bucket, key = _split_s3(location)
-        body = _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+        bucket, key = split_s3(location)
+        body = s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
         return pq.read_table(io.BytesIO(body)).to_pandas()
     return pq.read_table(location).to_pandas()
 
