@@ -14,6 +14,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version as pkg_version
 from pathlib import Path
@@ -25,7 +26,7 @@ from sklearn.pipeline import Pipeline
 
 import mlcycle
 from mlcycle import data as data_mod
-from mlcycle.data import DatasetSpec, Splits, Task
+from mlcycle.data import DatasetSpec, Task
 from mlcycle.errors import ConfigError, TrainingError
 from mlcycle.train import evaluate, onnx_export, pipelines, reference
 
@@ -151,7 +152,7 @@ def _tags(spec: DatasetSpec, digest: str, model: str) -> dict[str, str]:
 
 
 #: Rows MLflow's dataset schema is inferred from (it walks every value of text columns).
-SCHEMA_SAMPLE_ROWS = 10_000
+SCHEMA_SAMPLE_ROWS = 2_000
 
 
 def _dataset(frame: pd.DataFrame, source: str, target: str, digest: str) -> Any:
@@ -173,40 +174,111 @@ def _dataset(frame: pd.DataFrame, source: str, target: str, digest: str) -> Any:
     return ds
 
 
-def _log_full(
-    *,
-    pipe: Pipeline,
-    spec: DatasetSpec,
-    splits: Splits,
-    frames: dict[str, tuple[pd.DataFrame, pd.Series]],
+#: Training rows scored for the ``train_*`` metrics (a seeded sample above this size).
+TRAIN_METRIC_ROWS = 50_000
+
+
+def _log_data_side(
+    client: Any,
+    run_id: str,
     cfg: TrainConfig,
-    model_key: str,
+    spec: DatasetSpec,
     source_frame: pd.DataFrame,
     digest: str,
+    frames: dict[str, tuple[pd.DataFrame, pd.Series]],
     workdir: Path,
-) -> tuple[dict[str, float], str, bool]:
-    """Metrics on every split, plots, dataset, model, ONNX copy and reference for a fitted pipe."""
-    import mlflow
-    from mlflow.models import infer_signature
+) -> None:
+    """Everything that needs the data but not the model; runs in a thread beside the fit.
 
+    Uses the client with an explicit run id (MLflow's active run is per thread).
+    """
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    ds = _dataset(source_frame, cfg.data, spec.target, digest)
+    client.log_inputs(
+        run_id,
+        datasets=[
+            DatasetInput(
+                dataset=ds._to_mlflow_entity(),
+                tags=[InputTag(key=MLFLOW_DATASET_CONTEXT, value="training")],
+            )
+        ],
+    )
+    ref_dir = workdir / "reference"
+    ref_dir.mkdir(exist_ok=True)
+    X_train, _ = frames["train"]
+    (ref_dir / "profile.json").write_text(json.dumps(reference.profile(X_train, spec)))
+    X_test, y_test = frames["test"]
+    test_frame = X_test.copy()
+    test_frame[spec.target] = y_test.to_numpy()
+    test_frame.to_parquet(ref_dir / "test.parquet", index=False)
+    client.log_artifact(run_id, str(ref_dir / "profile.json"), "reference")
+    client.log_artifact(run_id, str(ref_dir / "test.parquet"), "reference")
+
+
+def _log_plots(
+    client: Any,
+    run_id: str,
+    pipe: Pipeline,
+    spec: DatasetSpec,
+    test_preds: evaluate.Predictions,
+    val: tuple[pd.DataFrame, pd.Series],
+    seed: int,
+    workdir: Path,
+) -> None:
+    """Permutation importance and the PNG plots; runs in a thread beside the model logging."""
+    imp = evaluate.permutation_importances(pipe, val[0], val[1], seed)
+    plot_dir = workdir / "plots"
+    evaluate.make_plots(spec.task, test_preds, imp, plot_dir)
+    client.log_artifacts(run_id, str(plot_dir), "plots")
+
+
+def _score_and_plot(
+    pool: ThreadPoolExecutor,
+    client: Any,
+    run_id: str,
+    pipe: Pipeline,
+    spec: DatasetSpec,
+    frames: dict[str, tuple[pd.DataFrame, pd.Series]],
+    cfg: TrainConfig,
+    workdir: Path,
+) -> tuple[dict[str, float], np.ndarray, Future[None] | None]:
+    """Metrics of every split, the training predictions, and the plots started in ``pool``."""
     metrics: dict[str, float] = {}
     preds: dict[str, evaluate.Predictions] = {}
     for name, (X, y) in frames.items():
         preds[name] = evaluate.predict_all(pipe, X, y, spec.task)
         metrics.update(evaluate.compute_metrics(spec.task, preds[name], f"{name}_"))
-    mlflow.log_metrics(metrics)
+    plots = None
+    if cfg.plots:
+        plots = pool.submit(
+            _log_plots, client, run_id, pipe, spec, preds["test"], frames["val"], cfg.seed, workdir
+        )
+    return metrics, preds["train"].y_pred, plots
+
+
+def _log_full(
+    *,
+    client: Any,
+    run_id: str,
+    pool: ThreadPoolExecutor,
+    pipe: Pipeline,
+    spec: DatasetSpec,
+    frames: dict[str, tuple[pd.DataFrame, pd.Series]],
+    cfg: TrainConfig,
+    model_key: str,
+    workdir: Path,
+) -> tuple[dict[str, float], str, bool]:
+    """ONNX copy, model, metrics on every split, plots and reference sample for a fitted pipe.
+
+    The splits are scored and the plots drawn in ``pool`` while the model is logged here.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
 
     X_train, y_train = frames["train"]
     X_test, _ = frames["test"]
-    mlflow.log_input(_dataset(source_frame, cfg.data, spec.target, digest), context="training")
-
-    if cfg.plots:
-        X_val, y_val = frames["val"]
-        imp = evaluate.permutation_importances(pipe, X_val, y_val, cfg.seed)
-        plot_dir = workdir / "plots"
-        evaluate.make_plots(spec.task, preds["test"], imp, plot_dir)
-        mlflow.log_artifacts(str(plot_dir), "plots")
-
     extra_files: list[str] = []
     onnx_exact = False
     if cfg.onnx:
@@ -222,17 +294,6 @@ def _log_full(
             extra_files.append(str(onnx_path))
             onnx_exact = True
     mlflow.set_tag("mlcycle.onnx", "exact" if onnx_exact else "none")
-
-    ref_dir = workdir / "reference"
-    ref_dir.mkdir(exist_ok=True)
-    reference.reference_sample(X_train, y_train, preds["train"].y_pred, spec, cfg.seed).to_parquet(
-        ref_dir / "sample.parquet", index=False
-    )
-    (ref_dir / "profile.json").write_text(json.dumps(reference.profile(X_train, spec)))
-    test_frame = X_test.copy()
-    test_frame[spec.target] = frames["test"][1].to_numpy()
-    test_frame.to_parquet(ref_dir / "test.parquet", index=False)
-    mlflow.log_artifacts(str(ref_dir), "reference")
 
     spec_doc = {
         "target": spec.target,
@@ -250,6 +311,23 @@ def _log_full(
         # MLflow hints that integer *outputs* (class labels) cannot hold NaN: true and harmless.
         warnings.filterwarnings("ignore", message=".*Integer columns.*", category=UserWarning)
         signature = infer_signature(example, pipe.predict(example))
+    # Scoring the splits (and then drawing the plots) needs no MLflow: it runs in the pool
+    # while MLflow serialises (skops) and verifies the model here, its slowest step.
+    if len(X_train) > TRAIN_METRIC_ROWS:
+        scored = X_train.sample(TRAIN_METRIC_ROWS, random_state=cfg.seed)
+        X_train, y_train = scored, y_train.loc[scored.index]
+    mlflow.log_param("train_metric_rows", len(X_train))
+    scoring = pool.submit(
+        _score_and_plot,
+        pool,
+        client,
+        run_id,
+        pipe,
+        spec,
+        {**frames, "train": (X_train, y_train)},
+        cfg,
+        workdir,
+    )
     info = mlflow.sklearn.log_model(
         pipe,
         name=MODEL_ARTIFACT,
@@ -262,6 +340,18 @@ def _log_full(
         extra_files=extra_files or None,
     )
     mlflow.set_tag("mlcycle.model_uri", info.model_uri)
+    metrics, train_pred, plots = scoring.result()
+    # Logged with the model's id as well, so the MLflow UI shows them on run and model.
+    mlflow.log_metrics(metrics, model_id=info.model_id)
+
+    sample_dir = workdir / "reference-sample"
+    sample_dir.mkdir(exist_ok=True)
+    reference.reference_sample(X_train, y_train, train_pred, spec, cfg.seed).to_parquet(
+        sample_dir / "sample.parquet", index=False
+    )
+    mlflow.log_artifact(str(sample_dir / "sample.parquet"), "reference")
+    if plots is not None:
+        plots.result()
     return metrics, info.model_uri, onnx_exact
 
 
@@ -316,6 +406,8 @@ def train(
         _EndsFailed(client) as ends_failed,
         mlflow.start_run(experiment_id=experiment_id, run_name=cfg.run_name) as run,
         tempfile.TemporaryDirectory() as tmp,
+        # Last in, first out: side work finishes before the files and the run are closed.
+        ThreadPoolExecutor(max_workers=3, thread_name_prefix="mlcycle-train") as pool,
     ):
         ends_failed.run_id = run.info.run_id
         # Under `mlflow run` the project's run (MLFLOW_RUN_ID) is resumed in its experiment.
@@ -336,6 +428,11 @@ def train(
             "time_column": spec.time_column or "",
         }
         X_train, y_train = frames["train"]
+        workdir = Path(tmp)
+        # Dataset lineage and reference statistics need no model: log them beside the fit.
+        data_side = pool.submit(
+            _log_data_side, client, run.info.run_id, cfg, spec, df, digest, frames, workdir
+        )
         if cfg.trials:
             if cfg.search_engine == "optuna":
                 from mlcycle.train import search
@@ -360,16 +457,17 @@ def train(
         all_params = {**base, **{f"model__{k}": v for k, v in params.items()}}
         mlflow.log_params({k: v for k, v in all_params.items() if k not in logged})
         metrics, model_uri, onnx_exact = _log_full(
+            client=client,
+            run_id=run.info.run_id,
+            pool=pool,
             pipe=best_pipe,
             spec=spec,
-            splits=splits,
             frames=frames,
             cfg=cfg,
             model_key=model_key,
-            source_frame=df,
-            digest=digest,
-            workdir=Path(tmp),
+            workdir=workdir,
         )
+        data_side.result()
         t_end = time.perf_counter()
         seconds = {
             "prepare_seconds": t_prep - t_start,

@@ -43,6 +43,16 @@ class OnnxCheck:
 TIE_DECIMALS = 5
 
 
+#: Estimators skl2onnx 1.20 fails on inside mlcycle's pipeline (checked: the converter
+#: raises on the tree-ensemble node); not attempted, the check records why.
+UNCONVERTIBLE = frozenset({"HistGradientBoostingClassifier", "HistGradientBoostingRegressor"})
+
+
+#: Largest tree ensemble (total nodes) converted; a fully grown forest on 100k+ rows has
+#: millions of nodes, which take minutes to convert and hundreds of MB to store.
+MAX_TREE_NODES = 1_000_000
+
+
 def labels_from_proba(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """Class labels from ONNX probabilities with sklearn's rule (first class wins a tie)."""
     return classes[np.argmax(np.round(proba, TIE_DECIMALS), axis=1)]
@@ -91,6 +101,19 @@ def convert(
         from skl2onnx.common.data_types import FloatTensorType, StringTensorType
     except ImportError as exc:  # pragma: no cover - both are dependencies
         return None, OnnxCheck(False, f"ONNX tools not installed: {exc}")
+    model = pipe.named_steps["model"]
+    estimator = type(model).__name__
+    if estimator in UNCONVERTIBLE:
+        return None, OnnxCheck(False, f"skl2onnx cannot convert {estimator} in this pipeline")
+    nodes = sum(
+        int(t.tree_.node_count) for t in getattr(model, "estimators_", []) if hasattr(t, "tree_")
+    )
+    if nodes > MAX_TREE_NODES:
+        return None, OnnxCheck(
+            False,
+            f"{nodes:,} tree nodes exceed {MAX_TREE_NODES:,}: the ONNX copy would be too large "
+            "to convert and load quickly (limit max_depth or min_samples_leaf to get one)",
+        )
     export = _export_pipeline(pipe, spec)
     initial = [(c, FloatTensorType([None, 1])) for c in spec.numeric] + [
         (c, StringTensorType([None, 1])) for c in spec.categorical

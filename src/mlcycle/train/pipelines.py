@@ -91,20 +91,12 @@ SEARCH_SPACES: dict[str, dict[Task, dict[str, _Sampler]]] = {
 #: (one-hot encoders keep their dtype). Anything else makes training fail loudly.
 REVIEWED_TRUSTED_TYPES = frozenset(
     {
+        # The arrays of a fitted decision tree (random forests).
         "sklearn.tree._tree.Tree",
-        "numpy.dtype",
-        "sklearn._loss.link.LogitLink",
-        "sklearn._loss.link.IdentityLink",
-        "sklearn._loss.link.MultinomialLogit",
-        "sklearn._loss.link.Interval",
-        "sklearn._loss.loss.HalfBinomialLoss",
-        "sklearn._loss.loss.HalfSquaredError",
-        "sklearn._loss.loss.HalfMultinomialLoss",
-        "sklearn._loss._loss.CyHalfBinomialLoss",
-        "sklearn._loss._loss.CyHalfSquaredError",
-        "sklearn._loss._loss.CyHalfMultinomialLoss",
-        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+        # The fitted trees of histogram gradient boosting.
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        # numpy dtype objects (one-hot categories, imputer statistics).
+        "numpy.dtype",
     }
 )
 
@@ -221,6 +213,28 @@ def sample_params(model: str, task: Task, rng: np.random.Generator) -> dict[str,
     return {key: draw(rng) for key, draw in space.items()}
 
 
+#: Ensemble attributes whose members all share one type: one member shows every type.
+_ENSEMBLE_MEMBERS = ("estimators_", "_predictors")
+
+
+def _type_proxy(pipeline: Pipeline) -> Pipeline:
+    """A pipeline with the same types as ``pipeline`` but one member per ensemble.
+
+    Serialising a 100-tree forest grown on 100k+ rows just to list its types costs seconds;
+    every tree of an ensemble has the same types, so one tree lists them all.
+    """
+    import copy
+
+    model = pipeline.steps[-1][1]
+    members = [a for a in _ENSEMBLE_MEMBERS if len(getattr(model, a, None) or []) > 1]
+    if not members:
+        return pipeline
+    small = copy.copy(model)
+    for attr in members:
+        setattr(small, attr, getattr(model, attr)[:1])
+    return Pipeline([*pipeline.steps[:-1], (pipeline.steps[-1][0], small)])
+
+
 def trusted_types(pipeline: Pipeline) -> list[str]:
     """The non-default skops types ``pipeline`` needs, all of them reviewed.
 
@@ -229,7 +243,7 @@ def trusted_types(pipeline: Pipeline) -> list[str]:
     """
     import skops.io as sio
 
-    needed = sorted(sio.get_untrusted_types(data=sio.dumps(pipeline)))
+    needed = sorted(sio.get_untrusted_types(data=sio.dumps(_type_proxy(pipeline))))
     unreviewed = [t for t in needed if t not in REVIEWED_TRUSTED_TYPES]
     if unreviewed:
         raise TrainingError(
