@@ -37,8 +37,8 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/training.py
 	$(BIN)/python benchmarks/serving.py --quick
-	$(BIN)/python benchmarks/drift.py --rows 300000
-	$(BIN)/python benchmarks/batch.py --rows 200000
+	$(BIN)/python benchmarks/drift.py --rows 1000000
+	$(BIN)/python benchmarks/batch.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts inference-log demo-output
