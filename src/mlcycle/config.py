@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     auth_cache_ttl: int = Field(
         0, ge=0, description="Seconds a verified password stays cached per server worker."
     )
+    registry_lock_uri: str | None = Field(
+        None,
+        description=(
+            "PostgreSQL URI (postgresql+psycopg2://) whose advisory locks serialise promotions "
+            "when the registry is a tracking server over HTTP, across every machine."
+        ),
+    )
     admin_password: SecretStr | None = Field(
         None, description="Password of the first admin user (required by mlcycle server)."
     )

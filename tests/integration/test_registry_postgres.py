@@ -126,3 +126,46 @@ def test_concurrent_promotions_and_rollbacks_leave_exactly_one_champion(
         f"{WORKERS} workers: {len(succeeded)} done, {len(conflicts)} refused in {elapsed:.1f}s; "
         f"{len(seen)} observations, {split} with stage and alias briefly apart; {set(conflicts)}"
     )
+
+
+@pytest.mark.postgres
+def test_an_http_registry_is_locked_in_the_configured_postgres_across_machines(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+
+    from mlcycle.register.lock import _key, registry_lock
+
+    class HttpClient:  # only the URI matters to the lock
+        tracking_uri = "http://mlflow:5000"
+        _registry_uri = None
+
+    monkeypatch.setenv("MLCYCLE_REGISTRY_LOCK_URI", pg_url)
+    engine = sa.create_engine(pg_url)
+    held, release = threading.Event(), threading.Event()
+
+    def promoter() -> None:
+        with registry_lock(HttpClient(), "churn"):
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=promoter)
+    t.start()
+    assert held.wait(10)
+    try:
+        # Another machine (another connection) cannot take the same lock meanwhile.
+        with engine.connect() as conn:
+            got = conn.execute(
+                sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _key("http-registry", "churn")}
+            ).scalar()
+            assert got is False
+    finally:
+        release.set()
+        t.join(10)
+    with engine.connect() as conn:
+        got = conn.execute(
+            sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _key("http-registry", "churn")}
+        ).scalar()
+        assert got is True
+        conn.execute(sa.text("SELECT pg_advisory_unlock_all()"))
+    engine.dispose()

@@ -10,8 +10,11 @@ promotion and rollback therefore runs under this lock and re-reads the state ins
   so it holds for every process and machine that talks to that database;
 - SQLite registry: ``fcntl.flock`` on a file next to the database file (``flock`` also
   excludes threads of one process, since each acquisition opens its own file description);
-- anything else (a tracking server over HTTP, a file store): a file lock under the temporary
-  directory keyed by the URI, which only covers processes on this machine (a warning says so).
+- a tracking server over HTTP: ``pg_advisory_lock`` in the database named by
+  ``MLCYCLE_REGISTRY_LOCK_URI`` (any PostgreSQL every promoting machine reaches, e.g. the
+  tracking database) — across machines;
+- anything else, or HTTP without that setting: a file lock under the temporary directory
+  keyed by the URI, which only covers processes on this machine (a warning says so).
 """
 
 from __future__ import annotations
@@ -41,12 +44,12 @@ def registry_uri(client: Any) -> str:
 
 
 @contextmanager
-def _pg_lock(uri: str, name: str) -> Iterator[None]:
+def _pg_lock(uri: str, name: str, key_uri: str | None = None) -> Iterator[None]:
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
     engine = sa.create_engine(uri, poolclass=NullPool)
-    key = _key(uri, name)
+    key = _key(key_uri or uri, name)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
@@ -87,16 +90,28 @@ def _lock_path(uri: str, name: str) -> Path:
     return Path(tempfile.gettempdir()) / f"mlcycle-registry-{tag}-{safe}.lock"
 
 
+def _shared_lock_uri(uri: str) -> str | None:
+    """The PostgreSQL that serialises promotions of an HTTP registry, when one is configured."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    from mlcycle.config import load_settings
+
+    return load_settings().registry_lock_uri
+
+
 @contextmanager
 def registry_lock(client: Any, name: str) -> Iterator[None]:
     """Hold the exclusive promotion lock of model ``name`` in the client's registry."""
     uri = registry_uri(client)
     scheme = uri.split(":", 1)[0]
-    lock = (
-        _pg_lock(uri, name)
-        if scheme.startswith("postgresql")
-        else _file_lock(_lock_path(uri, name))
-    )
+    shared = _shared_lock_uri(uri)
+    if shared is not None:
+        # Keyed by model name only: clients may reach one server under different host names.
+        lock = _pg_lock(shared, name, key_uri="http-registry")
+    elif scheme.startswith("postgresql"):
+        lock = _pg_lock(uri, name)
+    else:
+        lock = _file_lock(_lock_path(uri, name))
     with lock:
         logger.debug("registry lock held for %s", name)
         yield
