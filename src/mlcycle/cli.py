@@ -108,11 +108,17 @@ def _parse_kv(values: tuple[str, ...], flag: str) -> dict[str, str]:
     return out
 
 
-def _ui_hint(settings: Any) -> str:
+def _ui_hint(settings: Any, experiment_id: str | None = None, run_id: str | None = None) -> str:
+    """How to look at it: the server's page, or the `mlflow ui` command and its page."""
     uri = settings.tracking_uri
+    page = ""
+    if experiment_id is not None:
+        # The training-runs view (MLflow 3 opens experiments on its GenAI overview).
+        page = f"/#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "")
     if uri.startswith(("http://", "https://")):
-        return f"open {uri}"
-    return f"mlflow ui --backend-store-uri {uri}"
+        return f"open {uri.rstrip('/')}{page}"
+    hint = f"mlflow ui --backend-store-uri {uri}"
+    return f"{hint}, then http://127.0.0.1:5000{page}" if page else hint
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": HELP_OPTIONS})
@@ -321,7 +327,7 @@ def train(
     )
     if registered is not None:
         click.echo(f"registered {register_as} version {registered.version} (@challenger, Staging)")
-    click.echo(f"ui         {_ui_hint(settings)}")
+    click.echo(f"ui         {_ui_hint(settings, result.experiment_id, result.run_id)}")
 
 
 # --------------------------------------------------------------------------- data

@@ -114,6 +114,10 @@ def apply_tracking(settings: Settings) -> None:
         mlflow.set_registry_uri(settings.registry_uri)
 
 
+#: The MLflow UI opens experiments of this kind on their training runs, not the GenAI overview.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def _is_local_store(tracking_uri: str) -> bool:
     return tracking_uri.startswith(("sqlite:", "file:", "postgresql", "mysql")) or "://" not in (
         tracking_uri
@@ -133,7 +137,9 @@ def ensure_experiment(client: Any, name: str, settings: Settings) -> str:
     elif "://" in settings.artifact_root:
         location = settings.artifact_root.rstrip("/") + "/" + name
     try:
-        return str(client.create_experiment(name, artifact_location=location))
+        return str(
+            client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
+        )
     except Exception:
         # Another process may have created it between the lookup and the create.
         exp = client.get_experiment_by_name(name)
