@@ -231,20 +231,28 @@ class ServingApp:
         if self.options.reload_interval and (self.source.poll or self.source.poll_shadow):
             self._reload_loop()
 
+    def _start_shadow(self) -> None:
+        """Load @challenger and start its batcher, once one exists (shadow mode only)."""
+        if not self.options.shadow or self.source.load_shadow is None:
+            return
+        if self._shadow_batcher is not None:
+            return
+        self.shadow = self.source.load_shadow()
+        if self.shadow is None:
+            return
+        self._shadow_batcher = MicroBatcher(
+            lambda: self.shadow,
+            max_rows=self.options.max_batch_rows,
+            max_wait=0,
+            on_batch=self._on_shadow_batch,
+        )
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._shadow_batcher.start)
+
     def _try_load_initial(self) -> bool:
         try:
             predictor = self.source.load()
-            if self.options.shadow and self.source.load_shadow is not None:
-                self.shadow = self.source.load_shadow()
-                if self.shadow is not None:
-                    self._shadow_batcher = MicroBatcher(
-                        lambda: self.shadow,
-                        max_rows=self.options.max_batch_rows,
-                        max_wait=0,
-                        on_batch=self._on_shadow_batch,
-                    )
-                    assert self._loop is not None
-                    self._loop.call_soon_threadsafe(self._shadow_batcher.start)
+            self._start_shadow()
             self.predictor = predictor
         except Exception as exc:
             if self.load_error is None:
@@ -259,6 +267,12 @@ class ServingApp:
     def _reload_loop(self) -> None:
         interval = float(self.options.reload_interval or 0)
         while not self._stop.wait(interval):
+            if self.options.shadow and self._shadow_batcher is None:
+                # No @challenger at start: shadow scoring begins once one is registered.
+                try:
+                    self._start_shadow()
+                except Exception as exc:
+                    logger.warning("challenger not loadable yet: %s", exc)
             for role in ("champion", "shadow"):
                 poll = self.source.poll if role == "champion" else self.source.poll_shadow
                 if poll is None or (role == "shadow" and self._shadow_batcher is None):

@@ -360,3 +360,26 @@ def test_shadow_scores_off_the_response_path_and_logs_role_shadow(make_client, t
     assert by_role["shadow"]["prediction"].tolist() == [0, 1]
     assert set(by_role["shadow"]["model_version"]) == {"2"}
     assert set(by_role["shadow"]["request_id"]) == {"s1"}
+
+
+def test_shadow_starts_once_a_challenger_is_registered_after_startup(make_client, tmp_path) -> None:
+    log = InferenceLog(str(tmp_path), flush_seconds=0.05)
+    challenger: list[FakePredictor] = []
+    source = ModelSource(
+        lambda: FakePredictor("1"),
+        poll=lambda current: None,
+        load_shadow=lambda: challenger[0] if challenger else None,
+        poll_shadow=lambda current: None,
+    )
+    client = make_client(source=source, log=log, shadow=True, reload_interval=0.05)
+    score(client, headers={"X-Request-Id": "before"})
+    challenger.append(FakePredictor("2", classifier=True))
+    deadline = time.monotonic() + 10
+    while (client.get("/version").json().get("shadow") or {}).get("version") != "2":
+        assert time.monotonic() < deadline, "shadow never started"
+        time.sleep(0.02)
+    score(client, headers={"X-Request-Id": "after"})
+    client.__exit__(None, None, None)
+    df = read_inference_log(str(tmp_path), "fake")
+    shadow = df[df["role"] == "shadow"]
+    assert set(shadow["request_id"]) == {"after"}
