@@ -100,7 +100,10 @@ def main() -> None:
         print(
             f"rows={args.rows} repeat={args.repeat} (best of each); target ratio <= {TARGET_RATIO}"
         )
-        head = f"{'model':<24}{'bare s':>8}{'tracked s':>11}{'ratio':>8}  {'fit':>6}{'log':>6}  verdict"
+        head = (
+            f"{'model':<24}{'bare s':>8}{'tracked s':>11}{'ratio':>8}  "
+            f"{'fit':>6}{'log':>6}  verdict"
+        )
         print(head)
         print("-" * len(head))
         for model, bare, tracked, phases in rows:
@@ -108,7 +111,8 @@ def main() -> None:
             verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
             print(
                 f"{model:<24}{bare:>8.2f}{tracked:>11.2f}{ratio:>8.2f}  "
-                f"{phases.get('fit_seconds', 0):>6.2f}{phases.get('log_seconds', 0):>6.2f}  {verdict}"
+                f"{phases.get('fit_seconds', 0):>6.2f}"
+                f"{phases.get('log_seconds', 0):>6.2f}  {verdict}"
             )
 
 
