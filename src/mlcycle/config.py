@@ -137,9 +137,7 @@ def ensure_experiment(client: Any, name: str, settings: Settings) -> str:
     elif "://" in settings.artifact_root:
         location = settings.artifact_root.rstrip("/") + "/" + name
     try:
-        return str(
-            client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
-        )
+        return str(client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS))
     except Exception:
         # Another process may have created it between the lookup and the create.
         exp = client.get_experiment_by_name(name)
