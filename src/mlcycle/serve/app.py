@@ -433,6 +433,19 @@ class ServingApp:
         await self._respond(send, 200, body, METRICS_CONTENT_TYPE.encode(), rid, v)
         return 200
 
+    async def _unavailable(self, send: Send, why: str, rid: str, version: bytes) -> int:
+        """503 with Retry-After: not loaded, draining, saturated or timed out."""
+        await self._respond(
+            send,
+            503,
+            protocol.error_body("TEMPORARILY_UNAVAILABLE", why),
+            _JSON,
+            rid,
+            version,
+            [(b"retry-after", str(self.options.retry_after).encode())],
+        )
+        return 503
+
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.options.max_body_bytes
         for k, v in scope["headers"]:
@@ -477,16 +490,7 @@ class ServingApp:
                 if predictor is None
                 else "the server is shutting down"
             )
-            await self._respond(
-                send,
-                503,
-                protocol.error_body("TEMPORARILY_UNAVAILABLE", why),
-                _JSON,
-                rid,
-                version,
-                [(b"retry-after", str(self.options.retry_after).encode())],
-            )
-            return 503
+            return await self._unavailable(send, why, rid, version)
         batcher = self.batcher
         batcher.arriving += 1
         arriving = True
@@ -523,16 +527,7 @@ class ServingApp:
                 if shed.reason == "timeout"
                 else "the server is saturated; retry later"
             )
-            await self._respond(
-                send,
-                503,
-                protocol.error_body("TEMPORARILY_UNAVAILABLE", msg),
-                _JSON,
-                rid,
-                version,
-                [(b"retry-after", str(self.options.retry_after).encode())],
-            )
-            return 503
+            return await self._unavailable(send, msg, rid, version)
         except Exception as exc:
             logger.exception("prediction failed")
             body = protocol.error_body(
