@@ -42,6 +42,8 @@ _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
+#: Largest magnitude up to which every integer is exact as a float64.
+_FLOAT_EXACT = 2**53
 
 BAD_REQUEST = "BAD_REQUEST"
 INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
@@ -124,8 +126,8 @@ def _is_missing(v: Any) -> bool:
 
 
 def _to_int(col: Column, v: Any, lo: int, hi: int) -> int:
-    if isinstance(v, bool):
-        return int(v)
+    if isinstance(v, (bool, np.bool_)):
+        raise _bad_value(col, v, "a boolean in a numeric column")
     if isinstance(v, int):
         out = v
     elif isinstance(v, float):
@@ -133,6 +135,10 @@ def _to_int(col: Column, v: Any, lo: int, hi: int) -> int:
             raise _bad_value(col, v, "infinite value")
         if not v.is_integer():
             raise _bad_value(col, v, "lossy cast of a non-integer to an integer column")
+        if abs(v) > _FLOAT_EXACT:
+            # orjson reads integer literals outside int64 as floats (-2**63 - 1 becomes -2**63):
+            # past 2**53 a float cannot say which integer the client sent.
+            raise _bad_value(col, v, "integer overflow (or not exact as a float)")
         out = int(v)
     elif isinstance(v, str):
         try:
@@ -156,7 +162,9 @@ def _int_column(col: Column, values: Sequence[Any] | np.ndarray) -> np.ndarray:
     dtype = np.int64 if col.kind == "long" else np.int32
     lo, hi = (_INT64_MIN, _INT64_MAX) if col.kind == "long" else (_INT32_MIN, _INT32_MAX)
     if isinstance(values, np.ndarray):
-        if values.dtype.kind in "iub":
+        if values.dtype.kind == "b" and values.size:
+            raise _bad_value(col, bool(values[0]), "a boolean in a numeric column")
+        if values.dtype.kind in "iu":
             if values.size and (values.min() < lo or values.max() > hi):
                 bad = values[(values < lo) | (values > hi)][0]
                 raise _bad_value(col, int(bad), "integer overflow")
@@ -185,6 +193,11 @@ def _int_column(col: Column, values: Sequence[Any] | np.ndarray) -> np.ndarray:
 
 def _float_column(col: Column, values: Sequence[Any] | np.ndarray) -> np.ndarray:
     dtype = np.float64 if col.kind == "double" else np.float32
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind == "b" and values.size:
+            raise _bad_value(col, bool(values[0]), "a boolean in a numeric column")
+    elif bool in set(map(type, values)):  # numpy would read True as 1.0
+        raise _bad_value(col, True, "a boolean in a numeric column")
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
@@ -275,11 +288,21 @@ def _decode_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
+    # The body is declared UTF-8 (the charset is checked first). json.loads(bytes) would guess
+    # UTF-16/32 from the first bytes and score a body that is not what its header says, so
+    # decode strictly; a UTF-8 byte-order mark is tolerated as MLflow (json.loads) does.
+    try:
+        text = body.decode("utf-8-sig" if body[:3] == b"\xef\xbb\xbf" else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(
+            "Invalid input. The body is not valid UTF-8, the only charset this server accepts: "
+            f"{exc.reason} at byte {exc.start}"
+        ) from None
     # orjson refuses NaN/Infinity tokens (not JSON); MLflow (json.loads) accepts them, so they
     # reach the column checks, which allow NaN only where missing values are allowed.
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return json.loads(text)
+    except ValueError as exc:
         raise RequestError(
             "Invalid input. Ensure that input is a valid JSON formatted string. "
             f"Error: {type(exc).__name__} at char {getattr(exc, 'pos', '?')}; "
@@ -287,14 +310,32 @@ def _decode_json(body: bytes) -> Any:
         ) from None
 
 
-def _columns_from_records(records: Any, key: str) -> tuple[dict[str, list[Any]], int]:
+def _too_many_rows(n: int, max_rows: int | None) -> None:
+    if max_rows is not None and n > max_rows:
+        raise RequestError(
+            f"request has {n} rows; this server accepts at most {max_rows} per request",
+            413,
+            "REQUEST_LIMIT_EXCEEDED",
+        )
+
+
+def _columns_from_records(
+    records: Any, key: str, schema: InputSchema, max_rows: int | None
+) -> tuple[dict[str, list[Any]], int]:
     if not isinstance(records, list):
         kind = "dictionary" if isinstance(records, dict) else f"type {type(records).__name__}"
         raise RequestError(
             f"Invalid input. Dataframe records format must be a list of records. Got {kind}."
         )
     n = len(records)
-    cols: dict[str, list[Any]] = {}
+    _too_many_rows(n, max_rows)
+    # Only the signature's columns are materialised: a body whose records each use a new key
+    # would otherwise build one n-long column per key (16,000 records: 256M cells, 2 GB).
+    # Other keys are ignored, as MLflow ignores extra columns; the first few are named if the
+    # signature's columns turn out to be missing.
+    cols: dict[str, list[Any]] = {name: [None] * n for name in schema.names}
+    seen: set[str] = set()
+    unknown: list[Any] = []
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
             raise RequestError(
@@ -304,12 +345,27 @@ def _columns_from_records(records: Any, key: str) -> tuple[dict[str, list[Any]],
         for name, value in rec.items():
             col = cols.get(name)
             if col is None:
-                col = cols[name] = [None] * n
+                if len(unknown) < 3 and name not in unknown:
+                    unknown.append(name)
+                continue
+            seen.add(name)
             col[i] = value
+    for name in schema.names:
+        if name not in seen:
+            del cols[name]
+    if not cols and unknown:
+        raise RequestError(
+            "Failed to enforce schema of data with schema: Model is missing inputs "
+            f"{_echo(list(schema.names))}; the records have unknown keys such as "
+            f"{_echo(unknown)}.",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
     return cols, n
 
 
-def _columns_from_split(split: Any, schema: InputSchema) -> tuple[dict[str, list[Any]], int]:
+def _columns_from_split(
+    split: Any, schema: InputSchema, max_rows: int | None
+) -> tuple[dict[Any, list[Any]], int]:
     if not isinstance(split, dict):
         kind = "list" if isinstance(split, list) else f"type {type(split).__name__}"
         raise RequestError(
@@ -324,29 +380,38 @@ def _columns_from_split(split: Any, schema: InputSchema) -> tuple[dict[str, list
     data = split["data"]
     if not isinstance(data, list):
         raise RequestError("Invalid input. dataframe_split 'data' must be a list of rows")
+    _too_many_rows(len(data), max_rows)
     names = split.get("columns")
     if names is None:
         width = len(data[0]) if data and isinstance(data[0], list) else 0
         names = list(range(width))
     if not isinstance(names, list):
         raise RequestError("Invalid input. dataframe_split 'columns' must be a list")
+    for name in names:
+        if not isinstance(name, (str, int)):
+            raise RequestError(
+                f"Invalid input. dataframe_split 'columns' must be names: got {_echo(name)}"
+            )
     width = len(names)
-    cols: dict[Any, list[Any]] = {}
-    for j, name in enumerate(names):
-        cols[name] = [None] * len(data)
-        for i, row in enumerate(data):
-            if not isinstance(row, list) or len(row) != width:
-                raise RequestError(
-                    "Invalid input. Provided dataframe_split field is not a valid dataframe "
-                    f"representation in 'split' format: row {i} does not have {width} values"
-                )
-            cols[name][i] = row[j]
+    for i, row in enumerate(data):
+        if not isinstance(row, list) or len(row) != width:
+            raise RequestError(
+                "Invalid input. Provided dataframe_split field is not a valid dataframe "
+                f"representation in 'split' format: row {i} does not have {width} values"
+            )
+    # Only the signature's columns (or, unnamed, all of them) are materialised.
+    unnamed = width == len(schema.names) and all(isinstance(c, int) for c in names)
+    wanted = set(schema.names)
+    position = {name: j for j, name in enumerate(names) if unnamed or name in wanted}
+    cols = {name: [row[j] for row in data] for name, j in position.items()}
     return cols, len(data)
 
 
-def _columns_from_inputs(inputs: Any, key: str) -> tuple[dict[str, Any], int]:
+def _columns_from_inputs(
+    inputs: Any, key: str, schema: InputSchema, max_rows: int | None
+) -> tuple[dict[str, Any], int]:
     if isinstance(inputs, list):
-        return _columns_from_records(inputs, key)
+        return _columns_from_records(inputs, key, schema, max_rows)
     if not isinstance(inputs, dict):
         raise RequestError(
             "Invalid input. This model has named inputs: send a dictionary of columns or a list "
@@ -362,11 +427,14 @@ def _columns_from_inputs(inputs: Any, key: str) -> tuple[dict[str, Any], int]:
                 "Invalid input. The length of values for each input/column name are not the same"
             )
         n = len(values)
+        _too_many_rows(n, max_rows)
         cols[name] = values
     return cols, n or 0
 
 
-def _raw_from_json(body: bytes, schema: InputSchema) -> tuple[dict[Any, Any], int, Any]:
+def _raw_from_json(
+    body: bytes, schema: InputSchema, max_rows: int | None
+) -> tuple[dict[Any, Any], int, Any]:
     doc = _decode_json(body)
     if isinstance(doc, list):
         raise RequestError(f"Invalid input. {REQUIRED_INPUT_FORMAT}. Received a list.")
@@ -391,31 +459,90 @@ def _raw_from_json(body: bytes, schema: InputSchema) -> tuple[dict[Any, Any], in
         raise RequestError("'params' must be a dictionary", error_code=INVALID_PARAMETER_VALUE)
     payload = doc[key]
     if key == "dataframe_split":
-        cols, n = _columns_from_split(payload, schema)
+        cols, n = _columns_from_split(payload, schema, max_rows)
     elif key == "dataframe_records":
-        cols, n = _columns_from_records(payload, key)
+        cols, n = _columns_from_records(payload, key, schema, max_rows)
     else:
-        cols, n = _columns_from_inputs(payload, key)
+        cols, n = _columns_from_inputs(payload, key, schema, max_rows)
     return cols, n, params
 
 
-def _raw_from_table(body: bytes, mime: str) -> tuple[dict[Any, Any], int]:
+def _read_parquet(body: bytes, max_rows: int | None, max_decoded_bytes: int | None) -> Any:
+    """The Parquet body as a DataFrame, refused from its footer before any page is decoded.
+
+    A few hundred KB of Parquet can declare tens of millions of rows (a decompression bomb):
+    the footer's row count and uncompressed sizes are checked first. String columns stay
+    dictionary-encoded while decoding, so one long value repeated per row is held once.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(pa.BufferReader(body))
+    meta = pf.metadata
+    _too_many_rows(meta.num_rows, max_rows)
+    if max_decoded_bytes is not None:
+        size = 0
+        for g in range(meta.num_row_groups):
+            rg = meta.row_group(g)
+            size += max(
+                rg.total_byte_size,
+                sum(rg.column(c).total_uncompressed_size for c in range(rg.num_columns)),
+            )
+        if size > max_decoded_bytes:
+            raise RequestError(
+                f"Parquet body declares {size} bytes of uncompressed data; this server accepts "
+                f"at most {max_decoded_bytes}",
+                413,
+                "REQUEST_LIMIT_EXCEEDED",
+            )
+    strings = [
+        f.name
+        for f in pf.schema_arrow
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+    ]
+    pf = pq.ParquetFile(pa.BufferReader(body), read_dictionary=strings)
+    table = pf.read(use_pandas_metadata=True)
+    if table.num_rows != meta.num_rows:  # pragma: no cover - pyarrow reads what the footer says
+        raise ValueError("row count differs from the footer")
+    return table.to_pandas()
+
+
+def _raw_from_table(
+    body: bytes,
+    mime: str,
+    schema: InputSchema,
+    max_rows: int | None,
+    max_decoded_bytes: int | None,
+) -> tuple[dict[Any, Any], int]:
     import pandas as pd
 
     fmt, method = ("CSV", "to_csv") if mime == CONTENT_TYPE_CSV else ("Parquet", "to_parquet")
+    wanted = set(schema.names)
     try:
         if mime == CONTENT_TYPE_CSV:
-            frame = pd.read_csv(io.StringIO(body.decode("utf-8")), keep_default_na=True)
+            # usecols: a header of many names over short rows would otherwise be padded to a
+            # names x rows table; nrows: stop one past the limit.
+            frame = pd.read_csv(
+                io.StringIO(body.decode("utf-8")),
+                keep_default_na=True,
+                usecols=lambda c: c in wanted,
+                nrows=None if max_rows is None else max_rows + 1,
+            )
         else:
-            frame = pd.read_parquet(io.BytesIO(body))
+            frame = _read_parquet(body, max_rows, max_decoded_bytes)
+    except RequestError:
+        raise
     except Exception as exc:
         raise RequestError(
             "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid "
             f"{fmt}-formatted Pandas DataFrame produced using the `pandas.DataFrame.{method}()` "
             f"method. Error: {type(exc).__name__}"
         ) from None
+    _too_many_rows(len(frame), max_rows)
     cols: dict[Any, Any] = {}
     for name in frame.columns:
+        if name not in wanted:
+            continue
         s = frame[name]
         cols[name] = s.to_numpy() if s.dtype.kind in "iufb" else s.astype(object).tolist()
     return cols, len(frame)
@@ -445,7 +572,11 @@ def _check_content_type(content_type: str | None) -> str:
 
 
 def parse_request(
-    body: bytes, content_type: str | None, schema: InputSchema, max_rows: int | None = None
+    body: bytes,
+    content_type: str | None,
+    schema: InputSchema,
+    max_rows: int | None = None,
+    max_decoded_bytes: int | None = None,
 ) -> ParsedRequest:
     """Validate one ``/invocations`` request against the model's signature.
 
@@ -453,7 +584,9 @@ def parse_request(
         body: the request body.
         content_type: the ``Content-Type`` header (JSON, CSV or Parquet).
         schema: the model's named inputs.
-        max_rows: refuse requests with more rows (413).
+        max_rows: refuse requests with more rows (413), checked before columns are built.
+        max_decoded_bytes: refuse Parquet bodies whose footer declares more uncompressed data
+            (413), checked before any page is decoded.
 
     Raises:
         RequestError: 415 for other content types, 413 over the row limit, 400 otherwise.
@@ -461,15 +594,10 @@ def parse_request(
     mime = _check_content_type(content_type)
     params = None
     if mime == CONTENT_TYPE_JSON:
-        raw, n, params = _raw_from_json(body, schema)
+        raw, n, params = _raw_from_json(body, schema, max_rows)
     else:
-        raw, n = _raw_from_table(body, mime)
-    if max_rows is not None and n > max_rows:
-        raise RequestError(
-            f"request has {n} rows; this server accepts at most {max_rows} per request",
-            413,
-            "REQUEST_LIMIT_EXCEEDED",
-        )
+        raw, n = _raw_from_table(body, mime, schema, max_rows, max_decoded_bytes)
+    _too_many_rows(n, max_rows)
     if n == 0:
         raise RequestError(
             "Failed to enforce schema: the request has no rows", error_code=INVALID_PARAMETER_VALUE

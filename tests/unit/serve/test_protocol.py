@@ -120,6 +120,23 @@ def test_integer_overflow_is_refused_naming_the_column() -> None:
     assert "'age'" in err.message
 
 
+def test_integers_far_below_int64_and_huge_floats_are_refused() -> None:
+    body = json.dumps({"dataframe_records": [dict(ROWS[0], age=0)]}).encode()
+    err = refused(body.replace(b'"age": 0', b'"age": -99999999999999999999'))
+    assert "'age'" in err.message
+    err = refused({"dataframe_records": [dict(ROWS[0], age=1e17)]})
+    assert "'age'" in err.message and "overflow" in err.message
+
+
+def test_a_utf8_body_with_a_byte_order_mark_is_scored_as_mlflow_does() -> None:
+    assert_rows(parse(b"\xef\xbb\xbf" + json.dumps({"dataframe_records": ROWS}).encode()))
+
+
+def test_records_missing_every_input_name_the_unknown_keys() -> None:
+    err = refused({"dataframe_records": [{"nope": 1}, {"other": 2}]})
+    assert err.error_code == "INVALID_PARAMETER_VALUE" and "'nope'" in err.message
+
+
 def test_infinity_tokens_are_refused_everywhere() -> None:
     body = json.dumps({"dataframe_records": [dict(ROWS[0], charges=float("inf"))]}).encode()
     assert b"Infinity" in body
