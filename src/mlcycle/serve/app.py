@@ -38,15 +38,28 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 _JSON = b"application/json"
+#: Bodies at least this large are parsed on a worker thread, so ``/ping`` and small requests
+#: keep being served while a 10,000-row body is converted; smaller ones cost less inline.
+THREAD_PARSE_BYTES = 32 * 1024
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 @dataclass(frozen=True)
 class ServeOptions:
-    """Limits and behaviour of one server."""
+    """Limits and behaviour of one server.
+
+    The read timeouts are declared here once; docs/serving.md lists them. ``header_timeout``:
+    seconds from connection (or the previous response) until a request's headers are
+    complete, else the connection gets 408 and is closed. ``body_timeout``: seconds from the
+    headers until the whole body has arrived, else 408 and close. ``max_decoded_bytes``: the
+    uncompressed size a Parquet body's footer may declare (413 above, checked before decoding).
+    """
 
     max_body_bytes: int = 5 * 1024 * 1024
     max_rows: int = 10_000
+    max_decoded_bytes: int = 64 * 1024 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
     timeout: float = 10.0
     retry_after: int = 1
     max_batch_rows: int = 64
@@ -500,10 +513,28 @@ class ServingApp:
                 if k == b"content-type":
                     content_type = v.decode("latin-1")
                     break
-            body = await self._read_body(scope, receive)
-            parsed = protocol.parse_request(
-                body, content_type, predictor.schema, self.options.max_rows
+            try:
+                body = await asyncio.wait_for(
+                    self._read_body(scope, receive), self.options.body_timeout
+                )
+            except TimeoutError:
+                raise protocol.RequestError(
+                    f"request body not received within {self.options.body_timeout:g}s",
+                    408,
+                    "REQUEST_TIMEOUT",
+                    headers={"connection": "close"},
+                ) from None
+            args = (
+                body,
+                content_type,
+                predictor.schema,
+                self.options.max_rows,
+                self.options.max_decoded_bytes,
             )
+            if len(body) >= THREAD_PARSE_BYTES:
+                parsed = await asyncio.to_thread(protocol.parse_request, *args)
+            else:
+                parsed = protocol.parse_request(*args)
             batcher.arriving -= 1
             arriving = False
             fut = batcher.submit(parsed.columns, parsed.n_rows)
@@ -516,8 +547,11 @@ class ServingApp:
         except protocol.RequestError as exc:
             if exc.status == 499:
                 return 499
+            # One line per refused request: a flood of bad requests must not flood the log.
+            logger.info("%s %d %s: %.200s", rid, exc.status, exc.error_code, exc.message)
             body, status, mime = protocol.error_response(exc)
-            await self._respond(send, status, body, mime.encode(), rid, version)
+            extra = [(k.encode(), v.encode()) for k, v in exc.headers.items()]
+            await self._respond(send, status, body, mime.encode(), rid, version, extra)
             return status
         except Shed as shed:
             self._shed_until = time.monotonic() + 1.0
@@ -529,7 +563,9 @@ class ServingApp:
             )
             return await self._unavailable(send, msg, rid, version)
         except Exception as exc:
-            logger.exception("prediction failed")
+            # The model refused the input (400): one line; the traceback only at DEBUG.
+            logger.warning("%s prediction failed: %s: %.200s", rid, type(exc).__name__, exc)
+            logger.debug("prediction failure traceback", exc_info=True)
             body = protocol.error_body(
                 "BAD_REQUEST",
                 "Encountered an unexpected error while evaluating the model. Verify that the "

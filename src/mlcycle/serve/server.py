@@ -133,9 +133,17 @@ def build_app(config: ServerConfig, client: Any | None = None) -> ServingApp:
     return create_app(source, config.options, log)
 
 
+def _set_header_timeout(options: ServeOptions) -> None:
+    from mlcycle.serve.http import HeaderTimeoutProtocol
+
+    HeaderTimeoutProtocol.header_timeout = options.header_timeout
+
+
 def app_from_env() -> ServingApp:
     """uvicorn factory for worker processes."""
-    return build_app(ServerConfig.from_json(os.environ[CONFIG_ENV]))
+    config = ServerConfig.from_json(os.environ[CONFIG_ENV])
+    _set_header_timeout(config.options)
+    return build_app(config)
 
 
 def serve(config: ServerConfig, client: Any) -> None:
@@ -147,6 +155,8 @@ def serve(config: ServerConfig, client: Any) -> None:
     """
     import uvicorn
 
+    from mlcycle.serve.http import PROTOCOL as HTTP_PROTOCOL
+
     ref = resolve(config.model_uri, client)
     check_model(ref, config.allow_pickle)
     common: dict[str, Any] = {
@@ -157,8 +167,10 @@ def serve(config: ServerConfig, client: Any) -> None:
         "timeout_graceful_shutdown": int(config.grace),
         "lifespan": "on",
         "loop": "auto",
-        "http": "auto",
+        # uvicorn's own protocol has no header read timeout (slow loris): ours answers 408.
+        "http": HTTP_PROTOCOL,
     }
+    _set_header_timeout(config.options)
     if threading.current_thread() is threading.main_thread():
         # uvicorn re-raises SIGTERM once it has drained; by then the work is done and flushed,
         # so end with status 0 instead of dying by the signal.
