@@ -37,6 +37,7 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/training.py
 	$(BIN)/python benchmarks/serving.py --quick
+	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/drift.py --rows 1000000
 	$(BIN)/python benchmarks/batch.py
 

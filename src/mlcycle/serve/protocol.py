@@ -44,6 +44,7 @@ _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
 #: Largest magnitude up to which every integer is exact as a float64.
 _FLOAT_EXACT = 2**53
+_BOOL_TYPES = frozenset({bool, np.bool_})
 
 BAD_REQUEST = "BAD_REQUEST"
 INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
@@ -196,7 +197,10 @@ def _float_column(col: Column, values: Sequence[Any] | np.ndarray) -> np.ndarray
     if isinstance(values, np.ndarray):
         if values.dtype.kind == "b" and values.size:
             raise _bad_value(col, bool(values[0]), "a boolean in a numeric column")
-    elif bool in set(map(type, values)):  # numpy would read True as 1.0
+        if values.dtype.kind == "O":  # e.g. a Parquet boolean column with nulls
+            values = values.tolist()
+    if not isinstance(values, np.ndarray) and not _BOOL_TYPES.isdisjoint(map(type, values)):
+        # numpy would read True as 1.0
         raise _bad_value(col, True, "a boolean in a numeric column")
     try:
         arr = np.asarray(values, dtype=np.float64)
