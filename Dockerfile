@@ -21,7 +21,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MODEL_URI=models:/mlcycle-model@champion \
     PORT=8080
 COPY --from=build /dist /tmp/dist
-RUN pip install --no-cache-dir "$(ls /tmp/dist/mlcycle-*.whl)[serve,postgres]" \
+RUN pip install --no-cache-dir "$(ls /tmp/dist/mlcycle-*.whl)[serve,postgres,s3]" \
     && rm -rf /tmp/dist \
     && useradd --create-home --uid 10001 --user-group mlcycle
 USER mlcycle

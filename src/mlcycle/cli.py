@@ -393,7 +393,10 @@ def demo(workdir: str, rows: int) -> None:
     running server answering with the new champion.
     """
     from mlcycle.demo import run_demo
+    from mlcycle.extras import require
 
+    require("serve", feature="mlcycle demo")
+    require("monitoring", feature="mlcycle demo")
     settings, client = _context()
     for line in run_demo(settings, client, Path(workdir), rows=rows):
         click.echo(line)
@@ -797,6 +800,9 @@ def serve_cmd(
     allow_pickle: bool,
 ) -> None:
     """Serve a model over MLflow's /invocations protocol, with metrics and an inference log."""
+    from mlcycle.extras import require
+
+    require("serve", feature="mlcycle serve")
     from mlcycle.serve.app import ServeOptions
     from mlcycle.serve.server import ServerConfig, serve
 
@@ -918,6 +924,10 @@ def _monitor_options(fn: Any) -> Any:
 
 def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
     from mlcycle.data import load_table
+    from mlcycle.extras import require
+
+    # Before any reading or analysis: without Evidently the report step would fail last.
+    require("monitoring", feature="mlcycle monitor")
     from mlcycle.monitoring import DriftConfig, RetrainPolicy, load_reference, reference_from_frame
 
     settings, client = _context()

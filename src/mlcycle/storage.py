@@ -12,13 +12,20 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mlcycle.extras import require
+
 
 def _endpoint() -> str | None:
     return os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
 
 
 def s3_client() -> Any:
-    """A boto3 S3 client for the configured endpoint."""
+    """A boto3 S3 client for the configured endpoint.
+
+    Raises:
+        MissingExtra: boto3 is not installed (the ``s3`` extra).
+    """
+    require("s3", feature="s3:// paths")
     import boto3
 
     return boto3.client("s3", endpoint_url=_endpoint())

@@ -171,3 +171,28 @@ def test_ci_runs_the_readme_test_command_with_postgres_and_can_stop_it_for_fault
     assert "postgres" in test["services"]
     runs = [s for s in test["steps"] if s.get("run") == "bash .ci/run"]
     assert runs and "job.services.postgres.id" in runs[0]["env"]["MLCYCLE_TEST_PG_CONTROL"]
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "lifecycle.yml"])
+def test_every_job_has_a_timeout(name: str) -> None:
+    jobs = _load(name)["jobs"]
+    assert [j for j, job in jobs.items() if "timeout-minutes" not in job] == []
+    assert all(0 < int(job["timeout-minutes"]) <= 120 for job in jobs.values())
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "lifecycle.yml"])
+def test_no_script_uses_and_or_as_if_then_else(name: str) -> None:
+    # shellcheck SC2015: in `A && B || C`, C also runs when B fails.
+    runs = [s.get("run", "") for job in _load(name)["jobs"].values() for s in job["steps"]]
+    assert [r for r in runs if re.search(r"&&[^\n|]*\|\|", r)] == []
+
+
+def test_ci_runs_the_suite_on_three_pythons_and_the_core_suite_on_macos_and_windows() -> None:
+    jobs = _load("ci.yml")["jobs"]
+    assert jobs["test"]["strategy"]["matrix"]["python"] == ["3.11", "3.12", "3.13"]
+    core = jobs["core"]
+    assert set(core["strategy"]["matrix"]["os"]) == {"macos-latest", "windows-latest"}
+    assert core["env"]["CI"] == "true"
+    pytest_run = next(s["run"] for s in core["steps"] if "pytest" in s.get("run", ""))
+    for marker in ("postgres", "s3", "browser", "pg_outage"):
+        assert f"not {marker}" in pytest_run

@@ -11,7 +11,6 @@ two retrains.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock
 
 from mlcycle.config import Settings, ensure_experiment
 from mlcycle.monitoring import record
@@ -58,12 +58,8 @@ class MonitorOutcome:
 def _file_lock(lock_dir: Path, key: str) -> Iterator[None]:
     lock_dir.mkdir(parents=True, exist_ok=True)
     path = lock_dir / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".lock")
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    with FileLock(path):
+        yield
 
 
 def run_once(

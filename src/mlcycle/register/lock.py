@@ -8,8 +8,9 @@ promotion and rollback therefore runs under this lock and re-reads the state ins
 
 - PostgreSQL registry: ``pg_advisory_lock`` on a separate connection to the registry database,
   so it holds for every process and machine that talks to that database;
-- SQLite registry: ``fcntl.flock`` on a file next to the database file (``flock`` also
-  excludes threads of one process, since each acquisition opens its own file description);
+- SQLite registry: a ``filelock`` lock on a file next to the database file (``flock`` on
+  POSIX, ``msvcrt.locking`` on Windows; a fresh lock object per acquisition also excludes
+  threads of one process);
 - a tracking server over HTTP: ``pg_advisory_lock`` in the database named by
   ``MLCYCLE_REGISTRY_LOCK_URI`` (any PostgreSQL every promoting machine reaches, e.g. the
   tracking database) — across machines;
@@ -19,15 +20,15 @@ promotion and rollback therefore runs under this lock and re-reads the state ins
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +67,8 @@ def _pg_lock(uri: str, name: str, key_uri: str | None = None) -> Iterator[None]:
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with FileLock(path):
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def _lock_path(uri: str, name: str) -> Path:

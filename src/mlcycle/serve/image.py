@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 DEFAULT_MODEL_URI = "models:/mlcycle-model@champion"
 DEFAULT_PORT = 8080
-DEFAULT_EXTRAS = ("serve", "postgres")
+#: s3: the stack's server reads models from MinIO and writes its inference log there (boto3).
+DEFAULT_EXTRAS = ("serve", "postgres", "s3")
 SERVER_UID = 10001
 
 _HEALTHCHECK = (

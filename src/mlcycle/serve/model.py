@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mlcycle.errors import ModelNotFound, ServingError
+from mlcycle.extras import available
 from mlcycle.serve.protocol import Column, InputSchema
 from mlcycle.uris import check_model_uri
 
@@ -345,6 +346,7 @@ def load_predictor(
         and task == "classification"
         and onnx_path is not None
         and onnx_path.exists()
+        and available("onnxruntime")  # without the onnx extra, sklearn serves the model
     ):
         # Labels are exact (verified at training); regression stays on sklearn so floats
         # match `mlflow models serve` bit for bit.

@@ -14,6 +14,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from mlcycle.data import DatasetSpec
+from mlcycle.extras import MODULES, available
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,21 @@ UNCONVERTIBLE = frozenset({"HistGradientBoostingClassifier", "HistGradientBoosti
 #: Largest tree ensemble (total nodes) converted; a fully grown forest on 100k+ rows has
 #: millions of nodes, which take minutes to convert and hundreds of MB to store.
 MAX_TREE_NODES = 1_000_000
+
+
+#: Why the copy is missing when the ``onnx`` extra is not installed (kept in onnx/check.json).
+NOT_INSTALLED = "not attempted: the 'onnx' extra is not installed (pip install 'mlcycle[onnx]')"
+
+_said_not_installed = False
+
+
+def _not_installed() -> str:
+    # One log line per process, not one per trial of a search.
+    global _said_not_installed
+    if not _said_not_installed:
+        logger.warning("no ONNX copy: %s", NOT_INSTALLED)
+        _said_not_installed = True
+    return NOT_INSTALLED
 
 
 def labels_from_proba(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -95,12 +111,12 @@ def convert(
     Returns the serialized model only when labels match exactly and numbers within
     :data:`RTOL`/:data:`ATOL`; otherwise ``None`` and the reason.
     """
-    try:
-        import onnxruntime as ort
-        from skl2onnx import convert_sklearn
-        from skl2onnx.common.data_types import FloatTensorType, StringTensorType
-    except ImportError as exc:  # pragma: no cover - both are dependencies
-        return None, OnnxCheck(False, f"ONNX tools not installed: {exc}")
+    if not available(*MODULES["onnx"]):
+        return None, OnnxCheck(False, _not_installed())
+    import onnxruntime as ort
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
     model = pipe.named_steps["model"]
     estimator = type(model).__name__
     if estimator in UNCONVERTIBLE:

@@ -60,7 +60,7 @@ def test_the_image_execs_mlcycle_serve_on_the_model_uri_and_port() -> None:
 
 
 def test_the_image_installs_the_wheel_with_the_requested_extras() -> None:
-    assert "mlcycle-*.whl)[serve,postgres]" in image.render_dockerfile()
+    assert "mlcycle-*.whl)[serve,postgres,s3]" in image.render_dockerfile()
     assert "mlcycle-*.whl)[serve]" in image.render_dockerfile(extras=("serve",))
 
 
