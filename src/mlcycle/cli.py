@@ -559,7 +559,7 @@ def _gate_options(fn: Any) -> Any:
         _allow_pickle_option,
     ]
     for option in reversed(options):
-        fn = option(fn)  # type: ignore[operator]
+        fn = option(fn)
     return fn
 
 
