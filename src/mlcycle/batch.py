@@ -21,9 +21,11 @@ which needs ``hadoop-aws`` on the Spark classpath (see docs/scaling.md).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from mlcycle import trust
 from mlcycle.errors import ConfigError, DataError
 from mlcycle.storage import filesystem
 
@@ -78,7 +81,7 @@ class BatchResult:
 
 
 def _model(model_uri: str, client: Any, allow_pickle: bool) -> tuple[Any, Any]:
-    """The registry version ``model_uri`` names now, and its input schema (pickle refused)."""
+    """The registry version ``model_uri`` names now, and its input schema (trust checked)."""
     from mlcycle.serve.model import check_model, resolve
 
     ref = resolve(model_uri, client)
@@ -171,8 +174,8 @@ def _predict_pandas(
     scored_at: datetime,
     overwrite: bool,
     chunk_rows: int,
+    allow_pickle: bool = False,
 ) -> pd.DataFrame:
-    import mlflow
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -181,7 +184,7 @@ def _predict_pandas(
     df = load_table(source)
     _check_columns(list(df.columns), schema, source)
     df = _cast_features(df, schema, source)
-    model = mlflow.pyfunc.load_model(ref.download_uri)
+    model = trust.load_pyfunc(ref.download_uri, ref.uri, allow_pickle=allow_pickle)
     features = list(schema.names)
     preds: list[np.ndarray] = []
     request_ids: list[np.ndarray] = []
@@ -394,13 +397,14 @@ def predict(
         overwrite: replace the partitions this call writes instead of adding files.
         inference_log: also append the scored rows to the inference log at this root.
         role: the ``role`` of logged rows; monitoring reads ``champion`` rows by default.
-        allow_pickle: accept models saved with pickle/cloudpickle.
+        allow_pickle: skip the trust policy (pickle, cloudpickle, ``code/`` run code on load).
         chunk_rows: rows per pyfunc call and ``request_id`` (pandas engine).
 
     Raises:
         ConfigError: unknown engine, or pyspark missing for the Spark engine.
         ModelNotFound: the URI names no model.
-        ServingError: the model is pickled (without ``allow_pickle``) or has no signature.
+        UntrustedModel: the trust policy refused the model (:mod:`mlcycle.trust`).
+        ServingError: the model has no signature.
         DataError: the input is missing or unreadable, lacks feature columns or holds values
             the model's types cannot take.
     """
@@ -418,22 +422,29 @@ def predict(
     kinds = tuple((c.name, c.kind) for c in schema.columns)
     version = str(ref.version)
     logged: int | None = None
-    if engine == "pandas":
-        out = _predict_pandas(
-            ref, schema, source, output, batch_id=batch_id, scored_at=scored_at,
-            overwrite=overwrite, chunk_rows=chunk_rows,
+    # The one checked copy is what either engine loads (Spark ships it to its executors).
+    with tempfile.TemporaryDirectory(prefix="mlcycle-batch-") as dst:
+        local, _ = trust.fetch_model(
+            ref.download_uri, f"{model_uri} (version {version})", allow_pickle=allow_pickle,
+            dst=dst,
         )  # fmt: skip
-        rows = len(out)
-        if inference_log:
-            logged = _log_frame(inference_log, out, kinds, ref.name, version, role, ts_us)
-    else:
-        session = spark if spark is not None else spark_session(master)
-        written, rows = _predict_spark(
-            session, ref, schema, source, output, batch_id=batch_id, scored_at=scored_at,
-            overwrite=overwrite,
-        )  # fmt: skip
-        if inference_log:
-            logged = _log_spark(written, inference_log, kinds, ref.name, version, role, ts_us)
+        ref = dataclasses.replace(ref, download_uri=str(local))
+        if engine == "pandas":
+            out = _predict_pandas(
+                ref, schema, source, output, batch_id=batch_id, scored_at=scored_at,
+                overwrite=overwrite, chunk_rows=chunk_rows, allow_pickle=allow_pickle,
+            )  # fmt: skip
+            rows = len(out)
+            if inference_log:
+                logged = _log_frame(inference_log, out, kinds, ref.name, version, role, ts_us)
+        else:
+            session = spark if spark is not None else spark_session(master)
+            written, rows = _predict_spark(
+                session, ref, schema, source, output, batch_id=batch_id, scored_at=scored_at,
+                overwrite=overwrite,
+            )  # fmt: skip
+            if inference_log:
+                logged = _log_spark(written, inference_log, kinds, ref.name, version, role, ts_us)
     seconds = time.perf_counter() - t0
     logger.info(
         "scored %d rows of %s with %s version %s on %s in %.1fs",

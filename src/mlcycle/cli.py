@@ -485,6 +485,7 @@ def _gate_policy(
     min_score: float | None,
     min_improvement: float,
     max_latency: float | None,
+    allow_pickle: bool = False,
 ) -> Any:
     from mlcycle.register import GatePolicy
 
@@ -494,7 +495,18 @@ def _gate_policy(
         min_score=min_score,
         min_improvement=min_improvement,
         max_latency_ms_per_row=max_latency,
+        allow_pickle=allow_pickle,
     )
+
+
+def _allow_pickle_option(fn: Any) -> Any:
+    """``--allow-pickle``: the one opt-in of mlcycle.trust (or MLCYCLE_ALLOW_PICKLE=true)."""
+    return click.option(
+        "--allow-pickle",
+        is_flag=True,
+        help="Load models whose files can run code (pickle, cloudpickle, code/) "
+        "[default: MLCYCLE_ALLOW_PICKLE or off]. Only for models whose authors you trust.",
+    )(fn)
 
 
 def _eval_frame(path: str | None) -> Any:
@@ -547,6 +559,7 @@ def _gate_options(fn: Any) -> Any:
             help="CSV/Parquet to score both models on "
             "[default: the challenger's held-out test split].",
         ),
+        _allow_pickle_option,
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -594,13 +607,17 @@ def gate_cmd(
     min_improvement: float,
     max_latency: float | None,
     eval_data: str | None,
+    allow_pickle: bool,
 ) -> None:
     """Score challenger and champion on the same data; exit 1 when an enabled gate fails."""
     from mlcycle.errors import GateRejected
     from mlcycle.register import gate
 
-    _, client = _context()
-    policy = _gate_policy(mode, metric, min_score, min_improvement, max_latency)
+    settings, client = _context()
+    policy = _gate_policy(
+        mode, metric, min_score, min_improvement, max_latency,
+        allow_pickle or settings.allow_pickle,
+    )  # fmt: skip
     d = gate(client, name, version, policy, _eval_frame(eval_data))
     _echo_decision(d)
     if mode == "enabled" and not d.passed:
@@ -626,13 +643,17 @@ def promote_cmd(
     min_improvement: float,
     max_latency: float | None,
     eval_data: str | None,
+    allow_pickle: bool,
 ) -> None:
     """Gate a version and make it the champion (Production, @champion)."""
     from mlcycle.register import promote
     from mlcycle.uris import model_uri
 
-    _, client = _context()
-    policy = _gate_policy(mode, metric, min_score, min_improvement, max_latency)
+    settings, client = _context()
+    policy = _gate_policy(
+        mode, metric, min_score, min_improvement, max_latency,
+        allow_pickle or settings.allow_pickle,
+    )  # fmt: skip
     result = promote(
         client,
         name,
@@ -777,11 +798,7 @@ def history_cmd(name: str, as_json: bool) -> None:
     show_default=True,
     help="Seconds to finish in-flight requests after SIGTERM.",
 )
-@click.option(
-    "--allow-pickle",
-    is_flag=True,
-    help="Load models saved with pickle/cloudpickle (runs code from the model file).",
-)
+@_allow_pickle_option
 def serve_cmd(
     model_uri: str,
     host: str,
@@ -813,7 +830,7 @@ def serve_cmd(
         port=port,
         workers=workers,
         inference_log=None if no_inference_log else settings.inference_log,
-        allow_pickle=allow_pickle,
+        allow_pickle=allow_pickle or settings.allow_pickle,
         tracking_uri=settings.tracking_uri,
         registry_uri=settings.registry_uri,
         grace=grace,
@@ -1254,11 +1271,7 @@ def server_cmd(
     metavar="PATH|s3://",
     help="Inference log root [default: MLCYCLE_INFERENCE_LOG or ./inference-log].",
 )
-@click.option(
-    "--allow-pickle",
-    is_flag=True,
-    help="Load models saved with pickle/cloudpickle (runs code from the model file).",
-)
+@_allow_pickle_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def predict_cmd(
     model_uri: str,
@@ -1279,7 +1292,7 @@ def predict_cmd(
     result = predict(
         model_uri, source, output, client=client, engine=engine, master=master,  # type: ignore[arg-type]
         overwrite=overwrite, inference_log=settings.inference_log if to_log else None,
-        allow_pickle=allow_pickle,
+        allow_pickle=allow_pickle or settings.allow_pickle,
     )  # fmt: skip
     if as_json:
         doc = {

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         "./inference-log", description="Inference log root: a directory or an s3:// prefix."
     )
     seed: int = Field(42, description="Default random seed.")
+    allow_pickle: bool = Field(
+        False,
+        description="Load models whose files can run code (pickle, cloudpickle, code/): the "
+        "environment form of --allow-pickle; see mlcycle.trust.",
+    )
 
     # ``mlcycle server`` (the team tracking server; see mlcycle.stack).
     backend_store_uri: str = Field(

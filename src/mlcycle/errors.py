@@ -39,3 +39,7 @@ class MonitoringError(MlcycleError):
 
 class ServingError(MlcycleError):
     """The model server could not load or serve a model."""
+
+
+class UntrustedModel(ServingError):
+    """A model's files could run code when loaded and nobody opted in (mlcycle.trust)."""

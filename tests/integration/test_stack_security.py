@@ -281,3 +281,85 @@ def test_no_secret_reaches_the_logs_the_process_list_or_help(
     for args in (["--help"], ["server", "--help"], ["serve", "--help"], ["train", "--help"]):
         out = CliRunner().invoke(cli, args).output
         assert not any(s in out for s in secrets), args
+
+
+def test_an_edit_user_promoting_a_crafted_version_runs_nothing_on_the_model_server(
+    stack: Tracking, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10: EDIT on one registered model must not mean code execution on serving hosts."""
+    import re
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from mlcycle.register.types import AUDIT_EXPERIMENT
+    from security.crafted_models import craft, legit_model
+
+    stack.use(monkeypatch)
+    admin = MlflowClient()
+    name = f"fraud-{uuid.uuid4().hex[:6]}"
+    mlflow.set_experiment(f"{name}-training")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(legit_model(tmp_path)), "model")
+    admin.create_registered_model(name)
+    good = admin.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id)
+    admin.set_registered_model_alias(name, "champion", good.version)
+    audit = admin.get_experiment_by_name(AUDIT_EXPERIMENT)
+    audit_id = audit.experiment_id if audit else admin.create_experiment(AUDIT_EXPERIMENT)
+
+    editor = ("editor-" + uuid.uuid4().hex[:6], "Editor-pass-" + uuid.uuid4().hex[:8])
+    stack.create_user(*editor)
+    stack.grant(editor[0], "registered_model", name, "EDIT")
+    stack.grant(editor[0], "experiment", audit_id, "EDIT")  # so the promotion itself succeeds
+
+    proc, port, log = _serve(
+        stack, f"models:/{name}@champion", tmp_path, "--reload-interval", "0.5"
+    )
+    marker = tmp_path / "MARKER"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+
+        # The attacker: their own experiment, a crafted model, a version of the victim model.
+        stack.use(monkeypatch, *editor)
+        mlflow.set_experiment(f"{editor[0]}-scratch")
+        with mlflow.start_run() as run:
+            mlflow.log_artifacts(str(craft("code_loader", tmp_path, marker).path), "model")
+        bad = MlflowClient().create_model_version(
+            name, f"{run.info.artifact_uri}/model", run.info.run_id
+        )
+        res = CliRunner().invoke(
+            cli, ["promote", name, "--version", bad.version, "--force", "--reason", "trust me"]
+        )
+        assert res.exit_code == 0, res.output
+
+        stack.use(monkeypatch)
+        assert admin.get_registered_model(name).aliases["champion"] == bad.version
+        history = CliRunner().invoke(cli, ["history", name])
+        assert "trust me" in history.output, history.output  # the attempt is on record
+
+        def refused() -> float:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            m = re.search(r"^mlcycle_model_refused_total\{[^}]*\} (\S+)$", text, re.M)
+            return float(m.group(1)) if m else 0.0
+
+        deadline = time.monotonic() + 60
+        while refused() < 1:
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.3)
+        body = {"dataframe_records": [{"x": 1.0}]}
+        r = httpx.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.headers["x-model-version"] == str(good.version)
+        assert not marker.exists()
+    finally:
+        stop_group(proc)
+    assert not marker.exists()
+    assert "refused" in log.read_text()

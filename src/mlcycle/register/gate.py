@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlcycle import trust
 from mlcycle.errors import DataError, ModelNotFound, SchemaMismatch
 from mlcycle.register import audit
 from mlcycle.register.core import champion_version, resolve_version
@@ -184,11 +185,25 @@ def _eval_frame(
     return frame.reset_index(drop=True)
 
 
-def _score(facts: ModelFacts, data: pd.DataFrame, role: str) -> dict[str, float]:
-    """Evaluate one model in a nested run; returns its metrics plus latency per row."""
+def _score(
+    facts: ModelFacts, data: pd.DataFrame, role: str, allow_pickle: bool = False
+) -> dict[str, float]:
+    """Evaluate one model in a nested run; returns its metrics plus latency per row.
+
+    Raises:
+        UntrustedModel: the trust policy refused the model (nothing of it was loaded).
+    """
+    # The copy lives as long as the evaluation (a pyfunc may read its files lazily).
+    with tempfile.TemporaryDirectory(prefix="mlcycle-gate-") as dst:
+        model = trust.load_pyfunc(
+            facts.download_uri, f"{role} v{facts.version}", allow_pickle=allow_pickle, dst=dst
+        )
+        return _evaluate(model, facts, data, role)
+
+
+def _evaluate(model: Any, facts: ModelFacts, data: pd.DataFrame, role: str) -> dict[str, float]:
     import mlflow
 
-    model = mlflow.pyfunc.load_model(facts.download_uri)
     # Each model sees only its own inputs (the frame holds the union of both models').
     names = [c for c in facts.inputs if c in data.columns] or [
         c for c in data.columns if c != facts.target
@@ -339,8 +354,10 @@ def gate(
     )
     nested = mlflow.active_run() is not None
     with mlflow.start_run(run_id=parent, nested=nested):
-        challenger_metrics = _score(challenger, data, "challenger")
-        champion_metrics = _score(champion, data, "champion") if champion else {}
+        challenger_metrics = _score(challenger, data, "challenger", policy.allow_pickle)
+        champion_metrics = (
+            _score(champion, data, "champion", policy.allow_pickle) if champion else {}
+        )
         reasons = _judge(policy, metric, challenger_metrics, champion_metrics) + reasons
         passed = not reasons
         mlflow.set_tags(

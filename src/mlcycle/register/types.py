@@ -46,7 +46,8 @@ class GatePolicy:
 
     ``metric`` defaults to ``roc_auc`` for classifiers and ``rmse`` for regressors; whether
     higher is better is known for the usual metrics. With no champion the absolute
-    thresholds alone decide.
+    thresholds alone decide. ``allow_pickle`` lets the gate load models whose files can run
+    code (:mod:`mlcycle.trust`); off, such a challenger or champion is refused.
 
     Raises:
         ConfigError: an unknown mode or a non-positive latency bound.
@@ -57,6 +58,7 @@ class GatePolicy:
     min_score: float | None = None
     min_improvement: float = 0.0
     max_latency_ms_per_row: float | None = None
+    allow_pickle: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("enabled", "dry_run", "disabled"):

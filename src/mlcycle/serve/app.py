@@ -73,7 +73,8 @@ class ModelSource:
     """Where predictors come from: ``load()`` the first one, ``poll(current)`` for a newer one.
 
     The server's startup builds one from a model URI and an ``MlflowClient``; tests pass
-    their own (a fixed predictor, or one whose version they move).
+    their own (a fixed predictor, or one whose version they move). ``refused`` counts the
+    versions the trust policy refused; ``close()`` removes downloaded copies at shutdown.
     """
 
     def __init__(
@@ -82,11 +83,14 @@ class ModelSource:
         poll: Callable[[Any], Any | None] | None = None,
         load_shadow: Callable[[], Any | None] | None = None,
         poll_shadow: Callable[[Any | None], Any | None] | None = None,
+        close: Callable[[], None] | None = None,
     ) -> None:
         self.load = load
         self.poll = poll
         self.load_shadow = load_shadow
         self.poll_shadow = poll_shadow
+        self.close = close
+        self.refused = 0
 
     @classmethod
     def fixed(cls, predictor: Any, shadow: Any | None = None) -> ModelSource:
@@ -170,6 +174,7 @@ class ServingApp:
             "inference_log_written": log.written if log else 0,
             "model_reloads": self.reloads,
             "model_reload_failures": self.reload_failures,
+            "model_refused": self.source.refused,
         }
 
     def _on_batch(self, n_requests: int, rows: int, preds: Any, predictor: Any) -> None:
@@ -207,6 +212,12 @@ class ServingApp:
             await self._shadow_batcher.stop()
         if self.log is not None:
             await asyncio.to_thread(self.log.close)
+        if self.source.close is not None:
+            # Reload threads are daemons that may still be downloading: wait briefly so the
+            # copy they write is not left behind.
+            for t in self._threads:
+                await asyncio.to_thread(t.join, 5)
+            self.source.close()
         logger.info(
             "stopped; inference log: %d written, %d dropped",
             self.log.written if self.log else 0,

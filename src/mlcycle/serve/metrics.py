@@ -70,6 +70,7 @@ class _StateCollector(Collector):
             ("inference_log_written", "Inference-log records written."),
             ("model_reloads", "Model versions swapped in by hot reload."),
             ("model_reload_failures", "Hot reloads that failed (the old version kept serving)."),
+            ("model_refused", "Model versions the trust policy refused (never loaded)."),
         ):
             c = CounterMetricFamily(f"mlcycle_{key}", help_text, labels=["pid"])
             c.add_metric([pid], float(s.get(key, 0)))

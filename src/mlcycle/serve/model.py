@@ -8,8 +8,8 @@ prediction per row. Classifiers that training verified against their ONNX copy
 (``metadata.mlcycle.onnx``) run on onnxruntime, fed as
 :func:`mlcycle.train.onnx_export.onnx_feeds` feeds them and labelled with
 :func:`~mlcycle.train.onnx_export.labels_from_proba`; everything else runs sklearn's
-``predict`` on a frame built like MLflow's. Models saved with pickle are refused unless
-``allow_pickle``.
+``predict`` on a frame built like MLflow's. Every model passes :mod:`mlcycle.trust` before
+anything in it is loaded: formats that can run code are refused unless ``allow_pickle``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from mlcycle.errors import ModelNotFound, ServingError
+from mlcycle import trust
+from mlcycle.errors import ModelNotFound, ServingError, UntrustedModel
 from mlcycle.extras import available
 from mlcycle.serve.protocol import Column, InputSchema
 from mlcycle.uris import check_model_uri
@@ -31,7 +32,6 @@ from mlcycle.uris import check_model_uri
 logger = logging.getLogger(__name__)
 
 _SUPPORTED_KINDS = {"long", "integer", "double", "float", "string", "boolean"}
-_PICKLE_FORMATS = {"pickle", "cloudpickle"}
 _STAGES = {"none", "staging", "production", "archived"}
 
 
@@ -231,53 +231,21 @@ class Predictor:
         return np.asarray(self.pyfunc.predict(self.frame(columns)))
 
 
-def _read_mlmodel(local: Path) -> Any:
-    from mlflow.models import Model
-
-    return Model.load(str(local / "MLmodel"))
-
-
-def _refuse_pickle(ref: ModelRef, mlmodel: Any, allow_pickle: bool) -> None:
-    flavors = mlmodel.flavors
-    sk = flavors.get("sklearn")
-    fmt = sk.get("serialization_format") if sk else None
-    loader = flavors.get("python_function", {}).get("loader_module")
-    pickled = fmt in _PICKLE_FORMATS if sk else loader in ("mlflow.pyfunc.model", None)
-    if pickled and not allow_pickle:
-        raise ServingError(
-            f"{ref.uri} is saved with {fmt or 'cloudpickle'}, which runs arbitrary code when "
-            "loaded; mlcycle logs skops models. Pass --allow-pickle if you trust its source."
-        )
-
-
 def check_model(ref: ModelRef, allow_pickle: bool = False) -> InputSchema:
-    """Read only the MLmodel file: refuse pickle, require a named signature.
+    """Read only the MLmodel file: apply the trust policy, require a named signature.
 
     Raises:
-        ServingError: pickle refused or no usable signature.
+        UntrustedModel: the model could run code when loaded (see :mod:`mlcycle.trust`).
+        ServingError: no usable signature.
         ModelNotFound: no MLmodel file.
     """
-    import mlflow
-
-    if Path(ref.download_uri).is_dir():
-        path = Path(ref.download_uri) / "MLmodel"
-    else:
-        try:
-            path = Path(
-                mlflow.artifacts.download_artifacts(artifact_uri=ref.download_uri + "/MLmodel")
-            )
-        except Exception:
-            # Logged-model ids (models:/m-...) take no sub-path: fetch the whole model.
-            try:
-                path = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.download_uri))
-            except Exception as exc:
-                raise ModelNotFound(f"cannot read the MLmodel file of {ref.uri}: {exc}") from exc
-            path = path / "MLmodel"
-    from mlflow.models import Model
-
-    mlmodel = Model.load(str(path))
-    _refuse_pickle(ref, mlmodel, allow_pickle)
+    mlmodel, _ = trust.read_mlmodel(ref.download_uri)
+    trust.check_mlmodel(mlmodel, _where(ref), allow_pickle)
     return schema_from_mlmodel(mlmodel)
+
+
+def _where(ref: ModelRef) -> str:
+    return ref.uri if ref.version in ("local", "") else f"{ref.uri} (version {ref.version})"
 
 
 def load_predictor(
@@ -291,51 +259,34 @@ def load_predictor(
 
     Args:
         ref: from :func:`resolve`.
-        allow_pickle: accept models saved with pickle/cloudpickle (they run code on load).
+        allow_pickle: skip the trust policy (pickle, cloudpickle, ``code/`` run code on load).
         use_onnx: use the verified ONNX copy of a classifier when there is one.
         dst: download directory (a temporary one when ``None``).
 
     Raises:
-        ServingError: pickle refused, or the model cannot be loaded.
+        UntrustedModel: the trust policy refused the model (see :mod:`mlcycle.trust`).
+        ServingError: the model cannot be loaded.
         ModelNotFound: the artifacts are missing.
     """
-    import mlflow
-
     t0 = time.perf_counter()
-    if Path(ref.download_uri).is_dir():
-        local = Path(ref.download_uri)
-    else:
-        try:
-            local = Path(
-                mlflow.artifacts.download_artifacts(artifact_uri=ref.download_uri, dst_path=dst)
-            )
-        except Exception as exc:
-            raise ModelNotFound(
-                f"cannot download {ref.uri} (version {ref.version}): {exc}"
-            ) from exc
-    mlmodel = _read_mlmodel(local)
+    local, mlmodel = trust.fetch_model(
+        ref.download_uri, _where(ref), allow_pickle=allow_pickle, dst=dst
+    )
     schema = schema_from_mlmodel(mlmodel)
-    _refuse_pickle(ref, mlmodel, allow_pickle)
     flavors = mlmodel.flavors
-    sk = flavors.get("sklearn")
     meta = (mlmodel.metadata or {}).get("mlcycle") or {}
     task = meta.get("task")
     sk_model = pyfunc = session = None
     try:
-        if sk is not None:
-            import mlflow.sklearn
-
-            if sk.get("serialization_format") == "skops":
-                # mlcycle's own reviewed allow-list, not the one stored in the model: works with
-                # MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false (the image's setting).
-                from mlcycle.train.pipelines import load_reviewed_skops
-
-                sk_model = load_reviewed_skops(str(local / sk["pickled_model"]))
-            else:
-                sk_model = mlflow.sklearn.load_model(str(local))
+        if flavors.get("sklearn") is not None:
+            # mlcycle's own reviewed allow-list, not the one stored in the model: works with
+            # MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false (the image's setting).
+            sk_model = trust.load_sklearn(local, mlmodel)
             _set_single_thread(sk_model)
         else:
-            pyfunc = mlflow.pyfunc.load_model(str(local))
+            pyfunc = trust.load_pyfunc(str(local), _where(ref), allow_pickle=allow_pickle)
+    except UntrustedModel:
+        raise
     except Exception as exc:
         raise ServingError(f"cannot load {ref.uri}: {type(exc).__name__}: {exc}") from exc
     onnx_file = meta.get("onnx")

@@ -2,10 +2,10 @@
 
 API: :class:`ServerConfig`, :func:`model_source`, :func:`build_app`, :func:`serve`.
 
-``serve`` checks the model first (pickle refused, signature required: errors before any
-port is bound), then runs uvicorn. With ``workers > 1`` each worker process builds its own
-app from the config passed in ``MLCYCLE_SERVE_CONFIG``, and Prometheus counters are shared
-through ``PROMETHEUS_MULTIPROC_DIR``.
+``serve`` checks the model first (the trust policy of :mod:`mlcycle.trust`, signature
+required: errors before any port is bound), then runs uvicorn. With ``workers > 1`` each
+worker process builds its own app from the config passed in ``MLCYCLE_SERVE_CONFIG``, and
+Prometheus counters are shared through ``PROMETHEUS_MULTIPROC_DIR``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlcycle.errors import UntrustedModel
 from mlcycle.serve.app import ModelSource, ServeOptions, ServingApp, create_app
 from mlcycle.serve.inference_log import InferenceLog
 from mlcycle.serve.model import (
@@ -72,21 +74,60 @@ def model_source(
 ) -> ModelSource:
     """Predictors for ``uri``: the current version, newer ones when its alias/stage moves,
     and (``shadow``) the ``@challenger`` of the same registered model.
+
+    Every load passes :mod:`mlcycle.trust`. A refused version is remembered: later polls
+    skip it without downloading it again, the server keeps its last good model, and
+    ``source.refused`` counts it once. Each role keeps only its live download; the copy of a
+    replaced or refused model is deleted, and ``close()`` removes the rest.
     """
     ref = resolve(uri, client)
     downloads = tempfile.mkdtemp(prefix="mlcycle-serve-")
+    refused: dict[str, str] = {}  # download URI → why; versions are immutable in a registry
+    live: dict[str, str] = {}  # role → download directory of the predictor serving it
+    lock = threading.Lock()
 
-    def load_ref(r: ModelRef) -> Predictor:
-        return load_predictor(r, allow_pickle=allow_pickle, dst=tempfile.mkdtemp(dir=downloads))
+    def load_ref(r: ModelRef, role: str) -> Predictor:
+        if r.download_uri in refused:
+            raise UntrustedModel(refused[r.download_uri])
+        dst = tempfile.mkdtemp(dir=downloads)
+        try:
+            predictor = load_predictor(r, allow_pickle=allow_pickle, dst=dst)
+        except UntrustedModel as exc:
+            shutil.rmtree(dst, ignore_errors=True)
+            with lock:
+                if r.download_uri not in refused:
+                    refused[r.download_uri] = str(exc)
+                    source.refused += 1
+            logger.error("%s", exc)
+            raise
+        except BaseException:
+            shutil.rmtree(dst, ignore_errors=True)
+            raise
+        with lock:
+            # The predictor holds the model in memory: the replaced copy is no longer read.
+            old = live.get(role)
+            live[role] = dst
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return predictor
 
-    def load() -> Predictor:
-        return load_ref(ref)
-
-    def poll(current: Predictor | None) -> Predictor | None:
-        v = current_version(ref, client)
+    def newer(r: ModelRef, current: Predictor | None, role: str) -> Predictor | None:
+        v = current_version(r, client)
         if v is None or (current is not None and v == str(current.version)):
             return None
-        return load_ref(_version_ref(ref, v))
+        candidate = _version_ref(r, v)
+        if candidate.download_uri in refused:
+            return None  # refused once, logged and counted then; keep the last good model
+        try:
+            return load_ref(candidate, role)
+        except UntrustedModel:
+            return None
+
+    def load() -> Predictor:
+        return load_ref(ref, "champion")
+
+    def poll(current: Predictor | None) -> Predictor | None:
+        return newer(ref, current, "champion")
 
     load_shadow = poll_shadow = None
     if shadow and ref.follow is not None:
@@ -99,20 +140,22 @@ def model_source(
             if v is None:
                 logger.warning("no @challenger for %s: shadow scoring is off", ref.name)
                 return None
-            return load_ref(_version_ref(shadow_ref, v))
+            return load_ref(_version_ref(shadow_ref, v), "shadow")
 
         def poll_shadow(current: Predictor | None) -> Predictor | None:
-            v = current_version(shadow_ref, client)
-            if v is None or (current is not None and v == str(current.version)):
-                return None
-            return load_ref(_version_ref(shadow_ref, v))
+            return newer(shadow_ref, current, "shadow")
 
-    return ModelSource(
+    def close() -> None:
+        shutil.rmtree(downloads, ignore_errors=True)
+
+    source = ModelSource(
         load,
         poll if ref.follow is not None else None,
         load_shadow,
         poll_shadow,
+        close=close,
     )
+    return source
 
 
 def build_app(config: ServerConfig, client: Any | None = None) -> ServingApp:
@@ -151,7 +194,8 @@ def serve(config: ServerConfig, client: Any) -> None:
 
     Raises:
         ModelNotFound: the URI matches nothing.
-        ServingError: pickle refused or no usable signature.
+        UntrustedModel: the trust policy refused the model.
+        ServingError: no usable signature.
     """
     import uvicorn
 
@@ -180,6 +224,16 @@ def serve(config: ServerConfig, client: Any) -> None:
         uvicorn.run(app, **common)
         return
     os.environ[CONFIG_ENV] = config.to_json()
+    metrics_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlcycle-metrics-")
-    uvicorn.run("mlcycle.serve.server:app_from_env", factory=True, workers=config.workers, **common)
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+            prefix="mlcycle-metrics-"
+        )
+    try:
+        uvicorn.run(
+            "mlcycle.serve.server:app_from_env", factory=True, workers=config.workers, **common
+        )
+    finally:
+        if metrics_dir is not None:
+            # Ours, not the operator's: the workers are gone, their counters with them.
+            shutil.rmtree(metrics_dir, ignore_errors=True)
