@@ -22,6 +22,7 @@ from typing import Any
 
 from mlcycle.serve.app import ModelSource, ServeOptions, ServingApp, create_app
 from mlcycle.serve.inference_log import InferenceLog
+from mlcycle.serve.metrics import multiprocess_dir
 from mlcycle.serve.model import (
     ModelRef,
     Predictor,
@@ -168,6 +169,7 @@ def serve(config: ServerConfig, client: Any) -> None:
         uvicorn.run(app, **common)
         return
     os.environ[CONFIG_ENV] = config.to_json()
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlcycle-metrics-")
-    uvicorn.run("mlcycle.serve.server:app_from_env", factory=True, workers=config.workers, **common)
+    with multiprocess_dir():
+        uvicorn.run(
+            "mlcycle.serve.server:app_from_env", factory=True, workers=config.workers, **common
+        )
