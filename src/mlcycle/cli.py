@@ -386,18 +386,20 @@ def scenario(output: str, rows: int, period: str, seed: int, start: str) -> None
     help="Rows of the training table, and records of drifted traffic per monitored window.",
 )
 def demo(workdir: str, rows: int) -> None:
-    """Run the whole lifecycle on the embedded default store.
+    """Run the whole lifecycle on a fresh embedded store of its own.
 
     Trains, promotes through the gate, serves @champion with a real `mlcycle serve` process,
     sends it drifted traffic over HTTP, monitors what it logged, retrains, and shows the
-    running server answering with the new champion.
+    running server answering with the new champion. Each run first empties WORKDIR (only a
+    directory an earlier demo made) and keeps its SQLite store, artifacts and inference log
+    there, so it runs the same every time and leaves your own stores alone.
     """
-    from mlcycle.demo import run_demo
+    from mlcycle.demo import fresh_store, run_demo
     from mlcycle.extras import require
 
     require("serve", feature="mlcycle demo")
     require("monitoring", feature="mlcycle demo")
-    settings, client = _context()
+    settings, client = _context(**fresh_store(Path(workdir)))
     for line in run_demo(settings, client, Path(workdir), rows=rows):
         click.echo(line)
     click.echo(f"look at it: {_ui_hint(settings)}")

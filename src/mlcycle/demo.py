@@ -1,6 +1,11 @@
 """The lifecycle demo on the embedded default store.
 
-API: :func:`run_demo` — a generator of progress lines; each stage adds itself.
+API: :func:`fresh_store` — empty the demo's directory and put its stores in it;
+:func:`run_demo` — a generator of progress lines; each stage adds itself.
+
+Each demo runs in a store of its own (``<workdir>/mlflow.db``, ``mlartifacts/``,
+``inference-log/``), emptied at the start of the run: a second run would otherwise meet the
+first run's retrained champion at the gate and be refused.
 
 The loop is the real one: the champion is served by a ``mlcycle serve`` process (its own
 process group, following ``@champion``), drifted traffic goes to it over HTTP, monitoring
@@ -15,11 +20,13 @@ import http.client
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +36,7 @@ import pandas as pd
 
 from mlcycle.config import Settings
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, make_scenario
-from mlcycle.errors import ServingError
+from mlcycle.errors import ConfigError, ServingError
 from mlcycle.train import TrainConfig, train
 
 if TYPE_CHECKING:
@@ -47,6 +54,47 @@ LOG_TIMEOUT = 30.0
 SWAP_TIMEOUT = 15.0
 #: Seconds the server gets to drain and flush after SIGTERM.
 STOP_GRACE = 30.0
+
+
+#: Written into every directory the demo makes: only such a directory is emptied by a new run.
+MARKER = ".mlcycle-demo"
+
+
+def fresh_store(workdir: Path) -> dict[str, str]:
+    """Empty ``workdir`` and return the settings that put every store inside it.
+
+    The tracking and registry store become ``<workdir>/mlflow.db``, artifacts
+    ``<workdir>/mlartifacts`` and the inference log ``<workdir>/inference-log``, so each demo
+    starts from nothing whatever ran before, and never touches the user's own stores.
+
+    Args:
+        workdir: the demo's directory; deleted first when an earlier demo made it.
+
+    Returns:
+        Overrides for :func:`mlcycle.config.load_settings`.
+
+    Raises:
+        ConfigError: ``workdir`` holds files the demo did not make (it is left alone).
+    """
+    if workdir.exists():
+        if not workdir.is_dir():
+            raise ConfigError(f"demo workdir {workdir} is a file; choose another --workdir")
+        if any(workdir.iterdir()) and not (workdir / MARKER).exists():
+            raise ConfigError(
+                f"demo workdir {workdir} is not empty and was not made by mlcycle demo; "
+                "choose another --workdir or empty it"
+            )
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    (workdir / MARKER).write_text("made by mlcycle demo: emptied by the next run\n")
+    root = workdir.resolve()
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    return {
+        "tracking_uri": store,
+        "registry_uri": store,
+        "artifact_root": str(root / "mlartifacts"),
+        "inference_log": str(root / "inference-log"),
+    }
 
 
 def run_demo(settings: Settings, client: Any, workdir: Path, rows: int = 20_000) -> Iterator[str]:
@@ -195,10 +243,11 @@ def _serve_and_monitor(
                     new_champion = rt.version
 
         if new_champion is not None:
-            probes, seconds = _wait_for_version(server.port, new_champion)
+            answers, seconds = _wait_for_version(server.port, new_champion)
             yield (
                 f"[serve]    the running server answers with v{new_champion} (X-Model-Version) "
-                f"without a restart: {probes} requests over {seconds:.1f} s, none failed"
+                f"without a restart, {seconds:.1f} s after the promotion: "
+                f"{_probe_summary(answers)}"
             )
         else:
             yield f"[serve]    the running server still answers with v{champion}"
@@ -401,11 +450,20 @@ def _wait_for_log(root: str, name: str, version: str, windows: list[Window], exp
     raise ServingError(f"the inference log holds {found} of {expected} records sent")
 
 
-def _wait_for_version(port: int, version: str) -> tuple[int, float]:
+def _probe_summary(answers: Counter[str]) -> str:
+    """``3 probe requests, none failed: 2 answered by v1, 1 by v2`` (from X-Model-Version)."""
+    total = sum(answers.values())
+    parts = [f"{n} by v{v}" for v, n in sorted(answers.items(), key=lambda kv: (len(kv[0]), kv[0]))]
+    noun = "request" if total == 1 else "requests"
+    return f"{total} probe {noun}, none failed: answered {', '.join(parts)}"
+
+
+def _wait_for_version(port: int, version: str) -> tuple[Counter[str], float]:
     """Send one-record requests until the server answers with ``version``.
 
     Returns:
-        The number of requests sent and the seconds waited.
+        How many requests each version answered (their ``X-Model-Version``), and the
+        seconds waited.
 
     Raises:
         ServingError: a request failed, or the version did not arrive within ``SWAP_TIMEOUT``.
@@ -413,12 +471,13 @@ def _wait_for_version(port: int, version: str) -> tuple[int, float]:
     frame = make_scenario(1, period="both", seed=0)
     record = frame.drop(columns=[SCENARIO_TARGET, SCENARIO_TIME])
     t0 = time.monotonic()
-    probes, answered = 0, ""
+    answers: Counter[str] = Counter()
+    answered = ""
     while time.monotonic() - t0 < SWAP_TIMEOUT:
         _, answered = _invocations(port, record)
-        probes += 1
+        answers[answered] += 1
         if answered == version:
-            return probes, time.monotonic() - t0
+            return answers, time.monotonic() - t0
         time.sleep(0.1)
     raise ServingError(
         f"the running server still answers with v{answered} {SWAP_TIMEOUT:.0f} s after "

@@ -172,3 +172,30 @@ def test_an_alias_move_under_load_swaps_versions_without_failing_a_request(
     by_request = df.groupby("request_id")["model_version"].first().to_dict()
     assert by_request == {rid: v for rid, v, _ in load.ok}
     assert Counter(df["model_version"]).keys() == {churn.version, v2}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_leaves_no_metrics_directory_in_tmp(
+    store: Store, churn: Registered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    # A private TMPDIR: other servers on the machine cannot add or take directories.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    server = start_mlcycle(
+        store, "models:/life_churn@champion", f"tmp-{workers}", "--workers", str(workers),
+        "--inference-log", str(tmp_path / "ilog"),
+    )  # fmt: skip
+    try:
+        _ready(server.url, server.proc)
+        assert "mlcycle_ready" in httpx.get(server.url + "/metrics", timeout=10).text
+        during = sorted(p.name for p in tmp.glob("mlcycle-metrics-*"))
+        if workers > 1:  # the workers share their counters through this directory
+            assert len(during) == 1, during
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        server.proc.wait(30)
+    finally:
+        server.stop()
+    assert server.proc.returncode == 0, server.log.read_text()[-2000:]
+    assert sorted(p.name for p in tmp.glob("mlcycle-metrics-*")) == []

@@ -98,3 +98,42 @@ def test_the_cli_reference_is_generated_from_the_current_cli() -> None:
     assert (ROOT / "docs" / "cli.md").read_text() == module.render(), (
         "run python scripts/cli_reference.py"
     )
+
+
+# What the embedded store and a stray `mlflow` call leave in the working directory.
+CLUTTER = ("mlflow.db", "mlflow.db.mlcycle-3f2a.lock", "mlruns/0/meta.yaml", "demo-output/x.csv")
+
+
+def test_make_clean_removes_the_stores_lock_files_and_mlruns(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    for rel in CLUTTER:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    keep = tmp_path / "data.csv"
+    keep.write_text("x")
+    subprocess.run(["make", "-s", "clean"], cwd=tmp_path, check=True, capture_output=True)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == ["Makefile", "data.csv"]
+
+
+def test_git_ignores_the_stores_lock_files_and_mlruns(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    shutil.copy(ROOT / ".gitignore", tmp_path / ".gitignore")
+    for rel in CLUTTER:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    (tmp_path / "data.csv").write_text("x")
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\n")
+    assert sorted(line[3:] for line in status if line) == [".gitignore", "data.csv"]

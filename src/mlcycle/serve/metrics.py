@@ -1,6 +1,6 @@
 """Prometheus metrics of one server.
 
-API: :class:`ServeMetrics`.
+API: :class:`ServeMetrics`, :func:`multiprocess_dir`.
 
 Each app has its own registry (tests build many apps in one process). With ``--workers N``
 the server sets ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums the workers' counters;
@@ -9,7 +9,10 @@ gauges read at scrape time (queue depth, model info) are then per worker, labell
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,6 +41,31 @@ _LATENCY_BUCKETS = (
     10,
 )
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+
+
+#: prometheus_client's variable naming the directory its multiprocess mode shares.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def multiprocess_dir() -> Iterator[str]:
+    """``PROMETHEUS_MULTIPROC_DIR`` for the workers of one server, removed when it stops.
+
+    A directory the user set is used and kept; otherwise a fresh ``mlcycle-metrics-*``
+    directory is made and deleted on the way out (a clean shutdown, an error, or SIGTERM, which
+    ``mlcycle serve`` turns into a normal return), so servers leave nothing in the temp dir.
+    """
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        yield given
+        return
+    path = tempfile.mkdtemp(prefix="mlcycle-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class _StateCollector(Collector):

@@ -24,6 +24,7 @@ from typing import Any
 from mlcycle.errors import UntrustedModel
 from mlcycle.serve.app import ModelSource, ServeOptions, ServingApp, create_app
 from mlcycle.serve.inference_log import InferenceLog
+from mlcycle.serve.metrics import multiprocess_dir
 from mlcycle.serve.model import (
     ModelRef,
     Predictor,
@@ -224,16 +225,7 @@ def serve(config: ServerConfig, client: Any) -> None:
         uvicorn.run(app, **common)
         return
     os.environ[CONFIG_ENV] = config.to_json()
-    metrics_dir = None
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
-            prefix="mlcycle-metrics-"
-        )
-    try:
+    with multiprocess_dir():
         uvicorn.run(
             "mlcycle.serve.server:app_from_env", factory=True, workers=config.workers, **common
         )
-    finally:
-        if metrics_dir is not None:
-            # Ours, not the operator's: the workers are gone, their counters with them.
-            shutil.rmtree(metrics_dir, ignore_errors=True)
