@@ -174,6 +174,12 @@ def cli(ctx: click.Context, verbose: int) -> None:
 @click.option("--time-column", help="Split by this column's order instead of at random.")
 @click.option("--drop", multiple=True, metavar="COLUMN", help="Column to leave out (repeatable).")
 @click.option(
+    "--categorical",
+    multiple=True,
+    metavar="COLUMN",
+    help="Treat this feature column as categories whatever its values (repeatable).",
+)
+@click.option(
     "--trials",
     type=click.IntRange(min=0),
     default=0,
@@ -231,6 +237,7 @@ def train(
     task: str | None,
     time_column: str | None,
     drop: tuple[str, ...],
+    categorical: tuple[str, ...],
     trials: int,
     search_engine: str | None,
     search_storage: str | None,
@@ -259,6 +266,7 @@ def train(
         task=task,  # type: ignore[arg-type]
         time_column=time_column,
         drop=drop,
+        categorical=categorical,
         seed=settings.seed,
         trials=trials,
         search_engine=search_engine

@@ -51,6 +51,8 @@ class TrainConfig:
     task: Task | None = None
     time_column: str | None = None
     drop: tuple[str, ...] = ()
+    #: Feature columns kept as categories whatever their values (``--categorical``).
+    categorical: tuple[str, ...] = ()
     seed: int = 42
     trials: int = 0
     experiment: str = "mlcycle"
@@ -389,7 +391,7 @@ def train(
         )
     model_key = pipelines.resolve_estimator(cfg.model)
     df = frame if frame is not None else data_mod.load_table(cfg.data)
-    spec = data_mod.infer_spec(df, cfg.target, cfg.task, cfg.time_column, cfg.drop)
+    spec = data_mod.infer_spec(df, cfg.target, cfg.task, cfg.time_column, cfg.drop, cfg.categorical)
     overrides = pipelines.coerce_params(model_key, spec.task, cfg.params)
     splits = data_mod.split(df, spec, cfg.seed)
     frames = {

@@ -212,7 +212,12 @@ def _prepare(attrs: dict[str, Any]) -> tuple[DatasetSpec, dict[str, Any], dict[s
 
     df = data_mod.load_table(attrs["data"])
     spec = data_mod.infer_spec(
-        df, attrs["target"], attrs["task"], attrs["time_column"], tuple(attrs["drop"])
+        df,
+        attrs["target"],
+        attrs["task"],
+        attrs["time_column"],
+        tuple(attrs["drop"]),
+        tuple(attrs.get("categorical", ())),
     )
     overrides = pipelines.coerce_params(attrs["model"], spec.task, attrs["params"])
     splits = data_mod.split(df, spec, int(attrs["seed"]))
@@ -327,6 +332,7 @@ def optuna_search(
         "params": {k: str(v) for k, v in cfg.params.items()},
         "time_column": cfg.time_column,
         "drop": list(cfg.drop),
+        "categorical": list(cfg.categorical),
         "seed": cfg.seed,
         "trials": cfg.trials,
         "metric": metric,

@@ -214,6 +214,17 @@ def test_a_fit_that_fails_ends_the_run_failed_not_running(scenario_csv: Path) ->
         ("a,y\n1,k\n2,k\n3,k\n", ["--target", "y"], "single class"),
         ("a,b,y\n,1,0\n,2,1\n,3,0\n", ["--target", "y"], "column 'a' is entirely missing"),
         ("a,y\n1,0\n", ["--target", "y", "--model", "xgboost"], "unknown model 'xgboost'"),
+        (
+            "age,y\n" + "".join(f"{20 + i},{i % 2}\n" for i in range(40)) + "unknown,1\n",
+            ["--target", "y"],
+            "column 'age' is numeric except 1 value(s) such as 'unknown'",
+        ),
+        ("age,age,y\n1,2,0\n3,4,1\n", ["--target", "y"], "repeats column name(s) 'age'"),
+        (
+            "a,y\n1,0\n2,1\n3,0\n4,1\n5,0\n",
+            ["--target", "y"],
+            "the test split (15%) needs at least 5 rows, so at least 31 rows",
+        ),
     ],
 )
 def test_bad_data_exits_non_zero_with_the_reason_and_leaves_no_run(
@@ -227,6 +238,22 @@ def test_bad_data_exits_non_zero_with_the_reason_and_leaves_no_run(
     assert mlflow.search_runs(
         search_all_experiments=True, filter_string="attributes.status = 'RUNNING'"
     ).empty
+
+
+def test_categorical_option_trains_on_a_column_with_placeholders(tmp_path: Path) -> None:
+    rows = [f"{'unknown' if i % 9 == 0 else 20 + i % 50},{i % 2}" for i in range(120)]
+    path = tmp_path / "mixed.csv"
+    path.write_text("age,y\n" + "\n".join(rows) + "\n")
+    res = CliRunner().invoke(
+        cli,
+        [
+            *("train", "--data", str(path), "--target", "y"),
+            *("--model", "linear", "--categorical", "age"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    run_id = re.search(r"run\s+([0-9a-f]{32})", res.output).group(1)  # type: ignore[union-attr]
+    assert MlflowClient().get_run(run_id).data.tags["mlcycle.target"] == "y"
 
 
 def test_an_unreadable_file_exits_non_zero(tmp_path: Path) -> None:
