@@ -18,6 +18,7 @@ import click
 
 from mlcycle import __version__
 from mlcycle.errors import MlcycleError
+from mlcycle.redact import RedactingFilter, redact_text, redact_uri
 
 logger = logging.getLogger("mlcycle")
 
@@ -38,12 +39,12 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except MlcycleError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(redact_text(str(exc))) from exc
         except Exception as exc:
             message = _access_error(exc)
             if message is None:
                 raise
-            raise click.ClickException(message) from exc
+            raise click.ClickException(redact_text(message)) from exc
 
 
 def _access_error(exc: Exception) -> str | None:
@@ -61,6 +62,15 @@ def _access_error(exc: Exception) -> str | None:
             "EDIT or MANAGE on the experiment or registered model"
         )
     return None
+
+
+def _private_files() -> None:
+    # Before any store, artifact or log file exists: everything this process creates gets
+    # the configured umask (owner-only unless MLCYCLE_UMASK says otherwise).
+    from mlcycle.config import load_settings
+    from mlcycle.storage import apply_umask
+
+    apply_umask(load_settings().umask)
 
 
 def _quiet_mlflow(verbose: int) -> None:
@@ -110,7 +120,7 @@ def _parse_kv(values: tuple[str, ...], flag: str) -> dict[str, str]:
 
 def _ui_hint(settings: Any, experiment_id: str | None = None, run_id: str | None = None) -> str:
     """How to look at it: the server's page, or the `mlflow ui` command and its page."""
-    uri = settings.tracking_uri
+    uri = redact_uri(settings.tracking_uri)
     page = ""
     if experiment_id is not None:
         # The training-runs view (MLflow 3 opens experiments on its GenAI overview).
@@ -146,6 +156,11 @@ def cli(ctx: click.Context, verbose: int) -> None:
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("mlcycle").setLevel(level)
+    _private_files()
+    for handler in logging.getLogger().handlers:
+        # Passwords in URIs never reach the terminal, whichever library logs them.
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
     _quiet_mlflow(verbose)
 
 

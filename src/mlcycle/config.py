@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         "./inference-log", description="Inference log root: a directory or an s3:// prefix."
     )
     seed: int = Field(42, description="Default random seed.")
+    umask: str = Field(
+        "077",
+        pattern=r"^0?[0-7]{3}$",
+        description=(
+            "Octal umask of every mlcycle command: files it creates (mlflow.db, artifacts, the "
+            "inference log, reports) are owner-only by default; 022 makes them world-readable."
+        ),
+    )
 
     # ``mlcycle server`` (the team tracking server; see mlcycle.stack).
     backend_store_uri: str = Field(
