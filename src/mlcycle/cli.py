@@ -704,20 +704,22 @@ def history_cmd(name: str, as_json: bool) -> None:
     if not entries:
         click.echo(f"no promotions of {name} yet")
         return
+    # The gate's metric names are MLflow's; show them as `mlcycle train` and `gate` print them.
+    shown = {"challenger_roc_auc": "roc_auc", "challenger_root_mean_squared_error": "rmse"}
     for e in entries:
         score = next(
-            (
-                f" {k}={v:.4f}"
-                for k, v in sorted(e.metrics.items())
-                if k in ("challenger_roc_auc", "challenger_root_mean_squared_error")
-            ),
-            "",
+            (f" {shown[k]}={v:.4f}" for k, v in sorted(e.metrics.items()) if k in shown), ""
         )
         forced = " forced" if e.forced and e.action == "promote" else ""
         why = f" reason: {e.reason}" if e.reason else ""
+        failed = ""
+        if e.outcome == "failed":
+            failed = f" FAILED (undone): {e.error}"
+        elif e.outcome == "pending":
+            failed = " UNFINISHED (interrupted; check the registry)"
         click.echo(
             f"{e.when}  {e.who:<10} {e.action:<8} v{e.from_version or '-'} → "
-            f"v{e.to_version}{forced}{score}{why}"
+            f"v{e.to_version}{forced}{score}{why}{failed}"
         )
 
 

@@ -198,7 +198,12 @@ def _score(facts: ModelFacts, data: pd.DataFrame, role: str) -> dict[str, float]
     start = time.perf_counter()
     model.predict(features)
     latency = (time.perf_counter() - start) * 1000 / max(len(features), 1)
-    with mlflow.start_run(run_name=f"{role} v{facts.version}", nested=True):
+    # In the parent's experiment: nested runs without one land in "Default" (./mlruns).
+    parent = mlflow.active_run()
+    experiment_id = parent.info.experiment_id if parent else None
+    with mlflow.start_run(
+        run_name=f"{role} v{facts.version}", nested=True, experiment_id=experiment_id
+    ):
         mlflow.set_tags({"mlcycle.gate.role": role, "mlcycle.gate.version": facts.version})
         result = mlflow.models.evaluate(
             model,
@@ -354,8 +359,12 @@ def gate(
             | {f"champion_{k}": v for k, v in champion_metrics.items() if math.isfinite(v)}
         )
     if passed:
+        key = EVALUATE_NAMES.get(metric, metric)
+        numbers = f"{metric} {challenger_metrics[key]:.4f}"
+        if key in champion_metrics:
+            numbers += f" vs champion {champion_metrics[key]:.4f}"
         reasons = [
-            f"{metric} passes every threshold"
+            f"{numbers} passes every threshold"
             + (f" against champion v{champ_v}" if champ_v else " (no champion yet)")
         ]
     decision = GateDecision(
