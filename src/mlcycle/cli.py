@@ -344,10 +344,7 @@ def train(
         + "  ".join(f"{k}={result.metrics[k]:.4f}" for k in keys if k in result.metrics)
     )
     click.echo(f"model      {result.model_uri}  (runs:/{result.run_id}/model)")
-    click.echo(
-        "onnx       "
-        + ("exact copy logged" if result.onnx_exact else "not kept (see onnx/check.json)")
-    )
+    click.echo(f"onnx       {result.onnx_note}")
     if registered is not None:
         click.echo(f"registered {register_as} version {registered.version} (@challenger, Staging)")
     click.echo(f"ui         {_ui_hint(settings, result.experiment_id, result.run_id)}")

@@ -80,6 +80,9 @@ class TrainResult:
     params: dict[str, Any]
     onnx_exact: bool
     child_run_ids: tuple[str, ...] = ()
+    #: What happened to the ONNX copy, for people: ``exact copy logged``, ``not attempted:
+    #: …``, ``not kept: …`` or ``skipped``.
+    onnx_note: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -271,7 +274,7 @@ def _log_full(
     cfg: TrainConfig,
     model_key: str,
     workdir: Path,
-) -> tuple[dict[str, float], str, bool]:
+) -> tuple[dict[str, float], str, bool, str]:
     """ONNX copy, model, metrics on every split, plots and reference sample for a fitted pipe.
 
     The splits are scored and the plots drawn in ``pool`` while the model is logged here.
@@ -283,13 +286,18 @@ def _log_full(
     X_test, _ = frames["test"]
     extra_files: list[str] = []
     onnx_exact = False
+    onnx_note = "skipped (--no-onnx)"
     if cfg.onnx:
         blob, check = onnx_export.convert(pipe, spec, X_test)
         (workdir / "onnx").mkdir(exist_ok=True)
         (workdir / "onnx" / "check.json").write_text(json.dumps(check.as_dict(), indent=2))
         mlflow.log_artifact(str(workdir / "onnx" / "check.json"), "onnx")
-        mlflow.log_metric("onnx_max_abs_diff", check.max_abs_diff)
+        onnx_note = f"{'not kept' if check.attempted else 'not attempted'}: {check.reason}"
+        if check.rows_checked:
+            # Only a comparison that ran has a difference; 0 would claim a perfect match.
+            mlflow.log_metric("onnx_max_abs_diff", check.max_abs_diff)
         if blob is not None:
+            onnx_note = "exact copy logged"
             onnx_path = workdir / "onnx" / ONNX_FILE
             onnx_path.write_bytes(blob)
             mlflow.log_artifact(str(onnx_path), "onnx")
@@ -354,7 +362,7 @@ def _log_full(
     mlflow.log_artifact(str(sample_dir / "sample.parquet"), "reference")
     if plots is not None:
         plots.result()
-    return metrics, info.model_uri, onnx_exact
+    return metrics, info.model_uri, onnx_exact, onnx_note
 
 
 def train(
@@ -458,7 +466,7 @@ def train(
         logged = client.get_run(run.info.run_id).data.params
         all_params = {**base, **{f"model__{k}": v for k, v in params.items()}}
         mlflow.log_params({k: v for k, v in all_params.items() if k not in logged})
-        metrics, model_uri, onnx_exact = _log_full(
+        metrics, model_uri, onnx_exact, onnx_note = _log_full(
             client=client,
             run_id=run.info.run_id,
             pool=pool,
@@ -488,6 +496,7 @@ def train(
         onnx_exact=onnx_exact,
         child_run_ids=tuple(child_ids),
         seconds=seconds,
+        onnx_note=onnx_note,
     )
 
 

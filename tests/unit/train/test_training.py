@@ -332,3 +332,29 @@ def test_a_model_needing_an_unreviewed_type_is_refused(tmp_path: Path) -> None:
     sio.dump(FunctionTransformer(func=os.getcwd), path)  # needs 'posix.getcwd': never reviewed
     with pytest.raises(TrainingError, match="not reviewed as safe"):
         load_reviewed_skops(str(path))
+
+
+def test_onnx_is_reported_as_it_happened(scenario_csv: Path) -> None:
+    base = ["train", "--data", str(scenario_csv), "--target", "churned"]
+    hgb = CliRunner().invoke(cli, [*base, "--model", "hgb"])
+    assert hgb.exit_code == 0, hgb.output
+    assert "onnx       not attempted: skl2onnx cannot convert" in hgb.output
+    run_id = re.search(r"run\s+([0-9a-f]{32})", hgb.output).group(1)  # type: ignore[union-attr]
+    assert "onnx_max_abs_diff" not in MlflowClient().get_run(run_id).data.metrics
+
+    linear = CliRunner().invoke(cli, [*base, "--model", "linear"])
+    assert "onnx       exact copy logged" in linear.output
+    run_id = re.search(r"run\s+([0-9a-f]{32})", linear.output).group(1)  # type: ignore[union-attr]
+    assert MlflowClient().get_run(run_id).data.metrics["onnx_max_abs_diff"] < 1e-4
+
+
+def test_an_onnx_check_of_no_rows_claims_nothing(tmp_path: Path) -> None:
+    from mlcycle.data import infer_spec, prepare_features
+    from mlcycle.train import onnx_export, pipelines
+
+    frame = load_iris(as_frame=True).frame
+    spec = infer_spec(frame, "target", task="classification")
+    X = prepare_features(frame, spec)
+    pipe = pipelines.build_pipeline(spec, "linear", {}).fit(X, frame["target"])
+    blob, check = onnx_export.convert(pipe, spec, X.head(0))
+    assert blob is None and not check.exact and check.rows_checked == 0
