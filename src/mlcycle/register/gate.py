@@ -11,7 +11,6 @@ failures as one exception message, while mlcycle records a reason per threshold.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import tempfile
@@ -267,16 +266,21 @@ def _record(
     metric: str,
     audit_run_id: str | None,
 ) -> None:
+    # The version keeps what users filter on; reasons and the full metric sets are on the
+    # audit run (tags and metrics) that mlcycle.gate.audit_run_id names.
+    key = EVALUATE_NAMES.get(metric, metric)
+    score = ""
+    if key in decision.challenger_metrics:
+        score = f"{decision.challenger_metrics[key]:.4g}"
+        if key in decision.champion_metrics:
+            score += f" vs {decision.champion_metrics[key]:.4g}"
     tags = {
         "mlcycle.gate.passed": str(decision.passed).lower(),
         "mlcycle.gate.mode": decision.mode,
         "mlcycle.gate.metric": metric,
-        "mlcycle.gate.reasons": "; ".join(decision.reasons)[:4900],
+        "mlcycle.gate.score": score,
         "mlcycle.gate.champion_version": decision.champion_version or "",
-        "mlcycle.gate.challenger_metrics": json.dumps(decision.challenger_metrics)[:4900],
-        "mlcycle.gate.champion_metrics": json.dumps(decision.champion_metrics)[:4900],
         "mlcycle.gate.audit_run_id": audit_run_id or "",
-        "mlcycle.gate.at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, decision.challenger_version, key, value)

@@ -40,6 +40,14 @@ SEARCH_ENGINES = ("random", "optuna")
 ONNX_FILE = "model.onnx"
 
 
+def default_run_name(cfg: TrainConfig, model_key: str) -> str:
+    """``<estimator> <data file stem>`` (e.g. ``linear churn``): says what was fitted on what."""
+    stem = str(cfg.data).rstrip("/").rsplit("/", 1)[-1]
+    for suffix in (".gz", ".csv", ".parquet", ".pq"):
+        stem = stem.removesuffix(suffix)
+    return f"{model_key} {stem or 'data'}"[:250]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything one training call needs; values, not code paths."""
@@ -414,7 +422,9 @@ def train(
     child_ids: list[str] = []
     with (
         _EndsFailed(client) as ends_failed,
-        mlflow.start_run(experiment_id=experiment_id, run_name=cfg.run_name) as run,
+        mlflow.start_run(
+            experiment_id=experiment_id, run_name=cfg.run_name or default_run_name(cfg, model_key)
+        ) as run,
         tempfile.TemporaryDirectory() as tmp,
         # Last in, first out: side work finishes before the files and the run are closed.
         ThreadPoolExecutor(max_workers=3, thread_name_prefix="mlcycle-train") as pool,

@@ -85,3 +85,35 @@ def test_history_names_metrics_as_the_cli_does(
     assert res.exit_code == 0, res.output
     assert " roc_auc=" in res.output
     assert "challenger_" not in res.output
+
+
+def test_registry_rows_carry_only_what_users_filter_on(
+    client: Any, train_run: Callable[..., str]
+) -> None:
+    run_id = train_run()
+    v1 = reg.register(client, run_id, NAME, description="baseline")
+    reg.promote(client, NAME)
+    v2 = reg.register(client, train_run(), NAME)
+    reg.gate(client, NAME, str(v2.version), policy=reg.GatePolicy(min_improvement=-1.0))
+    for version in (v1.version, v2.version):
+        tags = client.get_model_version(NAME, version).tags
+        mine = {k: v for k, v in tags.items() if k.startswith("mlcycle.")}
+        assert len(mine) <= 12, sorted(mine)
+        assert max(len(v) for v in mine.values()) <= 64, mine
+    tags = client.get_model_version(NAME, v2.version).tags
+    assert {"mlcycle.task", "mlcycle.target", "mlcycle.data_digest", "mlcycle.gate.passed"} <= (
+        tags.keys()
+    )
+    description = client.get_model_version(NAME, v1.version).description
+    assert description.startswith("baseline")
+    assert f"registered from run {run_id}" in description
+    assert "roc_auc=" in description and "log_loss=" in description
+
+
+def test_training_runs_are_named_after_model_and_data(scenario_csv: Path) -> None:
+    from mlcycle.train import TrainConfig, train
+
+    result = train(
+        TrainConfig(data=str(scenario_csv), target="churned", model="linear"), MlflowClient()
+    )
+    assert MlflowClient().get_run(result.run_id).info.run_name == "linear scenario"
