@@ -91,7 +91,11 @@ def _audited(
             before.restore(client, name)
         except Exception:
             logger.exception("could not undo the failed %s of %s", audit_kwargs["action"], name)
-        audit.finish(client, run_id, error=f"{type(exc).__name__}: {exc}")
+        try:
+            audit.finish(client, run_id, error=f"{type(exc).__name__}: {exc}")
+        except Exception:
+            # The store may be down; the run stays `pending` and history says UNFINISHED.
+            logger.exception("could not record the failed %s of %s", audit_kwargs["action"], name)
         raise
     audit.finish(client, run_id)
     return run_id
