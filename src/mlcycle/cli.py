@@ -18,6 +18,7 @@ import click
 
 from mlcycle import __version__
 from mlcycle.errors import MlcycleError
+from mlcycle.redact import RedactingFilter, redact_text, redact_uri
 
 logger = logging.getLogger("mlcycle")
 
@@ -38,12 +39,12 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except MlcycleError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(redact_text(str(exc))) from exc
         except Exception as exc:
             message = _access_error(exc)
             if message is None:
                 raise
-            raise click.ClickException(message) from exc
+            raise click.ClickException(redact_text(message)) from exc
 
 
 def _access_error(exc: Exception) -> str | None:
@@ -61,6 +62,15 @@ def _access_error(exc: Exception) -> str | None:
             "EDIT or MANAGE on the experiment or registered model"
         )
     return None
+
+
+def _private_files() -> None:
+    # Before any store, artifact or log file exists: everything this process creates gets
+    # the configured umask (owner-only unless MLCYCLE_UMASK says otherwise).
+    from mlcycle.config import load_settings
+    from mlcycle.storage import apply_umask
+
+    apply_umask(load_settings().umask)
 
 
 def _quiet_mlflow(verbose: int) -> None:
@@ -110,7 +120,7 @@ def _parse_kv(values: tuple[str, ...], flag: str) -> dict[str, str]:
 
 def _ui_hint(settings: Any, experiment_id: str | None = None, run_id: str | None = None) -> str:
     """How to look at it: the server's page, or the `mlflow ui` command and its page."""
-    uri = settings.tracking_uri
+    uri = redact_uri(settings.tracking_uri)
     page = ""
     if experiment_id is not None:
         # The training-runs view (MLflow 3 opens experiments on its GenAI overview).
@@ -146,6 +156,11 @@ def cli(ctx: click.Context, verbose: int) -> None:
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("mlcycle").setLevel(level)
+    _private_files()
+    for handler in logging.getLogger().handlers:
+        # Passwords in URIs never reach the terminal, whichever library logs them.
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
     _quiet_mlflow(verbose)
 
 
@@ -173,6 +188,12 @@ def cli(ctx: click.Context, verbose: int) -> None:
 )
 @click.option("--time-column", help="Split by this column's order instead of at random.")
 @click.option("--drop", multiple=True, metavar="COLUMN", help="Column to leave out (repeatable).")
+@click.option(
+    "--categorical",
+    multiple=True,
+    metavar="COLUMN",
+    help="Treat this feature column as categories whatever its values (repeatable).",
+)
 @click.option(
     "--trials",
     type=click.IntRange(min=0),
@@ -231,6 +252,7 @@ def train(
     task: str | None,
     time_column: str | None,
     drop: tuple[str, ...],
+    categorical: tuple[str, ...],
     trials: int,
     search_engine: str | None,
     search_storage: str | None,
@@ -259,6 +281,7 @@ def train(
         task=task,  # type: ignore[arg-type]
         time_column=time_column,
         drop=drop,
+        categorical=categorical,
         seed=settings.seed,
         trials=trials,
         search_engine=search_engine
@@ -321,10 +344,7 @@ def train(
         + "  ".join(f"{k}={result.metrics[k]:.4f}" for k in keys if k in result.metrics)
     )
     click.echo(f"model      {result.model_uri}  (runs:/{result.run_id}/model)")
-    click.echo(
-        "onnx       "
-        + ("exact copy logged" if result.onnx_exact else "not kept (see onnx/check.json)")
-    )
+    click.echo(f"onnx       {result.onnx_note}")
     if registered is not None:
         click.echo(f"registered {register_as} version {registered.version} (@challenger, Staging)")
     click.echo(f"ui         {_ui_hint(settings, result.experiment_id, result.run_id)}")
@@ -707,20 +727,22 @@ def history_cmd(name: str, as_json: bool) -> None:
     if not entries:
         click.echo(f"no promotions of {name} yet")
         return
+    # The gate's metric names are MLflow's; show them as `mlcycle train` and `gate` print them.
+    shown = {"challenger_roc_auc": "roc_auc", "challenger_root_mean_squared_error": "rmse"}
     for e in entries:
         score = next(
-            (
-                f" {k}={v:.4f}"
-                for k, v in sorted(e.metrics.items())
-                if k in ("challenger_roc_auc", "challenger_root_mean_squared_error")
-            ),
-            "",
+            (f" {shown[k]}={v:.4f}" for k, v in sorted(e.metrics.items()) if k in shown), ""
         )
         forced = " forced" if e.forced and e.action == "promote" else ""
         why = f" reason: {e.reason}" if e.reason else ""
+        failed = ""
+        if e.outcome == "failed":
+            failed = f" FAILED (undone): {e.error}"
+        elif e.outcome == "pending":
+            failed = " UNFINISHED (interrupted; check the registry)"
         click.echo(
             f"{e.when}  {e.who:<10} {e.action:<8} v{e.from_version or '-'} → "
-            f"v{e.to_version}{forced}{score}{why}"
+            f"v{e.to_version}{forced}{score}{why}{failed}"
         )
 
 

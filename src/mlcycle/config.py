@@ -57,6 +57,14 @@ class Settings(BaseSettings):
         description="Load models whose files can run code (pickle, cloudpickle, code/): the "
         "environment form of --allow-pickle; see mlcycle.trust.",
     )
+    umask: str = Field(
+        "077",
+        pattern=r"^0?[0-7]{3}$",
+        description=(
+            "Octal umask of every mlcycle command: files it creates (mlflow.db, artifacts, the "
+            "inference log, reports) are owner-only by default; 022 makes them world-readable."
+        ),
+    )
 
     # ``mlcycle server`` (the team tracking server; see mlcycle.stack).
     backend_store_uri: str = Field(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,14 @@ SCENARIO_TARGET = "churned"
 SCENARIO_TIME = "event_time"
 
 _MAX_CLASSES_FOR_INT_TARGET = 20
+
+#: A column whose non-missing values are at least this share numbers is a numeric column
+#: with a few bad values, not a categorical one (docs/training.md, "Input checks").
+NUMERIC_SHARE_FOR_MIXED = 0.5
+#: The test split must hold at least this many rows (docs/training.md, "Input checks")...
+MIN_TEST_ROWS = 5
+#: ...and, for classification, at least this many rows of every class.
+MIN_TEST_ROWS_PER_CLASS = 2
 
 
 # --------------------------------------------------------------------------- loading
@@ -88,9 +97,31 @@ def load_table(source: str | os.PathLike[str]) -> pd.DataFrame:
     except Exception as exc:
         kind = "Parquet" if is_parquet else "CSV"
         raise DataError(f"cannot read '{source}' as {kind}: {exc}") from exc
+    header = df.columns if is_parquet else _csv_header(raw, compression)
+    _check_unique_header(header, source)
     if df.empty:
         raise DataError(f"data file '{source}' has no rows")
     return df
+
+
+def _csv_header(raw: bytes, compression: str | None) -> pd.Index:
+    # pandas renames a repeated header to `age.1`; read the first row as data to see it as
+    # written.
+    return pd.Index(
+        pd.read_csv(io.BytesIO(raw), compression=compression, header=None, nrows=1, dtype=str).iloc[
+            0
+        ]
+    )
+
+
+def _check_unique_header(header: pd.Index, source: str) -> None:
+    repeated = sorted({str(c) for c in header[header.duplicated()]})
+    if repeated:
+        raise DataError(
+            f"data file '{source}' repeats column name(s) "
+            + ", ".join(f"'{c}'" for c in repeated)
+            + "; give every column a distinct name"
+        )
 
 
 # --------------------------------------------------------------------------- spec
@@ -147,12 +178,26 @@ def infer_spec(
     task: Task | None = None,
     time_column: str | None = None,
     drop: tuple[str, ...] = (),
+    categorical: tuple[str, ...] = (),
 ) -> DatasetSpec:
     """Validate ``df`` for training and decide the task and feature columns.
 
+    A text column whose values are mostly numbers is refused (the non-numbers are typos or
+    placeholders such as ``"unknown"``) unless it is named in ``categorical``, which also
+    turns a numeric column (codes, zip codes) into categories.
+
+    Args:
+        df: the table.
+        target: the target column.
+        task: ``classification`` or ``regression``; ``None`` detects it from the target.
+        time_column: a column to split by time (not a feature).
+        drop: columns to leave out.
+        categorical: feature columns to treat as categories whatever their values.
+
     Raises:
         DataError: missing target or time column, missing target values, a target with one
-            class, an entirely missing feature column, or no feature left.
+            class, an entirely missing feature column, a mostly numeric column with
+            non-numbers, or no feature left.
     """
     if df.empty:
         raise DataError("data has no rows")
@@ -166,6 +211,11 @@ def infer_spec(
     for name in drop:
         if name not in df.columns:
             raise DataError(f"column to drop '{name}' is not in the data")
+    for name in categorical:
+        if name not in df.columns:
+            raise DataError(f"categorical column '{name}' is not in the data")
+        if name == target:
+            raise DataError(f"'{name}' is the target; --categorical names feature columns")
     y = df[target]
     n_missing = int(y.isna().sum())
     if n_missing:
@@ -190,7 +240,7 @@ def infer_spec(
         raise DataError(f"target column '{target}' has infinite values")
 
     numeric: list[str] = []
-    categorical: list[str] = []
+    categorical_cols: list[str] = []
     dropped: dict[str, str] = {name: "dropped by request" for name in drop}
     for col in df.columns:
         if col == target or col in dropped:
@@ -203,13 +253,16 @@ def infer_spec(
             raise DataError(
                 f"column '{col}' is entirely missing (all NaN); drop it (--drop {col}) or fill it"
             )
-        if pd.api.types.is_datetime64_any_dtype(s) or _looks_like_timestamps(s):
+        if col in categorical:
+            categorical_cols.append(str(col))
+        elif pd.api.types.is_datetime64_any_dtype(s) or _looks_like_timestamps(s):
             dropped[col] = "datetime column (not a feature; give --time-column to split by it)"
         elif pd.api.types.is_numeric_dtype(s) and s.dtype != bool:
             numeric.append(str(col))
         else:
-            categorical.append(str(col))
-    if not numeric and not categorical:
+            _check_not_mixed(s, str(col))
+            categorical_cols.append(str(col))
+    if not numeric and not categorical_cols:
         raise DataError("no feature columns left besides the target")
     for col, why in dropped.items():
         logger.info("column %s not used: %s", col, why)
@@ -217,10 +270,30 @@ def infer_spec(
         target=target,
         task=resolved,
         numeric=tuple(numeric),
-        categorical=tuple(categorical),
+        categorical=tuple(categorical_cols),
         time_column=time_column,
         classes=classes,
         dropped=dropped,
+    )
+
+
+def _check_not_mixed(s: pd.Series, col: str) -> None:
+    """Refuse a text column that is mostly numbers: its few non-numbers are data errors."""
+    if s.dtype == bool:
+        return
+    present = s.dropna()
+    if present.empty:
+        return
+    as_numbers = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+    numeric_share = float(as_numbers.notna().mean())
+    if numeric_share < NUMERIC_SHARE_FOR_MIXED:
+        return
+    bad = present[as_numbers.isna()]
+    examples = ", ".join(repr(str(v)) for v in pd.unique(bad.astype(str))[:3])
+    raise DataError(
+        f"column '{col}' is numeric except {len(bad)} value(s) such as {examples}; "
+        f"fix or blank them (blank = missing), or pass --categorical {col} to treat the "
+        "column as categories"
     )
 
 
@@ -267,26 +340,41 @@ def split(
 ) -> Splits:
     """Split deterministically: by ``spec.time_column`` order when set, else shuffled by seed.
 
-    Classification splits are stratified when every class has enough rows.
+    Classification splits are stratified when every class has enough rows. The test split
+    must hold at least :data:`MIN_TEST_ROWS` rows and, for classification,
+    :data:`MIN_TEST_ROWS_PER_CLASS` rows of every class, so that its metrics mean something.
 
     Raises:
-        DataError: too few rows for three non-empty splits, or bad fractions.
+        DataError: too few rows (overall or of a class) for a meaningful test split, or bad
+            fractions.
     """
     if not (0 < val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
         raise DataError("validation and test fractions must be in (0, 1) and sum below 1")
     n = len(df)
     n_test = max(1, round(n * test_size))
     n_val = max(1, round(n * val_size))
-    if n - n_test - n_val < 2:
-        raise DataError(f"only {n} rows: too few to split into train, validation and test")
+    if n - n_test - n_val < 2 or n_test < MIN_TEST_ROWS:
+        need = next(
+            m
+            for m in range(n + 1, n + 10_000)
+            if round(m * test_size) >= MIN_TEST_ROWS
+            and m - round(m * test_size) - max(1, round(m * val_size)) >= 2
+        )
+        raise DataError(
+            f"only {n} rows: too few rows for a meaningful split; the test split "
+            f"({test_size:.0%}) needs at least {MIN_TEST_ROWS} rows, so at least {need} rows "
+            "are needed"
+        )
     if spec.time_column:
         order = np.argsort(pd.to_datetime(df[spec.time_column]).to_numpy(), kind="stable")
         ordered = df.iloc[order]
-        return Splits(
+        splits = Splits(
             train=ordered.iloc[: n - n_val - n_test],
             val=ordered.iloc[n - n_val - n_test : n - n_test],
             test=ordered.iloc[n - n_test :],
         )
+        _check_test_classes(splits.test, df, spec, test_size)
+        return splits
     from sklearn.model_selection import train_test_split
 
     stratify = None
@@ -297,7 +385,24 @@ def split(
     rest, test = train_test_split(df, test_size=n_test, random_state=seed, stratify=stratify)
     strat_rest = rest[spec.target] if stratify is not None else None
     train, val = train_test_split(rest, test_size=n_val, random_state=seed, stratify=strat_rest)
+    _check_test_classes(test, df, spec, test_size)
     return Splits(train=train, val=val, test=test)
+
+
+def _check_test_classes(
+    test: pd.DataFrame, df: pd.DataFrame, spec: DatasetSpec, test_size: float
+) -> None:
+    if spec.task != "classification":
+        return
+    in_test = test[spec.target].value_counts()
+    for label, total in df[spec.target].value_counts().items():
+        if int(in_test.get(label, 0)) < MIN_TEST_ROWS_PER_CLASS:
+            need = math.ceil(MIN_TEST_ROWS_PER_CLASS / test_size)
+            raise DataError(
+                f"class {label!r} of '{spec.target}' has {total} row(s); the test split needs "
+                f"at least {MIN_TEST_ROWS_PER_CLASS} of every class, so each class needs about "
+                f"{need} rows"
+            )
 
 
 def digest(df: pd.DataFrame) -> str:

@@ -30,9 +30,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from mlcycle.errors import ConfigError
+from mlcycle.redact import redact_uri  # re-exported: the one masker
 
 logger = logging.getLogger(__name__)
 
@@ -150,21 +151,6 @@ def check_admin_password(password: str | None, username: str = "admin") -> str:
     else:
         return password
     raise ConfigError(f"MLCYCLE_ADMIN_PASSWORD is too weak: {why}")
-
-
-def redact_uri(uri: str) -> str:
-    """The URI with its password replaced by ``***`` (for logs and messages)."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return "<unparseable uri>"
-    if parts.password is None:
-        return uri
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _has_password(uri: str) -> bool:

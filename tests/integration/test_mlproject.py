@@ -15,7 +15,11 @@ BIN = Path(sys.executable).parent
 
 
 def _mlflow_run(
-    tmp_path: Path, env_manager: str, tracking_uri: str, *params: str
+    tmp_path: Path,
+    env_manager: str,
+    tracking_uri: str,
+    *params: str,
+    experiment: str | None = "project",
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
@@ -32,9 +36,9 @@ def _mlflow_run(
         "train",
         "--env-manager",
         env_manager,
-        "--experiment-name",
-        "project",
     ]
+    if experiment is not None:
+        cmd += ["--experiment-name", experiment]
     for p in params:
         cmd += ["-P", p]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
@@ -94,3 +98,30 @@ def test_a_bad_project_parameter_fails_the_run_with_the_reason(
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("project")
     assert all(r.info.status != "RUNNING" for r in client.search_runs([exp.experiment_id]))
+
+
+@pytest.mark.slow
+def test_mlflow_run_without_an_experiment_writes_to_mlcycle_not_default(
+    tmp_path: Path, scenario_csv: Path
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'project.db'}"
+    res = _mlflow_run(
+        tmp_path,
+        "local",
+        uri,
+        f"data={scenario_csv}",
+        "target=churned",
+        "model=linear",
+        experiment=None,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    client = MlflowClient(uri)
+    [run] = client.search_runs([client.get_experiment_by_name("mlcycle").experiment_id])
+    assert run.data.tags["mlflow.project.entryPoint"] == "train"
+    assert run.info.run_name == "linear scenario"
+    assert client.search_runs(["0"]) == []
+    assert not (tmp_path / "mlruns").exists()
+    assert (
+        not (ROOT / "mlruns").exists()
+        or (ROOT / "mlruns").stat().st_mtime < run.info.start_time / 1000
+    )

@@ -363,3 +363,84 @@ def test_an_edit_user_promoting_a_crafted_version_runs_nothing_on_the_model_serv
         stop_group(proc)
     assert not marker.exists()
     assert "refused" in log.read_text()
+
+
+EDITOR = ("editor", "Editor-pass-" + uuid.uuid4().hex[:8])
+READER = ("reader", "Reader-pass-" + uuid.uuid4().hex[:8])
+
+
+@pytest.fixture(scope="module")
+def audited_model(stack: Tracking, churn: str) -> str:
+    """A model of its own (``churn-audit`` v1) so these tests leave ``churn`` alone."""
+    from mlflow import MlflowClient
+
+    from mlcycle.register.audit import audit_experiment_id
+
+    with pytest.MonkeyPatch.context() as mp:
+        stack.use(mp)
+        client = MlflowClient()
+        client.create_registered_model("churn-audit")
+        client.create_model_version("churn-audit", f"runs:/{churn}/model", run_id=churn)
+        audit_experiment_id(client)  # exists, owned by the admin, as on a running team stack
+    return "churn-audit"
+
+
+def test_an_editor_without_audit_access_changes_nothing_and_with_it_is_audited(
+    stack: Tracking, audited_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    from mlcycle.register import history
+    from mlcycle.register.types import AUDIT_EXPERIMENT
+
+    stack.create_user(*EDITOR)
+    stack.grant(EDITOR[0], "registered_model", audited_model, "EDIT")
+    stack.use(monkeypatch, *EDITOR)
+    args = ["promote", audited_model, "--version", "1", "--force", "--reason", "hotfix"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 1, res.output
+    assert "permission denied" in res.output.lower(), res.output
+
+    stack.use(monkeypatch)
+    admin = MlflowClient()
+    # Audit first: the 403 on the audit experiment came before any registry write.
+    assert admin.get_registered_model(audited_model).aliases == {}
+    assert admin.get_model_version(audited_model, "1").current_stage == "None"
+    assert history(admin, audited_model) == []
+
+    audit_exp = admin.get_experiment_by_name(AUDIT_EXPERIMENT).experiment_id
+    stack.grant(EDITOR[0], "experiment", audit_exp, "EDIT")
+    stack.use(monkeypatch, *EDITOR)
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+
+    stack.use(monkeypatch)
+    assert admin.get_registered_model(audited_model).aliases == {"champion": "1"}
+    [entry] = history(admin, audited_model)
+    assert (entry.who, entry.action, entry.to_version, entry.outcome) == (
+        "editor", "promote", "1", "done",
+    )  # fmt: skip
+
+
+def test_serving_a_model_needs_read_on_its_training_experiment_too(
+    stack: Tracking, audited_model: str, churn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What docs/operations.md's permissions table says, as the server answers it."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    stack.use(monkeypatch)
+    experiment_id = MlflowClient().get_run(churn).info.experiment_id
+    stack.create_user(*READER)
+    stack.grant(READER[0], "registered_model", audited_model, "READ")
+    stack.use(monkeypatch, *READER)
+    uri = f"models:/{audited_model}/1"
+    with pytest.raises(MlflowException, match=r"403|PERMISSION_DENIED|Permission denied"):
+        mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "a"))
+
+    stack.use(monkeypatch)
+    stack.grant(READER[0], "experiment", experiment_id, "READ")
+    stack.use(monkeypatch, *READER)
+    local = mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "b"))
+    assert list(Path(local).rglob("MLmodel")), local

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock
 
+from mlcycle import storage
 from mlcycle.config import Settings, ensure_experiment
 from mlcycle.monitoring import record
 from mlcycle.monitoring.drift import DriftConfig, DriftResult, analyse_window
@@ -56,9 +56,9 @@ class MonitorOutcome:
 
 @contextlib.contextmanager
 def _file_lock(lock_dir: Path, key: str) -> Iterator[None]:
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = lock_dir / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".lock")
-    with FileLock(path):
+    with FileLock(path, mode=0o600):
         yield
 
 
@@ -110,7 +110,7 @@ def run_once(
     experiment_id = ensure_experiment(client, record.EXPERIMENT, settings)
     key = window.key if window is not None else None
     lock_key = f"{settings.tracking_uri}|{name}|{version}|{key or time.time_ns()}"
-    locks = Path(lock_dir) if lock_dir else Path(tempfile.gettempdir()) / "mlcycle-locks"
+    locks = Path(lock_dir) if lock_dir else storage.lock_dir() / "monitor"
     with _file_lock(locks, lock_key):
         if key is not None:
             done = record.finished_run_for(client, experiment_id, name, key)

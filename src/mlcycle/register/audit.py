@@ -1,11 +1,17 @@
 """The audit trail: one run per gate decision, promotion and rollback.
 
-API: :func:`who`, :func:`audit_experiment_id`, :func:`record`, :func:`history`.
+API: :func:`who`, :func:`audit_experiment_id`, :func:`record`, :func:`begin`,
+:func:`finish`, :func:`history`.
 
 Runs live in experiment ``mlcycle-registry-audit`` with tags ``mlcycle.audit.*`` (model,
-action, from, to, forced, reason, who) and the gate's metrics as ``challenger_*`` /
+action, from, to, forced, reason, who, outcome) and the gate's metrics as ``challenger_*`` /
 ``champion_*`` metrics, so the trail is browsable in the MLflow UI as well as with
 ``mlcycle history``.
+
+Audit first: a promotion or rollback opens its audit run (:func:`begin`) before it changes
+the registry, and closes it (:func:`finish`) with the outcome. A user who may change the
+model but not write the audit trail is stopped before anything changes; a change that fails
+half-way is undone and recorded as ``failed``.
 """
 
 from __future__ import annotations
@@ -60,7 +66,41 @@ def record(
     tags: dict[str, str] | None = None,
     parent_run_id: str | None = None,
 ) -> str:
-    """Write one audit run and return its id.
+    """Write one finished audit run and return its id (see :func:`begin` for its arguments)."""
+    run_id = begin(
+        client,
+        name,
+        action,
+        to_version=to_version,
+        from_version=from_version,
+        forced=forced,
+        reason=reason,
+        metrics=metrics,
+        tags=tags,
+        parent_run_id=parent_run_id,
+    )
+    finish(client, run_id)
+    return run_id
+
+
+def begin(
+    client: Any,
+    name: str,
+    action: str,
+    *,
+    to_version: str,
+    from_version: str | None,
+    forced: bool = False,
+    reason: str | None = None,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> str:
+    """Open an audit run (outcome ``pending``) before the change it records; return its id.
+
+    Raises:
+        mlflow.exceptions.MlflowException: the user may not write the audit experiment
+            (e.g. 403 from a tracking server); nothing has changed yet.
 
     Args:
         client: an ``MlflowClient``.
@@ -86,6 +126,7 @@ def record(
         f"{_T}reason": reason or "",
         f"{_T}who": user,
         f"{_T}at_ns": str(time.time_ns()),
+        f"{_T}outcome": "pending",
         "mlflow.user": user,
         **(tags or {}),
     }
@@ -101,9 +142,19 @@ def record(
         client.log_batch(
             run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
         )
-    client.set_terminated(run.info.run_id)
     logger.info("audit: %s %s v%s (from %s) by %s", action, name, to_version, from_version, user)
     return str(run.info.run_id)
+
+
+def finish(client: Any, run_id: str, error: str | None = None) -> None:
+    """Close an audit run: outcome ``done``, or ``failed`` with the error (run ``FAILED``)."""
+    if error is None:
+        client.set_tag(run_id, f"{_T}outcome", "done")
+        client.set_terminated(run_id)
+        return
+    client.set_tag(run_id, f"{_T}outcome", "failed")
+    client.set_tag(run_id, f"{_T}error", error[:500])
+    client.set_terminated(run_id, status="FAILED")
 
 
 def history(client: Any, name: str) -> list[AuditEntry]:
@@ -152,6 +203,9 @@ def history(client: Any, name: str) -> list[AuditEntry]:
                     reason=t.get(f"{_T}reason") or None,
                     metrics=dict(run.data.metrics),
                     run_id=run.info.run_id,
+                    # Runs written before audit-first promotions carry no outcome: done.
+                    outcome=t.get(f"{_T}outcome", "done"),
+                    error=t.get(f"{_T}error") or None,
                 ),
             )
         )

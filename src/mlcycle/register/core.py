@@ -62,15 +62,34 @@ def _ensure_registered_model(client: Any, name: str) -> None:
             raise
 
 
+#: The one metric kept as a version tag, per task; the others go to the description.
+HEADLINE_METRIC = {"classification": "test_roc_auc", "regression": "test_rmse"}
+
+
 def _run_tags(run: Any) -> dict[str, str]:
+    # Only what users filter the registry on: every tag is a line in each registry row.
     tags = {"mlcycle.run_id": run.info.run_id}
     for key in ("mlcycle.task", "mlcycle.target", "mlcycle.data_digest", "mlcycle.estimator"):
         if key in run.data.tags:
             tags[key] = run.data.tags[key]
-    for key, value in run.data.metrics.items():
-        if key.startswith(("test_", "val_")):
-            tags[f"mlcycle.metric.{key}"] = f"{value:.6g}"
+    headline = HEADLINE_METRIC.get(run.data.tags.get("mlcycle.task", ""))
+    if headline in run.data.metrics:
+        tags[f"mlcycle.metric.{headline}"] = f"{run.data.metrics[headline]:.6g}"
     return tags
+
+
+def _describe(run: Any, description: str | None) -> str:
+    """The version description: the user's words, then the run and its test metrics."""
+    metrics = "  ".join(
+        f"{k.removeprefix('test_')}={v:.4g}"
+        for k, v in sorted(run.data.metrics.items())
+        if k.startswith("test_")
+    )
+    lines = [description] if description else []
+    lines.append(f"mlcycle: registered from run {run.info.run_id}")
+    if metrics:
+        lines.append(f"test split: {metrics}")
+    return "\n\n".join(lines)
 
 
 def set_stage(client: Any, name: str, version: str, stage: str, archive: bool = False) -> None:
@@ -89,8 +108,8 @@ def set_stage(client: Any, name: str, version: str, stage: str, archive: bool = 
 def register(client: Any, run_id: str, name: str, description: str | None = None) -> Any:
     """Register a training run's model as a new version in Staging with alias ``@challenger``.
 
-    The version is tagged with the run id, the data digest, task, target and the run's
-    ``test_``/``val_`` metrics.
+    The version is tagged with the run id, the data digest, task, target, estimator and the
+    headline test metric (:data:`HEADLINE_METRIC`); its description lists every test metric.
 
     Args:
         client: an ``MlflowClient`` for the configured stores.
@@ -112,7 +131,7 @@ def register(client: Any, run_id: str, name: str, description: str | None = None
         source,
         run_id=run_id,
         tags=_run_tags(run),
-        description=description or f"mlcycle: registered from run {run_id}",
+        description=_describe(run, description),
         model_id=model_id,
     )
     set_stage(client, name, mv.version, "Staging")

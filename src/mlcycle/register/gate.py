@@ -11,7 +11,6 @@ failures as one exception message, while mlcycle records a reason per threshold.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import tempfile
@@ -213,7 +212,12 @@ def _evaluate(model: Any, facts: ModelFacts, data: pd.DataFrame, role: str) -> d
     start = time.perf_counter()
     model.predict(features)
     latency = (time.perf_counter() - start) * 1000 / max(len(features), 1)
-    with mlflow.start_run(run_name=f"{role} v{facts.version}", nested=True):
+    # In the parent's experiment: nested runs without one land in "Default" (./mlruns).
+    parent = mlflow.active_run()
+    experiment_id = parent.info.experiment_id if parent else None
+    with mlflow.start_run(
+        run_name=f"{role} v{facts.version}", nested=True, experiment_id=experiment_id
+    ):
         mlflow.set_tags({"mlcycle.gate.role": role, "mlcycle.gate.version": facts.version})
         result = mlflow.models.evaluate(
             model,
@@ -277,16 +281,21 @@ def _record(
     metric: str,
     audit_run_id: str | None,
 ) -> None:
+    # The version keeps what users filter on; reasons and the full metric sets are on the
+    # audit run (tags and metrics) that mlcycle.gate.audit_run_id names.
+    key = EVALUATE_NAMES.get(metric, metric)
+    score = ""
+    if key in decision.challenger_metrics:
+        score = f"{decision.challenger_metrics[key]:.4g}"
+        if key in decision.champion_metrics:
+            score += f" vs {decision.champion_metrics[key]:.4g}"
     tags = {
         "mlcycle.gate.passed": str(decision.passed).lower(),
         "mlcycle.gate.mode": decision.mode,
         "mlcycle.gate.metric": metric,
-        "mlcycle.gate.reasons": "; ".join(decision.reasons)[:4900],
+        "mlcycle.gate.score": score,
         "mlcycle.gate.champion_version": decision.champion_version or "",
-        "mlcycle.gate.challenger_metrics": json.dumps(decision.challenger_metrics)[:4900],
-        "mlcycle.gate.champion_metrics": json.dumps(decision.champion_metrics)[:4900],
         "mlcycle.gate.audit_run_id": audit_run_id or "",
-        "mlcycle.gate.at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, decision.challenger_version, key, value)
@@ -371,8 +380,12 @@ def gate(
             | {f"champion_{k}": v for k, v in champion_metrics.items() if math.isfinite(v)}
         )
     if passed:
+        key = EVALUATE_NAMES.get(metric, metric)
+        numbers = f"{metric} {challenger_metrics[key]:.4f}"
+        if key in champion_metrics:
+            numbers += f" vs champion {champion_metrics[key]:.4f}"
         reasons = [
-            f"{metric} passes every threshold"
+            f"{numbers} passes every threshold"
             + (f" against champion v{champ_v}" if champ_v else " (no champion yet)")
         ]
     decision = GateDecision(

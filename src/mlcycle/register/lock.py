@@ -14,21 +14,24 @@ promotion and rollback therefore runs under this lock and re-reads the state ins
 - a tracking server over HTTP: ``pg_advisory_lock`` in the database named by
   ``MLCYCLE_REGISTRY_LOCK_URI`` (any PostgreSQL every promoting machine reaches, e.g. the
   tracking database) — across machines;
-- anything else, or HTTP without that setting: a file lock under the temporary directory
-  keyed by the URI, which only covers processes on this machine (a warning says so).
+- anything else, or HTTP without that setting: a file lock in this user's private lock
+  directory (:func:`mlcycle.storage.lock_dir`) keyed by the URI, which only covers processes
+  of this user on this machine (a warning says so).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+
+from mlcycle.redact import redact_uri
+from mlcycle.storage import lock_dir
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ def _pg_lock(uri: str, name: str, key_uri: str | None = None) -> Iterator[None]:
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(path):
+    with FileLock(path, mode=0o600):
         yield
 
 
@@ -80,10 +83,10 @@ def _lock_path(uri: str, name: str) -> Path:
     logger.warning(
         "registry %s cannot be locked across machines; promotions are serialised on this "
         "machine only",
-        uri,
+        redact_uri(uri),
     )
     tag = hashlib.sha256(uri.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"mlcycle-registry-{tag}-{safe}.lock"
+    return lock_dir() / f"mlcycle-registry-{tag}-{safe}.lock"
 
 
 def _shared_lock_uri(uri: str) -> str | None:

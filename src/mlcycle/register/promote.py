@@ -6,12 +6,18 @@ Both run under :func:`mlcycle.register.lock.registry_lock` and re-read the regis
 it. The stage change is one MLflow transaction (``archive_existing_versions=True``), and the
 ``@champion`` alias is moved (never deleted), so after the first promotion there is always
 exactly one champion; the stage and the alias agree again as soon as the call returns.
+
+Audit first: the audit run is opened before the registry changes, so a user who may edit
+the model but not write the audit trail changes nothing; a change that fails half-way is
+undone (stages, aliases) and its audit run records the failure.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -41,6 +47,58 @@ def _make_champion(client: Any, name: str, version: str) -> None:
     client.set_registered_model_alias(name, CHAMPION, version)
     if alias_version(client, name, CHALLENGER) == version:
         client.delete_registered_model_alias(name, CHALLENGER)
+
+
+@dataclass(frozen=True)
+class _Before:
+    """What a promotion or rollback changes, read before it does: what undo restores."""
+
+    target: str
+    target_stage: str
+    champion: str | None
+    challenger: str | None
+
+    @classmethod
+    def read(cls, client: Any, name: str, target: str) -> _Before:
+        return cls(
+            target=target,
+            target_stage=str(client.get_model_version(name, target).current_stage or "None"),
+            champion=champion_version(client, name),
+            challenger=alias_version(client, name, CHALLENGER),
+        )
+
+    def restore(self, client: Any, name: str) -> None:
+        if self.champion is not None:
+            _make_champion(client, name, self.champion)
+        else:
+            client.delete_registered_model_alias(name, CHAMPION)
+        if self.target != self.champion:
+            set_stage(client, name, self.target, self.target_stage)
+        if self.challenger is not None:
+            client.set_registered_model_alias(name, CHALLENGER, self.challenger)
+
+
+def _audited(
+    client: Any, name: str, before: _Before, change: Callable[[], None], **audit_kwargs: Any
+) -> str:
+    """Open the audit run, make the change, close the run; undo the change if it fails."""
+    # Raises (e.g. 403 on the audit experiment) before anything in the registry changed.
+    run_id = audit.begin(client, name, **audit_kwargs)
+    try:
+        change()
+    except Exception as exc:
+        try:
+            before.restore(client, name)
+        except Exception:
+            logger.exception("could not undo the failed %s of %s", audit_kwargs["action"], name)
+        try:
+            audit.finish(client, run_id, error=f"{type(exc).__name__}: {exc}")
+        except Exception:
+            # The store may be down; the run stays `pending` and history says UNFINISHED.
+            logger.exception("could not record the failed %s of %s", audit_kwargs["action"], name)
+        raise
+    audit.finish(client, run_id)
+    return run_id
 
 
 def _audit_metrics(decision: GateDecision | None) -> dict[str, float]:
@@ -121,13 +179,18 @@ def promote(
                         f"gate refused {name} version {v} against the new champion "
                         f"v{previous}: " + "; ".join(decision.reasons)
                     )
-        _make_champion(client, name, v)
-        if previous is not None and previous != v:
-            client.set_model_version_tag(name, v, PREVIOUS_TAG, previous)
-        run_id = audit.record(
+
+        def change() -> None:
+            _make_champion(client, name, v)
+            if previous is not None and previous != v:
+                client.set_model_version_tag(name, v, PREVIOUS_TAG, previous)
+
+        run_id = _audited(
             client,
             name,
-            "promote",
+            _Before.read(client, name, v),
+            change,
+            action="promote",
             to_version=v,
             from_version=previous,
             forced=force,
@@ -174,12 +237,17 @@ def rollback(client: Any, name: str, reason: str) -> PromotionResult:
             raise RegistryConflict(
                 f"previous champion {name} version {target} no longer exists"
             ) from exc
-        _make_champion(client, name, target)
-        client.set_model_version_tag(name, current, "mlcycle.rolled_back", reason)
-        run_id = audit.record(
+
+        def change() -> None:
+            _make_champion(client, name, target)
+            client.set_model_version_tag(name, current, "mlcycle.rolled_back", reason)
+
+        run_id = _audited(
             client,
             name,
-            "rollback",
+            _Before.read(client, name, target),
+            change,
+            action="rollback",
             to_version=target,
             from_version=current,
             forced=True,

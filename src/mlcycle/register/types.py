@@ -108,6 +108,10 @@ class AuditEntry:
     reason: str | None
     metrics: dict[str, float] = field(default_factory=dict)
     run_id: str = ""
+    #: ``done``; ``failed`` when the registry change failed and was undone (see ``error``);
+    #: ``pending`` while it runs, or when the process died before finishing it.
+    outcome: str = "done"
+    error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
@@ -122,4 +126,6 @@ class AuditEntry:
             "reason": self.reason,
             "metrics": self.metrics,
             "run_id": self.run_id,
+            "outcome": self.outcome,
+            "error": self.error,
         }

@@ -40,6 +40,14 @@ SEARCH_ENGINES = ("random", "optuna")
 ONNX_FILE = "model.onnx"
 
 
+def default_run_name(cfg: TrainConfig, model_key: str) -> str:
+    """``<estimator> <data file stem>`` (e.g. ``linear churn``): says what was fitted on what."""
+    stem = str(cfg.data).rstrip("/").rsplit("/", 1)[-1]
+    for suffix in (".gz", ".csv", ".parquet", ".pq"):
+        stem = stem.removesuffix(suffix)
+    return f"{model_key} {stem or 'data'}"[:250]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything one training call needs; values, not code paths."""
@@ -51,6 +59,8 @@ class TrainConfig:
     task: Task | None = None
     time_column: str | None = None
     drop: tuple[str, ...] = ()
+    #: Feature columns kept as categories whatever their values (``--categorical``).
+    categorical: tuple[str, ...] = ()
     seed: int = 42
     trials: int = 0
     experiment: str = "mlcycle"
@@ -78,6 +88,9 @@ class TrainResult:
     params: dict[str, Any]
     onnx_exact: bool
     child_run_ids: tuple[str, ...] = ()
+    #: What happened to the ONNX copy, for people: ``exact copy logged``, ``not attempted:
+    #: …``, ``not kept: …`` or ``skipped``.
+    onnx_note: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -269,7 +282,7 @@ def _log_full(
     cfg: TrainConfig,
     model_key: str,
     workdir: Path,
-) -> tuple[dict[str, float], str, bool]:
+) -> tuple[dict[str, float], str, bool, str]:
     """ONNX copy, model, metrics on every split, plots and reference sample for a fitted pipe.
 
     The splits are scored and the plots drawn in ``pool`` while the model is logged here.
@@ -281,13 +294,18 @@ def _log_full(
     X_test, _ = frames["test"]
     extra_files: list[str] = []
     onnx_exact = False
+    onnx_note = "skipped (--no-onnx)"
     if cfg.onnx:
         blob, check = onnx_export.convert(pipe, spec, X_test)
         (workdir / "onnx").mkdir(exist_ok=True)
         (workdir / "onnx" / "check.json").write_text(json.dumps(check.as_dict(), indent=2))
         mlflow.log_artifact(str(workdir / "onnx" / "check.json"), "onnx")
-        mlflow.log_metric("onnx_max_abs_diff", check.max_abs_diff)
+        onnx_note = f"{'not kept' if check.attempted else 'not attempted'}: {check.reason}"
+        if check.rows_checked:
+            # Only a comparison that ran has a difference; 0 would claim a perfect match.
+            mlflow.log_metric("onnx_max_abs_diff", check.max_abs_diff)
         if blob is not None:
+            onnx_note = "exact copy logged"
             onnx_path = workdir / "onnx" / ONNX_FILE
             onnx_path.write_bytes(blob)
             mlflow.log_artifact(str(onnx_path), "onnx")
@@ -352,7 +370,7 @@ def _log_full(
     mlflow.log_artifact(str(sample_dir / "sample.parquet"), "reference")
     if plots is not None:
         plots.result()
-    return metrics, info.model_uri, onnx_exact
+    return metrics, info.model_uri, onnx_exact, onnx_note
 
 
 def train(
@@ -389,7 +407,7 @@ def train(
         )
     model_key = pipelines.resolve_estimator(cfg.model)
     df = frame if frame is not None else data_mod.load_table(cfg.data)
-    spec = data_mod.infer_spec(df, cfg.target, cfg.task, cfg.time_column, cfg.drop)
+    spec = data_mod.infer_spec(df, cfg.target, cfg.task, cfg.time_column, cfg.drop, cfg.categorical)
     overrides = pipelines.coerce_params(model_key, spec.task, cfg.params)
     splits = data_mod.split(df, spec, cfg.seed)
     frames = {
@@ -404,7 +422,9 @@ def train(
     child_ids: list[str] = []
     with (
         _EndsFailed(client) as ends_failed,
-        mlflow.start_run(experiment_id=experiment_id, run_name=cfg.run_name) as run,
+        mlflow.start_run(
+            experiment_id=experiment_id, run_name=cfg.run_name or default_run_name(cfg, model_key)
+        ) as run,
         tempfile.TemporaryDirectory() as tmp,
         # Last in, first out: side work finishes before the files and the run are closed.
         ThreadPoolExecutor(max_workers=3, thread_name_prefix="mlcycle-train") as pool,
@@ -456,7 +476,7 @@ def train(
         logged = client.get_run(run.info.run_id).data.params
         all_params = {**base, **{f"model__{k}": v for k, v in params.items()}}
         mlflow.log_params({k: v for k, v in all_params.items() if k not in logged})
-        metrics, model_uri, onnx_exact = _log_full(
+        metrics, model_uri, onnx_exact, onnx_note = _log_full(
             client=client,
             run_id=run.info.run_id,
             pool=pool,
@@ -486,6 +506,7 @@ def train(
         onnx_exact=onnx_exact,
         child_run_ids=tuple(child_ids),
         seconds=seconds,
+        onnx_note=onnx_note,
     )
 
 

@@ -29,6 +29,8 @@ class OnnxCheck:
 
     exact: bool
     reason: str
+    #: False when the conversion was not tried (no converter, too large).
+    attempted: bool = True
     rows_checked: int = 0
     max_abs_diff: float = 0.0
     label_mismatches: int = 0
@@ -120,7 +122,9 @@ def convert(
     model = pipe.named_steps["model"]
     estimator = type(model).__name__
     if estimator in UNCONVERTIBLE:
-        return None, OnnxCheck(False, f"skl2onnx cannot convert {estimator} in this pipeline")
+        return None, OnnxCheck(
+            False, f"skl2onnx cannot convert {estimator} in this pipeline", attempted=False
+        )
     nodes = sum(
         int(t.tree_.node_count) for t in getattr(model, "estimators_", []) if hasattr(t, "tree_")
     )
@@ -129,6 +133,7 @@ def convert(
             False,
             f"{nodes:,} tree nodes exceed {MAX_TREE_NODES:,}: the ONNX copy would be too large "
             "to convert and load quickly (limit max_depth or min_samples_leaf to get one)",
+            attempted=False,
         )
     export = _export_pipeline(pipe, spec)
     initial = [(c, FloatTensorType([None, 1])) for c in spec.numeric] + [
@@ -148,6 +153,8 @@ def convert(
         logger.info("ONNX conversion not kept: %s", reason)
         return None, OnnxCheck(False, reason)
     n = len(X_check)
+    if n == 0:
+        return None, OnnxCheck(False, "no rows to compare with sklearn")
     if spec.task == "classification":
         want_label = np.asarray(pipe.predict(X_check))
         want_p = np.asarray(pipe.predict_proba(X_check))

@@ -39,6 +39,7 @@ import pandas as pd
 
 from mlcycle.data import DatasetSpec
 from mlcycle.errors import ConfigError, TrainingError
+from mlcycle.redact import redact_uri
 from mlcycle.train import evaluate, pipelines
 
 logger = logging.getLogger(__name__)
@@ -107,14 +108,7 @@ def _safe_uri(uri: str) -> str | None:
 
 def masked(uri: str) -> str:
     """``uri`` with any password replaced by ``***`` (for params and messages)."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        return uri
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, host = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = userinfo.split(":", 1)[0] + ":***@" + host
-    return f"{scheme}://{netloc}{slash}{path}"
+    return redact_uri(uri)
 
 
 #: PostgreSQL schema of the study tables when the storage is the tracking database.
@@ -212,7 +206,12 @@ def _prepare(attrs: dict[str, Any]) -> tuple[DatasetSpec, dict[str, Any], dict[s
 
     df = data_mod.load_table(attrs["data"])
     spec = data_mod.infer_spec(
-        df, attrs["target"], attrs["task"], attrs["time_column"], tuple(attrs["drop"])
+        df,
+        attrs["target"],
+        attrs["task"],
+        attrs["time_column"],
+        tuple(attrs["drop"]),
+        tuple(attrs.get("categorical", ())),
     )
     overrides = pipelines.coerce_params(attrs["model"], spec.task, attrs["params"])
     splits = data_mod.split(df, spec, int(attrs["seed"]))
@@ -327,6 +326,7 @@ def optuna_search(
         "params": {k: str(v) for k, v in cfg.params.items()},
         "time_column": cfg.time_column,
         "drop": list(cfg.drop),
+        "categorical": list(cfg.categorical),
         "seed": cfg.seed,
         "trials": cfg.trials,
         "metric": metric,

@@ -64,7 +64,10 @@ def test_a_model_goes_through_register_gate_promote_rollback_and_history(
     tags = client.get_model_version(NAME, weak).tags
     assert tags["mlcycle.gate.passed"] == "false"
     assert tags["mlcycle.gate.champion_version"] == "1"
-    assert "roc_auc" in tags["mlcycle.gate.champion_metrics"]
+    assert tags["mlcycle.gate.score"].count(" vs ") == 1
+    gate_run = client.get_run(tags["mlcycle.gate.audit_run_id"])
+    assert "roc_auc" in gate_run.data.tags["mlcycle.gate.reasons"]
+    assert "champion_roc_auc" in gate_run.data.metrics
 
     dry = reg.promote(client, NAME, policy=reg.GatePolicy(mode="dry_run"))
     assert dry.decision is not None and not dry.decision.passed

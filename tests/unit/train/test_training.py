@@ -214,6 +214,17 @@ def test_a_fit_that_fails_ends_the_run_failed_not_running(scenario_csv: Path) ->
         ("a,y\n1,k\n2,k\n3,k\n", ["--target", "y"], "single class"),
         ("a,b,y\n,1,0\n,2,1\n,3,0\n", ["--target", "y"], "column 'a' is entirely missing"),
         ("a,y\n1,0\n", ["--target", "y", "--model", "xgboost"], "unknown model 'xgboost'"),
+        (
+            "age,y\n" + "".join(f"{20 + i},{i % 2}\n" for i in range(40)) + "unknown,1\n",
+            ["--target", "y"],
+            "column 'age' is numeric except 1 value(s) such as 'unknown'",
+        ),
+        ("age,age,y\n1,2,0\n3,4,1\n", ["--target", "y"], "repeats column name(s) 'age'"),
+        (
+            "a,y\n1,0\n2,1\n3,0\n4,1\n5,0\n",
+            ["--target", "y"],
+            "the test split (15%) needs at least 5 rows, so at least 31 rows",
+        ),
     ],
 )
 def test_bad_data_exits_non_zero_with_the_reason_and_leaves_no_run(
@@ -227,6 +238,22 @@ def test_bad_data_exits_non_zero_with_the_reason_and_leaves_no_run(
     assert mlflow.search_runs(
         search_all_experiments=True, filter_string="attributes.status = 'RUNNING'"
     ).empty
+
+
+def test_categorical_option_trains_on_a_column_with_placeholders(tmp_path: Path) -> None:
+    rows = [f"{'unknown' if i % 9 == 0 else 20 + i % 50},{i % 2}" for i in range(120)]
+    path = tmp_path / "mixed.csv"
+    path.write_text("age,y\n" + "\n".join(rows) + "\n")
+    res = CliRunner().invoke(
+        cli,
+        [
+            *("train", "--data", str(path), "--target", "y"),
+            *("--model", "linear", "--categorical", "age"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    run_id = re.search(r"run\s+([0-9a-f]{32})", res.output).group(1)  # type: ignore[union-attr]
+    assert MlflowClient().get_run(run_id).data.tags["mlcycle.target"] == "y"
 
 
 def test_an_unreadable_file_exits_non_zero(tmp_path: Path) -> None:
@@ -305,3 +332,29 @@ def test_a_model_needing_an_unreviewed_type_is_refused(tmp_path: Path) -> None:
     sio.dump(FunctionTransformer(func=os.getcwd), path)  # needs 'posix.getcwd': never reviewed
     with pytest.raises(TrainingError, match="not reviewed as safe"):
         load_reviewed_skops(str(path))
+
+
+def test_onnx_is_reported_as_it_happened(scenario_csv: Path) -> None:
+    base = ["train", "--data", str(scenario_csv), "--target", "churned"]
+    hgb = CliRunner().invoke(cli, [*base, "--model", "hgb"])
+    assert hgb.exit_code == 0, hgb.output
+    assert "onnx       not attempted: skl2onnx cannot convert" in hgb.output
+    run_id = re.search(r"run\s+([0-9a-f]{32})", hgb.output).group(1)  # type: ignore[union-attr]
+    assert "onnx_max_abs_diff" not in MlflowClient().get_run(run_id).data.metrics
+
+    linear = CliRunner().invoke(cli, [*base, "--model", "linear"])
+    assert "onnx       exact copy logged" in linear.output
+    run_id = re.search(r"run\s+([0-9a-f]{32})", linear.output).group(1)  # type: ignore[union-attr]
+    assert MlflowClient().get_run(run_id).data.metrics["onnx_max_abs_diff"] < 1e-4
+
+
+def test_an_onnx_check_of_no_rows_claims_nothing(tmp_path: Path) -> None:
+    from mlcycle.data import infer_spec, prepare_features
+    from mlcycle.train import onnx_export, pipelines
+
+    frame = load_iris(as_frame=True).frame
+    spec = infer_spec(frame, "target", task="classification")
+    X = prepare_features(frame, spec)
+    pipe = pipelines.build_pipeline(spec, "linear", {}).fit(X, frame["target"])
+    blob, check = onnx_export.convert(pipe, spec, X.head(0))
+    assert blob is None and not check.exact and check.rows_checked == 0
