@@ -40,7 +40,15 @@ PROFILE_METHODS = ("wasserstein", "jensenshannon", "psi")
 #: Default thresholds (Evidently's defaults for the same methods).
 DEFAULT_THRESHOLDS = {"wasserstein": 0.1, "jensenshannon": 0.1, "psi": 0.1}
 #: Columns of the inference log that are bookkeeping, not model inputs.
-LOG_COLUMNS = ("request_id", "record_index", "timestamp", "model_name", "model_version", "role")
+LOG_COLUMNS = (
+    "record_id",
+    "request_id",
+    "record_index",
+    "timestamp",
+    "model_name",
+    "model_version",
+    "role",
+)
 PREDICTION = "prediction"
 
 
