@@ -859,7 +859,7 @@ def _monitor_options(fn: Any) -> Any:
         click.option(
             "--labels",
             default=None,
-            help="Late labels: CSV/Parquet with request_id, [record_index], target.",
+            help="Late labels: CSV/Parquet with record_id (or request_id, [record_index]), target.",
         ),
         click.option(
             "--output",
