@@ -405,11 +405,12 @@ def join_labels(
     value = pd.Series(np.nan, index=cur.index, dtype="object")
     by_record = labels.iloc[:0]
     if "record_id" in labels.columns:
-        by_record = labels[labels["record_id"].notna()]
-        labels = labels[labels["record_id"].isna()]
-    if len(by_record):
-        if "record_id" not in cur.columns:
+        if "record_id" not in cur.columns and "request_id" not in labels.columns:
             raise DataError("the window has no record_id column to join labels on")
+        if "record_id" in cur.columns:  # else (a file without ids): join by request_id
+            by_record = labels[labels["record_id"].notna()]
+            labels = labels[labels["record_id"].isna()]
+    if len(by_record):
         lab = by_record.drop_duplicates("record_id", keep="last")
         mapping = pd.Series(lab[target].to_numpy(), index=lab["record_id"].astype("str"))
         value = cur["record_id"].astype("str").map(mapping).astype("object")

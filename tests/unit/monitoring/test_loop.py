@@ -121,6 +121,7 @@ def test_a_window_monitored_twice_at_once_retrains_once(
 
 
 def test_an_empty_window_is_insufficient_data_and_never_retrains(champion, tmp_path: Path):
+    champion.log_root.mkdir(parents=True, exist_ok=True)  # the log exists, the window is empty
     calls = []
     out = run_once(
         champion.client,
