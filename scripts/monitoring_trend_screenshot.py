@@ -115,7 +115,7 @@ def main(output: Path) -> None:
                 [exe, "--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
-                 f"--user-data-dir={tmp / 'profile'}", "--virtual-time-budget=30000",
+                 f"--user-data-dir={tmp / 'profile'}", "--timeout=40000",
                  "--window-size=1400,1000", f"--screenshot={output}", page],
                 capture_output=True, text=True, timeout=180, check=True,
             )  # fmt: skip

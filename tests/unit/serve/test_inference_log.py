@@ -59,8 +59,8 @@ def test_columns_and_types_follow_the_contract(tmp_path: Path) -> None:
     (path,) = tmp_path.rglob("*.parquet")
     schema = pq.read_schema(path)
     assert schema.names == [
-        "record_id", "request_id", "record_index", "timestamp", "model_name", "model_version", "role",
-        "age", "charges", "plan", "prediction",
+        "record_id", "request_id", "record_index", "timestamp", "model_name", "model_version",
+        "role", "age", "charges", "plan", "prediction",
     ]  # fmt: skip
     assert schema.field("request_id").type == pa.string()
     assert schema.field("record_id").type == pa.string()
