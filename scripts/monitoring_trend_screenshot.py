@@ -106,19 +106,21 @@ def main(output: Path) -> None:
                         log = (tmp / "ui.log").read_text()[-2000:]
                         raise SystemExit(f"mlflow ui did not start:\n{log}") from None
                     time.sleep(0.5)
-            page = (
-                f"http://127.0.0.1:{port}/#/experiments/{exp}/runs/{trend.info.run_id}"
-                "/model-metrics"
-            )
+            run = trend.info.run_id
+            # The run's "Model metrics" tab: one chart per metric, each a line over the windows.
+            pages = {
+                output: f"http://127.0.0.1:{port}/#/experiments/{exp}/runs/{run}/model-metrics"
+            }
             output.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(
-                [exe, "--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
-                 f"--user-data-dir={tmp / 'profile'}", "--timeout=40000",
-                 "--window-size=1400,1000", f"--screenshot={output}", page],
-                capture_output=True, text=True, timeout=180, check=True,
-            )  # fmt: skip
+            for target, page in pages.items():
+                subprocess.run(
+                    [exe, "--headless", "--no-sandbox", "--disable-gpu",
+                     "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
+                     f"--user-data-dir={tmp / 'profile'}", "--virtual-time-budget=120000",
+                     "--window-size=1400,900", f"--screenshot={target}", page],
+                    capture_output=True, text=True, timeout=300, check=True,
+                )  # fmt: skip
         finally:
             os.killpg(ui.pid, signal.SIGTERM)
             ui.wait(30)
