@@ -906,7 +906,7 @@ def _monitor_options(fn: Any) -> Any:
         click.option(
             "--labels",
             default=None,
-            help="Late labels: CSV/Parquet with request_id, [record_index], target.",
+            help="Late labels: CSV/Parquet with record_id (or request_id, [record_index]), target.",
         ),
         click.option(
             "--output",
@@ -998,7 +998,7 @@ def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
 
 
 def _window_line(out: Any) -> str:
-    head = f"[window {out.window or 'file'}]"
+    head = f"[window {out.window or out.source}]"
     if out.skipped:
         return f"{head} skipped: {out.skipped}"
     r = out.result
@@ -1027,7 +1027,18 @@ def _outcome_json(out: Any) -> dict[str, Any]:
     doc["result"] = out.result.as_dict() if out.result else None
     doc["decision"] = asdict(out.decision) if out.decision else None
     doc["retrain"] = asdict(out.retrain) if out.retrain else None
+    doc["stale"] = list(out.stale)
     return doc
+
+
+def _fail_on_stale(out: Any) -> None:
+    """Exit 1 when a window run was left RUNNING by a killed monitor, so cron notices."""
+    if out.stale:
+        raise click.ClickException(
+            f"{len(out.stale)} monitoring run(s) still RUNNING long after they started (a "
+            f"monitor was killed; their windows were not monitored): {'; '.join(out.stale)}. "
+            "Delete them (mlflow runs delete --run-id ID) and monitor those windows again."
+        )
 
 
 @cli.command("monitor")
@@ -1087,6 +1098,7 @@ def monitor_cmd(
     )
     if as_json:
         click.echo(json.dumps(_outcome_json(out), indent=2, default=str))
+        _fail_on_stale(out)
         return
     click.echo(_window_line(out))
     r = out.result
@@ -1118,6 +1130,7 @@ def monitor_cmd(
             + "; ".join(out.decision.reasons)
         )
     click.echo(f"run        {out.run_id} (experiment mlcycle-monitoring)  ui: {_ui_hint(settings)}")
+    _fail_on_stale(out)
 
 
 @cli.command("loop")
@@ -1164,6 +1177,8 @@ def loop_cmd(every: str, once: bool, retrain: bool, max_windows: int | None, **o
         output_dir=opts["output"],
     ):
         click.echo(_window_line(out))
+        for stale in out.stale:
+            click.echo(f"  stale: run {stale} was left RUNNING (its monitor was killed)", err=True)
 
 
 # --------------------------------------------------------------------------- server

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, infer_spec, make_scenario
-from mlcycle.monitoring import analyse_window, reference_from_frame
+from mlcycle.monitoring import DriftConfig, analyse_window, reference_from_frame
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -65,3 +65,59 @@ def test_the_html_report_renders_the_drift_table_in_chromium(tmp_path: Path):
         assert "Detected" in rows[column] and "Not Detected" not in rows[column]
     for column in ("age", "tenure_months", "contract"):
         assert "Not Detected" in rows[column]
+
+
+def _dump_dom(exe: str, html: Path, profile: Path) -> str:
+    proc = subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            html.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.mark.parametrize("share", [0.3, 0.5])
+def test_the_rendered_headline_states_the_verdict_over_features_only(tmp_path: Path, share):
+    from testkit import need
+
+    exe = _chromium()
+    need(exe is not None, "Debian's chromium is not installed (apt-get install chromium)")
+    ref = make_scenario(3000, "reference", seed=1)
+    spec = infer_spec(ref, SCENARIO_TARGET, time_column=SCENARIO_TIME)
+    ref["prediction"] = ref[SCENARIO_TARGET]
+    cur = make_scenario(3000, "covariate", seed=2)
+    cur["prediction"] = cur[SCENARIO_TARGET]
+    result = analyse_window(
+        reference_from_frame(ref, spec=spec),
+        cur,
+        DriftConfig(drift_share=share),
+        output_dir=tmp_path / "report",
+    )
+    assert len(result.drifted) == 3 and len(result.columns) == 8
+    text = " ".join(
+        re.sub(r"<[^>]+>", " ", _dump_dom(exe, Path(result.report_html), tmp_path / "p")).split()
+    )
+    if result.status == "drift":
+        assert "Dataset Drift is detected" in text
+    else:
+        assert "Dataset Drift is NOT detected" in text
+    assert result.status == ("drift" if share == 0.3 else "ok")
+    assert f"Dataset drift detection threshold is {share}" in text
+    # Features only: 3 of 8 columns, not 4 of 9 with the prediction.
+    assert re.search(r"\b3\b[^.]{0,40}\b8\b", text), text[:3000]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +40,15 @@ PROFILE_METHODS = ("wasserstein", "jensenshannon", "psi")
 #: Default thresholds (Evidently's defaults for the same methods).
 DEFAULT_THRESHOLDS = {"wasserstein": 0.1, "jensenshannon": 0.1, "psi": 0.1}
 #: Columns of the inference log that are bookkeeping, not model inputs.
-LOG_COLUMNS = ("request_id", "record_index", "timestamp", "model_name", "model_version", "role")
+LOG_COLUMNS = (
+    "record_id",
+    "request_id",
+    "record_index",
+    "timestamp",
+    "model_name",
+    "model_version",
+    "role",
+)
 PREDICTION = "prediction"
 
 
@@ -464,8 +473,17 @@ def write_report(
     task: str | None = None,
     target: str | None = None,
     summary: list[str] | None = None,
+    drift_share: float = DriftConfig.drift_share,
+    verdicts: dict[str, ColumnDrift] | None = None,
+    prediction: str | None = None,
 ) -> tuple[Path, Path]:
     """Run Evidently 0.7 on (already sanitised, bounded) frames; write ``report.html/.json``.
+
+    The report's dataset-drift headline counts ``numeric`` and ``categorical`` only (the
+    features) against ``drift_share``, so it states the same verdict as the result; with
+    ``verdicts`` each column's score and decision are mlcycle's own (computed over the whole
+    window) rather than Evidently's re-computation on the bounded sample. ``prediction``
+    (a column of either list) is shown as its own drift section, not counted.
 
     Args:
         reference: reference sample.
@@ -478,20 +496,47 @@ def write_report(
         target: the label column, present in both frames.
         summary: columns of the data summary section (per-column statistics, missing
             values); none when empty or ``None``.
+        drift_share: share of drifted features at or above which the headline says drift.
+        verdicts: mlcycle's per-column results, shown as the report's scores and verdicts.
+        prediction: the prediction column, reported beside the features but not counted.
 
     Raises:
         MonitoringError: Evidently failed.
     """
     from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset, DataSummaryPreset
 
     output_dir.mkdir(parents=True, exist_ok=True)
     columns = [*numeric, *categorical]
+    features = [c for c in columns if c != prediction]
     definition: dict[str, Any] = {
         "numerical_columns": list(numeric),
         "categorical_columns": list(categorical),
     }
-    items: list[Any] = [DataDriftPreset(columns=columns, per_column_method=methods or None)]
+    registered: list[str] = []
+    methods = dict(methods)
+    thresholds: dict[str, float] = {}
+    for col, verdict in (verdicts or {}).items():
+        if col in columns:
+            methods[col] = _register_verdict(verdict, registered)
+            thresholds[col] = verdict.threshold
+    items: list[Any] = [
+        DataDriftPreset(
+            columns=features,
+            drift_share=drift_share,
+            per_column_method={c: m for c, m in methods.items() if c in features} or None,
+            per_column_threshold={c: t for c, t in thresholds.items() if c in features} or None,
+        )
+    ]
+    if prediction and prediction in columns:
+        items.append(
+            ValueDrift(
+                column=prediction,
+                method=methods.get(prediction),
+                threshold=thresholds.get(prediction),
+            )
+        )
     if summary:
         items.append(DataSummaryPreset(columns=[c for c in columns if c in summary]))
     keep = list(columns)
@@ -524,12 +569,119 @@ def write_report(
             Dataset.from_pandas(reference[keep].reset_index(drop=True), data_definition=dd),
         )
         html = output_dir / "report.html"
-        snapshot.save_html(str(html))
+        html.write_text(safe_report_html(snapshot), encoding="utf-8")
         js = output_dir / "report.json"
         js.write_text(json.dumps(snapshot.dict(), default=str, indent=1))
     except Exception as exc:
         raise MonitoringError(f"the Evidently report failed: {exc}") from exc
+    finally:
+        _unregister(registered)
     return html, js
+
+
+def _register_verdict(verdict: ColumnDrift, registered: list[str]) -> str:
+    """An Evidently stat test, under a one-off name, that answers with mlcycle's verdict.
+
+    Evidently re-computes drift on its bounded sample and could disagree with the verdict
+    near a threshold; a stat test that returns the whole-window score makes the report show
+    exactly what mlcycle decided.
+    """
+    import uuid
+
+    from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
+    from evidently.legacy.core import ColumnType
+
+    name = f"mlcycle_{uuid.uuid4().hex[:12]}"
+    score, drifted = float(verdict.score), bool(verdict.drifted)
+    test = StatTest(
+        name=name,
+        display_name=f"{verdict.method} (mlcycle, whole window)",
+        allowed_feature_types=[ColumnType.Numerical, ColumnType.Categorical],
+        default_threshold=float(verdict.threshold),
+    )
+    register_stattest(test, lambda ref, cur, kind, threshold: (score, drifted))
+    registered.append(name)
+    return name
+
+
+def _unregister(names: list[str]) -> None:
+    from evidently.legacy.calculations.stattests import registry
+
+    for name in names:
+        tests = registry._registered_stat_tests.pop(name, {})
+        for test in set(tests.values()):
+            impls = registry._impls.pop(test, {})
+            for impl in impls.values():
+                registry._registered_stat_test_funcs.pop(getattr(impl, "func", None), None)
+
+
+#: Characters that must not appear raw inside an inline ``<script>``: ``</script>``,
+#: ``<!--`` and ``]]>`` end or change the script element, U+2028/9 end a JS line.
+_SCRIPT_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+_SCRIPT_UNSAFE = re.compile("[<>&\u2028\u2029]")
+
+
+def script_json(value: Any) -> str:
+    """JSON that is safe inside an HTML ``<script>`` element (same value once parsed).
+
+    Every ``<``, ``>``, ``&`` and line separator is written as a ``\\uXXXX`` escape, which
+    JSON and JavaScript read back as the same character, so no string from traffic can close
+    the element or open a comment, whatever it contains.
+    """
+    from evidently.legacy.utils import NumpyEncoder
+
+    text = json.dumps(value, cls=NumpyEncoder)
+    return _SCRIPT_UNSAFE.sub(lambda m: _SCRIPT_ESCAPES[m.group()], text)
+
+
+def safe_report_html(snapshot: Any) -> str:
+    """The standalone HTML of an Evidently snapshot, with its data escaped for ``<script>``.
+
+    Evidently 0.7 embeds the report data with plain ``json.dumps``, so a logged value such as
+    ``</script><img onerror=…>`` ends the script and runs. This renders the same page with
+    Evidently's own template but writes the data block with :func:`script_json`.
+    """
+    import uuid
+
+    from evidently.legacy.model.dashboard import DashboardInfo
+    from evidently.legacy.model.widget import AdditionalGraphInfo
+    from evidently.legacy.renderers.base_renderer import DetailsInfo
+    from evidently.legacy.renderers.html_widgets import group_widget
+    from evidently.legacy.utils.dashboard import TemplateParams, file_html_template
+
+    widgets = [group_widget(title="", widgets=snapshot._widgets), *snapshot._tests_widgets]
+    graphs: dict[str, Any] = {}
+    for info in widgets:
+        for extra in info.get_additional_graphs():
+            params = extra.params if isinstance(extra, AdditionalGraphInfo) else extra
+            item = DetailsInfo(title="", info=params, id=extra.id)
+            graphs[str(item.id)] = item.info.dict() if hasattr(item.info, "dict") else item.info
+    dashboard_id = "metric_" + uuid.uuid4().hex
+    info = DashboardInfo(name="Report", widgets=widgets).dict()
+    for widget in info["widgets"]:
+        widget.pop("additionalGraphs", None)
+    placeholder = "<!-- no embedded data -->"
+    page = file_html_template(
+        TemplateParams(
+            dashboard_id=dashboard_id,
+            dashboard_info=DashboardInfo(name="Report", widgets=[]),
+            additional_graphs={},
+            embed_data=False,
+        )
+    )
+    if page.count(placeholder) != 1:
+        raise MonitoringError("this Evidently version's HTML template is not the expected one")
+    data = (
+        f"<script>\n    var {dashboard_id} = {script_json(info)};\n"
+        f"    var additional_graphs_{dashboard_id} = {script_json(graphs)};\n</script>"
+    )
+    return page.replace(placeholder, data)
 
 
 # --------------------------------------------------------------------------- analyse
@@ -687,12 +839,12 @@ def _report(
     for c in numeric:
         cur[c] = clean.numeric[c][idx]
     for c in categorical:
-        cur[c] = clean.categorical[c].iloc[idx].to_numpy()
+        cur[c] = _display_text(clean.categorical[c].iloc[idx]).to_numpy()
     ref = reference.sample.copy()
     for c in numeric:
         ref[c] = pd.to_numeric(ref[c], errors="coerce").replace([np.inf, -np.inf], np.nan)
     for c in categorical:
-        ref[c] = ref[c].astype("str")
+        ref[c] = _display_text(ref[c].astype("str"))
     if prediction is not None:
         if prediction.kind == "numeric":
             numeric.append(PREDICTION)
@@ -701,16 +853,16 @@ def _report(
             ).to_numpy()
         else:
             categorical.append(PREDICTION)
-            cur[PREDICTION] = _labels(current[PREDICTION].iloc[idx]).to_numpy()
-            ref[PREDICTION] = _labels(ref[PREDICTION])
+            cur[PREDICTION] = _display_text(_labels(current[PREDICTION].iloc[idx])).to_numpy()
+            ref[PREDICTION] = _display_text(_labels(ref[PREDICTION]))
     with_target = bool(quality) and target is not None
     if with_target:
         assert target is not None
         labelled = current[target].iloc[idx]
         cur[target] = labelled.to_numpy()
         if task == "classification":
-            cur[target] = _labels(labelled).to_numpy()
-            ref[target] = _labels(ref[target])
+            cur[target] = _display_text(_labels(labelled)).to_numpy()
+            ref[target] = _display_text(_labels(ref[target]))
     cur_df = pd.DataFrame(cur)
     if with_target:
         assert target is not None
@@ -730,18 +882,31 @@ def _report(
         "flagged": [c for c in usable if c in flagged],
         "none": [],
     }[config.report_summary]
-    methods = {}
-    for d in [*drifts, *([prediction] if prediction else [])]:
-        if d.column in usable and d.method != "evidently":
-            methods[d.column] = d.method
+    verdicts = {d.column: d for d in [*drifts, *([prediction] if prediction else [])]}
     return write_report(
         ref,
         cur_df,
         [c for c in numeric if c in usable],
         [c for c in categorical if c in usable],
-        methods,
+        {},
         output_dir,
         task if with_target else None,
         target if with_target else None,
         summary,
+        drift_share=config.drift_share,
+        verdicts={c: v for c, v in verdicts.items() if c in usable},
+        prediction=PREDICTION if prediction is not None else None,
     )
+
+
+def _display_text(values: pd.Series) -> pd.Series:
+    """Text from traffic as shown in the report: markup characters replaced by look-alikes.
+
+    The report's data block is escaped anyway (:func:`script_json`); this also keeps the
+    charting code in the page from reading a logged value as markup. Both sides get the same
+    mapping, so categories stay comparable.
+    """
+    return values.astype("str").str.translate(_DISPLAY_MAP)
+
+
+_DISPLAY_MAP = str.maketrans({"<": "\u2039", ">": "\u203a", "&": "\uff06", '"': "\u201d"})

@@ -9,7 +9,8 @@ API:
 - :func:`read_inference_log` — the rows the serving process logged for a model in a window
   (a local directory or an ``s3://`` prefix; layout
   ``{root}/model={name}/version={v}/hour={YYYY-MM-DDTHH}/part-*.parquet``).
-- :func:`join_labels` — late labels joined by ``request_id`` (and ``record_index``).
+- :func:`join_labels` — late labels joined by ``record_id`` or, when unambiguous, by
+  ``request_id`` (and ``record_index``).
 """
 
 from __future__ import annotations
@@ -254,19 +255,35 @@ def read_inference_log(
     window: Window | None = None,
     version: str | None = None,
     role: str | None = "champion",
+    problems: list[str] | None = None,
+    since: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Rows logged for model ``name`` in ``window`` (all versions unless ``version``).
 
     Only hour partitions overlapping the window are opened, so the cost follows the window,
-    not the log's age. An absent log or window gives an empty frame, not an error.
+    not the log's age. A model or window without rows gives an empty frame, not an error.
+
+    Args:
+        root: the inference log's directory or ``s3://`` prefix.
+        name: registered model name.
+        window: the time range; the whole log when ``None``.
+        version: only this version's partitions.
+        role: only rows of this role (``champion``; ``None`` for all).
+        problems: when a list is given, a file that cannot be read (truncated, not Parquet)
+            or does not have the log's schema is skipped and described there, and the rest
+            is read; without it such a file raises.
+        since: only rows with a timestamp at or after this one.
 
     Raises:
-        DataError: a partition file cannot be read.
+        DataError: the log root does not exist; a partition file cannot be read and
+            ``problems`` is ``None``.
     """
     import pyarrow.dataset as ds
     import pyarrow.fs as pafs
 
     fs, base = filesystem(root)
+    if not root.startswith("s3://") and fs.get_file_info(base).type != pafs.FileType.Directory:
+        raise DataError(f"the inference log root {root} does not exist (is --inference-log right?)")
     model_dir = f"{base}/model={name}"
     info = fs.get_file_info(model_dir)
     if info.type != pafs.FileType.Directory and not root.startswith("s3://"):
@@ -291,20 +308,59 @@ def read_inference_log(
         files.append(entry.path)
     if not files:
         return pd.DataFrame()
+    expr = None
+    if window is not None:
+        lo = window.start.to_pydatetime()
+        hi = window.end.to_pydatetime()
+        expr = (ds.field("timestamp") >= lo) & (ds.field("timestamp") < hi)
+    if since is not None:
+        later = ds.field("timestamp") >= _utc(since).to_pydatetime()
+        expr = later if expr is None else expr & later
     try:
         dataset = ds.dataset(sorted(files), filesystem=fs, format="parquet")
-        expr = None
-        if window is not None:
-            lo = window.start.to_pydatetime()
-            hi = window.end.to_pydatetime()
-            expr = (ds.field("timestamp") >= lo) & (ds.field("timestamp") < hi)
         if role is not None and "role" in dataset.schema.names:
             role_expr = ds.field("role") == role
             expr = role_expr if expr is None else expr & role_expr
         table = dataset.to_table(filter=expr)
     except Exception as exc:
-        raise DataError(f"cannot read the inference log at {root}: {exc}") from exc
+        if problems is None:
+            raise DataError(f"cannot read the inference log at {root}: {exc}") from exc
+        # One bad file must not cost the window: read file by file and report the bad ones.
+        return _read_file_by_file(fs, sorted(files), expr, role, problems)
     return table.to_pandas()
+
+
+#: Columns every inference-log file has (the writer's schema, before the model's inputs).
+_LOG_REQUIRED = ("request_id", "timestamp", "prediction")
+
+
+def _read_file_by_file(
+    fs: Any, files: list[str], expr: Any, role: str | None, problems: list[str]
+) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    tables = []
+    for path in files:
+        try:
+            part = ds.dataset(path, filesystem=fs, format="parquet")
+            missing = [c for c in _LOG_REQUIRED if c not in part.schema.names]
+            if missing:
+                problems.append(f"{path}: not an inference-log file (no {', '.join(missing)})")
+                continue
+            if not pa.types.is_timestamp(part.schema.field("timestamp").type):
+                problems.append(f"{path}: 'timestamp' is {part.schema.field('timestamp').type}")
+                continue
+            flt = expr
+            if role is not None and "role" in part.schema.names:
+                flt = ds.field("role") == role if flt is None else flt & (ds.field("role") == role)
+            tables.append(part.to_table(filter=flt).to_pandas())
+        except Exception as exc:
+            problems.append(f"{path}: unreadable ({type(exc).__name__}: {str(exc)[:200]})")
+    for p in problems:
+        logger.warning("inference log: skipped %s", p)
+    tables = [t for t in tables if len(t)]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 def load_current(path: str) -> pd.DataFrame:
@@ -321,34 +377,81 @@ def load_current(path: str) -> pd.DataFrame:
         raise
 
 
-def join_labels(current: pd.DataFrame, labels: pd.DataFrame, target: str) -> pd.DataFrame:
-    """Attach late labels to the window by ``request_id`` (+ ``record_index``, default 0).
+def join_labels(
+    current: pd.DataFrame,
+    labels: pd.DataFrame,
+    target: str,
+    problems: list[str] | None = None,
+) -> pd.DataFrame:
+    """Attach late labels to the window, one label to at most one logged record.
+
+    A label row with a ``record_id`` (the id the server assigned to the scored record) joins
+    that record. One without joins by ``request_id`` (+ ``record_index``, default 0) — but
+    ``request_id`` comes from the client and can repeat, so a request id that names several
+    logged records is ambiguous: its label is refused (described in ``problems`` and logged),
+    never copied onto each of them. The last of duplicate labels for one key wins.
 
     Raises:
-        DataError: the labels lack ``request_id`` or the target column.
+        DataError: the labels lack the target column, or both ``record_id`` and
+            ``request_id``; the window has neither column to join on.
     """
-    for col in ("request_id", target):
-        if col not in labels.columns:
-            raise DataError(f"labels lack the column '{col}'")
+    if target not in labels.columns:
+        raise DataError(f"labels lack the column '{target}'")
+    if "record_id" not in labels.columns and "request_id" not in labels.columns:
+        raise DataError("labels lack the column 'request_id' (or 'record_id')")
     if current.empty:
         return current
-    if "request_id" not in current.columns:
-        raise DataError("the window has no request_id column to join labels on")
-    lab = labels[
-        ["request_id", target, *(["record_index"] if "record_index" in labels.columns else [])]
-    ].copy()
-    if "record_index" not in lab.columns:
-        lab["record_index"] = 0
-    lab["request_id"] = lab["request_id"].astype("str")
-    lab["record_index"] = lab["record_index"].fillna(0).astype(np.int64)
-    lab = lab.drop_duplicates(["request_id", "record_index"], keep="last")
-    cur = current.drop(columns=[target], errors="ignore").copy()
-    cur["request_id"] = cur["request_id"].astype("str")
-    if "record_index" not in cur.columns:
-        cur["record_index"] = 0
-    cur["record_index"] = cur["record_index"].astype(np.int64)
-    out = cur.merge(lab, on=["request_id", "record_index"], how="left")
-    logger.info("labels joined: %d of %d rows labelled", int(out[target].notna().sum()), len(out))
+    cur = current.drop(columns=[target], errors="ignore").reset_index(drop=True)
+    value = pd.Series(np.nan, index=cur.index, dtype="object")
+    by_record = labels.iloc[:0]
+    if "record_id" in labels.columns:
+        if "record_id" not in cur.columns and "request_id" not in labels.columns:
+            raise DataError("the window has no record_id column to join labels on")
+        if "record_id" in cur.columns:  # else (a file without ids): join by request_id
+            by_record = labels[labels["record_id"].notna()]
+            labels = labels[labels["record_id"].isna()]
+    if len(by_record):
+        lab = by_record.drop_duplicates("record_id", keep="last")
+        mapping = pd.Series(lab[target].to_numpy(), index=lab["record_id"].astype("str"))
+        value = cur["record_id"].astype("str").map(mapping).astype("object")
+    if len(labels) and "request_id" in labels.columns:
+        if "request_id" not in cur.columns:
+            raise DataError("the window has no request_id column to join labels on")
+        lab = labels[["request_id", target]].copy()
+        lab["record_index"] = (
+            labels["record_index"].fillna(0).astype(np.int64)
+            if "record_index" in labels.columns
+            else 0
+        )
+        lab["request_id"] = lab["request_id"].astype("str")
+        lab = lab.drop_duplicates(["request_id", "record_index"], keep="last")
+        keys = pd.DataFrame(
+            {
+                "request_id": cur["request_id"].astype("str"),
+                "record_index": (
+                    cur["record_index"].astype(np.int64) if "record_index" in cur.columns else 0
+                ),
+            }
+        )
+        ambiguous = keys.duplicated(keep=False)
+        hit = keys.merge(lab, on=["request_id", "record_index"], how="left", validate="m:1")
+        joined = hit[target].where(~ambiguous.to_numpy())
+        refused = lab.merge(keys[ambiguous].drop_duplicates(), on=["request_id", "record_index"])
+        if len(refused):
+            ids = ", ".join(pd.unique(refused["request_id"])[:5])
+            msg = (
+                f"{len(refused)} label(s) refused: their request id names several logged "
+                f"records ({ids}); send record_id to label them"
+            )
+            logger.warning("labels: %s", msg)
+            if problems is not None:
+                problems.append(msg)
+        value = value.where(value.notna(), joined.to_numpy())
+    out = cur.assign(**{target: value.to_numpy()})
+    labelled = out[target].notna()
+    if labelled.any():
+        out[target] = out[target].infer_objects()
+    logger.info("labels joined: %d of %d rows labelled", int(labelled.sum()), len(out))
     return out
 
 

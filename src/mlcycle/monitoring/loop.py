@@ -6,6 +6,15 @@ API: :class:`MonitorOutcome`, :func:`run_once`, :func:`loop`.
 monitors on one machine, a completed run for the window makes later ones skip, and the
 earliest live MLflow run for the window wins between machines — so one window never starts
 two retrains.
+
+A window is the data it covers. Without a time range, ``run_once`` reads the inference log
+from the end of the last window already monitored for the model version, so re-running it on
+an unchanged log monitors nothing twice (it says the data is already monitored).
+
+Monitoring degrades, never dies: a log file that cannot be read or has a foreign schema
+becomes a finding and the rest of the window is analysed. A window run left ``RUNNING`` for
+longer than ``stale_after`` (its monitor was killed) is reported in
+:attr:`MonitorOutcome.stale`; the CLI then exits non-zero.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +35,7 @@ from filelock import FileLock
 from mlcycle import storage
 from mlcycle.config import Settings, ensure_experiment
 from mlcycle.monitoring import record
-from mlcycle.monitoring.drift import DriftConfig, DriftResult, analyse_window
+from mlcycle.monitoring.drift import DriftConfig, DriftResult, Finding, analyse_window
 from mlcycle.monitoring.inputs import (
     ReferenceData,
     Window,
@@ -52,6 +61,8 @@ class MonitorOutcome:
     decision: Decision | None
     retrain: RetrainOutcome | None = None
     skipped: str | None = None
+    source: str = "log"
+    stale: tuple[str, ...] = ()
 
 
 @contextlib.contextmanager
@@ -78,6 +89,7 @@ def run_once(
     output_dir: str | Path = "monitoring-reports",
     retrain_fn: RetrainFn = retrain,
     lock_dir: str | Path | None = None,
+    stale_after: timedelta = timedelta(hours=1),
 ) -> MonitorOutcome:
     """Analyse one window, log it, decide, and retrain when the policy says so.
 
@@ -87,27 +99,58 @@ def run_once(
         name: registered model name.
         version: the version monitored; ``@champion`` when omitted.
         window: the time range read from the inference log; it also names the window for
-            idempotence. Without it and without ``current`` the whole log is read.
+            idempotence. Without it and without ``current`` the log is read from the end of
+            the last window monitored for the version, and the window is the time range of
+            the rows found.
         current: the window's rows when given directly (a file).
         reference: what to compare with; the version's training reference when omitted.
         labels: late labels (``request_id``, optional ``record_index``, target).
-        config: drift thresholds and methods.
+        config: drift thresholds and methods; its ``drift_share`` is replaced by the
+            policy's, so the window's status, its report and the policy use one threshold.
         policy: the retrain policy.
         allow_retrain: ``False`` records the decision but never trains.
         output_dir: where reports are written (one sub-directory per window).
         retrain_fn: the act step (injectable for tests).
         lock_dir: directory of the per-window file locks.
+        stale_after: a window run still ``RUNNING`` after this long is reported as stale.
 
     Raises:
         ModelNotFound: no such model/version or no champion.
         MonitoringError: the reference is unusable.
         DataError: the inference log or labels cannot be read.
     """
-    config = config or DriftConfig()
     policy = policy or RetrainPolicy()
+    config = config or DriftConfig()
+    if config.drift_share != policy.drift_share:
+        # One threshold: the status, the report's headline and the policy must agree.
+        config = replace(config, drift_share=policy.drift_share)
     ref = reference or load_reference(client, name, version)
     version = version or ref.model_version
     experiment_id = ensure_experiment(client, record.EXPERIMENT, settings)
+    source = "file" if current is not None else "log"
+    cutoff = int((time.time() - stale_after.total_seconds()) * 1000)
+    stale = tuple(
+        f"{r.info.run_id} (window {r.data.tags.get('mlcycle.window') or '-'}, RUNNING since "
+        f"{pd.Timestamp(r.info.start_time, unit='ms', tz='UTC'):%Y-%m-%d %H:%M}Z)"
+        for r in record.stale_runs(client, experiment_id, name, cutoff)
+    )
+    for s in stale:
+        logger.warning("stale monitoring run %s: its monitor was killed", s)
+    problems: list[str] = []
+    if window is None and current is None:
+        since, by = record.covered_until(client, experiment_id, name, version)
+        current = read_inference_log(
+            settings.inference_log, name, None, version=version, problems=problems, since=since
+        )
+        if current.empty or "timestamp" not in current.columns:
+            why = (
+                f"no new data: the log up to {since} is already monitored by run {by}"
+                if since is not None
+                else "the inference log has no rows for this model version"
+            )
+            return MonitorOutcome(None, by, None, None, skipped=why, source=source, stale=stale)
+        ts = pd.to_datetime(current["timestamp"], utc=True)
+        window = Window.of(ts.min().floor("s"), ts.max().floor("s") + pd.Timedelta(seconds=1))
     key = window.key if window is not None else None
     lock_key = f"{settings.tracking_uri}|{name}|{version}|{key or time.time_ns()}"
     locks = Path(lock_dir) if lock_dir else storage.lock_dir() / "monitor"
@@ -117,9 +160,15 @@ def run_once(
             if done:
                 logger.info("window %s of %s already monitored by run %s", key, name, done)
                 return MonitorOutcome(
-                    key, done, None, None, skipped=f"already monitored by run {done}"
+                    key,
+                    done,
+                    None,
+                    None,
+                    skipped=f"already monitored by run {done}",
+                    source=source,
+                    stale=stale,
                 )
-        run_id = record.start_window_run(client, experiment_id, name, version, key)
+        run_id = record.start_window_run(client, experiment_id, name, version, key, source)
         if key is not None:
             owner = record.claim(client, experiment_id, run_id, key, name)
             if owner:
@@ -127,10 +176,16 @@ def run_once(
                     client, run_id, None, {"mlcycle.duplicate_of": owner}, status="KILLED"
                 )
                 return MonitorOutcome(
-                    key, owner, None, None, skipped=f"window owned by run {owner}"
+                    key,
+                    owner,
+                    None,
+                    None,
+                    skipped=f"window owned by run {owner}",
+                    source=source,
+                    stale=stale,
                 )
         try:
-            return _monitor(
+            out = _monitor(
                 client,
                 settings,
                 name,
@@ -146,10 +201,12 @@ def run_once(
                 retrain_fn,
                 experiment_id,
                 run_id,
+                problems,
             )
         except BaseException:
             record.finish(client, run_id, None, status="FAILED")
             raise
+        return replace(out, source=source, stale=stale)
 
 
 def _monitor(
@@ -168,16 +225,30 @@ def _monitor(
     retrain_fn: RetrainFn,
     experiment_id: str,
     run_id: str,
+    problems: list[str],
 ) -> MonitorOutcome:
     key = window.key if window is not None else None
     if current is None:
-        current = read_inference_log(settings.inference_log, name, window, version=version)
+        current = read_inference_log(
+            settings.inference_log, name, window, version=version, problems=problems
+        )
+    findings = [Finding("inference_log", "unreadable_file", p) for p in problems]
     if labels is not None:
-        current = join_labels(current, labels, ref.target)
+        refused: list[str] = []
+        current = join_labels(current, labels, ref.target, problems=refused)
+        findings += [Finding(ref.target, "labels_refused", p) for p in refused]
     before = record.history(client, experiment_id, name, version)
     step = len(before)
     result = analyse_window(ref, current, config, output_dir / run_id)
-    record.log_result(client, run_id, result, step)
+    if findings:
+        result = replace(result, findings=(*findings, *result.findings))
+    trend = None
+    stamp = None
+    if window is not None:
+        end = window.end - pd.Timedelta(microseconds=1)
+        trend = record.trend_run(client, experiment_id, name, version, f"{end:%Y-%m}")
+        stamp = int(window.end.timestamp() * 1000)
+    record.log_result(client, run_id, result, step, trend, stamp, config.drift_share)
     outcome = WindowOutcome(
         key=key or run_id,
         status=result.status,
@@ -206,6 +277,7 @@ def _monitor(
                 ref,
                 current,
                 monitoring_run_id=run_id,
+                window=key,
                 experiment=settings.experiment,
                 seed=settings.seed,
                 data_path=output_dir / run_id / "retrain.parquet",

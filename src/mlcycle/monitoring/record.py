@@ -1,13 +1,18 @@
 """Monitoring runs in MLflow: one run per window in experiment ``mlcycle-monitoring``.
 
 API: :data:`EXPERIMENT`, :func:`start_window_run`, :func:`log_result`, :func:`finish`,
-:func:`history`, :func:`finished_run_for`, :func:`claim`.
+:func:`history`, :func:`finished_run_for`, :func:`claim`, :func:`trend_run`,
+:func:`covered_until`, :func:`stale_runs`, :func:`run_name`.
 
-Metrics are stepped by the window's index (windows already monitored for the same model
-version), so the MLflow UI charts drift scores, drifted share, missing shares and quality over
-time. Tags link the model name and version, the window, the decision and a retrain's training
-run and version. Runs are written with the client API (no fluent state), so two monitors in one
-process do not share an active run.
+Each window run is named ``monitor-<model>-v<version>-<window>``. MLflow draws one dot per run,
+so the same metrics also go to one *trend* run per model version and month
+(``monitor-trend-<model>-v<version>-<YYYY-MM>``, tag ``mlcycle.kind=monitor-trend``), stepped
+by the window's index (windows already monitored for the version) and stamped with the
+window's end: its charts draw drift scores, drifted share, missing shares and quality as
+lines over time. Window runs are nested under their month's trend run. Tags link the model
+name and version, the window, the decision and a retrain's training run and version. Runs
+are written with the client API (no fluent state), so two monitors in one process do not
+share an active run.
 """
 
 from __future__ import annotations
@@ -25,14 +30,30 @@ logger = logging.getLogger(__name__)
 
 EXPERIMENT = "mlcycle-monitoring"
 KIND = "monitor"
+TREND_KIND = "monitor-trend"
 
 
 def _esc(value: str) -> str:
     return value.replace("'", "\\'")
 
 
+def run_name(name: str, version: str | None, window_key: str | None, source: str = "file") -> str:
+    """``monitor-<model>-v<version>-<window>``; the window as ``<start>..<end>`` in UTC."""
+    if window_key:
+        start, _, end = window_key.partition("/")
+        label = f"{start.removesuffix(':00Z')}..{end.removesuffix(':00Z')}"
+    else:
+        label = source
+    return f"monitor-{name}-v{version or '?'}-{label}"
+
+
 def start_window_run(
-    client: Any, experiment_id: str, name: str, version: str | None, window_key: str | None
+    client: Any,
+    experiment_id: str,
+    name: str,
+    version: str | None,
+    window_key: str | None,
+    source: str = "file",
 ) -> str:
     """Create the run of one window (status RUNNING) and return its id."""
     tags = {
@@ -40,9 +61,83 @@ def start_window_run(
         "mlcycle.model": name,
         "mlcycle.model_version": version or "",
         "mlcycle.window": window_key or "",
+        "mlcycle.source": source,
     }
-    run = client.create_run(experiment_id, tags=tags, run_name=f"monitor-{name}-v{version or '?'}")
+    run = client.create_run(
+        experiment_id, tags=tags, run_name=run_name(name, version, window_key, source)
+    )
     return str(run.info.run_id)
+
+
+def trend_run(client: Any, experiment_id: str, name: str, version: str | None, month: str) -> str:
+    """The trend run of a model version and month (``YYYY-MM``), created when missing."""
+    runs = _runs(
+        client,
+        experiment_id,
+        f"tags.`mlcycle.kind` = '{TREND_KIND}' and tags.`mlcycle.model` = '{_esc(name)}' "
+        f"and tags.`mlcycle.model_version` = '{_esc(version or '')}' "
+        f"and tags.`mlcycle.month` = '{_esc(month)}'",
+        max_results=1,
+    )
+    if runs:
+        return str(runs[0].info.run_id)
+    run = client.create_run(
+        experiment_id,
+        tags={
+            "mlcycle.kind": TREND_KIND,
+            "mlcycle.model": name,
+            "mlcycle.model_version": version or "",
+            "mlcycle.month": month,
+        },
+        run_name=f"monitor-trend-{name}-v{version or '?'}-{month}",
+    )
+    # Finished at once: it only collects the windows' metrics, and MLflow accepts metrics
+    # on finished runs, so a killed monitor never leaves it RUNNING.
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return str(run.info.run_id)
+
+
+def _window_end(key: str) -> Any:
+    import pandas as pd
+
+    try:
+        return pd.Timestamp(key.split("/", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def covered_until(
+    client: Any, experiment_id: str, name: str, version: str | None
+) -> tuple[Any, str | None]:
+    """The latest window end monitored for a model version (and its run), or ``(None, None)``."""
+    runs = _runs(
+        client,
+        experiment_id,
+        f"tags.`mlcycle.kind` = '{KIND}' and tags.`mlcycle.model` = '{_esc(name)}' "
+        f"and tags.`mlcycle.model_version` = '{_esc(version or '')}' "
+        "and attributes.status = 'FINISHED'",
+        max_results=1000,
+    )
+    best: tuple[Any, str | None] = (None, None)
+    for r in runs:
+        end = _window_end(r.data.tags.get("mlcycle.window", ""))
+        if end is not None and (best[0] is None or end > best[0]):
+            best = (end, str(r.info.run_id))
+    return best
+
+
+def stale_runs(
+    client: Any, experiment_id: str, name: str, started_before_ms: int, exclude: str | None = None
+) -> list[Any]:
+    """Window runs of ``name`` still RUNNING that started before ``started_before_ms``."""
+    runs = _runs(
+        client,
+        experiment_id,
+        f"tags.`mlcycle.kind` = '{KIND}' and tags.`mlcycle.model` = '{_esc(name)}' "
+        "and attributes.status = 'RUNNING'",
+        max_results=1000,
+    )
+    return [r for r in runs if r.info.start_time < started_before_ms and r.info.run_id != exclude]
 
 
 def _runs(client: Any, experiment_id: str, filter_string: str, max_results: int = 200) -> list[Any]:
@@ -123,10 +218,28 @@ def history(
     return out
 
 
-def log_result(client: Any, run_id: str, result: DriftResult, step: int) -> None:
-    """Metrics (stepped by window), status tags and the Evidently report as artifacts."""
+def log_result(
+    client: Any,
+    run_id: str,
+    result: DriftResult,
+    step: int,
+    trend_run_id: str | None = None,
+    timestamp_ms: int | None = None,
+    drift_share: float | None = None,
+) -> None:
+    """Metrics (stepped by window), status tags and the Evidently report as artifacts.
+
+    With ``trend_run_id`` the metrics also go to that run at ``step`` and ``timestamp_ms``
+    (the window's end), which is what the MLflow UI draws as a line.
+    """
     now = int(time.time() * 1000)
-    metrics = [Metric(k, float(v), now, step) for k, v in result.metrics().items()]
+    values = result.metrics()
+    metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
+    if trend_run_id:
+        stamp = timestamp_ms or now
+        trend = [Metric(k, float(v), stamp, step) for k, v in values.items()]
+        for i in range(0, len(trend), 900):
+            client.log_batch(trend_run_id, metrics=trend[i : i + 900])
     tags = [
         RunTag("mlcycle.status", result.status),
         RunTag("mlcycle.drifted", ",".join(result.drifted)[:5000]),
@@ -134,6 +247,8 @@ def log_result(client: Any, run_id: str, result: DriftResult, step: int) -> None
             "mlcycle.findings", "; ".join(f"{f.column}: {f.kind}" for f in result.findings)[:5000]
         ),
         RunTag("mlcycle.window_index", str(step)),
+        *([RunTag("mlcycle.drift_threshold", f"{drift_share:g}")] if drift_share else []),
+        *([RunTag("mlflow.parentRunId", trend_run_id)] if trend_run_id else []),
     ]
     for i in range(0, len(metrics), 900):
         client.log_batch(run_id, metrics=metrics[i : i + 900], tags=tags if i == 0 else [])

@@ -91,6 +91,7 @@ def retrain(
     labelled: pd.DataFrame,
     *,
     monitoring_run_id: str | None = None,
+    window: str | None = None,
     base: pd.DataFrame | None = None,
     experiment: str = "mlcycle",
     gate_policy: Any = None,
@@ -106,6 +107,8 @@ def retrain(
         labelled: the monitored window with the target joined (rows without a label are
             left out).
         monitoring_run_id: recorded on the training run and the version.
+        window: the monitored window's key; with ``monitoring_run_id`` it is the promotion's
+            recorded reason.
         base: the data to extend; default :func:`training_base`.
         experiment: experiment of the training run.
         gate_policy: a :class:`mlcycle.register.GatePolicy`; its default when ``None``.
@@ -171,7 +174,14 @@ def retrain(
     if monitoring_run_id:
         client.set_model_version_tag(name, version, "mlcycle.monitoring_run_id", monitoring_run_id)
     try:
-        promoted = reg.promote(client, name, version, policy=gate_policy or reg.GatePolicy())
+        reason = f"retrain of v{reference.model_version or '?'}"
+        if monitoring_run_id:
+            reason += f" started by monitoring run {monitoring_run_id}"
+        if window:
+            reason += f" (window {window})"
+        promoted = reg.promote(
+            client, name, version, policy=gate_policy or reg.GatePolicy(), reason=reason
+        )
         reasons = tuple(promoted.decision.reasons) if promoted.decision else ()
         ok = True
     except GateRejected as exc:

@@ -5,7 +5,9 @@ API: :class:`ServeOptions`, :class:`ModelSource`, :func:`create_app`.
 A hand-written ASGI callable (no framework on the hot path). Routes: ``POST /invocations``,
 ``GET /ping`` and ``/health`` (liveness), ``/ready`` (503 until the model is loaded, while
 draining and when saturated), ``/version``, ``/metrics``. Every response carries
-``X-Request-Id`` and ``X-Model-Version`` (the version that produced the predictions).
+``X-Request-Id`` and ``X-Model-Version`` (the version that produced the predictions); a
+logged prediction also carries ``X-Record-Id-Prefix``: record ``i`` of the request is
+``{prefix}-{i}`` in the inference log, the key to send its label with.
 """
 
 from __future__ import annotations
@@ -589,6 +591,9 @@ class ServingApp:
                 batcher.arriving -= 1
         used_version = str(used.version)
         ts_us = time.time_ns() // 1000
+        # The server's own id for the records: X-Request-Id is the client's and may repeat.
+        uid = uuid.uuid4().hex
+        extra = None
         if self.log is not None:
             self.log.append(
                 LogItem(
@@ -600,16 +605,18 @@ class ServingApp:
                     parsed.columns,
                     _kinds(used),
                     preds,
+                    uid,
                 )
             )
+            extra = [(b"x-record-id-prefix", uid.encode())]
         await self._respond(
-            send, 200, protocol.predictions_body(preds), _JSON, rid, used_version.encode()
+            send, 200, protocol.predictions_body(preds), _JSON, rid, used_version.encode(), extra
         )
         if self._shadow_batcher is not None and self.shadow is not None:
-            self._score_shadow(rid, ts_us, parsed.columns, parsed.n_rows)
+            self._score_shadow(rid, ts_us, parsed.columns, parsed.n_rows, uid)
         return 200
 
-    def _score_shadow(self, rid: str, ts_us: int, columns: Any, n: int) -> None:
+    def _score_shadow(self, rid: str, ts_us: int, columns: Any, n: int, uid: str) -> None:
         sb = self._shadow_batcher
         assert sb is not None
         try:
@@ -635,6 +642,7 @@ class ServingApp:
                         columns,
                         _kinds(used),
                         preds,
+                        uid,
                     )
                 )
 

@@ -6,8 +6,11 @@ Layout (Hive-style, one directory per model, version and UTC hour)::
 
     {root}/model={name}/version={version}/hour={YYYY-MM-DDTHH}/part-{unix_ms}-{uuid8}.parquet
 
-One row per scored record: ``request_id`` (string), ``record_index`` (int32, row within the
-request), ``timestamp`` (timestamp[us, UTC]), ``model_name``, ``model_version``, ``role``
+One row per scored record: ``record_id`` (string, assigned by the server and unique per scored
+record: ``{uid}-{record_index}`` where ``uid`` is a random id of the request; the champion and
+shadow rows of one record share it), ``request_id`` (string, the client's ``X-Request-Id`` when
+it sent one, kept for correlation only: clients can repeat it), ``record_index`` (int32, row
+within the request), ``timestamp`` (timestamp[us, UTC]), ``model_name``, ``model_version``, ``role``
 (``champion`` or ``shadow``), one column per model input with its own name and type, then
 ``prediction``. ``root`` is a directory or an ``s3://bucket/prefix`` (boto3, honouring
 ``MLFLOW_S3_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL``). Local files appear atomically (written under
@@ -22,7 +25,7 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,7 @@ class LogItem:
     columns: dict[str, np.ndarray]
     kinds: tuple[tuple[str, str], ...]  # (column, MLflow type) in signature order
     predictions: np.ndarray
+    record_uid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def n(self) -> int:
@@ -78,13 +82,21 @@ def _table(items: list[LogItem]) -> Any:
     first = items[0]
     counts = [it.n for it in items]
     total = sum(counts)
+    import pyarrow.compute as pc
+
+    record_index = pa.array(
+        np.concatenate([np.arange(n, dtype=np.int32) for n in counts]), pa.int32()
+    )
+    uids = pa.array(
+        np.repeat(np.array([it.record_uid for it in items], dtype=object), counts), pa.string()
+    )
     arrays: dict[str, Any] = {
+        # Built column-wise in Arrow, not per record in Python, to keep the writer cheap.
+        "record_id": pc.binary_join_element_wise(uids, pc.cast(record_index, pa.string()), "-"),
         "request_id": pa.array(
             np.repeat(np.array([it.request_id for it in items], dtype=object), counts), pa.string()
         ),
-        "record_index": pa.array(
-            np.concatenate([np.arange(n, dtype=np.int32) for n in counts]), pa.int32()
-        ),
+        "record_index": record_index,
         "timestamp": pa.array(
             np.repeat(np.array([it.timestamp_us for it in items], dtype="datetime64[us]"), counts),
             pa.timestamp("us", tz="UTC"),
@@ -284,6 +296,7 @@ def read_inference_log(
     if not frames:
         return pd.DataFrame(
             columns=[
+                "record_id",
                 "request_id",
                 "record_index",
                 "timestamp",

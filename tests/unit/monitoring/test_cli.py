@@ -44,6 +44,7 @@ def test_monitor_on_a_file_prints_the_drifted_columns_and_the_report(
 
 
 def test_loop_once_on_an_empty_log_reports_insufficient_data(champion, monkeypatch):
+    champion.log_root.mkdir(parents=True, exist_ok=True)  # empty, but there
     monkeypatch.setenv("MLCYCLE_INFERENCE_LOG", str(champion.log_root))
     res = CliRunner().invoke(
         cli, ["loop", "--model", champion.name, "--once", "--every", "10m"], catch_exceptions=False

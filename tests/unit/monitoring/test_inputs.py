@@ -31,8 +31,8 @@ def test_only_champion_rows_of_the_window_are_read(tmp_path: Path, log_writer):
     assert rows["timestamp"].min() >= noon.start and rows["timestamp"].max() < noon.end
 
 
-def test_a_missing_log_is_an_empty_window(tmp_path: Path):
-    assert read_inference_log(str(tmp_path / "nothing"), "m").empty
+def test_a_model_without_traffic_is_an_empty_window(tmp_path: Path):
+    assert read_inference_log(str(tmp_path), "m").empty
 
 
 def test_labels_join_by_request_id_and_record_index(tmp_path: Path, log_writer):

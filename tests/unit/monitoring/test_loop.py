@@ -58,6 +58,12 @@ def test_a_drifted_window_is_logged_and_retrains_a_linked_challenger(
     assert client.get_run(out.retrain.run_id).data.tags["mlcycle.monitoring_run_id"] == out.run_id
     mv = client.get_model_version(champion.name, "2")
     assert mv.tags["mlcycle.monitoring_run_id"] == out.run_id
+    if out.retrain.promoted:
+        from mlcycle.register.audit import history
+
+        last = history(client, champion.name)[-1]
+        assert last.to_version == "2" and last.reason is not None
+        assert out.run_id in last.reason and window.key in last.reason
     assert {a.path for a in client.list_artifacts(out.run_id, "report")} == {
         "report/report.html",
         "report/report.json",
@@ -115,6 +121,7 @@ def test_a_window_monitored_twice_at_once_retrains_once(
 
 
 def test_an_empty_window_is_insufficient_data_and_never_retrains(champion, tmp_path: Path):
+    champion.log_root.mkdir(parents=True, exist_ok=True)  # the log exists, the window is empty
     calls = []
     out = run_once(
         champion.client,
@@ -156,3 +163,97 @@ def test_the_policy_counts_earlier_windows_of_the_same_version(
     assert len(calls) == 1
     steps = champion.client.get_metric_history(out.run_id, "drift_share")
     assert [m.step for m in steps] == [1]
+
+
+@pytest.mark.slow
+def test_rerunning_a_whole_log_monitor_counts_no_data_twice(
+    champion, predictor, log_writer, tmp_path: Path
+):
+    from mlcycle.monitoring import record
+
+    _drifted_day(champion, predictor, log_writer, "2026-03-01", rows=600)
+    kw = dict(policy=ONE_OF_ONE, allow_retrain=False, output_dir=tmp_path / "r")
+    first = run_once(champion.client, champion.settings, champion.name, **kw)
+    assert first.result is not None and first.result.rows == 600 and first.source == "log"
+    again = run_once(champion.client, champion.settings, champion.name, **kw)
+    assert again.result is None and again.skipped and "already monitored" in again.skipped
+    exp = champion.client.get_experiment_by_name(EXPERIMENT).experiment_id
+    assert len(record.history(champion.client, exp, champion.name, champion.version)) == 1
+    # New traffic: only what is new is monitored.
+    _drifted_day(champion, predictor, log_writer, "2026-03-02", rows=400)
+    third = run_once(champion.client, champion.settings, champion.name, **kw)
+    assert third.result is not None and third.result.rows == 400
+    assert len(record.history(champion.client, exp, champion.name, champion.version)) == 2
+
+
+@pytest.mark.slow
+def test_window_runs_are_named_and_a_monthly_trend_run_draws_lines(
+    champion, predictor, log_writer, tmp_path: Path
+):
+    from mlcycle.monitoring import record
+
+    client = champion.client
+    outs = []
+    for day in ("2026-03-01", "2026-03-02"):
+        window, _ = _drifted_day(champion, predictor, log_writer, day, rows=300)
+        outs.append(
+            run_once(
+                client,
+                champion.settings,
+                champion.name,
+                window=window,
+                allow_retrain=False,
+                output_dir=tmp_path / "r",
+            )
+        )
+    names = [client.get_run(o.run_id).info.run_name for o in outs]
+    v = champion.version
+    assert names == [
+        f"monitor-{champion.name}-v{v}-2026-03-01T00:00..2026-03-02T00:00",
+        f"monitor-{champion.name}-v{v}-2026-03-02T00:00..2026-03-03T00:00",
+    ]
+    exp = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    (trend,) = client.search_runs([exp], "tags.`mlcycle.kind` = 'monitor-trend'")
+    assert trend.info.run_name == f"monitor-trend-{champion.name}-v{v}-2026-03"
+    assert trend.info.status == "FINISHED"
+    points = client.get_metric_history(trend.info.run_id, "drift_share")
+    assert [p.step for p in points] == [0, 1]
+    assert [p.timestamp for p in points] == [
+        int(pd.Timestamp(d, tz="UTC").timestamp() * 1000) for d in ("2026-03-02", "2026-03-03")
+    ]
+    for o in outs:
+        assert client.get_run(o.run_id).data.tags["mlflow.parentRunId"] == trend.info.run_id
+    assert record.run_name("m", "3", None, "log") == "monitor-m-v3-log"
+
+
+@pytest.mark.slow
+def test_the_status_the_report_and_the_policy_use_one_threshold(
+    champion, predictor, log_writer, tmp_path: Path
+):
+    import json
+
+    from mlcycle.monitoring import DriftConfig
+
+    window, _ = _drifted_day(champion, predictor, log_writer, rows=600)
+    # 3 of 8 features drift; the detect config says 0.5, the policy 0.3: the policy's wins.
+    out = run_once(
+        champion.client,
+        champion.settings,
+        champion.name,
+        window=window,
+        config=DriftConfig(drift_share=0.5),
+        policy=ONE_OF_ONE,
+        allow_retrain=False,
+        output_dir=tmp_path / "r",
+    )
+    r = out.result
+    assert r is not None and r.status == "drift" and 0.3 <= r.drift_share < 0.5
+    assert out.decision is not None and out.decision.retrain
+    tags = champion.client.get_run(out.run_id).data.tags
+    assert tags["mlcycle.status"] == "drift" and tags["mlcycle.decision"] == "retrain"
+    assert tags["mlcycle.drift_threshold"] == "0.3"
+    doc = json.loads(Path(r.report_json).read_text())
+    (count,) = [m for m in doc["metrics"] if "DriftedColumnsCount" in m["metric_name"]]
+    assert "drift_share=0.3" in count["metric_name"]
+    assert count["value"]["count"] == len(r.drifted)
+    assert count["value"]["share"] == pytest.approx(r.drift_share)

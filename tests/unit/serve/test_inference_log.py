@@ -59,10 +59,11 @@ def test_columns_and_types_follow_the_contract(tmp_path: Path) -> None:
     (path,) = tmp_path.rglob("*.parquet")
     schema = pq.read_schema(path)
     assert schema.names == [
-        "request_id", "record_index", "timestamp", "model_name", "model_version", "role",
-        "age", "charges", "plan", "prediction",
+        "record_id", "request_id", "record_index", "timestamp", "model_name", "model_version",
+        "role", "age", "charges", "plan", "prediction",
     ]  # fmt: skip
     assert schema.field("request_id").type == pa.string()
+    assert schema.field("record_id").type == pa.string()
     assert schema.field("record_index").type == pa.int32()
     assert schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
     assert schema.field("age").type == pa.int64()
