@@ -38,6 +38,7 @@ def _site_packages_bytes(python: Path) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a cold pip install alone can take ten minutes on a busy runner
 def test_the_core_install_trains_registers_promotes_and_shows_history(tmp_path: Path) -> None:
     src = tmp_path / "src-copy"
     src.mkdir()
