@@ -89,4 +89,4 @@ def test_the_core_install_trains_registers_promotes_and_shows_history(tmp_path: 
     )
     assert "promoted   churn version 1" in mlcycle("promote", "churn", "--version", "1")
     trail = json.loads(mlcycle("history", "churn", "--json"))
-    assert ("promote", "1") in [(e["action"], str(e["to_version"])) for e in trail]
+    assert ("promote", "1") in [(e["action"], e["to"]) for e in trail]
