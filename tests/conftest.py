@@ -35,6 +35,18 @@ def own_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
         mlflow.end_run()
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A test that uses a service fixture carries that service's marker, so `-m "not s3"` (the
+    # macOS/Windows CI job, which has neither service) leaves it out without a hand-set mark.
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "s3_endpoint" in names:
+            item.add_marker(pytest.mark.s3)
+        if "pg_url" in names:
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test, dropped afterwards."""

@@ -17,8 +17,9 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 REPO = Path(__file__).resolve().parents[2]
-#: What the extras bring and the core must not: the ONNX fast path, S3, serving, Evidently.
-EXTRA_ONLY = ["skl2onnx", "onnx", "onnxruntime", "boto3", "botocore", "uvicorn", "evidently"]
+#: What the extras bring and the core must not: the ONNX fast path, S3, Evidently (uvicorn
+#: comes with mlflow itself).
+EXTRA_ONLY = ["skl2onnx", "onnx", "onnxruntime", "boto3", "botocore", "evidently"]
 
 
 def _venv_python(root: Path) -> Path:
@@ -37,6 +38,7 @@ def _site_packages_bytes(python: Path) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a cold pip install alone can take ten minutes on a busy runner
 def test_the_core_install_trains_registers_promotes_and_shows_history(tmp_path: Path) -> None:
     src = tmp_path / "src-copy"
     src.mkdir()
@@ -57,9 +59,9 @@ def test_the_core_install_trains_registers_promotes_and_shows_history(tmp_path: 
     found = subprocess.run(
         [str(python), "-c", probe, *EXTRA_ONLY], capture_output=True, text=True, check=True
     )
-    assert found.stdout.strip() == "[]"
     size = _site_packages_bytes(python)
     print(f"core install: site-packages {size / 1e6:.0f} MB")
+    assert found.stdout.strip() == "[]"
 
     data = tmp_path / "cancer.csv"
     load_breast_cancer(as_frame=True).frame.to_csv(data, index=False)
@@ -87,4 +89,4 @@ def test_the_core_install_trains_registers_promotes_and_shows_history(tmp_path: 
     )
     assert "promoted   churn version 1" in mlcycle("promote", "churn", "--version", "1")
     trail = json.loads(mlcycle("history", "churn", "--json"))
-    assert ("promote", "1") in [(e["action"], str(e["to_version"])) for e in trail]
+    assert ("promote", "1") in [(e["action"], e["to"]) for e in trail]
