@@ -270,21 +270,13 @@ def _serve_and_monitor(
 
 
 def _gate_scores(client: Any, name: str, version: str) -> str:
-    """`` (roc_auc 0.71 vs champion 0.63 on 900 rows)`` from the gate's version tags."""
-    from mlcycle.register.gate import EVALUATE_NAMES
-
+    """`` (roc_auc 0.71 vs champion 0.63)`` from the gate's ``mlcycle.gate.score`` tag."""
     tags = client.get_model_version(name, version).tags or {}
     metric = tags.get("mlcycle.gate.metric", "")
-    key = EVALUATE_NAMES.get(metric, metric)
-    try:
-        new = json.loads(tags["mlcycle.gate.challenger_metrics"])
-        old = json.loads(tags["mlcycle.gate.champion_metrics"])
-        return (
-            f" ({metric} {new[key]:.3f} vs champion {old[key]:.3f} "
-            f"on {int(new['example_count'])} held-out rows)"
-        )
-    except (KeyError, TypeError, ValueError):
+    new, _, old = tags.get("mlcycle.gate.score", "").partition(" vs ")
+    if not metric or not new:
         return ""
+    return f" ({metric} {new} vs champion {old})" if old else f" ({metric} {new})"
 
 
 # --------------------------------------------------------------------------- the server

@@ -593,7 +593,7 @@ class ServingApp:
         ts_us = time.time_ns() // 1000
         # The server's own id for the records: X-Request-Id is the client's and may repeat.
         uid = uuid.uuid4().hex
-        extra = None
+        extra: list[tuple[bytes, bytes]] | None = None
         if self.log is not None:
             self.log.append(
                 LogItem(
