@@ -593,7 +593,7 @@ class ServingApp:
         ts_us = time.time_ns() // 1000
         # The server's own id for the records: X-Request-Id is the client's and may repeat.
         uid = uuid.uuid4().hex
-        extra: list[tuple[bytes, bytes]] | None = None
+        record_header: list[tuple[bytes, bytes]] | None = None
         if self.log is not None:
             self.log.append(
                 LogItem(
@@ -608,9 +608,15 @@ class ServingApp:
                     uid,
                 )
             )
-            extra = [(b"x-record-id-prefix", uid.encode())]
+            record_header = [(b"x-record-id-prefix", uid.encode())]
         await self._respond(
-            send, 200, protocol.predictions_body(preds), _JSON, rid, used_version.encode(), extra
+            send,
+            200,
+            protocol.predictions_body(preds),
+            _JSON,
+            rid,
+            used_version.encode(),
+            record_header,
         )
         if self._shadow_batcher is not None and self.shadow is not None:
             self._score_shadow(rid, ts_us, parsed.columns, parsed.n_rows, uid)
