@@ -419,7 +419,18 @@ def demo(workdir: str, rows: int) -> None:
 
     require("serve", feature="mlcycle demo")
     require("monitoring", feature="mlcycle demo")
-    settings, client = _context(**fresh_store(Path(workdir)))
+    stores = fresh_store(Path(workdir))
+    # Stages that read the environment themselves (a training run's experiment location,
+    # the model server the demo starts) must find the demo's stores there too.
+    os.environ.update(
+        {
+            "MLFLOW_TRACKING_URI": stores["tracking_uri"],
+            "MLFLOW_REGISTRY_URI": stores["registry_uri"],
+            "MLCYCLE_ARTIFACT_ROOT": stores["artifact_root"],
+            "MLCYCLE_INFERENCE_LOG": stores["inference_log"],
+        }
+    )
+    settings, client = _context(**stores)
     for line in run_demo(settings, client, Path(workdir), rows=rows):
         click.echo(line)
     click.echo(f"look at it: {_ui_hint(settings)}")

@@ -246,8 +246,7 @@ def _serve_and_monitor(
             answers, seconds = _wait_for_version(server.port, new_champion)
             yield (
                 f"[serve]    the running server answers with v{new_champion} (X-Model-Version) "
-                f"without a restart, {seconds:.1f} s after the promotion: "
-                f"{_probe_summary(answers)}"
+                f"without a restart, after {seconds:.1f} s of probing: {_probe_summary(answers)}"
             )
         else:
             yield f"[serve]    the running server still answers with v{champion}"

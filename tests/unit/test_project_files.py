@@ -137,3 +137,52 @@ def test_git_ignores_the_stores_lock_files_and_mlruns(tmp_path: Path) -> None:
         text=True,
     ).stdout.split("\n")
     assert sorted(line[3:] for line in status if line) == [".gitignore", "data.csv"]
+
+
+def _tour_commands() -> list[str]:
+    """The README's quick tour, one command per entry (continuations joined, comments cut)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Quick tour", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    joined = re.sub(r"\\\n\s*", " ", block)
+    out = []
+    for line in joined.splitlines():
+        cmd = line.split("  #", 1)[0].strip()
+        if cmd:
+            out.append(cmd)
+    return out
+
+
+def test_the_tour_waits_for_ready_sends_a_drifted_month_and_parses() -> None:
+    from mlcycle.monitoring.drift import DriftConfig
+
+    cmds = _tour_commands()
+    first_call = next(i for i, c in enumerate(cmds) if "/invocations" in c)
+    serve = next(i for i, c in enumerate(cmds) if c.startswith("mlcycle serve"))
+    assert cmds[serve].endswith("&"), "the server blocks: the tour must not stop at it"
+    wait = [i for i, c in enumerate(cmds) if "/ready" in c and "--retry" in c]
+    assert wait and serve < wait[0] < first_call, cmds  # 503 while the model loads
+    # The drifted month: enough rows for a verdict, posted as CSV, flushed before monitor.
+    drift = next(c for c in cmds if c.startswith("mlcycle scenario") and "--period" in c)
+    ctx = _parse(shlex.split(drift))
+    assert ctx.params["period"] != "reference"
+    assert ctx.params["rows"] >= DriftConfig().min_rows
+    out = ctx.params["output"]
+    post = next(c for c in cmds if f"@{out}" in c)
+    assert "Content-Type: text/csv" in post and "/invocations" in post
+    stop = next(i for i, c in enumerate(cmds) if c.startswith("kill"))
+    monitor = next(i for i, c in enumerate(cmds) if c.startswith("mlcycle monitor"))
+    assert cmds.index(post) < stop < monitor and "wait" in cmds[stop]
+    for c in cmds:
+        if c.startswith("mlcycle "):
+            _parse(shlex.split(c.rstrip("&").strip()))  # raises on an unknown option
+
+
+def test_the_readme_screenshots_exist_and_are_small() -> None:
+    text = (ROOT / "README.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
+    assert {"docs/img/ui-runs.png", "docs/img/ui-registered-model.png"} <= set(images)
+    for rel in images:
+        path = ROOT / rel
+        assert path.is_file(), rel
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", rel
+        assert path.stat().st_size < 400_000, rel
