@@ -23,8 +23,8 @@ import httpx
 import pytest
 from stack_support import Tracking, compose_argv, fresh_database, running_tracking
 
-from conftest import PG_ADMIN_URL, free_port, need, stop_group, wait_for_port
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, make_scenario
+from testkit import PG_ADMIN_URL, free_port, need, stop_group, wait_for_port
 
 pytestmark = [
     pytest.mark.slow,

@@ -26,9 +26,9 @@ from stack_support import (
     s3_keys,
 )
 
-from conftest import PG_ADMIN_URL, free_port, need, stop_group
 from mlcycle.cli import cli
 from mlcycle.data import SCENARIO_TARGET, make_scenario
+from testkit import PG_ADMIN_URL, free_port, need, stop_group
 
 pytestmark = [
     pytest.mark.slow,

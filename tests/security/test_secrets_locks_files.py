@@ -66,7 +66,7 @@ def test_train_on_a_postgres_uri_prints_no_password(
 ) -> None:
     import sqlalchemy as sa
 
-    from conftest import PG_ADMIN_URL
+    from testkit import PG_ADMIN_URL
 
     role = f"mlc_mask_{os.getpid()}"
     dbname = pg_url.rsplit("/", 1)[1]
