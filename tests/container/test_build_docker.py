@@ -75,12 +75,13 @@ def test_build_docker_stock_builds_mlflows_image_that_serves(
     image = "mlcycle-build-docker-stock:test"
     _build_docker(store, "--stock", "--image", image, "--model",
                   f"models:/bd_churn/{model.version}")  # fmt: skip
+    rows = model.features
     # MLflow's image listens on fixed ports (nginx 8080, uvicorn 8000) that may be taken on
     # the host: give it no network at all and score through its own loopback instead.
     with container(docker, image, network="none") as c:
         probe = f"""
 import json, sys, time, urllib.request
-body = json.dumps({json.dumps(payload(model.features))!r}).encode()
+body = {json.dumps(payload(rows))!r}.encode()
 for _ in range(240):
     try:
         urllib.request.urlopen("http://127.0.0.1:8080/ping", timeout=2)
@@ -94,4 +95,4 @@ print(json.dumps(json.load(urllib.request.urlopen(req, timeout=60))))
         out = c.docker.run("exec", c.name, "python", "-c", probe, timeout=300, check=False)
         assert out, c.logs()
         predictions = json.loads(out.splitlines()[-1])["predictions"]
-    assert len(predictions) == len(model.features)
+    assert len(predictions) == len(rows)
