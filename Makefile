@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test test-container lint bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not pg_outage" $(PYTEST_ARGS)
 	# PostgreSQL outages would break tests running beside them: these run alone, last.
 	$(BIN)/python -m pytest -m pg_outage $(PYTEST_ARGS)
+
+# Only the Docker image tests (a Docker engine; scripts/docker_env.py prepares it). `make test`
+# runs them too.
+test-container: install
+	$(BIN)/python -m pytest -m container $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
