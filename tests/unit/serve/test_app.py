@@ -174,12 +174,12 @@ def test_ready_is_503_while_draining(make_client) -> None:
     assert score(client).status_code == 503
 
 
-def test_version_names_mlcycle_mlflow_and_the_model(make_client) -> None:
+def test_info_names_mlcycle_mlflow_and_the_model(make_client) -> None:
     import mlflow
 
     import mlcycle
 
-    doc = make_client().get("/version").json()
+    doc = make_client().get("/info").json()
     assert doc["mlcycle"] == mlcycle.__version__ and doc["mlflow"] == mlflow.__version__
     assert doc["model"]["name"] == "fake" and doc["model"]["version"] == "1"
 
@@ -352,7 +352,7 @@ def test_shadow_scores_off_the_response_path_and_logs_role_shadow(make_client, t
     client = make_client(source=source, log=log, shadow=True)
     r = score(client, [ROW, {"x": 1.0, "n": 3}], headers={"X-Request-Id": "s1"})
     assert r.json() == {"predictions": [3.0, 2.0]} and r.headers["x-model-version"] == "1"
-    assert client.get("/version").json()["shadow"]["version"] == "2"
+    assert client.get("/info").json()["shadow"]["version"] == "2"
     client.__exit__(None, None, None)
     df = read_inference_log(str(tmp_path), "fake")
     by_role = {role: part for role, part in df.groupby("role")}
@@ -375,7 +375,7 @@ def test_shadow_starts_once_a_challenger_is_registered_after_startup(make_client
     score(client, headers={"X-Request-Id": "before"})
     challenger.append(FakePredictor("2", classifier=True))
     deadline = time.monotonic() + 10
-    while (client.get("/version").json().get("shadow") or {}).get("version") != "2":
+    while (client.get("/info").json().get("shadow") or {}).get("version") != "2":
         assert time.monotonic() < deadline, "shadow never started"
         time.sleep(0.02)
     score(client, headers={"X-Request-Id": "after"})
