@@ -238,7 +238,8 @@ class ServingApp:
 
     def _on_batch(self, n_requests: int, rows: int, preds: Any, predictor: Any) -> None:
         # Counted per model call, not per request: one np.unique per batch.
-        if getattr(preds, "ndim", 1) == 2:  # predict_proba: count the labels it implies
+        if getattr(preds, "ndim", 1) == 2 and predictor.is_classifier:
+            # predict_proba: count the labels the probabilities imply
             preds = predictor.labels(preds)
         self.metrics.batch_rows.observe(rows)
         self.metrics.batch_requests.observe(n_requests)
