@@ -115,8 +115,10 @@ def _log_frame(
     ``frame`` holds ``request_id``, ``record_index`` (0..n-1 within each request), the
     features and ``prediction``.
     """
-    from mlcycle.serve.inference_log import InferenceLog, LogItem
+    from mlcycle.serve.inference_log import PROBA_PREFIX, InferenceLog, LogItem
 
+    proba_cols = [c for c in frame.columns if str(c).startswith(PROBA_PREFIX)]
+    classes = tuple(str(c)[len(PROBA_PREFIX) :] for c in proba_cols)
     log = InferenceLog(root, max_pending=len(frame) + 1, flush_records=len(frame) + 1)
     for rid, group in frame.groupby("request_id", sort=True):
         group = group.sort_values("record_index", kind="stable")
@@ -130,6 +132,8 @@ def _log_frame(
                 columns={name: group[name].to_numpy() for name, _ in kinds},
                 kinds=kinds,
                 predictions=group["prediction"].to_numpy(),
+                proba=group[proba_cols].to_numpy(dtype=float) if proba_cols else None,
+                classes=classes,
             )
         )
     log.close()
@@ -164,6 +168,27 @@ def _cast_features(df: pd.DataFrame, schema: Any, source: str) -> pd.DataFrame:
     return out
 
 
+def _proba_frame(model: Any, features: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``proba_<class>`` columns for ``features``: sklearn's ``predict_proba``, or any other
+    pyfunc asked with ``params={"predict_method": "predict_proba"}`` (MLflow's convention)."""
+    from mlcycle.serve.inference_log import PROBA_PREFIX
+
+    raw = model.get_raw_model() if hasattr(model, "get_raw_model") else None
+    if raw is not None and hasattr(raw, "predict_proba") and hasattr(raw, "classes_"):
+        values, classes = np.asarray(raw.predict_proba(features)), list(raw.classes_)
+    else:
+        out = model.predict(features, params={"predict_method": "predict_proba"})
+        if not isinstance(out, pd.DataFrame) or getattr(out, "ndim", 1) != 2:
+            raise DataError(
+                f"the model scoring '{source}' has no predict_proba (a regressor?): use "
+                "--predict-method predict"
+            )
+        values, classes = out.to_numpy(), list(out.columns)
+    if values.ndim != 2 or values.shape[1] != len(classes):
+        raise DataError(f"the model scoring '{source}' returned no class probabilities")
+    return pd.DataFrame(values.astype(float), columns=[f"{PROBA_PREFIX}{c}" for c in classes])
+
+
 def _predict_pandas(
     ref: Any,
     schema: Any,
@@ -175,6 +200,7 @@ def _predict_pandas(
     overwrite: bool,
     chunk_rows: int,
     allow_pickle: bool = False,
+    predict_method: str = "predict",
 ) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.dataset as ds
@@ -187,11 +213,14 @@ def _predict_pandas(
     model = trust.load_pyfunc(ref.download_uri, ref.uri, allow_pickle=allow_pickle)
     features = list(schema.names)
     preds: list[np.ndarray] = []
+    probas: list[pd.DataFrame] = []
     request_ids: list[np.ndarray] = []
     record_index: list[np.ndarray] = []
     for i, start in enumerate(range(0, len(df), chunk_rows)):
         part = df.iloc[start : start + chunk_rows]
         preds.append(np.asarray(model.predict(part[features])))
+        if predict_method == "predict_proba":
+            probas.append(_proba_frame(model, part[features], source))
         request_ids.append(np.full(len(part), f"{batch_id}-{i}", dtype=object))
         record_index.append(np.arange(len(part), dtype=np.int32))
     out = df.assign(
@@ -204,6 +233,9 @@ def _predict_pandas(
         record_index=np.concatenate(record_index),
         scored_date=scored_at.strftime("%Y-%m-%d"),
     )
+    if probas:
+        proba = pd.concat(probas, ignore_index=True)
+        out = pd.concat([out.reset_index(drop=True), proba], axis=1)
     fs, base = filesystem(output)
     table = pa.Table.from_pandas(out, preserve_index=False)
     ds.write_dataset(
@@ -382,6 +414,7 @@ def predict(
     role: str = "champion",
     allow_pickle: bool = False,
     chunk_rows: int = CHUNK_ROWS,
+    predict_method: str = "predict",
 ) -> BatchResult:
     """Score every row of ``source`` with ``model_uri`` and write partitioned Parquet.
 
@@ -399,9 +432,12 @@ def predict(
         role: the ``role`` of logged rows; monitoring reads ``champion`` rows by default.
         allow_pickle: skip the trust policy (pickle, cloudpickle, ``code/`` run code on load).
         chunk_rows: rows per pyfunc call and ``request_id`` (pandas engine).
+        predict_method: ``predict_proba`` adds one ``proba_<class>`` column per class (to the
+            output and the inference log) next to ``prediction`` (pandas engine, classifiers).
 
     Raises:
-        ConfigError: unknown engine, or pyspark missing for the Spark engine.
+        ConfigError: unknown engine or predict method, predict_proba on Spark, or pyspark
+            missing for the Spark engine.
         ModelNotFound: the URI names no model.
         UntrustedModel: the trust policy refused the model (:mod:`mlcycle.trust`).
         ServingError: the model has no signature.
@@ -412,6 +448,15 @@ def predict(
         raise ConfigError(f"unknown engine '{engine}'; choose one of: {', '.join(ENGINES)}")
     if chunk_rows < 1:
         raise ConfigError("chunk_rows must be at least 1")
+    from mlcycle.serve.protocol import PREDICT_METHODS
+
+    if predict_method not in PREDICT_METHODS:
+        raise ConfigError(
+            f"unknown predict method '{predict_method}'; choose one of: "
+            f"{', '.join(PREDICT_METHODS)}"
+        )
+    if predict_method != "predict" and engine == "spark":
+        raise ConfigError("predict_proba is supported by the pandas engine only")
     t0 = time.perf_counter()
     ref, schema = _model(model_uri, client, allow_pickle)
     batch_id = uuid.uuid4().hex[:12]
@@ -433,6 +478,7 @@ def predict(
             out = _predict_pandas(
                 ref, schema, source, output, batch_id=batch_id, scored_at=scored_at,
                 overwrite=overwrite, chunk_rows=chunk_rows, allow_pickle=allow_pickle,
+                predict_method=predict_method,
             )  # fmt: skip
             rows = len(out)
             if inference_log:

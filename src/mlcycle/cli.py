@@ -1321,6 +1321,13 @@ def server_cmd(
     metavar="PATH|s3://",
     help="Inference log root [default: MLCYCLE_INFERENCE_LOG or ./inference-log].",
 )
+@click.option(
+    "--predict-method",
+    type=click.Choice(["predict", "predict_proba"]),
+    default="predict",
+    show_default=True,
+    help="predict_proba adds a proba_<class> column per class (classifiers, pandas engine).",
+)
 @_allow_pickle_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def predict_cmd(
@@ -1332,6 +1339,7 @@ def predict_cmd(
     overwrite: bool,
     to_log: bool,
     inference_log: str | None,
+    predict_method: str,
     allow_pickle: bool,
     as_json: bool,
 ) -> None:
@@ -1342,7 +1350,7 @@ def predict_cmd(
     result = predict(
         model_uri, source, output, client=client, engine=engine, master=master,  # type: ignore[arg-type]
         overwrite=overwrite, inference_log=settings.inference_log if to_log else None,
-        allow_pickle=allow_pickle or settings.allow_pickle,
+        allow_pickle=allow_pickle or settings.allow_pickle, predict_method=predict_method,
     )  # fmt: skip
     if as_json:
         doc = {

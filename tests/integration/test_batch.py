@@ -145,6 +145,50 @@ def test_the_cli_feeds_the_inference_log_in_the_format_monitoring_reads(
     np.testing.assert_allclose(joined["monthly_charges"], joined["monthly_charges_log"])
 
 
+def test_predict_proba_adds_class_scores_to_the_output_and_the_inference_log(
+    active: Store, champion: Registered, input_csv: Path
+) -> None:
+    from mlcycle.monitoring.inputs import read_inference_log
+
+    out, log_root = active.root / "scored-proba", active.root / "inference-log-proba"
+    res = CliRunner().invoke(
+        cli,
+        ["predict", "--model", f"models:/{NAME}@champion", "--input", str(input_csv),
+         "--output", str(out), "--predict-method", "predict_proba", "--to-inference-log",
+         "--inference-log", str(log_root)],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    scored = _read(out)
+    model = mlflow.sklearn.load_model(f"models:/{NAME}/{champion.version}")
+    features = scored[list(champion.features.columns)]  # as cast to the signature's types
+    got = scored[[f"proba_{c}" for c in model.classes_]].to_numpy()
+    np.testing.assert_allclose(got, model.predict_proba(features))
+    np.testing.assert_array_equal(scored["prediction"], model.predict(features))
+    logged = read_inference_log(str(log_root), NAME)
+    joined = scored.merge(logged, on=["request_id", "record_index"], suffixes=("", "_log"))
+    assert len(joined) == 1200
+    np.testing.assert_allclose(joined["proba_1"], joined["proba_1_log"])
+
+
+def test_predict_proba_of_an_unknown_method_or_on_spark_is_a_usage_error(
+    active: Store, input_csv: Path
+) -> None:
+    from mlcycle.errors import ConfigError
+
+    args = (f"models:/{NAME}@champion", str(input_csv), str(active.root / "never-proba"))
+    client = MlflowClient(tracking_uri=active.uri)
+    with pytest.raises(ConfigError, match="predict, predict_proba"):
+        predict(*args, client=client, predict_method="transform")
+    with pytest.raises(ConfigError, match="pandas engine only"):
+        predict(*args, client=client, engine="spark", predict_method="predict_proba")
+    res = CliRunner().invoke(
+        cli, ["predict", "--model", args[0], "--input", args[1], "--output", args[2],
+              "--predict-method", "transform"],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "predict_proba" in res.output
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [

@@ -1,8 +1,11 @@
 """Protocol parity: `mlcycle serve` answers MLflow's scoring protocol as `mlflow models serve` does.
 
-One corpus of requests — every payload format, CSV, content-type variants and bad requests —
-goes to both servers on the same registered model; status codes, predictions and error codes
-must be identical. Two models: a one-hot + logistic-regression classifier (strings, missing
+One corpus of requests — every payload format, CSV, content-type variants and bad requests,
+with cases built after MLflow's own ``tests/pyfunc/test_scoring_server.py`` — goes to both
+servers on the same registered model; status codes, predictions and error codes must be
+identical. ``/version`` must be what MLflow's ``ScoringServerClient.get_version()`` reads. The
+one deliberate difference in what a valid request returns (``predict_proba``) is pinned too.
+Two models: a one-hot + logistic-regression classifier (strings, missing
 values, integer labels) and a regression (float predictions).
 """
 
@@ -89,6 +92,7 @@ def corpus(features: pd.DataFrame) -> list[tuple[str, bytes, str]]:
     first = {**split, "data": split["data"][:1]}
     indexed = {**split, "index": list(range(10, 10 + len(recs)))}
     js, csv, js_utf8 = "application/json", "text/csv", "application/json; charset=utf-8"
+    empty = {"data": []}
     return [
         ("dataframe_split", _json({"dataframe_split": split}), js),
         ("dataframe_split_one_row", _json({"dataframe_split": first}), js),
@@ -106,6 +110,25 @@ def corpus(features: pd.DataFrame) -> list[tuple[str, bytes, str]]:
         ("bad_missing_column", _json({"dataframe_records": one_missing}), js),
         ("bad_malformed_json", b'{"dataframe_records": [', js),
         ("bad_wrong_content_type", _json({"dataframe_records": recs}), "text/plain"),
+        # Cases built after MLflow's own tests/pyfunc/test_scoring_server.py:
+        ("bad_not_json", b"this is,,,, not valid json", js),
+        ("bad_json_number", _json(1), js),
+        ("bad_json_string", _json("1"), js),
+        ("bad_json_list", _json([1]), js),
+        ("bad_records_and_split", _json({"dataframe_records": [], "dataframe_split": empty}), js),
+        ("bad_split_given_records", _json({"dataframe_split": recs}), js),
+        ("bad_records_given_split", _json({"dataframe_records": split}), js),
+        ("bad_split_index_shorter", _json({"dataframe_split": {**split, "index": [1, 2]}}), js),
+        ("bad_split_without_columns", _json({"dataframe_split": {"data": split["data"]}}), js),
+        ("bad_empty_csv", b"", csv),
+        ("bad_unsupported_content_type", _json({"dataframe_split": split}), "not_supported"),
+        ("bad_content_type_param", _json({"dataframe_split": split}), js + "; something=something"),
+        ("json_charset_upper", _json({"dataframe_split": split}), js + "; charset=UTF-8"),
+        ("params_unknown_key", _json({"dataframe_split": split, "params": {"unknown": 1}}), js),
+        ("params_list", _json({"dataframe_split": split, "params": [1, 2]}), js),
+        ("params_string", _json({"dataframe_split": split, "params": "predict_proba"}), js),
+        ("instances_extra_key", _json({"instances": recs, "extra": 1}), js),
+        ("split_extra_key", _json({"dataframe_split": split, "extra": 1}), js),
     ]  # fmt: skip
 
 
@@ -143,3 +166,33 @@ def test_mlcycle_serve_answers_like_mlflow_models_serve(
         assert _error_code(got) == _error_code(want), (want.text[:300], got.text[:300])
     if case.startswith("bad_"):
         assert want.status_code in (400, 415)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_version_is_what_mlflows_own_client_reads(
+    name: str, pairs: dict[str, tuple[Server, Server]]
+) -> None:
+    from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+    from mlflow.version import VERSION
+
+    for server in pairs[name]:
+        assert ScoringServerClient("127.0.0.1", server.port).get_version() == VERSION
+
+
+def test_predict_proba_is_a_documented_difference(
+    registered: dict[str, Registered], pairs: dict[str, tuple[Server, Server]]
+) -> None:
+    """Stock ignores ``predict_method`` for sklearn models (labels); mlcycle answers scores
+    whose most likely class is stock's label (docs/serving.md, "Probabilities")."""
+    features = registered["parity_churn"].features.head(8)
+    body = {"dataframe_records": _records(features), "params": {"predict_method": "predict_proba"}}
+    stock, ours = pairs["parity_churn"]
+    labels = _send(stock, _json(body), "application/json").json()["predictions"]
+    scores = _send(ours, _json(body), "application/json").json()["predictions"]
+    assert all(isinstance(v, int) for v in labels)
+    assert [int(max(row, key=lambda k: row[k])) for row in scores] == labels
+    regressor = {**body, "dataframe_records": _records(registered["parity_diabetes"].features)}
+    stock, ours = pairs["parity_diabetes"]
+    assert _send(stock, _json(regressor), "application/json").status_code == 200
+    refused = _send(ours, _json(regressor), "application/json")
+    assert refused.status_code == 400 and _error_code(refused) == "INVALID_PARAMETER_VALUE"

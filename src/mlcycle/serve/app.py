@@ -4,10 +4,11 @@ API: :class:`ServeOptions`, :class:`ModelSource`, :func:`create_app`.
 
 A hand-written ASGI callable (no framework on the hot path). Routes: ``POST /invocations``,
 ``GET /ping`` and ``/health`` (liveness), ``/ready`` (503 until the model is loaded, while
-draining and when saturated), ``/version``, ``/metrics``. Every response carries
-``X-Request-Id`` and ``X-Model-Version`` (the version that produced the predictions); a
-logged prediction also carries ``X-Record-Id-Prefix``: record ``i`` of the request is
-``{prefix}-{i}`` in the inference log, the key to send its label with.
+draining, when saturated and until every worker has its model), ``/version`` (the MLflow
+version, as ``mlflow models serve``), ``/info`` (model and versions as JSON), ``/metrics``.
+Every response carries ``X-Request-Id`` and ``X-Model-Version`` (the version that produced
+the predictions); a logged prediction also carries ``X-Record-Id-Prefix``: record ``i`` of
+the request is ``{prefix}-{i}`` in the inference log, the key to send its label with.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import signal
 import threading
@@ -44,6 +46,19 @@ _JSON = b"application/json"
 #: keep being served while a 10,000-row body is converted; smaller ones cost less inline.
 THREAD_PARSE_BYTES = 32 * 1024
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: A worker with a loaded model keeps a file of this prefix and its pid in the shared dir.
+_READY_PREFIX = "mlcycle-ready-"
+
+
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` runs (a worker that died keeps no claim to readiness)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -118,8 +133,18 @@ class ServingApp:
         source: ModelSource,
         options: ServeOptions,
         inference_log: InferenceLog | None = None,
+        workers: int = 1,
+        shared_dir: str | None = None,
     ) -> None:
         self.source = source
+        self.workers = workers
+        #: Where the workers of one server mark their model loaded (``--workers N``).
+        self.shared_dir = shared_dir if workers > 1 else None
+        self._ready_file = (
+            os.path.join(self.shared_dir, f"{_READY_PREFIX}{os.getpid()}")
+            if self.shared_dir
+            else None
+        )
         self.options = options
         self.log = inference_log
         self.predictor: Any = None
@@ -153,9 +178,41 @@ class ServingApp:
         )
 
     @property
+    def loaded(self) -> bool:
+        """This worker has a model and is not draining."""
+        return self.predictor is not None and not self.draining
+
+    @property
     def ready(self) -> bool:
-        """Loaded, not draining, not saturated."""
-        return self.predictor is not None and not self.draining and not self.saturated
+        """Loaded, not draining, not saturated, and (``--workers N``) every worker loaded."""
+        if not self.loaded or self.saturated:
+            return False
+        return self.shared_dir is None or self.workers_loaded() >= self.workers
+
+    def workers_loaded(self) -> int:
+        """Workers of this server with a loaded model (their marks in the shared directory)."""
+        if self.shared_dir is None:
+            return int(self.loaded)
+        n = 0
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.shared_dir):
+                if entry.name.startswith(_READY_PREFIX) and _alive(
+                    entry.name[len(_READY_PREFIX) :]
+                ):
+                    n += 1
+        return n
+
+    def _mark_loaded(self, loaded: bool) -> None:
+        if self._ready_file is None:
+            return
+        try:
+            if loaded:
+                with open(self._ready_file, "w"):
+                    pass
+            else:
+                os.unlink(self._ready_file)
+        except OSError:
+            pass
 
     def _version(self) -> bytes:
         p = self.predictor
@@ -170,6 +227,7 @@ class ServingApp:
         return {
             "models": models,
             "ready": int(self.ready),
+            "loaded": int(self.loaded),
             "batch_queue_rows": self.batcher.depth,
             "inference_log_queue_records": log.pending if log else 0,
             "inference_log_dropped": log.dropped if log else 0,
@@ -181,6 +239,9 @@ class ServingApp:
 
     def _on_batch(self, n_requests: int, rows: int, preds: Any, predictor: Any) -> None:
         # Counted per model call, not per request: one np.unique per batch.
+        if getattr(preds, "ndim", 1) == 2 and predictor.is_classifier:
+            # predict_proba: count the labels the probabilities imply
+            preds = predictor.labels(preds)
         self.metrics.batch_rows.observe(rows)
         self.metrics.batch_requests.observe(n_requests)
         self.metrics.observe_predictions(
@@ -202,10 +263,23 @@ class ServingApp:
             self.log.start()
         self._hook_sigterm()
         self._spawn(self._load_initial, "model-load")
+        if self.metrics.shared is not None:
+            self._spawn(self._sync_metrics, "metrics-sync")
+
+    def _sync_metrics(self) -> None:
+        # Another worker may answer the scrape: keep this one's numbers in the shared files.
+        from mlcycle.serve.metrics import SYNC_SECONDS
+
+        while not self._stop.wait(SYNC_SECONDS):
+            try:
+                self.metrics.sync()
+            except Exception:
+                logger.exception("metrics sync failed")
 
     async def shutdown(self) -> None:
         """Drain: finish queued work, stop reloading, flush the inference log."""
         self.draining = True
+        self._mark_loaded(False)
         self._stop.set()
         await self.batcher.stop()
         if self._shadow_batcher is not None:
@@ -214,6 +288,7 @@ class ServingApp:
             await self._shadow_batcher.stop()
         if self.log is not None:
             await asyncio.to_thread(self.log.close)
+        self.metrics.worker_stopped()
         if self.source.close is not None:
             # Reload threads are daemons that may still be downloading: wait briefly so the
             # copy they write is not left behind.
@@ -235,6 +310,7 @@ class ServingApp:
 
         def on_term(sig: int, frame: Any) -> None:
             self.draining = True
+            self._mark_loaded(False)
             if callable(previous):
                 previous(sig, frame)
 
@@ -280,6 +356,7 @@ class ServingApp:
             predictor = self.source.load()
             self._start_shadow()
             self.predictor = predictor
+            self._mark_loaded(True)
         except Exception as exc:
             if self.load_error is None:
                 logger.exception("model load failed")
@@ -394,7 +471,7 @@ class ServingApp:
             else:
                 status = await self._invocations(scope, receive, send, rid, t0)
             route = "/invocations"
-        elif path in ("/ping", "/health", "/ready", "/version", "/metrics") and method in (
+        elif path in ("/ping", "/health", "/ready", "/version", "/info", "/metrics") and method in (
             "GET",
             "HEAD",
         ):
@@ -430,11 +507,24 @@ class ServingApp:
                 else "load failed"
                 if self.predictor is None
                 else "saturated"
+                if self.saturated
+                else "loading"  # this worker is ready, another is still loading
             )
-            body = orjson.dumps({"status": reason, "error": self.load_error})
+            doc: dict[str, Any] = {"status": reason, "error": self.load_error}
+            if self.shared_dir is not None:
+                doc["workers_loaded"] = self.workers_loaded()
+                doc["workers"] = self.workers
+            body = orjson.dumps(doc)
             await self._respond(send, 503, body, _JSON, rid, v, [(b"retry-after", b"1")])
             return 503
         if path == "/version":
+            import mlflow.version
+
+            # What `mlflow models serve` answers and ScoringServerClient.get_version() reads.
+            body = mlflow.version.VERSION.encode()
+            await self._respond(send, 200, body, _JSON, rid, v)
+            return 200
+        if path == "/info":
             import mlflow.version
 
             p = self.predictor
@@ -548,9 +638,14 @@ class ServingApp:
                 parsed = await asyncio.to_thread(protocol.parse_request, *args)
             else:
                 parsed = protocol.parse_request(*args)
+            method = (
+                "predict"
+                if parsed.params is None
+                else protocol.predict_method(parsed.params, predictor.is_classifier)
+            )
             batcher.arriving -= 1
             arriving = False
-            fut = batcher.submit(parsed.columns, parsed.n_rows)
+            fut = batcher.submit(parsed.columns, parsed.n_rows, method)
             remaining = self.options.timeout - (time.perf_counter() - t0)
             try:
                 preds, used = await asyncio.wait_for(asyncio.shield(fut), max(remaining, 0.0))
@@ -594,6 +689,11 @@ class ServingApp:
         # The server's own id for the records: X-Request-Id is the client's and may repeat.
         uid = uuid.uuid4().hex
         record_header: list[tuple[bytes, bytes]] | None = None
+        if method == "predict":
+            labels, proba, out = preds, None, protocol.predictions_body(preds)
+        else:
+            labels, proba = used.labels(preds), preds
+            out = protocol.probabilities_body(preds, used.proba_classes)
         if self.log is not None:
             self.log.append(
                 LogItem(
@@ -604,20 +704,14 @@ class ServingApp:
                     "champion",
                     parsed.columns,
                     _kinds(used),
-                    preds,
+                    labels,
                     uid,
+                    proba,
+                    tuple(str(c) for c in used.proba_classes) if proba is not None else (),
                 )
             )
             record_header = [(b"x-record-id-prefix", uid.encode())]
-        await self._respond(
-            send,
-            200,
-            protocol.predictions_body(preds),
-            _JSON,
-            rid,
-            used_version.encode(),
-            record_header,
-        )
+        await self._respond(send, 200, out, _JSON, rid, used_version.encode(), record_header)
         if self._shadow_batcher is not None and self.shadow is not None:
             self._score_shadow(rid, ts_us, parsed.columns, parsed.n_rows, uid)
         return 200
@@ -670,6 +764,8 @@ def create_app(
     source: ModelSource,
     options: ServeOptions | None = None,
     inference_log: InferenceLog | None = None,
+    workers: int = 1,
+    shared_dir: str | None = None,
 ) -> ServingApp:
     """Build the ASGI app for ``source``.
 
@@ -677,5 +773,8 @@ def create_app(
         source: where predictors come from (see :class:`ModelSource`).
         options: limits, batching and reload settings.
         inference_log: where scored records go (``None``: not logged).
+        workers: worker processes of the server; ``/ready`` is 200 only once all have a model.
+        shared_dir: directory the workers share (``PROMETHEUS_MULTIPROC_DIR``) where each
+            marks its model loaded; needed when ``workers > 1``.
     """
-    return ServingApp(source, options or ServeOptions(), inference_log)
+    return ServingApp(source, options or ServeOptions(), inference_log, workers, shared_dir)

@@ -38,6 +38,7 @@ class _Item:
     columns: dict[str, np.ndarray]
     n: int
     future: asyncio.Future[tuple[np.ndarray, Any]] = field(repr=False)
+    method: str = "predict"
 
 
 def concat_columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -108,9 +109,12 @@ class MicroBatcher:
         return self.queued_rows
 
     def submit(
-        self, columns: dict[str, np.ndarray], n: int
+        self, columns: dict[str, np.ndarray], n: int, method: str = "predict"
     ) -> asyncio.Future[tuple[np.ndarray, Any]]:
         """Queue one request; the future gives ``(predictions, predictor)``.
+
+        ``method`` is the predictor's method to call (``predict`` or ``predict_proba``); a
+        batch only holds requests for the same one.
 
         Raises:
             Shed: the queue already holds ``max_queue_rows`` rows.
@@ -118,7 +122,7 @@ class MicroBatcher:
         if self.queued_rows + n > self.max_queue_rows and self.queued_rows:
             raise Shed("saturated")
         fut: asyncio.Future[tuple[np.ndarray, Any]] = asyncio.get_running_loop().create_future()
-        self.queue.append(_Item(columns, n, fut))
+        self.queue.append(_Item(columns, n, fut, method))
         self.queued_rows += n
         self._wake.set()
         return fut
@@ -132,7 +136,7 @@ class MicroBatcher:
                 self.queue.popleft()
                 self.queued_rows -= item.n
                 continue
-            if batch and rows + item.n > self.max_rows:
+            if batch and (rows + item.n > self.max_rows or item.method != batch[0].method):
                 break
             self.queue.popleft()
             self.queued_rows -= item.n
@@ -173,7 +177,8 @@ class MicroBatcher:
         columns = concat_columns([it.columns for it in batch])
         rows = sum(it.n for it in batch)
         try:
-            preds = await loop.run_in_executor(self._executor, predictor.predict, columns)
+            fn = getattr(predictor, batch[0].method)
+            preds = await loop.run_in_executor(self._executor, fn, columns)
         except Exception as exc:
             if len(batch) > 1:
                 # One request must not fail its neighbours: score them one by one.

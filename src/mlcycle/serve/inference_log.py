@@ -12,9 +12,10 @@ shadow rows of one record share it), ``request_id`` (string, the client's ``X-Re
 it sent one, kept for correlation only: clients can repeat it), ``record_index`` (int32, row
 within the request), ``timestamp`` (timestamp[us, UTC]), ``model_name``, ``model_version``, ``role``
 (``champion`` or ``shadow``), one column per model input with its own name and type, then
-``prediction``. ``root`` is a directory or an ``s3://bucket/prefix`` (boto3, honouring
-``MLFLOW_S3_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL``). Local files appear atomically (written under
-a hidden name, then renamed).
+``prediction``; records scored with ``predict_proba`` add one ``proba_<class>`` column
+(float64) per class, null in records scored with ``predict``. ``root`` is a directory or an
+``s3://bucket/prefix`` (boto3, honouring ``MLFLOW_S3_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL``).
+Local files appear atomically (written under a hidden name, then renamed).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ import numpy as np
 from mlcycle.storage import s3_client, split_s3
 
 logger = logging.getLogger(__name__)
+
+#: Prefix of the probability columns (``proba_<class>``) of records scored with predict_proba.
+PROBA_PREFIX = "proba_"
 
 _ARROW_TYPES = {
     "long": "int64",
@@ -59,6 +63,9 @@ class LogItem:
     kinds: tuple[tuple[str, str], ...]  # (column, MLflow type) in signature order
     predictions: np.ndarray
     record_uid: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: Class probabilities (rows x classes) when the client asked for ``predict_proba``.
+    proba: np.ndarray | None = None
+    classes: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
@@ -114,6 +121,13 @@ def _table(items: list[LogItem]) -> Any:
         )
     preds = np.concatenate([np.asarray(it.predictions) for it in items])
     arrays["prediction"] = pa.array(preds if preds.dtype != object else preds.tolist())
+    classes = next((it.classes for it in items if it.proba is not None), ())
+    for j, cls in enumerate(classes):
+        # Null where the record was scored with plain predict.
+        values = np.concatenate(
+            [it.proba[:, j] if it.proba is not None else np.full(it.n, np.nan) for it in items]
+        )
+        arrays[f"{PROBA_PREFIX}{cls}"] = pa.array(values, pa.float64(), from_pandas=True)
     return pa.table(arrays)
 
 

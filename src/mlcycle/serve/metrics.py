@@ -3,8 +3,12 @@
 API: :class:`ServeMetrics`, :func:`multiprocess_dir`.
 
 Each app has its own registry (tests build many apps in one process). With ``--workers N``
-the server sets ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums the workers' counters;
-gauges read at scrape time (queue depth, model info) are then per worker, labelled ``pid``.
+the server sets ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode), so one
+scrape, whichever worker takes it, covers every worker: each worker copies its state
+(inference-log counts, reloads, queue depths, model info) into the shared files every
+:data:`SYNC_SECONDS` and before answering a scrape; counters are summed, queue gauges summed
+over live workers, ``mlcycle_model_info`` kept per worker (label ``pid``), and a worker's
+gauges leave with it (:func:`prometheus_client.multiprocess.mark_process_dead`).
 """
 
 from __future__ import annotations
@@ -13,11 +17,19 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -45,6 +57,22 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 
 #: prometheus_client's variable naming the directory its multiprocess mode shares.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: How often each worker copies its state into the shared files (multiprocess mode).
+SYNC_SECONDS = 0.5
+
+_STATE_COUNTERS = (
+    ("inference_log_dropped", "Inference-log records dropped (queue full or write error)."),
+    ("inference_log_written", "Inference-log records written."),
+    ("model_reloads", "Model versions swapped in by hot reload."),
+    ("model_reload_failures", "Hot reloads that failed (the old version kept serving)."),
+    ("model_refused", "Model versions the trust policy refused (never loaded)."),
+)
+_STATE_GAUGES = (
+    ("batch_queue_rows", "Rows waiting for a model call."),
+    ("inference_log_queue_records", "Inference-log records waiting to be written."),
+)
+_MODEL_INFO = "Model served (1) by name, version, role and backend."
+_READY = "1 when the server accepts traffic (/ready is 200)."
 
 
 @contextlib.contextmanager
@@ -78,31 +106,88 @@ class _StateCollector(Collector):
         s = self.state()
         pid = str(os.getpid())
         info = GaugeMetricFamily(
-            "mlcycle_model_info",
-            "Model served (1) by name, version, role and backend.",
-            labels=["name", "version", "role", "backend", "pid"],
+            "mlcycle_model_info", _MODEL_INFO, labels=["name", "version", "role", "backend", "pid"]
         )
         for role, m in s.get("models", {}).items():
             info.add_metric([m["name"], m["version"], role, m["backend"], pid], 1)
         yield info
-        for key, help_text in (
-            ("ready", "1 when the server accepts traffic (/ready is 200)."),
-            ("batch_queue_rows", "Rows waiting for a model call."),
-            ("inference_log_queue_records", "Inference-log records waiting to be written."),
-        ):
+        for key, help_text in (("ready", _READY), *_STATE_GAUGES):
             g = GaugeMetricFamily(f"mlcycle_{key}", help_text, labels=["pid"])
             g.add_metric([pid], float(s.get(key, 0)))
             yield g
-        for key, help_text in (
-            ("inference_log_dropped", "Inference-log records dropped (queue full or write error)."),
-            ("inference_log_written", "Inference-log records written."),
-            ("model_reloads", "Model versions swapped in by hot reload."),
-            ("model_reload_failures", "Hot reloads that failed (the old version kept serving)."),
-            ("model_refused", "Model versions the trust policy refused (never loaded)."),
-        ):
+        for key, help_text in _STATE_COUNTERS:
             c = CounterMetricFamily(f"mlcycle_{key}", help_text, labels=["pid"])
             c.add_metric([pid], float(s.get(key, 0)))
             yield c
+
+
+class _ReadyCollector(Collector):
+    """``mlcycle_ready`` of the whole server, read when scraped (multiprocess mode)."""
+
+    def __init__(self, state: Callable[[], dict[str, Any]]) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Any]:
+        g = GaugeMetricFamily("mlcycle_ready", _READY + " Every worker has its model.")
+        g.add_metric([], float(self.state().get("ready", 0)))
+        yield g
+
+
+class _SharedState:
+    """The state of one worker in prometheus_client's multiprocess files.
+
+    Gauges are per live worker: queue depths summed (``livesum``), ``mlcycle_model_info`` one
+    series per worker (``liveall``), ``mlcycle_workers_ready`` the number of workers with a
+    model. Counters grow by what changed since the last copy and are summed over workers,
+    including stopped ones (a total does not shrink when a worker is replaced).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.info = Gauge(
+            "mlcycle_model_info",
+            _MODEL_INFO,
+            ["name", "version", "role", "backend"],
+            multiprocess_mode="liveall",
+            registry=r,
+        )
+        self.workers_ready = Gauge(
+            "mlcycle_workers_ready",
+            "Workers whose model is loaded (not draining).",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.gauges = {
+            key: Gauge(f"mlcycle_{key}", text, multiprocess_mode="livesum", registry=r)
+            for key, text in _STATE_GAUGES
+        }
+        self.counters = {
+            key: Counter(f"mlcycle_{key}", text, registry=r) for key, text in _STATE_COUNTERS
+        }
+        self._counted = dict.fromkeys(self.counters, 0.0)
+        self._info_labels: set[tuple[str, str, str, str]] = set()
+        self._lock = threading.Lock()
+
+    def sync(self, s: dict[str, Any]) -> None:
+        with self._lock:
+            current = {
+                (m["name"], m["version"], role, m["backend"])
+                for role, m in s.get("models", {}).items()
+            }
+            for labels in self._info_labels - current:
+                # A file value cannot be removed, only zeroed: query `mlcycle_model_info == 1`.
+                self.info.labels(*labels).set(0)
+            for labels in current:
+                self.info.labels(*labels).set(1)
+            self._info_labels |= current
+            self.workers_ready.set(float(s.get("loaded", 0)))
+            for key, g in self.gauges.items():
+                g.set(float(s.get(key, 0)))
+            for key, c in self.counters.items():
+                value = float(s.get(key, 0))
+                if value > self._counted[key]:
+                    c.inc(value - self._counted[key])
+                    self._counted[key] = value
 
 
 class ServeMetrics:
@@ -148,9 +233,14 @@ class ServeMetrics:
             ["reason"],
             registry=r,
         )
-        self._multiproc = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self._multiproc = bool(os.environ.get(MULTIPROC_ENV))
+        self.state = state
         self.state_collector = _StateCollector(state)
-        r.register(self.state_collector)
+        self.shared: _SharedState | None = None
+        if self._multiproc:
+            self.shared = _SharedState(r)
+        else:
+            r.register(self.state_collector)
         self._latency_children: dict[str, Any] = {}
         self._request_children: dict[tuple[str, int], Any] = {}
 
@@ -182,13 +272,27 @@ class ServeMetrics:
             for v in values.tolist():
                 s.observe(v)
 
+    def sync(self) -> None:
+        """Copy this worker's state into the shared files (multiprocess mode; else nothing)."""
+        if self.shared is not None:
+            self.shared.sync(self.state())
+
+    def worker_stopped(self) -> None:
+        """Last copy of this worker's counters, then drop its live gauges from the files."""
+        if self.shared is not None:
+            from prometheus_client import multiprocess
+
+            self.sync()
+            multiprocess.mark_process_dead(os.getpid())
+
     def render(self) -> bytes:
-        """Prometheus text exposition."""
+        """Prometheus text exposition (of every worker in multiprocess mode)."""
         if self._multiproc:
             from prometheus_client import multiprocess
 
+            self.sync()
             reg = CollectorRegistry()
             multiprocess.MultiProcessCollector(reg)
-            reg.register(self.state_collector)
+            reg.register(_ReadyCollector(self.state))
             return generate_latest(reg)
         return generate_latest(self.registry)

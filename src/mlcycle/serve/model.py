@@ -230,6 +230,35 @@ class Predictor:
             return np.asarray(self.sk_model.predict(self.frame(columns)))
         return np.asarray(self.pyfunc.predict(self.frame(columns)))
 
+    def predict_proba(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """Class probabilities, one row per record, columns in :attr:`proba_classes` order.
+
+        The ONNX fast path returns the probabilities its labels come from; sklearn calls
+        ``predict_proba``; any other pyfunc gets ``params={"predict_method": "predict_proba"}``
+        (MLflow's convention for PythonModels) and must answer with one column per class.
+        """
+        if self.session is not None:
+            outs = self.session.run(None, self.feeds(columns))
+            return np.asarray(outs[self._proba_index], dtype=np.float64)
+        if self.sk_model is not None:
+            return np.asarray(self.sk_model.predict_proba(self.frame(columns)), dtype=np.float64)
+        out = self.pyfunc.predict(self.frame(columns), params={"predict_method": "predict_proba"})
+        if getattr(out, "columns", None) is not None:
+            self.classes = np.asarray(out.columns)
+        return np.asarray(out, dtype=np.float64)
+
+    @property
+    def proba_classes(self) -> list[Any]:
+        """Class names of the columns :meth:`predict_proba` returns."""
+        return [] if self.classes is None else self.classes.tolist()
+
+    def labels(self, proba: np.ndarray) -> np.ndarray:
+        """The label of each row of :meth:`predict_proba` output (first class wins a tie)."""
+        from mlcycle.train.onnx_export import labels_from_proba
+
+        assert self.classes is not None
+        return labels_from_proba(proba, self.classes)
+
 
 def check_model(ref: ModelRef, allow_pickle: bool = False) -> InputSchema:
     """Read only the MLmodel file: apply the trust policy, require a named signature.

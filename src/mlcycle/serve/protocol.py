@@ -1,8 +1,8 @@
 """MLflow's scoring protocol as pure functions: request bytes in, columns or a response out.
 
 API: :class:`Column`, :class:`InputSchema`, :class:`ParsedRequest`, :class:`RequestError`,
-:func:`parse_request`, :func:`predictions_body`, :func:`error_response`,
-:func:`invocations`.
+:func:`parse_request`, :func:`predict_method`, :func:`predictions_body`,
+:func:`probabilities_body`, :func:`error_response`, :func:`invocations`.
 
 The payload keys (``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``,
 ``params``), the response shape (``{"predictions": [...]}``) and the error codes and 415 texts
@@ -48,6 +48,8 @@ _BOOL_TYPES = frozenset({bool, np.bool_})
 
 BAD_REQUEST = "BAD_REQUEST"
 INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
+#: Values of ``params.predict_method`` (MLflow's documented convention for PythonModels).
+PREDICT_METHODS = ("predict", "predict_proba")
 
 
 class RequestError(ServingError):
@@ -385,10 +387,23 @@ def _columns_from_split(
     if not isinstance(data, list):
         raise RequestError("Invalid input. dataframe_split 'data' must be a list of rows")
     _too_many_rows(len(data), max_rows)
+    index = split.get("index")
+    if index is not None and (not isinstance(index, list) or len(index) != len(data)):
+        # pandas would repeat a one-row body once per index entry; refused (docs/serving.md).
+        got = len(index) if isinstance(index, list) else type(index).__name__
+        raise RequestError(
+            "Invalid input. Provided dataframe_split field is not a valid dataframe "
+            f"representation in 'split' format. Error: 'Length of values ({len(data)}) does "
+            f"not match length of index ({got})'"
+        )
     names = split.get("columns")
     if names is None:
-        width = len(data[0]) if data and isinstance(data[0], list) else 0
-        names = list(range(width))
+        # MLflow names such columns 0, 1, ... and then finds the model's inputs missing.
+        raise RequestError(
+            "Failed to enforce schema of data with schema: Model is missing inputs "
+            f"{_echo(list(schema.names))}; dataframe_split has no 'columns'.",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
     if not isinstance(names, list):
         raise RequestError("Invalid input. dataframe_split 'columns' must be a list")
     for name in names:
@@ -403,10 +418,9 @@ def _columns_from_split(
                 "Invalid input. Provided dataframe_split field is not a valid dataframe "
                 f"representation in 'split' format: row {i} does not have {width} values"
             )
-    # Only the signature's columns (or, unnamed, all of them) are materialised.
-    unnamed = width == len(schema.names) and all(isinstance(c, int) for c in names)
+    # Only the signature's columns are materialised.
     wanted = set(schema.names)
-    position = {name: j for j, name in enumerate(names) if unnamed or name in wanted}
+    position = {name: j for j, name in enumerate(names) if name in wanted}
     cols = {name: [row[j] for row in data] for name, j in position.items()}
     return cols, len(data)
 
@@ -453,14 +467,11 @@ def _raw_from_json(
             f"{REQUIRED_INPUT_FORMAT}. Received dictionary with input fields: {_echo(list(doc))}."
         )
     key = keys[0]
-    if key in ("instances", "inputs") and len(doc) - ("params" in doc) != 1:
-        raise RequestError(
-            'Invalid input. One of "instances" and "inputs" must be specified (not both or any '
-            f"other keys).Received: {_echo(list(doc))}"
-        )
+    # Other top-level keys are ignored and a 'params' that is not a dictionary is dropped, as
+    # MLflow does (it logs "Ignoring invalid params").
     params = doc.get("params")
-    if params is not None and not isinstance(params, dict):
-        raise RequestError("'params' must be a dictionary", error_code=INVALID_PARAMETER_VALUE)
+    if not isinstance(params, dict):
+        params = None
     payload = doc[key]
     if key == "dataframe_split":
         cols, n = _columns_from_split(payload, schema, max_rows)
@@ -606,9 +617,6 @@ def parse_request(
         raise RequestError(
             "Failed to enforce schema: the request has no rows", error_code=INVALID_PARAMETER_VALUE
         )
-    if raw and all(isinstance(k, int) for k in raw) and len(raw) == len(schema.columns):
-        # Unnamed columns (dataframe_split without "columns"): take them in signature order.
-        raw = {schema.names[k]: v for k, v in raw.items()}
     missing = [c.name for c in schema.columns if c.name not in raw]
     if missing:
         raise RequestError(
@@ -618,6 +626,28 @@ def parse_request(
         )
     columns = {c.name: convert_column(c, raw[c.name]) for c in schema.columns}
     return ParsedRequest(columns=columns, n_rows=n, params=params)
+
+
+def predict_method(params: dict[str, Any] | None, classifier: bool) -> str:
+    """The method ``params`` asks for: ``predict`` (default) or ``predict_proba``.
+
+    Raises:
+        RequestError: an unknown method, or ``predict_proba`` of a model without classes (400).
+    """
+    method = (params or {}).get("predict_method", "predict")
+    if method not in PREDICT_METHODS:
+        raise RequestError(
+            f"Invalid params. predict_method {_echo(method)} is not one of "
+            f"{', '.join(PREDICT_METHODS)}",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+    if method == "predict_proba" and not classifier:
+        raise RequestError(
+            "Invalid params. predict_method 'predict_proba' needs a classifier; this model "
+            "predicts numbers (use predict)",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+    return str(method)
 
 
 # --------------------------------------------------------------------------- responses
@@ -631,6 +661,14 @@ def predictions_body(predictions: np.ndarray | Sequence[Any]) -> bytes:
         {"predictions": predictions},
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
+
+
+def probabilities_body(proba: np.ndarray, classes: Sequence[Any]) -> bytes:
+    """``{"predictions": [{class: probability, ...}, ...]}``: one object per row keyed by class
+    name, as MLflow writes the DataFrame a PythonModel's ``predict_proba`` returns."""
+    keys = [str(c) for c in classes]
+    rows = [dict(zip(keys, row, strict=True)) for row in np.asarray(proba, float).tolist()]
+    return orjson.dumps({"predictions": rows})
 
 
 def error_body(error_code: str, message: str) -> bytes:

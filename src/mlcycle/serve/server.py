@@ -24,7 +24,7 @@ from typing import Any
 from mlcycle.errors import UntrustedModel
 from mlcycle.serve.app import ModelSource, ServeOptions, ServingApp, create_app
 from mlcycle.serve.inference_log import InferenceLog
-from mlcycle.serve.metrics import multiprocess_dir
+from mlcycle.serve.metrics import MULTIPROC_ENV, multiprocess_dir
 from mlcycle.serve.model import (
     ModelRef,
     Predictor,
@@ -174,7 +174,8 @@ def build_app(config: ServerConfig, client: Any | None = None) -> ServingApp:
         config.model_uri, client, allow_pickle=config.allow_pickle, shadow=config.options.shadow
     )
     log = InferenceLog(config.inference_log) if config.inference_log else None
-    return create_app(source, config.options, log)
+    shared = os.environ.get(MULTIPROC_ENV) if config.workers > 1 else None
+    return create_app(source, config.options, log, config.workers, shared)
 
 
 def _set_header_timeout(options: ServeOptions) -> None:

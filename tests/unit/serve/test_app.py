@@ -44,6 +44,16 @@ class FakePredictor:
             return columns["n"] % 2
         return columns["x"] * 2
 
+    proba_classes = (0, 1)
+
+    def predict_proba(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        self.calls += 1
+        odd = (columns["n"] % 2) * 0.5 + 0.25  # P(label 1): 0.25 for even n, 0.75 for odd
+        return np.column_stack([1 - odd, odd])
+
+    def labels(self, proba: np.ndarray) -> np.ndarray:
+        return np.asarray(self.proba_classes)[proba.argmax(axis=1)]
+
 
 @pytest.fixture
 def make_client() -> Iterator[Callable[..., TestClient]]:
@@ -174,12 +184,12 @@ def test_ready_is_503_while_draining(make_client) -> None:
     assert score(client).status_code == 503
 
 
-def test_version_names_mlcycle_mlflow_and_the_model(make_client) -> None:
+def test_info_names_mlcycle_mlflow_and_the_model(make_client) -> None:
     import mlflow
 
     import mlcycle
 
-    doc = make_client().get("/version").json()
+    doc = make_client().get("/info").json()
     assert doc["mlcycle"] == mlcycle.__version__ and doc["mlflow"] == mlflow.__version__
     assert doc["model"]["name"] == "fake" and doc["model"]["version"] == "1"
 
@@ -352,7 +362,7 @@ def test_shadow_scores_off_the_response_path_and_logs_role_shadow(make_client, t
     client = make_client(source=source, log=log, shadow=True)
     r = score(client, [ROW, {"x": 1.0, "n": 3}], headers={"X-Request-Id": "s1"})
     assert r.json() == {"predictions": [3.0, 2.0]} and r.headers["x-model-version"] == "1"
-    assert client.get("/version").json()["shadow"]["version"] == "2"
+    assert client.get("/info").json()["shadow"]["version"] == "2"
     client.__exit__(None, None, None)
     df = read_inference_log(str(tmp_path), "fake")
     by_role = {role: part for role, part in df.groupby("role")}
@@ -375,7 +385,7 @@ def test_shadow_starts_once_a_challenger_is_registered_after_startup(make_client
     score(client, headers={"X-Request-Id": "before"})
     challenger.append(FakePredictor("2", classifier=True))
     deadline = time.monotonic() + 10
-    while (client.get("/version").json().get("shadow") or {}).get("version") != "2":
+    while (client.get("/info").json().get("shadow") or {}).get("version") != "2":
         assert time.monotonic() < deadline, "shadow never started"
         time.sleep(0.02)
     score(client, headers={"X-Request-Id": "after"})
@@ -383,3 +393,70 @@ def test_shadow_starts_once_a_challenger_is_registered_after_startup(make_client
     df = read_inference_log(str(tmp_path), "fake")
     shadow = df[df["role"] == "shadow"]
     assert set(shadow["request_id"]) == {"after"}
+
+
+def test_predict_proba_answers_scores_by_class_and_logs_them(make_client, tmp_path) -> None:
+    log = InferenceLog(str(tmp_path))
+    client = make_client(FakePredictor(classifier=True), log=log)
+    rows = [ROW, {"x": 1.0, "n": 3}]
+    r = client.post(
+        "/invocations",
+        json={"dataframe_records": rows, "params": {"predict_method": "predict_proba"}},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": [{"0": 0.75, "1": 0.25}, {"0": 0.25, "1": 0.75}]}
+    assert score(client, rows).json() == {"predictions": [0, 1]}
+    text = client.get("/metrics").text
+    assert 'mlcycle_predictions_total{label="1",role="champion",version="1"} 2.0' in text
+    log.close()
+    df = read_inference_log(str(tmp_path), "fake")
+    proba = df[df["proba_1"].notna()]
+    assert proba["prediction"].tolist() == [0, 1]
+    assert proba["proba_1"].tolist() == [0.25, 0.75]
+    assert df["proba_1"].isna().sum() == 2  # scored with predict
+
+
+@pytest.mark.parametrize(
+    ("classifier", "method", "message"),
+    [(True, "predict_log_proba", "predict, predict_proba"), (False, "predict_proba", "classifier")],
+)
+def test_a_predict_method_the_model_cannot_answer_is_400(
+    make_client, classifier: bool, method: str, message: str
+) -> None:
+    client = make_client(FakePredictor(classifier=classifier))
+    r = client.post(
+        "/invocations", json={"dataframe_records": [ROW], "params": {"predict_method": method}}
+    )
+    assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert message in r.json()["message"]
+
+
+def test_version_is_the_mlflow_version_as_mlflow_models_serve_answers(make_client) -> None:
+    import mlflow
+
+    assert make_client().get("/version").text == mlflow.__version__
+
+
+def test_ready_waits_for_every_worker_marked_in_the_shared_directory(tmp_path) -> None:
+    import os
+
+    app = create_app(
+        ModelSource.fixed(FakePredictor()),
+        ServeOptions(),
+        None,
+        workers=2,
+        shared_dir=str(tmp_path),
+    )
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 10
+        while not list(tmp_path.glob("mlcycle-ready-*")):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        r = client.get("/ready")
+        assert r.status_code == 503
+        assert r.json() == {"status": "loading", "error": None, "workers_loaded": 1, "workers": 2}
+        (tmp_path / "mlcycle-ready-999999999").touch()  # a worker that died: no claim
+        assert client.get("/ready").status_code == 503
+        (tmp_path / f"mlcycle-ready-{os.getppid()}").touch()  # a live second worker
+        assert client.get("/ready").status_code == 200
+    assert not (tmp_path / f"mlcycle-ready-{os.getpid()}").exists()  # removed on shutdown

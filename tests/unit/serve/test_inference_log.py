@@ -117,3 +117,22 @@ def test_the_log_writes_to_and_reads_from_s3(s3_bucket: str) -> None:
     log.close()
     df = read_inference_log(root, "churn")
     assert df["request_id"].tolist() == ["s3", "s3"] and log.write_errors == 0
+
+
+def test_probabilities_are_float_columns_per_class_null_where_predict_was_used(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+
+    log = InferenceLog(str(tmp_path))
+    proba = np.array([[0.9, 0.1], [0.2, 0.8]])
+    log.append(dataclasses.replace(item("a"), proba=proba, classes=("0", "1")))
+    log.append(item("b"))
+    log.close()
+    (path,) = tmp_path.rglob("*.parquet")
+    schema = pq.read_schema(path)
+    assert schema.names[-3:] == ["prediction", "proba_0", "proba_1"]
+    assert schema.field("proba_1").type == pa.float64()
+    df = read_inference_log(str(tmp_path), "churn")
+    assert df["proba_1"].tolist()[:2] == [0.1, 0.8]
+    assert df["proba_1"].isna().tolist() == [False, False, True, True]

@@ -59,12 +59,12 @@ def assert_rows(parsed: P.ParsedRequest) -> None:
                 "index": [7, 8],
             }
         },
-        {"dataframe_split": {"data": [list(r.values()) for r in ROWS]}},
         {"instances": ROWS},
         {"inputs": ROWS},
         {"inputs": {k: [r[k] for r in ROWS] for k in ROWS[0]}},
+        {"instances": ROWS, "extra": 1},
     ],
-    ids=["records", "split", "split_index", "split_unnamed", "instances", "inputs", "columnar"],
+    ids=["records", "split", "split_index", "instances", "inputs", "columnar", "extra_key"],
 )
 def test_every_payload_format_parses_to_the_same_columns(doc: dict) -> None:
     assert_rows(parse(doc))
@@ -74,9 +74,61 @@ def test_params_are_accepted_and_returned() -> None:
     assert parse({"dataframe_records": ROWS, "params": {"k": 1}}).params == {"k": 1}
 
 
-def test_params_must_be_a_dictionary() -> None:
-    err = refused({"dataframe_records": ROWS, "params": [1]})
-    assert err.error_code == "INVALID_PARAMETER_VALUE"
+@pytest.mark.parametrize("params", [[1], "predict_proba", 3])
+def test_params_that_are_not_a_dictionary_are_ignored_as_mlflow_does(params: object) -> None:
+    parsed = parse({"dataframe_records": ROWS, "params": params})
+    assert parsed.params is None
+    assert_rows(parsed)
+
+
+def test_dataframe_split_without_columns_is_missing_inputs_as_in_mlflow() -> None:
+    err = refused({"dataframe_split": {"data": [list(r.values()) for r in ROWS]}})
+    assert err.status == 400 and err.error_code == "INVALID_PARAMETER_VALUE"
+    assert "missing inputs" in err.message and "'columns'" in err.message
+
+
+@pytest.mark.parametrize("index", [[1], [1, 2, 3], 7])
+def test_dataframe_split_index_must_match_the_rows(index: object) -> None:
+    split = {"columns": list(ROWS[0]), "data": [list(r.values()) for r in ROWS], "index": index}
+    err = refused({"dataframe_split": split})
+    assert err.status == 400 and err.error_code == "BAD_REQUEST"
+    assert "length of index" in err.message
+
+
+def test_one_row_with_a_longer_index_is_refused_not_repeated() -> None:
+    # pandas (and so MLflow) would score the one row once per index entry.
+    split = {"columns": list(ROWS[0]), "data": [list(ROWS[0].values())], "index": [1, 2, 3]}
+    assert refused({"dataframe_split": split}).status == 400
+
+
+@pytest.mark.parametrize(
+    ("params", "classifier", "method"),
+    [(None, False, "predict"), ({}, True, "predict"), ({"predict_method": "predict"}, False,
+     "predict"), ({"predict_method": "predict_proba"}, True, "predict_proba")],
+)  # fmt: skip
+def test_predict_method_is_read_from_params(
+    params: dict | None, classifier: bool, method: str
+) -> None:
+    assert P.predict_method(params, classifier) == method
+
+
+def test_unknown_predict_method_names_the_allowed_ones() -> None:
+    with pytest.raises(RequestError) as info:
+        P.predict_method({"predict_method": "predict_log_proba"}, True)
+    err = info.value
+    assert err.status == 400 and err.error_code == "INVALID_PARAMETER_VALUE"
+    assert "predict, predict_proba" in err.message and "predict_log_proba" in err.message
+
+
+def test_predict_proba_of_a_regressor_is_refused() -> None:
+    with pytest.raises(RequestError) as info:
+        P.predict_method({"predict_method": "predict_proba"}, False)
+    assert info.value.status == 400 and "classifier" in info.value.message
+
+
+def test_probabilities_body_is_keyed_by_class_name() -> None:
+    body = P.probabilities_body(np.array([[0.25, 0.75], [1.0, 0.0]]), [0, 1])
+    assert orjson.loads(body) == {"predictions": [{"0": 0.25, "1": 0.75}, {"0": 1.0, "1": 0.0}]}
 
 
 def test_csv_with_empty_cells_parses_like_json() -> None:
@@ -186,9 +238,9 @@ def test_no_rows_is_invalid_parameter_value() -> None:
     "doc",
     [{"rows": ROWS}, {"dataframe_records": ROWS, "instances": ROWS}, ROWS, 3, b'{"x": [',
      {"dataframe_split": ROWS}, {"dataframe_records": {"a": 1}}, {"dataframe_split": {"rows": []}},
-     {"dataframe_records": [1, 2]}, {"inputs": ROWS, "extra": 1}],
+     {"dataframe_records": [1, 2]}],
     ids=["unknown", "two_formats", "list", "scalar", "malformed", "split_list", "records_dict",
-         "split_keys", "records_scalars", "inputs_extra"],
+         "split_keys", "records_scalars"],
 )  # fmt: skip
 def test_malformed_requests_are_bad_request(doc: object) -> None:
     err = refused(doc)
