@@ -508,7 +508,44 @@ def _read_parquet(body: bytes, max_rows: int | None, max_decoded_bytes: int | No
     table = pf.read(use_pandas_metadata=True)
     if table.num_rows != meta.num_rows:  # pragma: no cover - pyarrow reads what the footer says
         raise ValueError("row count differs from the footer")
+    if max_decoded_bytes is not None:
+        _check_row_strings(table, max_decoded_bytes)
     return table.to_pandas()
+
+
+def _check_row_strings(table: Any, max_decoded_bytes: int) -> None:
+    """Refuse string columns whose rows hold more than the limit, counted per row.
+
+    The footer counts a dictionary page once, but one long value referenced by every row is
+    copied once per row by whatever builds a per-row column (the inference log, encoders):
+    843 bytes of Parquet can be 10 GiB of row values.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    size = 0
+    for column in table.columns:
+        # Dictionary-encoded: read so above, or so declared by the file's own Arrow schema.
+        if not pa.types.is_dictionary(column.type):
+            continue
+        values = column.type.value_type
+        if not (
+            pa.types.is_string(values)
+            or pa.types.is_large_string(values)
+            or pa.types.is_binary(values)
+            or pa.types.is_large_binary(values)
+        ):
+            continue
+        for chunk in column.chunks:
+            lengths = pc.binary_length(chunk.dictionary).take(chunk.indices)
+            size += pc.sum(lengths).as_py() or 0
+    if size > max_decoded_bytes:
+        raise RequestError(
+            f"Parquet body holds {size} bytes of string values across its rows; this server "
+            f"accepts at most {max_decoded_bytes}",
+            413,
+            "REQUEST_LIMIT_EXCEEDED",
+        )
 
 
 def _raw_from_table(
