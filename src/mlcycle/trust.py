@@ -200,6 +200,10 @@ def check_files(local: Path, mlmodel: Any, where: str, allow_pickle: bool = Fals
             value = conf.get(key) if isinstance(conf, dict) else None
             if value is not None and not (local / str(value)).resolve().is_relative_to(root):
                 raise _refuse(where, f"its {name} {key} ({value}) is outside the model directory")
+    onnx = ((mlmodel.metadata or {}).get("mlcycle") or {}).get("onnx")
+    if onnx is not None and not (local / "extra_files" / str(onnx)).resolve().is_relative_to(root):
+        # The server opens this ONNX copy of a classifier instead of the checked sklearn model.
+        raise _refuse(where, f"its mlcycle onnx file ({onnx}) is outside the model directory")
     sk = (mlmodel.flavors or {}).get("sklearn")
     if sk is not None:
         _reviewed_skops_types(local / str(sk.get("pickled_model")), where)

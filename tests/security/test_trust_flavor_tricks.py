@@ -110,3 +110,17 @@ def test_data_paths_outside_the_model_directory_are_refused(tmp_path, data) -> N
     d = _write(tmp_path / "m", _xgb_flavors(data, "xgboost.core.Booster"))
     with pytest.raises(UntrustedModel, match="outside"):
         trust.check_files(d, trust.read_mlmodel(str(d))[0], "m")
+
+
+def test_an_onnx_copy_outside_the_model_directory_is_refused(tmp_path) -> None:
+    """The server serves a classifier's ``metadata.mlcycle.onnx`` file instead of sklearn."""
+    from crafted_models import legit_model
+
+    d = legit_model(tmp_path)
+    text = (
+        (d / "MLmodel").read_text().replace("mlcycle:\n", "mlcycle:\n    onnx: ../../../x.onnx\n")
+    )
+    (d / "MLmodel").write_text(text)
+    assert trust.read_mlmodel(str(d))[0].metadata["mlcycle"]["onnx"] == "../../../x.onnx"
+    with pytest.raises(UntrustedModel, match="outside"):
+        trust.fetch_model(str(d), "m")
