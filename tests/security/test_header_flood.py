@@ -112,3 +112,13 @@ def test_ordinary_and_pipelined_requests_still_pass(server) -> None:
         while chunk := sock.recv(65536):
             data += chunk
     assert data.count(b"HTTP/1.1 200") == n + 1, data[-300:]
+
+
+def test_a_trailer_flood_after_a_chunked_body_gets_431(server) -> None:
+    head = (
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        b'18\r\n{"inputs": {"x": [1.0]}}\r\n0\r\n'
+    )
+    reply = _flood(server, head, b"ab: cd\r\n" * 1000, 40 * MAX_HEAD_BYTES)
+    assert b"HTTP/1.1 431" in reply, reply[:300]
