@@ -147,6 +147,12 @@ def check_mlmodel(mlmodel: Any, where: str, allow_pickle: bool = False) -> None:
                 )
             if pyfunc.get("model_path") != sk.get("pickled_model"):
                 raise _refuse(where, "its python_function and sklearn flavors name different files")
+        if sk is not None and loader != "mlflow.sklearn":
+            # The server scores the sklearn flavor; gate and batch scoring would score this
+            # loader's model: a good one could pass the gate for a bad one that is served.
+            raise _refuse(
+                where, f"it has an sklearn flavor but its python_function loads with '{loader}'"
+            )
         if loader == "mlflow.onnx" and "onnx" not in flavors:
             raise _refuse(where, "its python_function names mlflow.onnx with no onnx flavor")
         if loader == "mlflow.xgboost":

@@ -124,3 +124,25 @@ def test_an_onnx_copy_outside_the_model_directory_is_refused(tmp_path) -> None:
     assert trust.read_mlmodel(str(d))[0].metadata["mlcycle"]["onnx"] == "../../../x.onnx"
     with pytest.raises(UntrustedModel, match="outside"):
         trust.fetch_model(str(d), "m")
+
+
+def test_an_sklearn_flavor_beside_another_pyfunc_loader_is_refused(tmp_path) -> None:
+    """Serve scores the sklearn flavor; gate and predict would score the ONNX one.
+
+    A good ONNX model could then pass the gate for a different sklearn model that is served.
+    """
+    from crafted_models import legit_model
+
+    d = legit_model(tmp_path)
+    text = (d / "MLmodel").read_text()
+    text = text.replace("loader_module: mlflow.sklearn", "loader_module: mlflow.onnx")
+    text = text.replace("flavors:\n", "flavors:\n  onnx:\n    data: model.onnx\n", 1)
+    text = text.replace(
+        "    model_path: model.skops\n", "    model_path: model.skops\n    data: model.onnx\n"
+    )
+    (d / "MLmodel").write_text(text)
+    (d / "model.onnx").write_bytes(b"")
+    mlmodel = trust.read_mlmodel(str(d))[0]
+    assert mlmodel.flavors["python_function"]["loader_module"] == "mlflow.onnx"
+    with pytest.raises(UntrustedModel, match="sklearn flavor"):
+        trust.fetch_model(str(d), "m")
