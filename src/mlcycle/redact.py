@@ -19,6 +19,13 @@ MASK = "***"
 
 # scheme://user:password@ — the password is everything up to the last "@" of the authority.
 _IN_TEXT = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*:)[^\s/]*@")
+# Database URIs: SQLAlchemy takes a raw "/" in the password, so it runs to the last "@".
+_DB_SCHEME = (
+    r"(?:[A-Za-z][A-Za-z0-9.\-]*\+[A-Za-z0-9.\-]+|postgres(?:ql)?|mysql|mariadb|mssql|oracle)"
+)
+_DB_IN_TEXT = re.compile(rf"(?P<head>\b{_DB_SCHEME}://[^\s/:@]*:)\S*@")
+# ?password=… in a query string, password=… in a libpq DSN or an error message.
+_KEY_VALUE = re.compile(r"(?i)\b(?P<head>password|passwd|pwd)=[^\s&;'\"]+")
 
 
 def redact_uri(uri: str) -> str:
@@ -28,8 +35,9 @@ def redact_uri(uri: str) -> str:
         password = parts.password
     except ValueError:
         return redact_text(uri)
-    if password is None:
-        return uri
+    if password is None or (re.match(rf"{_DB_SCHEME}://[^/]*/", uri) and "@" in parts.path):
+        # No password in the authority, or a raw "/" in a database password: mask in text.
+        return redact_text(uri)
     if "+" in parts.scheme or parts.scheme in {"postgresql", "postgres", "mysql", "mssql"}:
         from sqlalchemy.engine import make_url
 
@@ -39,17 +47,21 @@ def redact_uri(uri: str) -> str:
             url = None
         # SQLAlchemy splits at the first "@"; a raw "@" in the password would leak its tail.
         if url is not None and url.password == unquote(password):
-            return str(url.render_as_string(hide_password=True))
+            return redact_text(str(url.render_as_string(hide_password=True)))
     user = parts.username or ""
     host = parts.hostname or ""
+    if ":" in host:  # IPv6: keep the brackets urlsplit removed
+        host = f"[{host}]"
     if parts.port is not None:
         host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+    return redact_text(urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}")))
 
 
 def redact_text(text: str) -> str:
     """``text`` with the password of every ``scheme://user:password@`` in it masked."""
-    return _IN_TEXT.sub(lambda m: f"{m.group('head')}{MASK}@", text)
+    text = _DB_IN_TEXT.sub(lambda m: f"{m.group('head')}{MASK}@", text)
+    text = _IN_TEXT.sub(lambda m: f"{m.group('head')}{MASK}@", text)
+    return _KEY_VALUE.sub(lambda m: f"{m.group('head')}={MASK}", text)
 
 
 class RedactingFilter(logging.Filter):

@@ -40,6 +40,18 @@ SAFE_LOADERS = frozenset({"mlflow.sklearn", "mlflow.onnx", "mlflow.xgboost", "ml
 #: File name endings that mean pickle-family data, wherever they sit in the model directory.
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".cloudpickle", ".pt", ".pth")
 _XGBOOST_FORMATS = frozenset({"json", "ubj", "xgb"})
+#: XGBoost classes MLflow may name: its loader imports and calls whatever ``model_class`` says.
+XGBOOST_CLASSES = frozenset(
+    f"xgboost.{name}"
+    for name in (
+        "core.Booster",
+        "sklearn.XGBClassifier",
+        "sklearn.XGBRegressor",
+        "sklearn.XGBRanker",
+        "sklearn.XGBRFClassifier",
+        "sklearn.XGBRFRegressor",
+    )
+)
 _LGB_BOOSTER = "lightgbm.basic.Booster"
 _SWITCH = "pass --allow-pickle (or set MLCYCLE_ALLOW_PICKLE=true) only if you trust its author"
 
@@ -135,16 +147,33 @@ def check_mlmodel(mlmodel: Any, where: str, allow_pickle: bool = False) -> None:
                 )
             if pyfunc.get("model_path") != sk.get("pickled_model"):
                 raise _refuse(where, "its python_function and sklearn flavors name different files")
+        if sk is not None and loader != "mlflow.sklearn":
+            # The server scores the sklearn flavor; gate and batch scoring would score this
+            # loader's model: a good one could pass the gate for a bad one that is served.
+            raise _refuse(
+                where, f"it has an sklearn flavor but its python_function loads with '{loader}'"
+            )
         if loader == "mlflow.onnx" and "onnx" not in flavors:
             raise _refuse(where, "its python_function names mlflow.onnx with no onnx flavor")
         if loader == "mlflow.xgboost":
             xgb = flavors.get("xgboost") or {}
             if xgb.get("model_format") not in _XGBOOST_FORMATS:
                 raise _refuse(where, f"its xgboost format is '{xgb.get('model_format')}'")
+            # MLflow's loader imports this dotted name and calls it (os.abort would do).
+            if xgb.get("model_class", "xgboost.core.Booster") not in XGBOOST_CLASSES:
+                raise _refuse(where, f"its xgboost model_class is '{xgb.get('model_class')}'")
         if loader == "mlflow.lightgbm":
             lgb = flavors.get("lightgbm") or {}
             if lgb.get("model_class", _LGB_BOOSTER) != _LGB_BOOSTER:
                 raise _refuse(where, f"its lightgbm model ({lgb.get('model_class')}) is pickled")
+    if pyfunc is not None and pyfunc.get("data") is not None:
+        # The xgboost/lightgbm/onnx loaders read the flavor settings of the MLmodel found
+        # beside pyfunc's ``data``: anywhere but this directory is an MLmodel never checked.
+        own = flavors.get(str(pyfunc.get("loader_module", "")).removeprefix("mlflow.")) or {}
+        if pyfunc["data"] != own.get("data"):
+            raise _refuse(
+                where, f"its python_function data ({pyfunc['data']}) is not its flavor's data"
+            )
     if sk is not None and sk.get("serialization_format") != "skops":
         raise _refuse(where, f"its sklearn model is saved with {sk.get('serialization_format')}")
     if pyfunc is None and sk is None and "onnx" not in flavors:
@@ -165,9 +194,22 @@ def check_files(local: Path, mlmodel: Any, where: str, allow_pickle: bool = Fals
         return
     if (local / "code").exists():
         raise _refuse(where, "it ships a code/ directory")
+    root = local.resolve()
     for f in sorted(local.rglob("*")):
         if f.name.lower().endswith(PICKLE_SUFFIXES):
             raise _refuse(where, f"it holds pickle-family data ({f.relative_to(local)})")
+        if f.name == "MLmodel" and f.parent != local:
+            # MLflow's flavor loaders read the MLmodel beside the data they are pointed at.
+            raise _refuse(where, f"it holds a second MLmodel file ({f.relative_to(local)})")
+    for name, conf in (mlmodel.flavors or {}).items():
+        for key in ("data", "model_path", "pickled_model"):
+            value = conf.get(key) if isinstance(conf, dict) else None
+            if value is not None and not (local / str(value)).resolve().is_relative_to(root):
+                raise _refuse(where, f"its {name} {key} ({value}) is outside the model directory")
+    onnx = ((mlmodel.metadata or {}).get("mlcycle") or {}).get("onnx")
+    if onnx is not None and not (local / "extra_files" / str(onnx)).resolve().is_relative_to(root):
+        # The server opens this ONNX copy of a classifier instead of the checked sklearn model.
+        raise _refuse(where, f"its mlcycle onnx file ({onnx}) is outside the model directory")
     sk = (mlmodel.flavors or {}).get("sklearn")
     if sk is not None:
         _reviewed_skops_types(local / str(sk.get("pickled_model")), where)
