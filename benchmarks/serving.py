@@ -3,9 +3,12 @@
 Trains two models with mlcycle's training function in a private store, registers each as
 ``@champion``, starts both servers on each (one process group per server), checks that both
 return identical predictions on a sample, then drives each server in turn with the same load
-generator: one-row requests with 1 and 16 concurrent clients, and 1000-row requests. Prints
-req/s, rows/s, p50/p99 latency, errors and the mlcycle/stock ratios against the targets of
-issue 4.
+generator: one-row requests with 1 and 16 concurrent clients, and 1000-row requests. mlcycle
+runs twice: with ``--no-inference-log`` ("mlcycle") and with the inference log on
+("mlcycle+log", the configuration monitoring needs). Prints req/s, rows/s, p50/p99 latency,
+errors and the mlcycle/stock ratios against the targets of issue 4, then the goals of issue 15:
+log on vs off (p99 <= 2x, req/s >= 90 %), 1000-row p99 <= 4x its p50, and the memory of
+``--workers 2`` against two single-worker servers (+100 MB), as RSS and PSS of the process tree.
 
 Load generator: ``wrk`` when installed (``apt-get install wrk``), otherwise a small asyncio
 client on raw keep-alive HTTP/1.1 sockets. Both are first run against a trivial ASGI endpoint
@@ -47,6 +50,10 @@ TARGETS = {
 }
 P99_TARGET_MS = 25.0
 P50_ONE_CLIENT_TARGET_MS = 2.0
+LOG_P99_MAX_RATIO = 2.0  # log on / log off, 1 and 16 clients
+LOG_RPS_MIN_RATIO = 0.9
+BIG_P99_MAX_P50 = 4.0  # 1000-row requests: no collector pauses in the tail
+MEMORY_SLACK_MB = 100.0  # --workers N <= N x one worker + this
 
 
 # --------------------------------------------------------------------------- processes
@@ -116,6 +123,27 @@ def wait_ready(proc: Proc, path: str, timeout: float = 180.0) -> float:
                 return time.perf_counter() - t0
         time.sleep(0.1)
     raise TimeoutError(f"{proc.name} not ready after {timeout}s:\n{proc.log.read_text()[-3000:]}")
+
+
+def tree_memory_mb(pid: int) -> tuple[float, float, int]:
+    """(RSS, PSS, processes) of ``pid`` and all its descendants, from smaps_rollup."""
+    todo, pids = [pid], []
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    rss = pss = 0
+    for p in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key == "Rss":
+                    rss += int(value.split()[0])
+                elif key == "Pss":
+                    pss += int(value.split()[0])
+    return rss / 1024, pss / 1024, len(pids)
 
 
 # --------------------------------------------------------------------------- load generators
@@ -392,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
 
         models = train_models(workdir, args.quick)
         results: dict[tuple[str, str, str], Load] = {}
+        memory: dict[str, tuple[tuple[float, float, int], tuple[float, float, int]]] = {}
         for label, (name, features) in models.items():
             uri = f"models:/{name}@champion"
             sp, mp = free_port(), free_port()
@@ -401,9 +430,15 @@ def main(argv: list[str] | None = None) -> int:
             ours = spawn(f"mlcycle-{label}", [str(BIN / "mlcycle"), "serve", "--model", uri,
                          "--host", "127.0.0.1", "--port", str(mp), "--workers",
                          str(args.workers), "--no-inference-log"], workdir, env, mp)  # fmt: skip
-            procs += [stock, ours]
+            lp = free_port()
+            ours_log = spawn(f"mlcycle-log-{label}", [str(BIN / "mlcycle"), "serve", "--model",
+                             uri, "--host", "127.0.0.1", "--port", str(lp), "--workers",
+                             str(args.workers), "--inference-log", str(workdir / f"ilog-{label}")],
+                             workdir, env, lp)  # fmt: skip
+            procs += [stock, ours, ours_log]
             log(f"{label}: stock ready in {wait_ready(stock, '/ping'):.1f}s, "
-                f"mlcycle ready in {wait_ready(ours, '/ready'):.1f}s")  # fmt: skip
+                f"mlcycle ready in {wait_ready(ours, '/ready'):.1f}s, "
+                f"mlcycle+log ready in {wait_ready(ours_log, '/ready'):.1f}s")  # fmt: skip
             sample = split_body(features.head(200))
             a, b = (
                 http("POST", stock.url + "/invocations", sample),
@@ -415,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"  stock {a[0]} {a[1][:200]!r}\n  mlcycle {b[0]} {b[1][:200]!r}")
             for scen, clients, nrows in scenarios:
                 body = split_body(features.head(nrows))
-                for server_name, proc in (("stock", stock), ("mlcycle", ours)):
+                servers = (("stock", stock), ("mlcycle", ours), ("mlcycle+log", ours_log))
+                for server_name, proc in servers:
                     generate(proc.url, body, "application/json", clients, min(1.0, duration),
                              args.max_requests)  # warm-up  # fmt: skip
                     res = generate(proc.url, body, "application/json", clients, duration,
@@ -434,9 +470,30 @@ def main(argv: list[str] | None = None) -> int:
                 verdict = f"{ratio:.1f}x" + (
                     f" (target >= {target:.0f}x: {'met' if ratio >= target else 'MISSED'})"
                     if target else "")  # fmt: skip
-                rows_out[-1][-1] = verdict
-            stock.stop()
-            ours.stop()
+                rows_out[-2][-1] = verdict
+                lg = results[(label, scen, "mlcycle+log")]
+                rows_out[-1][-1] = f"{lg.rps() / s.rps() if s.rps() else float('inf'):.1f}x"
+            # Memory of the default (log on) server: --workers 1 is running; add --workers 2.
+            for proc in (stock, ours):
+                proc.stop()
+            one = tree_memory_mb(ours_log.popen.pid)
+            ours_log.stop()
+            wp = free_port()
+            two_proc = spawn(f"mlcycle-w2-{label}", [str(BIN / "mlcycle"), "serve", "--model",
+                             uri, "--host", "127.0.0.1", "--port", str(wp), "--workers", "2",
+                             "--inference-log", str(workdir / f"ilog-w2-{label}")],
+                             workdir, env, wp)  # fmt: skip
+            procs.append(two_proc)
+            wait_ready(two_proc, "/ready")
+            one_row = split_body(features.head(1))
+            for _ in range(50):  # both workers answer a few requests before being measured
+                http("POST", two_proc.url + "/invocations", one_row)
+            two = tree_memory_mb(two_proc.popen.pid)
+            two_proc.stop()
+            memory[label] = (one, two)
+            log(f"{label}: memory --workers 1 rss {one[0]:.0f} MB pss {one[1]:.0f} MB "
+                f"({one[2]} processes); --workers 2 rss {two[0]:.0f} MB pss {two[1]:.0f} MB "
+                f"({two[2]} processes)")  # fmt: skip
     finally:
         for proc in procs:
             proc.stop()
@@ -465,6 +522,34 @@ def main(argv: list[str] | None = None) -> int:
             f"{label}: p99 x16 {m16.p99_ms:.1f} ms (target <= {P99_TARGET_MS:.0f}: {p99_ok}); "
             f"p50 x1 {m1.p50_ms:.2f} ms (target <= {P50_ONE_CLIENT_TARGET_MS:.0f}: {p50_ok})"
         )
+    for label in models:
+        for scen in ("1 row x1", "1 row x16"):
+            off, on = results[(label, scen, "mlcycle")], results[(label, scen, "mlcycle+log")]
+            p99_ratio = on.p99_ms / off.p99_ms if off.p99_ms else float("inf")
+            rps_ratio = on.rps() / off.rps() if off.rps() else 0.0
+            checks.append(
+                f"{label} {scen}: log on/off p99 {on.p99_ms:.2f}/{off.p99_ms:.2f} ms = "
+                f"{p99_ratio:.2f}x (target <= {LOG_P99_MAX_RATIO:.0f}x: "
+                f"{'met' if p99_ratio <= LOG_P99_MAX_RATIO else 'MISSED'}); req/s "
+                f"{rps_ratio:.0%} of log off (target >= {LOG_RPS_MIN_RATIO:.0%}: "
+                f"{'met' if rps_ratio >= LOG_RPS_MIN_RATIO else 'MISSED'})"
+            )
+        for server_name in ("mlcycle", "mlcycle+log"):
+            big = results[(label, "1000 rows x2", server_name)]
+            ratio = big.p99_ms / big.p50_ms if big.p50_ms else float("inf")
+            checks.append(
+                f"{label} 1000 rows x2 {server_name}: p99/p50 {big.p99_ms:.1f}/"
+                f"{big.p50_ms:.1f} ms = {ratio:.1f}x (target <= {BIG_P99_MAX_P50:.0f}x: "
+                f"{'met' if ratio <= BIG_P99_MAX_P50 else 'MISSED'})"
+            )
+        one, two = memory[label]
+        for i, kind in ((0, "RSS"), (1, "PSS")):
+            limit = 2 * one[i] + MEMORY_SLACK_MB
+            checks.append(
+                f"{label} memory {kind}: --workers 2 {two[i]:.0f} MB ({two[2]} processes) vs "
+                f"2 x --workers 1 ({one[i]:.0f} MB) + {MEMORY_SLACK_MB:.0f} MB = {limit:.0f} MB: "
+                f"{'met' if two[i] <= limit else 'MISSED'}"
+            )
     print("\n".join(checks))
     return 0
 

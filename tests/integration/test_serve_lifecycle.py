@@ -93,13 +93,14 @@ class Load:
                 i += 1
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_after_sigterm_under_load_records_logged_equal_records_answered(
-    store: Store, churn: Registered, tmp_path: Path
+    store: Store, churn: Registered, tmp_path: Path, workers: int
 ) -> None:
     log_root = tmp_path / "ilog"
     server = start_mlcycle(
-        store, "models:/life_churn@champion", "sigterm", "--inference-log", str(log_root),
-        "--grace", "15",
+        store, "models:/life_churn@champion", f"sigterm-{workers}", "--inference-log",
+        str(log_root), "--grace", "15", "--workers", str(workers),
     )  # fmt: skip
     try:
         _ready(server.url, server.proc)
@@ -199,3 +200,35 @@ def test_sigterm_leaves_no_metrics_directory_in_tmp(
         server.stop()
     assert server.proc.returncode == 0, server.log.read_text()[-2000:]
     assert sorted(p.name for p in tmp.glob("mlcycle-metrics-*")) == []
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+            for c in (t / "children").read_text().split()]  # fmt: skip
+
+
+def _maps_library(pid: int, fragment: str) -> bool:
+    return fragment in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_the_parent_of_workers_loads_no_model_libraries(
+    store: Store, churn: Registered, tmp_path: Path
+) -> None:
+    server = start_mlcycle(
+        store, "models:/life_churn@champion", "light-parent", "--workers", "2",
+        "--inference-log", str(tmp_path / "ilog"),
+    )  # fmt: skip
+    try:
+        _ready(server.url, server.proc)
+        parent = server.proc.pid  # the same process: the CLI execs into the supervisor
+        workers = [
+            c for c in _children(parent)
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+        ]  # fmt: skip
+        assert len(workers) == 2
+        # pandas' compiled modules: mapped by every process that imported MLflow or pandas.
+        assert all(_maps_library(w, "/pandas/_libs/") for w in workers)
+        assert not _maps_library(parent, "/pandas/_libs/")
+        assert not _maps_library(parent, "/sklearn/")
+    finally:
+        server.stop()

@@ -31,6 +31,7 @@ import orjson
 import mlcycle
 from mlcycle.serve import protocol
 from mlcycle.serve.batching import MicroBatcher, Shed
+from mlcycle.serve.heap import freeze_after_load
 from mlcycle.serve.inference_log import InferenceLog, LogItem
 from mlcycle.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mlcycle.serve.metrics import ServeMetrics
@@ -355,6 +356,8 @@ class ServingApp:
         try:
             predictor = self.source.load()
             self._start_shadow()
+            # Before the first request: this one full collection takes ~200 ms.
+            freeze_after_load()
             self.predictor = predictor
             self._mark_loaded(True)
         except Exception as exc:
@@ -399,6 +402,7 @@ class ServingApp:
                 else:
                     self.shadow = new
                 self.reloads += 1
+                freeze_after_load()
                 logger.info(
                     "%s now %s version %s (was %s)",
                     role,

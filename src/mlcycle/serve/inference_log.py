@@ -134,9 +134,13 @@ def _table(items: list[LogItem]) -> Any:
 class InferenceLog:
     """Bounded, batched, background writer of the inference log.
 
-    ``append`` never blocks: when ``max_pending`` records are already waiting it drops the
-    item and counts it. A thread writes one file per partition every ``flush_records``
-    records or ``flush_seconds``; :meth:`close` writes what is left.
+    ``append`` never blocks and does no conversion: when ``max_pending`` records are already
+    waiting it drops the item and counts it. A thread turns what was appended into Arrow
+    tables every ``chunk_records`` records or ``chunk_seconds`` (short steps, so the Python
+    work that holds the GIL stays far below a request's latency and appended items die young
+    instead of filling the collector's oldest generation), and writes one Parquet file per
+    partition every ``flush_records`` records or ``flush_seconds`` (encoding and I/O run in
+    Arrow's C++ with the GIL released). :meth:`close` writes what is left.
     """
 
     def __init__(
@@ -146,18 +150,28 @@ class InferenceLog:
         max_pending: int = 200_000,
         flush_records: int = 20_000,
         flush_seconds: float = 5.0,
+        chunk_records: int = 512,
+        chunk_seconds: float = 0.05,
     ) -> None:
         self.root = root.rstrip("/") if root.startswith("s3://") else str(Path(root).resolve())
         self.max_pending = max_pending
         self.flush_records = flush_records
         self.flush_seconds = flush_seconds
+        self.chunk_records = chunk_records
+        self.chunk_seconds = chunk_seconds
         self.pending = 0
         self.dropped = 0
         self.written = 0
         self.files = 0
         self.write_errors = 0
         self._buffer: list[LogItem] = []
+        self._buffered = 0  # records appended, not yet converted
+        # Converted, not yet written: partition → Arrow tables and their record count.
+        self._staged: dict[tuple[str, str, int], list[Any]] = {}
+        self._staged_rows: dict[tuple[str, str, int], int] = {}
+        self._staged_since: float | None = None
         self._cond = threading.Condition()
+        self._io = threading.Lock()  # one converter/writer at a time (thread or flush())
         self._stop = False
         self._thread: threading.Thread | None = None
 
@@ -177,7 +191,8 @@ class InferenceLog:
                 return False
             self._buffer.append(item)
             self.pending += n
-            if self.pending >= self.flush_records:
+            self._buffered += n
+            if self._buffered >= self.chunk_records:
                 self._cond.notify()
         return True
 
@@ -194,59 +209,123 @@ class InferenceLog:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._stop and self.pending < self.flush_records:
-                    self._cond.wait(self.flush_seconds)
+                if not self._stop and self._buffered < self.chunk_records:
+                    self._cond.wait(self.chunk_seconds)
                 stop = self._stop
-            self.flush()
             if stop:
                 self.flush()
                 return
+            with self._io:
+                self._convert()
+                self._write_staged(force=False)
 
     def flush(self) -> int:
         """Write the queued records now (one file per partition); returns how many."""
+        with self._io:
+            self._convert()
+            return self._write_staged(force=True)
+
+    def _convert(self) -> None:
+        """Turn the appended items into Arrow tables, ``chunk_records`` at a time."""
         with self._cond:
             items, self._buffer = self._buffer, []
-        if not items:
+            self._buffered = 0
+        step = max(1, self.chunk_records)
+        for lo in range(0, len(items), step):
+            if lo:
+                time.sleep(0)  # let the event loop take the GIL between chunks
+            groups: dict[tuple[str, str, int], list[LogItem]] = {}
+            for it in items[lo : lo + step]:
+                # Integer hours: the partition string is formatted once per group, not per item.
+                key = (it.model_name, it.model_version, it.timestamp_us // _US_PER_HOUR)
+                groups.setdefault(key, []).append(it)
+            for key, group in groups.items():
+                n = sum(it.n for it in group)
+                try:
+                    table = _table(group)
+                except Exception:
+                    logger.exception(
+                        "inference log: cannot convert %d records of %s/%s", n, key[0], key[1]
+                    )
+                    self._lost(n)
+                    continue
+                self._staged.setdefault(key, []).append(table)
+                self._staged_rows[key] = self._staged_rows.get(key, 0) + n
+                if self._staged_since is None:
+                    self._staged_since = time.monotonic()
+
+    def _write_staged(self, *, force: bool) -> int:
+        if not self._staged:
             return 0
-        groups: dict[tuple[str, str, str], list[LogItem]] = {}
-        for it in items:
-            groups.setdefault(
-                (it.model_name, it.model_version, hour_of(it.timestamp_us)), []
-            ).append(it)
+        aged = (
+            self._staged_since is not None
+            and time.monotonic() - self._staged_since >= self.flush_seconds
+        )
+        due = force or aged or sum(self._staged_rows.values()) >= self.flush_records
+        if not due:
+            return 0
+        staged, self._staged = self._staged, {}
+        rows, self._staged_rows = self._staged_rows, {}
+        self._staged_since = None
         done = 0
-        for (name, version, hour), group in groups.items():
-            n = sum(it.n for it in group)
+        for (name, version, hour), tables in staged.items():
+            n = rows[(name, version, hour)]
             try:
-                self._write(partition_path(self.root, name, version, hour), _table(group))
-                done += n
-                self.written += n
-                self.files += 1
+                self._write(
+                    partition_path(self.root, name, version, hour_of(hour * _US_PER_HOUR)),
+                    _concat(tables),
+                )
             except Exception:
                 logger.exception(
                     "inference log: cannot write %d records of %s/%s", n, name, version
                 )
-                self.write_errors += 1
-                self.dropped += n
-            finally:
-                with self._cond:
-                    self.pending -= n
+                self._lost(n)
+                continue
+            done += n
+            with self._cond:
+                self.written += n
+                self.files += 1
+                self.pending -= n
         return done
 
+    def _lost(self, n: int) -> None:
+        with self._cond:
+            self.write_errors += 1
+            self.dropped += n
+            self.pending -= n
+
     def _write(self, directory: str, table: Any) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         fname = f"part-{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}.parquet"
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
+        # Arrow's own sinks: encoding and writing release the GIL (a Python file object
+        # would take it back for every chunk).
         if directory.startswith("s3://"):
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression="zstd")
             bucket, prefix = split_s3(directory)
-            s3_client().put_object(Bucket=bucket, Key=f"{prefix}/{fname}", Body=buf.getvalue())
+            s3_client().put_object(
+                Bucket=bucket, Key=f"{prefix}/{fname}", Body=sink.getvalue().to_pybytes()
+            )
             return
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         tmp = path / f".{fname}.tmp"
-        tmp.write_bytes(buf.getvalue())
+        pq.write_table(table, str(tmp), compression="zstd")
         os.replace(tmp, path / fname)
+
+
+_US_PER_HOUR = 3_600_000_000
+
+
+def _concat(tables: list[Any]) -> Any:
+    import pyarrow as pa
+
+    if len(tables) == 1:
+        return tables[0]
+    # A chunk whose optional column was all null may have inferred a narrower type.
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def _list_files(root: str, model_name: str) -> list[tuple[str, str]]:

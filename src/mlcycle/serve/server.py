@@ -3,9 +3,10 @@
 API: :class:`ServerConfig`, :func:`model_source`, :func:`build_app`, :func:`serve`.
 
 ``serve`` checks the model first (the trust policy of :mod:`mlcycle.trust`, signature
-required: errors before any port is bound), then runs uvicorn. With ``workers > 1`` each
-worker process builds its own app from the config passed in ``MLCYCLE_SERVE_CONFIG``, and
-Prometheus counters are shared through ``PROMETHEUS_MULTIPROC_DIR``.
+required: errors before any port is bound), then runs uvicorn. With ``workers > 1`` the
+process then becomes the light :mod:`~mlcycle.serve.supervisor` (``exec``), each worker process
+builds its own app from the config passed in ``MLCYCLE_SERVE_CONFIG``, and Prometheus counters
+are shared through ``PROMETHEUS_MULTIPROC_DIR``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from mlcycle.errors import UntrustedModel
 from mlcycle.serve.app import ModelSource, ServeOptions, ServingApp, create_app
 from mlcycle.serve.inference_log import InferenceLog
-from mlcycle.serve.metrics import MULTIPROC_ENV, multiprocess_dir
+from mlcycle.serve.metrics import MULTIPROC_ENV
 from mlcycle.serve.model import (
     ModelRef,
     Predictor,
@@ -194,6 +195,8 @@ def app_from_env() -> ServingApp:
 def serve(config: ServerConfig, client: Any) -> None:
     """Check the model, then run uvicorn until SIGTERM/SIGINT (graceful within ``grace``).
 
+    With ``config.workers > 1`` this process is replaced by the supervisor and never returns.
+
     Raises:
         ModelNotFound: the URI matches nothing.
         UntrustedModel: the trust policy refused the model.
@@ -226,7 +229,8 @@ def serve(config: ServerConfig, client: Any) -> None:
         uvicorn.run(app, **common)
         return
     os.environ[CONFIG_ENV] = config.to_json()
-    with multiprocess_dir():
-        uvicorn.run(
-            "mlcycle.serve.server:app_from_env", factory=True, workers=config.workers, **common
-        )
+    # This process imported MLflow and the model's libraries to check the model; the parent of
+    # the workers answers no request, so it continues as a fresh, light interpreter.
+    from mlcycle.serve.supervisor import exec_supervisor
+
+    exec_supervisor(config.workers, common)

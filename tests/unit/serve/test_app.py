@@ -328,14 +328,15 @@ def test_hot_swap_under_load_fails_no_request_and_headers_name_the_version(make_
     swapped = threading.Event()
 
     def poll(current: Any) -> Any:
-        if not swapped.is_set() and current.version == "1" and time.monotonic() > t_swap:
+        if not swapped.is_set() and current.version == "1" and time.monotonic() > t_swap[0]:
             swapped.set()
             return FakePredictor(next(versions))
         return None
 
-    t_swap = time.monotonic() + 0.3
+    t_swap = [float("inf")]  # counted from /ready: startup freezes the heap first
     source = ModelSource(lambda: FakePredictor("1"), poll)
     client = make_client(source=source, reload_interval=0.02)
+    t_swap[0] = time.monotonic() + 0.3
 
     def hit(i: int) -> tuple[int, str, float]:
         r = score(client, [{"x": float(i), "n": 1}])
@@ -460,3 +461,30 @@ def test_ready_waits_for_every_worker_marked_in_the_shared_directory(tmp_path) -
         (tmp_path / f"mlcycle-ready-{os.getppid()}").touch()  # a live second worker
         assert client.get("/ready").status_code == 200
     assert not (tmp_path / f"mlcycle-ready-{os.getpid()}").exists()  # removed on shutdown
+
+
+def test_the_heap_is_frozen_after_the_model_loads_and_after_a_reload(make_client) -> None:
+    import gc
+
+    gc.unfreeze()
+    try:
+        moved = threading.Event()
+        source = ModelSource(
+            lambda: FakePredictor("1"),
+            lambda current: (
+                FakePredictor("2") if moved.is_set() and current.version == "1" else None
+            ),
+        )
+        client = make_client(source=source, reload_interval=0.02)
+        assert gc.get_freeze_count() > 0  # before /ready said so
+        gc.unfreeze()
+        moved.set()
+        deadline = time.monotonic() + 10
+        while client.get("/info").json()["model"]["version"] != "2":
+            assert time.monotonic() < deadline, "never reloaded"
+            time.sleep(0.02)
+        while gc.get_freeze_count() == 0:  # the reload thread freezes right after the swap
+            assert time.monotonic() < deadline, "not frozen after the reload"
+            time.sleep(0.01)
+    finally:
+        gc.unfreeze()

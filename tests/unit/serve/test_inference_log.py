@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -136,3 +138,58 @@ def test_probabilities_are_float_columns_per_class_null_where_predict_was_used(
     df = read_inference_log(str(tmp_path), "churn")
     assert df["proba_1"].tolist()[:2] == [0.1, 0.8]
     assert df["proba_1"].isna().tolist() == [False, False, True, True]
+
+
+def test_no_record_is_lost_when_closed_while_clients_append(tmp_path: Path) -> None:
+    # Small chunks and flushes: conversion, staging and writing all run while appends go on.
+    log = InferenceLog(
+        str(tmp_path),
+        max_pending=2_000,
+        flush_records=50,
+        flush_seconds=0.01,
+        chunk_records=7,
+        chunk_seconds=0.001,
+    ).start()
+    accepted: list[int] = []
+    stop = threading.Event()
+
+    def client(k: int) -> None:
+        ok = 0
+        i = 0
+        while not stop.is_set():
+            if log.append(item(f"{k}-{i}", n=3)):
+                ok += 3
+            i += 1
+        accepted.append(ok)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        while log.written < 300:
+            time.sleep(0.005)
+        log.close()  # while the clients still append: later appends are refused and counted
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    df = read_inference_log(str(tmp_path), "churn")
+    assert log.written == sum(accepted) == len(df) and log.pending == 0
+    assert len(list(tmp_path.rglob("*.parquet"))) > 1
+    assert df.groupby("request_id").size().eq(3).all()
+
+
+def test_appended_items_leave_the_python_heap_before_the_flush(tmp_path: Path) -> None:
+    # Items held until a flush would age into the collector's oldest generation.
+    log = InferenceLog(str(tmp_path), flush_seconds=3600, chunk_seconds=0.01).start()
+    it = item("held")
+    ref = weakref.ref(it)
+    assert log.append(it)
+    del it
+    deadline = time.monotonic() + 10
+    while ref() is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ref() is None
+    assert list(tmp_path.rglob("*.parquet")) == [] and log.pending == 2
+    log.close()
+    assert read_inference_log(str(tmp_path), "churn")["request_id"].tolist() == ["held", "held"]
