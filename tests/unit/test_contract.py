@@ -226,3 +226,33 @@ def test_register_adopts_an_autolog_run_logged_by_code_that_never_imports_mlcycl
 def test_monitor_target_without_reference_is_a_usage_error():
     res = _cli("monitor", "--model", "m", "--target", "y", "--current", "x.csv")
     assert res.exit_code == 2 and "give --reference" in res.output
+
+
+def test_a_custom_python_model_goes_through_the_gate_only_under_allow_pickle(
+    client, frames, tmp_path
+):
+    import mlflow
+    from mlflow.models import infer_signature
+
+    class Threshold(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return (model_input["support_calls"] > 2).astype(int)
+
+    train, test = frames
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=Threshold(),
+            signature=infer_signature(train[NUMERIC], train[SCENARIO_TARGET]),
+            pip_requirements=["mlflow"],
+        )
+    # Without the switch the sample keeps no predictions (the model is not loaded)...
+    mlcycle.log_contract(info, train, test, target=SCENARIO_TARGET)
+    _, sample = contract.load_reference_files(client, info.run_id, "the run")
+    assert "prediction" not in sample.columns
+    assert _cli("register", "--run-id", info.run_id, "--name", "custom").exit_code == 0
+    res = _cli("promote", "custom")
+    assert res.exit_code == 1 and "--allow-pickle" in res.output
+    assert client.get_registered_model("custom").aliases == {"challenger": 1}
+    res = _cli("promote", "custom", "--allow-pickle", "--metric", "accuracy", "--min-score", "0.0")
+    assert res.exit_code == 0, res.output
