@@ -592,6 +592,12 @@ def _gate_options(fn: Any) -> Any:
             help="CSV/Parquet to score both models on "
             "[default: the challenger's held-out test split].",
         ),
+        click.option(
+            "--target",
+            default=None,
+            metavar="COL",
+            help="Column the model predicts, for versions whose contract does not say.",
+        ),
         _allow_pickle_option,
     ]
     for option in reversed(options):
@@ -615,12 +621,75 @@ def _echo_decision(d: Any) -> None:
     help="Registered model name [default: MLCYCLE_MODEL_NAME or mlcycle-model].",
 )
 @click.option("--description", default=None, help="Description of the new version.")
-def register_cmd(run_id: str, name: str | None, description: str | None) -> None:
-    """Register a run's model as a new version (Staging, @challenger)."""
-    from mlcycle.register import register
+@click.option(
+    "--target",
+    default=None,
+    metavar="COL",
+    help="Adopt a run mlcycle did not train: the column its model predicts (needs --reference).",
+)
+@click.option(
+    "--reference",
+    default=None,
+    metavar="TABLE",
+    help="Adopt: training (reference) rows, CSV/Parquet with features and target.",
+)
+@click.option(
+    "--eval-data",
+    default=None,
+    metavar="TABLE",
+    help="Adopt: held-out rows the gate scores by default (CSV/Parquet).",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["classification", "regression"]),
+    default=None,
+    help="Adopt: the task [default: inferred from the target].",
+)
+@click.option("--pos-label", default=None, help="Adopt: the positive class of a binary model.")
+@_allow_pickle_option
+def register_cmd(
+    run_id: str,
+    name: str | None,
+    description: str | None,
+    target: str | None,
+    reference: str | None,
+    eval_data: str | None,
+    task: str | None,
+    pos_label: str | None,
+    allow_pickle: bool,
+) -> None:
+    """Register a run's model as a new version (Staging, @challenger).
 
+    With --target and --reference, any run's model is adopted (plain MLflow code, autolog):
+    the lifecycle contract (target, task, drift reference, evaluation split) is written to
+    the run first, as mlcycle train or mlcycle.log_contract would have.
+    """
+    from mlcycle.register import adopt, register
+
+    adopting = target or reference or eval_data or task or pos_label
+    if adopting and not (target and reference):
+        missing = "--target" if not target else "--reference"
+        raise click.UsageError(
+            f"adopting a run needs --target and --reference; {missing} is missing"
+        )
     settings, client = _context(model_name=name)
-    mv = register(client, run_id, settings.model_name, description)
+    if target and reference:
+        from mlcycle.data import load_table
+
+        mv = adopt(
+            client,
+            run_id,
+            settings.model_name,
+            load_table(reference),
+            target=target,
+            eval_data=_eval_frame(eval_data),
+            task=task,
+            pos_label=pos_label,
+            allow_pickle=allow_pickle or settings.allow_pickle,
+            description=description,
+        )
+    else:
+        mv = register(client, run_id, settings.model_name, description)
     click.echo(
         f"registered {settings.model_name} version {mv.version} (Staging, @challenger) "
         f"from run {run_id}"
@@ -640,6 +709,7 @@ def gate_cmd(
     min_improvement: float,
     max_latency: float | None,
     eval_data: str | None,
+    target: str | None,
     allow_pickle: bool,
 ) -> None:
     """Score challenger and champion on the same data; exit 1 when an enabled gate fails."""
@@ -651,7 +721,7 @@ def gate_cmd(
         mode, metric, min_score, min_improvement, max_latency,
         allow_pickle or settings.allow_pickle,
     )  # fmt: skip
-    d = gate(client, name, version, policy, _eval_frame(eval_data))
+    d = gate(client, name, version, policy, _eval_frame(eval_data), target)
     _echo_decision(d)
     if mode == "enabled" and not d.passed:
         raise GateRejected(f"{name} version {d.challenger_version} did not pass the gate")
@@ -676,6 +746,7 @@ def promote_cmd(
     min_improvement: float,
     max_latency: float | None,
     eval_data: str | None,
+    target: str | None,
     allow_pickle: bool,
 ) -> None:
     """Gate a version and make it the champion (Production, @champion)."""
@@ -695,6 +766,7 @@ def promote_cmd(
         force=force,
         reason=reason,
         eval_data=_eval_frame(eval_data),
+        target=target,
     )
     if result.decision is not None:
         _echo_decision(result.decision)
@@ -912,7 +984,15 @@ def _monitor_options(fn: Any) -> Any:
         click.option(
             "--reference",
             default=None,
-            help="Reference table (CSV/Parquet) instead of the version's training reference.",
+            help="Reference table (CSV/Parquet) instead of the version's training reference; "
+            "used as given, no artifacts needed.",
+        ),
+        click.option(
+            "--target",
+            default=None,
+            metavar="COL",
+            help="Column the model predicts, for a --reference table of a version whose "
+            "contract does not say.",
         ),
         click.option(
             "--labels",
@@ -980,15 +1060,21 @@ def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
 
     # Before any reading or analysis: without Evidently the report step would fail last.
     require("monitoring", feature="mlcycle monitor")
-    from mlcycle.monitoring import DriftConfig, RetrainPolicy, load_reference, reference_from_frame
+    from mlcycle.monitoring import DriftConfig, RetrainPolicy, reference_for_table
 
     settings, client = _context()
     reference = None
     if opts["reference"]:
-        like = load_reference(client, opts["model_name"], opts["version"])
-        reference = reference_from_frame(
-            load_table(opts["reference"]), like=like, seed=settings.seed
+        reference = reference_for_table(
+            client,
+            opts["model_name"],
+            opts["version"],
+            load_table(opts["reference"]),
+            target=opts["target"],
+            seed=settings.seed,
         )
+    elif opts["target"]:
+        raise click.UsageError("--target describes a --reference table; give --reference")
     labels = load_table(opts["labels"]) if opts["labels"] else None
     config = DriftConfig(
         min_rows=opts["min_rows"],

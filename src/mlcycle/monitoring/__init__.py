@@ -4,6 +4,7 @@ API:
 
 - detect — :func:`analyse_window` with :class:`DriftConfig` → :class:`DriftResult`
   (:mod:`mlcycle.monitoring.drift`); inputs from :func:`load_reference`,
+  :func:`reference_for_table`,
   :func:`read_inference_log`, :func:`join_labels` (:mod:`mlcycle.monitoring.inputs`).
 - decide — :func:`decide` with :class:`RetrainPolicy` → :class:`Decision`
   (:mod:`mlcycle.monitoring.policy`).
@@ -21,6 +22,7 @@ from mlcycle.monitoring.inputs import (
     load_current,
     load_reference,
     read_inference_log,
+    reference_for_table,
     reference_from_frame,
 )
 from mlcycle.monitoring.loop import MonitorOutcome, loop, run_once
@@ -48,6 +50,7 @@ __all__ = [
     "load_reference",
     "loop",
     "read_inference_log",
+    "reference_for_table",
     "reference_from_frame",
     "retrain",
     "run_once",

@@ -15,17 +15,15 @@ API:
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlcycle import contract
 from mlcycle.data import DatasetSpec, load_table, prepare_features
 from mlcycle.errors import DataError, ModelNotFound, MonitoringError
 from mlcycle.storage import filesystem
@@ -107,25 +105,18 @@ def load_reference(client: Any, name: str, version: str | None = None) -> Refere
 
     Raises:
         ModelNotFound: no such version or it has no training run.
-        MonitoringError: the run has no ``reference/`` artifacts (trained before profiles).
+        MissingPiece: the run has no ``reference/`` artifacts (a model not trained by
+            mlcycle whose contract was never written; give a reference table instead).
     """
     mv = resolve_version(client, name, version)
     if not mv.run_id:
         raise ModelNotFound(f"model '{name}' version {mv.version} has no training run")
     run = client.get_run(mv.run_id)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = Path(client.download_artifacts(mv.run_id, "reference", tmp))
-            profile = json.loads((local / "profile.json").read_text())
-            sample = pd.read_parquet(local / "sample.parquet")
-        except Exception as exc:
-            raise MonitoringError(
-                f"run {mv.run_id} of '{name}' v{mv.version} has no usable reference/ "
-                f"artifacts: {exc}"
-            ) from exc
+    profile, sample = contract.load_reference_files(client, mv.run_id, f"'{name}' v{mv.version}")
     cols = profile["columns"]
-    task = run.data.tags.get("mlcycle.task", profile.get("task", "classification"))
-    target = run.data.tags.get("mlcycle.target", profile.get("target", ""))
+    terms = contract.read(run.data.tags, {"task": profile.get("task"), "target": None})
+    task = terms.task
+    target = terms.target or profile.get("target", "")
     classes: tuple[str, ...] = ()
     if task == "classification" and target in sample.columns:
         classes = tuple(sorted(map(str, pd.unique(sample[target]))))
@@ -191,6 +182,52 @@ def reference_from_frame(
         model_name=like.model_name if like else None,
         model_version=like.model_version if like else None,
         params=dict(like.params) if like else {},
+    )
+
+
+def reference_for_table(
+    client: Any,
+    name: str,
+    version: str | None,
+    df: pd.DataFrame,
+    target: str | None = None,
+    seed: int = 0,
+) -> ReferenceData:
+    """A reference table given by the user, used as given.
+
+    When the version has its own reference, its columns, task and quality frame the table
+    (:func:`reference_from_frame`); otherwise the table alone defines them, with the target
+    from ``target`` or the version's contract, so no artifacts are needed.
+
+    Raises:
+        ModelNotFound: no such version.
+        MissingPiece: neither the version nor ``target`` says which column it predicts.
+        DataError: the table lacks the target or is unusable.
+    """
+    from mlcycle.data import infer_spec
+
+    try:
+        like = load_reference(client, name, version)
+    except contract.MissingPiece:
+        like = None
+    if like is not None and (target is None or target == like.target):
+        return reference_from_frame(df, like=like, seed=seed)
+    mv = resolve_version(client, name, version)
+    terms = contract.read(dict(mv.tags or {}))
+    col = contract.require_target(target or terms.target, f"'{name}' v{mv.version}")
+    if col not in df.columns:
+        raise DataError(f"the reference table lacks the target column '{col}'")
+    # A task the contract states is kept; otherwise the target's values decide.
+    task = terms.task if contract.TAG_TASK in (mv.tags or {}) else None
+    spec = infer_spec(df, col, task)  # type: ignore[arg-type]
+    ref = reference_from_frame(df, spec=spec, seed=seed)
+    return ReferenceData(
+        **{
+            **ref.__dict__,
+            "run_id": mv.run_id,
+            "model_name": name,
+            "model_version": str(mv.version),
+        }
     )
 
 

@@ -3,6 +3,7 @@
 API:
 
 - :func:`register` — a training run's model becomes a new version (Staging, ``@challenger``).
+- :func:`adopt` — any run's model, after writing the lifecycle contract onto its run.
 - :func:`gate` with :class:`GatePolicy` → :class:`GateDecision` — challenger vs champion on
   the same data with ``mlflow.models.evaluate``; decision kept as version tags and audit run.
 - :func:`promote` / :func:`rollback` → :class:`PromotionResult` — serialised by a lock that
@@ -12,7 +13,7 @@ API:
 """
 
 from mlcycle.register.audit import history
-from mlcycle.register.core import champion_version, register
+from mlcycle.register.core import adopt, champion_version, register
 from mlcycle.register.gate import gate
 from mlcycle.register.promote import promote, rollback
 from mlcycle.register.types import (
@@ -34,6 +35,7 @@ __all__ = [
     "GateDecision",
     "GatePolicy",
     "PromotionResult",
+    "adopt",
     "champion_version",
     "gate",
     "history",

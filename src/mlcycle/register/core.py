@@ -1,6 +1,6 @@
 """Registering a training run's model and reading the registry's state.
 
-API: :func:`register`, :func:`champion_version`, :func:`resolve_version`,
+API: :func:`register`, :func:`adopt`, :func:`champion_version`, :func:`resolve_version`,
 :func:`production_versions`, :func:`snapshot`, :func:`set_stage`.
 """
 
@@ -10,8 +10,10 @@ import logging
 import warnings
 from typing import Any
 
+import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from mlcycle import contract
 from mlcycle.errors import ModelNotFound
 from mlcycle.register.types import CHALLENGER, CHAMPION
 
@@ -69,7 +71,8 @@ HEADLINE_METRIC = {"classification": "test_roc_auc", "regression": "test_rmse"}
 def _run_tags(run: Any) -> dict[str, str]:
     # Only what users filter the registry on: every tag is a line in each registry row.
     tags = {"mlcycle.run_id": run.info.run_id}
-    for key in ("mlcycle.task", "mlcycle.target", "mlcycle.data_digest", "mlcycle.estimator"):
+    keys = (contract.TAG_TASK, contract.TAG_TARGET, contract.TAG_POS_LABEL)
+    for key in (*keys, "mlcycle.data_digest", "mlcycle.estimator"):
         if key in run.data.tags:
             tags[key] = run.data.tags[key]
     headline = HEADLINE_METRIC.get(run.data.tags.get("mlcycle.task", ""))
@@ -140,6 +143,58 @@ def register(client: Any, run_id: str, name: str, description: str | None = None
         "registered %s version %s from run %s (Staging, @challenger)", name, mv.version, run_id
     )
     return client.get_model_version(name, mv.version)
+
+
+def adopt(
+    client: Any,
+    run_id: str,
+    name: str,
+    reference: pd.DataFrame,
+    *,
+    target: str,
+    eval_data: pd.DataFrame | None = None,
+    task: str | None = None,
+    pos_label: Any = None,
+    allow_pickle: bool = False,
+    description: str | None = None,
+) -> Any:
+    """Register any run's model after writing the lifecycle contract onto its run.
+
+    For models mlcycle did not train (plain ``log_model`` code, ``autolog`` runs): the
+    reference table becomes the drift reference, ``eval_data`` the gate's default evaluation
+    split, and the run gets the target/task tags, as :func:`mlcycle.log_contract` would have
+    written them.
+
+    Args:
+        client: an ``MlflowClient``.
+        run_id: the run that logged the model.
+        name: registered model name.
+        reference: training (reference) rows, features and target.
+        target: the column the model predicts.
+        eval_data: held-out rows for the gate.
+        task: ``classification`` or ``regression``; inferred when ``None``.
+        pos_label: the positive class of a binary classifier.
+        allow_pickle: let the trust policy load a pickled model to score the reference.
+        description: the version's description.
+
+    Raises:
+        ModelNotFound: no such run, or the run logged no model.
+        DataError: the tables lack the target or are unusable.
+    """
+    run = _get_run(client, run_id)
+    source, _ = _model_source(client, run)
+    contract.write(
+        client,
+        run_id,
+        reference,
+        eval_data,
+        target=target,
+        task=task,
+        pos_label=pos_label,
+        model_uri=source,
+        allow_pickle=allow_pickle,
+    )
+    return register(client, run_id, name, description)
 
 
 def get_registered_model(client: Any, name: str) -> Any:

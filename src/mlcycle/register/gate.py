@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlcycle import trust
+from mlcycle import contract, trust
 from mlcycle.errors import DataError, ModelNotFound, SchemaMismatch
 from mlcycle.register import audit
 from mlcycle.register.core import champion_version, resolve_version
@@ -53,13 +53,20 @@ class ModelFacts:
     target: str
     inputs: dict[str, str]  # input column → MLflow type
     required: tuple[str, ...]
+    pos_label: str | None = None
 
 
-def model_facts(client: Any, mv: Any) -> ModelFacts:
+def model_facts(client: Any, mv: Any, target: str | None = None) -> ModelFacts:
     """Task, target and input schema of a version, from its MLmodel file and its run.
+
+    Args:
+        client: an ``MlflowClient``.
+        mv: the ``ModelVersion``.
+        target: the column it predicts, when the version's contract does not say.
 
     Raises:
         ModelNotFound: the version's model files cannot be read.
+        MissingPiece: neither the version nor ``target`` says which column it predicts.
     """
     import mlflow
     from mlflow.models import Model
@@ -72,10 +79,7 @@ def model_facts(client: Any, mv: Any) -> ModelFacts:
         raise ModelNotFound(
             f"cannot read the model of {mv.name} version {mv.version}: {exc}"
         ) from exc
-    meta = (model.metadata or {}).get("mlcycle", {})
-    tags = dict(mv.tags or {})
-    task = meta.get("task") or tags.get("mlcycle.task") or "classification"
-    target = meta.get("target") or tags.get("mlcycle.target")
+    terms = contract.read(dict(mv.tags or {}), (model.metadata or {}).get("mlcycle"))
     inputs: dict[str, str] = {}
     required: list[str] = []
     if model.signature is not None and model.signature.inputs is not None:
@@ -86,9 +90,11 @@ def model_facts(client: Any, mv: Any) -> ModelFacts:
             inputs[name] = str(col.get("type"))
             if col.get("required", True):
                 required.append(name)
-    if not target:
-        raise ModelNotFound(f"{mv.name} version {mv.version} does not say which column it predicts")
-    return ModelFacts(str(mv.version), uri, mv.run_id, task, target, inputs, tuple(required))
+    target = contract.require_target(terms.target or target, f"{mv.name} version {mv.version}")
+    return ModelFacts(
+        str(mv.version), uri, mv.run_id, terms.task, target, inputs, tuple(required),
+        terms.pos_label,
+    )  # fmt: skip
 
 
 def check_schema(challenger: ModelFacts, champion: ModelFacts) -> None:
@@ -122,16 +128,7 @@ def check_schema(challenger: ModelFacts, champion: ModelFacts) -> None:
 
 
 def _default_eval_data(client: Any, facts: ModelFacts) -> pd.DataFrame:
-    if not facts.run_id:
-        raise DataError(f"version {facts.version} has no run; give evaluation data")
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(facts.run_id, "reference/test.parquet", tmp)
-        except Exception as exc:
-            raise DataError(
-                f"run {facts.run_id} has no reference/test.parquet; give evaluation data"
-            ) from exc
-        return pd.read_parquet(path)
+    return contract.load_eval_split(client, facts.run_id, f"version {facts.version}")
 
 
 def _missing(data: pd.DataFrame, models: list[ModelFacts]) -> list[str]:
@@ -200,6 +197,16 @@ def _score(
         return _evaluate(model, facts, data, role)
 
 
+def _evaluator_config(facts: ModelFacts, data: pd.DataFrame) -> dict[str, Any]:
+    config: dict[str, Any] = {"log_model_explainability": False}
+    if facts.pos_label is not None and facts.task == "classification":
+        # The tag is text; MLflow compares the label with the target's own values.
+        for value in pd.unique(data[facts.target]):
+            if str(value) == facts.pos_label:
+                config["pos_label"] = value
+    return config
+
+
 def _evaluate(model: Any, facts: ModelFacts, data: pd.DataFrame, role: str) -> dict[str, float]:
     import mlflow
 
@@ -226,7 +233,7 @@ def _evaluate(model: Any, facts: ModelFacts, data: pd.DataFrame, role: str) -> d
             feature_names=names,
             model_type="classifier" if facts.task == "classification" else "regressor",
             evaluators=["default"],
-            evaluator_config={"default": {"log_model_explainability": False}},
+            evaluator_config={"default": _evaluator_config(facts, data)},
         )
         mlflow.log_metric(LATENCY, latency)
     metrics = {
@@ -307,6 +314,7 @@ def gate(
     version: str | None = None,
     policy: GatePolicy = GatePolicy(),  # noqa: B008 - frozen dataclass, safe as default
     eval_data: pd.DataFrame | None = None,
+    target: str | None = None,
 ) -> GateDecision:
     """Score challenger and champion on the same data and apply the policy's thresholds.
 
@@ -323,15 +331,17 @@ def gate(
         version: the challenger; ``None`` means the version ``@challenger`` names.
         policy: thresholds and mode.
         eval_data: features and target; default the challenger run's held-out test split.
+        target: the column the models predict, for versions whose contract does not say.
 
     Raises:
         ModelNotFound: unknown model or version, or no ``@challenger``.
         DataError: evaluation data missing or lacking columns.
+        MissingPiece: no target or no evaluation data, neither on the version nor given.
     """
     import mlflow
 
     mv = resolve_version(client, name, version)
-    challenger = model_facts(client, mv)
+    challenger = model_facts(client, mv, target)
     champ_v = champion_version(client, name)
     if champ_v == challenger.version:
         champ_v = None  # the champion re-gated against itself: absolute thresholds only
@@ -343,7 +353,9 @@ def gate(
         _record(client, name, decision, metric, None)
         return decision
 
-    champion = model_facts(client, resolve_version(client, name, champ_v)) if champ_v else None
+    champion = (
+        model_facts(client, resolve_version(client, name, champ_v), target) if champ_v else None
+    )
     reasons: list[str] = []
     if champion is not None:
         try:

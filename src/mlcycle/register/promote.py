@@ -109,11 +109,13 @@ def _audit_metrics(decision: GateDecision | None) -> dict[str, float]:
     return {k: v for k, v in out.items() if math.isfinite(v)}
 
 
-def _check_schema_against(client: Any, name: str, version: str, champ: str | None) -> None:
+def _check_schema_against(
+    client: Any, name: str, version: str, champ: str | None, target: str | None = None
+) -> None:
     if champ is None or champ == version:
         return
-    challenger = model_facts(client, resolve_version(client, name, version))
-    check_schema(challenger, model_facts(client, resolve_version(client, name, champ)))
+    challenger = model_facts(client, resolve_version(client, name, version), target)
+    check_schema(challenger, model_facts(client, resolve_version(client, name, champ), target))
 
 
 def promote(
@@ -125,6 +127,7 @@ def promote(
     force: bool = False,
     reason: str | None = None,
     eval_data: pd.DataFrame | None = None,
+    target: str | None = None,
 ) -> PromotionResult:
     """Make a version the champion: stage ``Production``, alias ``@champion``.
 
@@ -142,6 +145,7 @@ def promote(
         force: bypass the gate and the schema check (needs ``reason``).
         reason: why; recorded in the audit trail.
         eval_data: gate evaluation data (default: the challenger's held-out test split).
+        target: the column the model predicts, for versions whose contract does not say.
 
     Raises:
         ConfigError: ``force`` without a reason.
@@ -155,9 +159,9 @@ def promote(
     v = str(resolve_version(client, name, version).version)
     decision: GateDecision | None = None
     if not force:
-        _check_schema_against(client, name, v, champion_version(client, name))
+        _check_schema_against(client, name, v, champion_version(client, name), target)
         if policy.mode != "disabled":
-            decision = gate(client, name, v, policy, eval_data)
+            decision = gate(client, name, v, policy, eval_data, target)
             if policy.mode == "enabled" and not decision.passed:
                 raise GateRejected(
                     f"gate refused {name} version {v}: " + "; ".join(decision.reasons)
@@ -171,9 +175,9 @@ def promote(
         if not force and (decision is None or decision.champion_version != compared):
             # The champion changed since the checks above (or the gate is off): check again
             # against the champion this promotion actually replaces.
-            _check_schema_against(client, name, v, previous)
+            _check_schema_against(client, name, v, previous, target)
             if decision is not None and policy.mode == "enabled":
-                decision = gate(client, name, v, policy, eval_data)
+                decision = gate(client, name, v, policy, eval_data, target)
                 if not decision.passed:
                     raise GateRejected(
                         f"gate refused {name} version {v} against the new champion "

@@ -25,10 +25,11 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 import mlcycle
+from mlcycle import contract
 from mlcycle import data as data_mod
 from mlcycle.data import DatasetSpec, Task
 from mlcycle.errors import ConfigError, TrainingError
-from mlcycle.train import evaluate, onnx_export, pipelines, reference
+from mlcycle.train import evaluate, onnx_export, pipelines
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +157,7 @@ class _EndsFailed:
 
 def _tags(spec: DatasetSpec, digest: str, model: str) -> dict[str, str]:
     return {
-        "mlcycle.task": spec.task,
-        "mlcycle.target": spec.target,
+        **contract.tags(spec.target, spec.task),
         "mlcycle.data_digest": digest,
         "mlcycle.version": mlcycle.__version__,
         "mlcycle.estimator": model,
@@ -218,16 +218,10 @@ def _log_data_side(
             )
         ],
     )
-    ref_dir = workdir / "reference"
-    ref_dir.mkdir(exist_ok=True)
     X_train, _ = frames["train"]
-    (ref_dir / "profile.json").write_text(json.dumps(reference.profile(X_train, spec)))
+    contract.write_profile(client, run_id, X_train, spec, workdir)
     X_test, y_test = frames["test"]
-    test_frame = X_test.copy()
-    test_frame[spec.target] = y_test.to_numpy()
-    test_frame.to_parquet(ref_dir / "test.parquet", index=False)
-    client.log_artifact(run_id, str(ref_dir / "profile.json"), "reference")
-    client.log_artifact(run_id, str(ref_dir / "test.parquet"), "reference")
+    contract.write_eval_split(client, run_id, X_test, y_test, spec.target, workdir)
 
 
 def _log_plots(
@@ -362,12 +356,7 @@ def _log_full(
     # Logged with the model's id as well, so the MLflow UI shows them on run and model.
     mlflow.log_metrics(metrics, model_id=info.model_id)
 
-    sample_dir = workdir / "reference-sample"
-    sample_dir.mkdir(exist_ok=True)
-    reference.reference_sample(X_train, y_train, train_pred, spec, cfg.seed).to_parquet(
-        sample_dir / "sample.parquet", index=False
-    )
-    mlflow.log_artifact(str(sample_dir / "sample.parquet"), "reference")
+    contract.write_sample(client, run_id, X_train, y_train, train_pred, spec, cfg.seed, workdir)
     if plots is not None:
         plots.result()
     return metrics, info.model_uri, onnx_exact, onnx_note
