@@ -186,3 +186,10 @@ def test_the_readme_screenshots_exist_and_are_small() -> None:
         assert path.is_file(), rel
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", rel
         assert path.stat().st_size < 400_000, rel
+
+
+def test_the_tour_activates_the_checkouts_venv_not_one_in_the_empty_directory() -> None:
+    # The tour runs "in an empty directory": a relative `.venv` there does not exist.
+    activate = next(c for c in _tour_commands() if c.endswith("/bin/activate"))
+    path = activate.split()[-1]
+    assert not path.startswith(".venv"), activate
