@@ -237,7 +237,6 @@ def _serve_and_monitor(
                     f"[retrain]  run {rt.run_id} on {rt.rows.get('total', 0)} rows "
                     f"({rt.rows.get('production', 0)} labelled from the window) -> {name} "
                     f"v{rt.version} {state}: {'; '.join(rt.reasons)[:300]}"
-                    f"{_gate_scores(client, name, rt.version)}"
                 )
                 if rt.promoted:
                     new_champion = rt.version
@@ -266,25 +265,6 @@ def _serve_and_monitor(
         f"[champion] {name} v{champion_version(client, name)} serves now; drift charts: "
         "experiment mlcycle-monitoring in the MLflow UI"
     )
-
-
-def _gate_scores(client: Any, name: str, version: str) -> str:
-    """`` (roc_auc 0.71 vs champion 0.63)`` from the gate's ``mlcycle.gate.score`` tag."""
-    tags = client.get_model_version(name, version).tags or {}
-    metric = tags.get("mlcycle.gate.metric", "")
-    new, _, old = tags.get("mlcycle.gate.score", "").partition(" vs ")
-    if not metric or not new:
-        return ""
-    return f" ({metric} {new} vs champion {old})" if old else f" ({metric} {new})"
-
-
-# --------------------------------------------------------------------------- the server
-
-
-@dataclass(frozen=True)
-class _Server:
-    proc: subprocess.Popen[bytes]
-    port: int
 
 
 def _free_port() -> int:
