@@ -267,6 +267,15 @@ def _serve_and_monitor(
     )
 
 
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass(frozen=True)
+class _Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
