@@ -261,10 +261,25 @@ def fetch_model(
             )
         except Exception as exc:
             raise ModelNotFound(f"cannot download {where}: {exc}") from exc
+        local = _model_root(local)
     # What is loaded is what was just downloaded: read its MLmodel again.
     mlmodel, _ = read_mlmodel(str(local))
     check_files(local, mlmodel, where, allow_pickle)
     return local, mlmodel
+
+
+def _model_root(local: Path) -> Path:
+    """The directory holding ``MLmodel`` in a fresh download.
+
+    A version whose source is ``runs:/RUN/model`` of an MLflow 3 logged model is fetched from
+    the logged model's location into ``dst/model/``, not into ``dst`` itself.
+    """
+    if (local / "MLmodel").exists():
+        return local
+    entries = list(local.iterdir()) if local.is_dir() else []
+    if len(entries) == 1 and entries[0].is_dir() and (entries[0] / "MLmodel").is_file():
+        return entries[0]
+    return local
 
 
 def load_sklearn(local: Path, mlmodel: Any) -> Any:

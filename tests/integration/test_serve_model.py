@@ -184,3 +184,36 @@ def test_mlcycle_serve_refuses_a_pickled_model_with_exit_1(store, pickled_uri) -
         result = CliRunner().invoke(cli, ["serve", "--model", pickled_uri, "--port", "0"])
     assert result.exit_code == 1
     assert "--allow-pickle" in result.output
+
+
+def test_a_version_registered_from_a_runs_uri_of_a_logged_model_is_served(tmp_path) -> None:
+    """MLflow 3 keeps a logged model outside the run's artifacts: registering it from
+    ``runs:/RUN/model`` (as many users' scripts do) must still serve."""
+    import mlflow
+    from mlflow import MlflowClient
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.DataFrame({"a": np.arange(40, dtype=float), "b": np.arange(40, dtype=float) % 7})
+    y = (frame["a"] > 20).astype(int)
+    model = LogisticRegression().fit(frame, y)
+    mlflow.set_experiment("byo-runs-uri")
+    with mlflow.start_run() as run:
+        mlflow.sklearn.log_model(
+            model,
+            name="model",
+            serialization_format="skops",
+            input_example=frame.head(2),
+            pip_requirements=["scikit-learn"],
+        )
+    client = MlflowClient()
+    client.create_registered_model("byo_runs")
+    client.create_model_version("byo_runs", f"runs:/{run.info.run_id}/model", run.info.run_id)
+    pred = load_predictor(resolve("models:/byo_runs/1", client), dst=str(tmp_path / "dl"))
+    parsed = protocol.parse_request(
+        json.dumps(
+            {"dataframe_split": {"columns": ["a", "b"], "data": [[30.0, 2.0], [1.0, 1.0]]}}
+        ).encode(),
+        "application/json",
+        pred.schema,
+    )
+    assert list(pred.predict(parsed.columns)) == [1, 0]
