@@ -178,6 +178,8 @@ class WindowSummary:
         numeric / categorical: per feature column statistics.
         prediction: statistics of the ``prediction`` column, when the window has one.
         sample: at most ``sample_rows`` rows drawn uniformly (for the report).
+        batches / max_batch_rows: how the window arrived (the largest batch ever held).
+        first_ts / last_ts: time range of the rows (when they have a ``timestamp``).
         labelled: rows whose ``record_id``/``request_id`` is in ``label_keys`` (kept whole;
             bounded by the number of labels).
     """
@@ -190,6 +192,8 @@ class WindowSummary:
     rows: int = 0
     batches: int = 0
     max_batch_rows: int = 0
+    first_ts: pd.Timestamp | None = None
+    last_ts: pd.Timestamp | None = None
     columns: list[str] = field(default_factory=list)
     numeric: dict[str, NumericStats] = field(default_factory=dict)
     categorical: dict[str, CategoricalStats] = field(default_factory=dict)
@@ -205,6 +209,12 @@ class WindowSummary:
             self._edges[col] = reference_edges(ref)[0] if has else None
         return self._edges[col]
 
+    def note_columns(self, names: Any) -> None:
+        """Record column names of the window without reading them (extra-column findings)."""
+        for c in names:
+            if c not in self.columns:
+                self.columns.append(str(c))
+
     def add(self, batch: Any) -> WindowSummary:
         """Add a pandas frame or an Arrow record batch / table (converted one batch at a time)."""
         frame = batch if isinstance(batch, pd.DataFrame) else batch.to_pandas()
@@ -214,6 +224,11 @@ class WindowSummary:
                 if c not in self.columns:
                     self.columns.append(str(c))
             return self
+        if "timestamp" in frame.columns:
+            ts = pd.to_datetime(frame["timestamp"], utc=True)
+            lo, hi = ts.min(), ts.max()
+            self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
+            self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
         self.rows += n
         self.batches += 1
         self.max_batch_rows = max(self.max_batch_rows, n)
@@ -283,6 +298,10 @@ class WindowSummary:
 
     def merge(self, o: WindowSummary) -> WindowSummary:
         """Fold another summary of the same reference into this one."""
+        for ts in (o.first_ts, o.last_ts):
+            if ts is not None:
+                self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
+                self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
         self.rows += o.rows
         self.batches += o.batches
         self.max_batch_rows = max(self.max_batch_rows, o.max_batch_rows)
