@@ -117,3 +117,39 @@ def test_wasserstein_from_the_summary_matches_scipy(draw):
     st = WindowSummary(prof).add(cur).numeric["x"]
     exact = wasserstein_distance(ref["x"], cur["x"]) / ref["x"].std()
     assert wasserstein_from(prof["columns"]["x"], st) == pytest.approx(exact, rel=0.02, abs=2e-3)
+
+
+@pytest.mark.slow
+def test_spark_local_gives_the_pandas_verdicts(tmp_path: Path, log_writer, scenario_reference):
+    import shutil
+
+    from testkit import need
+
+    need(shutil.which("java") is not None, "Java is not installed (Spark needs Java 17+)")
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        need(False, "pyspark is not installed (pip install 'mlcycle[spark]')")
+    from mlcycle.batch import spark_session
+    from mlcycle.monitoring.spark import spark_summary
+
+    log_writer(tmp_path, "m", "1", _window(6_000, "covariate", seed=8))
+    log_writer(tmp_path, "m", "1", _window(500, "reference", seed=9), role="shadow")
+    session = spark_session("local[2]", app_name="mlcycle-tests")
+    session.sparkContext.setLogLevel("ERROR")
+    day = Window.of("2026-03-01", "2026-03-02T12:00")
+    try:
+        on_spark = spark_summary(
+            str(tmp_path), "m", new_summary(scenario_reference, DriftConfig()), day
+        )
+    finally:
+        session.stop()
+    on_pandas = read_inference_log(str(tmp_path), "m", day)
+    assert on_spark.rows == len(on_pandas) > 0
+    assert on_spark.first_ts == on_pandas["timestamp"].min()
+    by_spark = analyse_summary(scenario_reference, on_spark)
+    by_pandas = analyse_window(scenario_reference, on_pandas)
+    assert by_spark.status == by_pandas.status == "drift"
+    assert _verdicts(by_spark) == _verdicts(by_pandas)
+    for a, b in zip(by_spark.columns, by_pandas.columns, strict=True):
+        assert a.score == pytest.approx(b.score, rel=1e-9)
