@@ -13,7 +13,7 @@ from mlcycle.data import SCENARIO_DRIFT, make_scenario
 from mlcycle.monitoring import DriftConfig, Window, analyse_window
 from mlcycle.monitoring.drift import analyse_summary, new_summary
 from mlcycle.monitoring.inputs import read_inference_log, stream_inference_log
-from mlcycle.monitoring.summary import WindowSummary, wasserstein_from
+from mlcycle.monitoring.summary import Bins, WindowSummary, wasserstein_from
 
 
 def _verdicts(result) -> dict[str, tuple[str, bool]]:
@@ -153,3 +153,21 @@ def test_spark_local_gives_the_pandas_verdicts(tmp_path: Path, log_writer, scena
     assert _verdicts(by_spark) == _verdicts(by_pandas)
     for a, b in zip(by_spark.columns, by_pandas.columns, strict=True):
         assert a.score == pytest.approx(b.score, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "edges",
+    [
+        np.quantile(np.random.default_rng(0).lognormal(0, 1, 10_000), np.linspace(0, 1, 1001)),
+        np.arange(0.0, 50.0),
+        # A reference with an extreme outlier: its points crowd into one cell of the table.
+        np.append(np.linspace(0.0, 1.0, 999), 1e12),
+    ],
+)
+def test_the_lookup_table_finds_the_index_a_binary_search_finds(edges):
+    edges = np.unique(edges)
+    rng = np.random.default_rng(1)
+    x = np.concatenate(
+        [rng.uniform(edges[0] - 1, edges[-1] + 1, 50_000), edges, rng.choice(edges, 1000) - 1e-12]
+    )
+    assert np.array_equal(Bins(edges).index(x), np.searchsorted(edges, x, side="right"))
