@@ -272,7 +272,9 @@ class WindowSummary:
                     self.columns.append(str(c))
             return self
         if "timestamp" in frame.columns:
-            ts = pd.to_datetime(frame["timestamp"], utc=True)
+            ts = frame["timestamp"]
+            if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+                ts = pd.to_datetime(ts, utc=True)
             lo, hi = ts.min(), ts.max()
             self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
             self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
