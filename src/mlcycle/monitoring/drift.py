@@ -12,7 +12,10 @@ API:
 Verdicts are computed over the *whole* window against the reference profile that training
 stored (quantile function, bins, category counts of the full training split), with the same
 default methods Evidently picks for large data (normed Wasserstein for numbers, Jensen–Shannon
-for categories and numbers with at most five values). The Evidently report itself runs on
+for categories and numbers with at most five values). The window is read once, into a
+mergeable summary (counts over the reference's quantile points, category counts, a bounded
+row sample), so the verdicts are the same whether it was one frame, a stream of Arrow batches
+or Spark partitions. The Evidently report itself runs on
 bounded samples, as its maintainers recommend for large data, so its cost does not grow with
 the window. Methods without a profile form (``ks``, ``chisquare``, ``z``, …) run through
 Evidently's own stat tests on the bounded samples.

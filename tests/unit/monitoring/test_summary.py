@@ -171,3 +171,25 @@ def test_the_lookup_table_finds_the_index_a_binary_search_finds(edges):
         [rng.uniform(edges[0] - 1, edges[-1] + 1, 50_000), edges, rng.choice(edges, 1000) - 1e-12]
     )
     assert np.array_equal(Bins(edges).index(x), np.searchsorted(edges, x, side="right"))
+
+
+def test_a_log_on_s3_streams_like_the_same_log_on_disk(
+    tmp_path: Path, log_writer, scenario_reference, s3_bucket: str
+):
+    import os
+
+    import boto3
+
+    log_writer(tmp_path, "m", "1", _window(3_000, "covariate", seed=10))
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    for f in tmp_path.rglob("*.parquet"):
+        s3.upload_file(str(f), s3_bucket, f"log/{f.relative_to(tmp_path).as_posix()}")
+    local = stream_inference_log(
+        str(tmp_path), "m", new_summary(scenario_reference, DriftConfig()), batch_rows=700
+    )
+    remote = stream_inference_log(
+        f"s3://{s3_bucket}/log", "m", new_summary(scenario_reference, DriftConfig()), batch_rows=700
+    )
+    assert remote.rows == local.rows == 3_000
+    a, b = analyse_summary(scenario_reference, remote), analyse_summary(scenario_reference, local)
+    assert [(c.column, c.score) for c in a.columns] == [(c.column, c.score) for c in b.columns]
