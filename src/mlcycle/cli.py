@@ -1048,6 +1048,22 @@ def _monitor_options(fn: Any) -> Any:
             show_default=True,
             help="Policy: ... of the last M windows.",
         ),
+        click.option(
+            "--engine",
+            type=click.Choice(["pandas", "arrow", "spark"]),
+            default="pandas",
+            show_default=True,
+            help="How the inference log is read: whole into pandas; streamed as Arrow batches "
+            "(bounded memory, any window size); or summarised by Spark where it lies "
+            "(pip install 'mlcycle[spark]'). Same verdicts.",
+        ),
+        click.option(
+            "--master",
+            "spark_master",
+            default="local[2]",
+            show_default=True,
+            help="Spark master URL (with --engine spark).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -1192,6 +1208,8 @@ def monitor_cmd(
         policy=policy,
         allow_retrain=retrain,
         output_dir=opts["output"],
+        engine=opts["engine"],
+        spark_master=opts["spark_master"],
     )
     if as_json:
         click.echo(json.dumps(_outcome_json(out), indent=2, default=str))
@@ -1272,6 +1290,8 @@ def loop_cmd(every: str, once: bool, retrain: bool, max_windows: int | None, **o
         policy=policy,
         allow_retrain=retrain,
         output_dir=opts["output"],
+        engine=opts["engine"],
+        spark_master=opts["spark_master"],
     ):
         click.echo(_window_line(out))
         for stale in out.stale:

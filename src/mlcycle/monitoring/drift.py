@@ -5,12 +5,17 @@ API:
 - :class:`DriftConfig` — declared thresholds and per-column methods.
 - :func:`analyse_window` → :class:`DriftResult` — per-column drift, prediction drift,
   data-quality findings, quality metrics when labels exist, and the Evidently report.
-- :func:`sanitise` — the data-quality pass that runs before any statistic.
+- :func:`analyse_summary` — the same from a :class:`~mlcycle.monitoring.summary.WindowSummary`
+  (a window streamed in batches or summarised on Spark); :func:`new_summary` starts one.
+- :func:`findings_of` — the data-quality findings of a summarised window.
 
 Verdicts are computed over the *whole* window against the reference profile that training
 stored (quantile function, bins, category counts of the full training split), with the same
 default methods Evidently picks for large data (normed Wasserstein for numbers, Jensen–Shannon
-for categories and numbers with at most five values). The Evidently report itself runs on
+for categories and numbers with at most five values). The window is read once, into a
+mergeable summary (counts over the reference's quantile points, category counts, a bounded
+row sample), so the verdicts are the same whether it was one frame, a stream of Arrow batches
+or Spark partitions. The Evidently report itself runs on
 bounded samples, as its maintainers recommend for large data, so its cost does not grow with
 the window. Methods without a profile form (``ks``, ``chisquare``, ``z``, …) run through
 Evidently's own stat tests on the bounded samples.
@@ -30,6 +35,14 @@ import numpy as np
 import pandas as pd
 
 from mlcycle.errors import MonitoringError
+from mlcycle.monitoring.summary import (
+    MAX_TRACKED_VALUES,
+    CategoricalStats,
+    NumericStats,
+    WindowSummary,
+    numeric_values,
+    wasserstein_from,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -169,70 +182,36 @@ class DriftResult:
 # --------------------------------------------------------------------------- sanitise
 
 
-@dataclass
-class _Clean:
-    numeric: dict[str, np.ndarray]
-    categorical: dict[str, pd.Series]
-    findings: list[Finding]
-
-
-def _numeric_values(s: pd.Series, col: str, findings: list[Finding]) -> np.ndarray:
-    if pd.api.types.is_bool_dtype(s):
-        s = s.astype(float)
-    if not pd.api.types.is_numeric_dtype(s):
-        coerced = pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
-        given = int(s.notna().sum())
-        bad = given - int(coerced.notna().sum())
-        detail = f"numbers arrived as {s.dtype} text"
-        if bad:
-            detail += f"; {bad} value(s) of {given} are not numbers and count as missing"
-        findings.append(Finding(col, "type_mismatch", detail))
-        s = coerced
-    values = s.to_numpy(dtype=float, na_value=np.nan)
-    n_inf = int(np.isinf(values).sum())
-    if n_inf:
-        findings.append(
-            Finding(col, "infinite_values", f"{n_inf} infinite value(s) treated as missing")
-        )
-        values = np.where(np.isinf(values), np.nan, values)
-    return values
-
-
-def sanitise(
-    current: pd.DataFrame,
-    profile: dict[str, Any],
-    config: DriftConfig,
-    extra_ok: tuple[str, ...] = (),
-) -> _Clean:
-    """Coerce the window to the reference's column types and list what is wrong with it.
+def findings_of(summary: WindowSummary, config: DriftConfig) -> tuple[list[Finding], list[str]]:
+    """Data-quality findings of a summarised window, and the columns usable for drift.
 
     Missing columns, extra columns, numbers as text, infinities, all-missing and constant
     columns, a rise of missing values, values outside the reference range and new categories
     become :class:`Finding` values; unusable columns are left out, the rest are analysed.
     """
+    profile = summary.profile
     findings: list[Finding] = []
     cols: dict[str, Any] = profile["columns"]
-    known = set(cols) | set(LOG_COLUMNS) | {PREDICTION, profile.get("target", "")} | set(extra_ok)
-    extra = [str(c) for c in current.columns if c not in known]
+    known = set(cols) | set(LOG_COLUMNS) | {PREDICTION, profile.get("target", "")}
+    extra = [str(c) for c in summary.columns if c not in known]
     if extra:
         findings.append(Finding(",".join(extra), "extra_columns", "not in the reference; ignored"))
-    numeric: dict[str, np.ndarray] = {}
-    categorical: dict[str, pd.Series] = {}
-    n = len(current)
+    usable: list[str] = []
+    n = summary.rows
     for col, ref in cols.items():
-        if col not in current.columns:
+        if col not in summary.columns:
             findings.append(Finding(col, "missing_column", "absent from the current window"))
             continue
         if ref["type"] == "numeric":
-            values = _numeric_values(current[col], col, findings)
-            finite = values[np.isfinite(values)]
-            missing = 1.0 - len(finite) / n if n else 0.0
-            if not len(finite):
+            st = summary.numeric.get(col) or NumericStats()
+            findings += _numeric_findings(col, st)
+            missing = 1.0 - st.finite / n if n else 0.0
+            if not st.finite:
                 findings.append(Finding(col, "all_missing", "no usable value in the window"))
                 continue
             if "min" in ref:
                 lo, hi = ref["min"], ref["max"]
-                outside = float(np.mean((finite < lo) | (finite > hi)))
+                outside = (st.below + st.above) / st.finite
                 if outside > config.out_of_range_tolerance:
                     findings.append(
                         Finding(
@@ -241,31 +220,30 @@ def sanitise(
                             f"{outside:.1%} of values outside the reference range [{lo:g}, {hi:g}]",
                         )
                     )
-            if finite.min() == finite.max() and ref.get("min") != ref.get("max"):
-                findings.append(Finding(col, "constant", f"every value is {finite[0]:g}"))
-            numeric[col] = values
+            if st.vmin == st.vmax and ref.get("min") != ref.get("max"):
+                findings.append(Finding(col, "constant", f"every value is {st.first:g}"))
         else:
-            s = current[col].astype("str")
-            present = s.dropna()
-            missing = 1.0 - len(present) / n if n else 0.0
-            if present.empty:
+            cs = summary.categorical.get(col) or CategoricalStats()
+            present = sum(cs.counts.values())
+            missing = 1.0 - present / n if n else 0.0
+            if not present:
                 findings.append(Finding(col, "all_missing", "no usable value in the window"))
                 continue
             if ref.get("n_categories", 0) <= len(ref.get("categories", {})):
-                new = present[~present.isin(list(ref["categories"]))]
-                if len(new):
-                    examples = ", ".join(map(str, pd.unique(new)[:5]))
+                new = {k: c for k, c in cs.counts.items() if k not in ref["categories"]}
+                if new:
+                    examples = ", ".join(list(new)[:5])
                     findings.append(
                         Finding(
                             col,
                             "new_categories",
-                            f"{len(new) / len(present):.1%} of values in unseen categories "
+                            f"{sum(new.values()) / present:.1%} of values in unseen categories "
                             f"({examples})",
                         )
                     )
-            if present.nunique() == 1 and ref.get("n_categories", 2) > 1:
-                findings.append(Finding(col, "constant", f"every value is {present.iloc[0]!r}"))
-            categorical[col] = s
+            if len(cs.counts) == 1 and ref.get("n_categories", 2) > 1:
+                only = next(iter(cs.counts))
+                findings.append(Finding(col, "constant", f"every value is {only!r}"))
         if missing > ref.get("missing_share", 0.0) + config.missing_tolerance:
             findings.append(
                 Finding(
@@ -274,28 +252,32 @@ def sanitise(
                     f"{missing:.1%} missing (reference {ref.get('missing_share', 0.0):.1%})",
                 )
             )
-    return _Clean(numeric, categorical, findings)
+        usable.append(col)
+    return findings, usable
+
+
+def _numeric_findings(col: str, st: NumericStats) -> list[Finding]:
+    out = []
+    if st.text is not None:
+        detail = f"numbers arrived as {st.text} text"
+        if st.not_numbers:
+            detail += (
+                f"; {st.not_numbers} value(s) of {st.given} are not numbers and count as missing"
+            )
+        out.append(Finding(col, "type_mismatch", detail))
+    if st.infinite:
+        out.append(
+            Finding(col, "infinite_values", f"{st.infinite} infinite value(s) treated as missing")
+        )
+    return out
+
+
+def _clean_numeric(s: pd.Series) -> np.ndarray:
+    values = numeric_values(s)[0]
+    return np.where(np.isinf(values), np.nan, values)
 
 
 # --------------------------------------------------------------------------- statistics
-
-
-def _wasserstein(ref: dict[str, Any], values: np.ndarray) -> float:
-    """Normed Wasserstein-1 between the reference quantile function and the window's."""
-    qr = np.asarray(ref.get("quantiles") or ref["bin_edges"], dtype=float)
-    grid = np.linspace(0.0, 1.0, len(qr))
-    qc = np.quantile(values, grid)
-    diff = np.abs(qr - qc)
-    w1 = float(np.sum((diff[1:] + diff[:-1]) * np.diff(grid)) / 2.0)
-    return w1 / max(float(ref.get("std", 0.0)), 0.001)
-
-
-def _counts(values: Any) -> dict[str, int]:
-    """Value counts keyed like the profile: text as is, numbers as ``repr(float)``."""
-    if isinstance(values, np.ndarray):
-        uniq, counts = np.unique(values, return_counts=True)
-        return {repr(float(v)): int(c) for v, c in zip(uniq, counts, strict=True)}
-    return {str(k): int(v) for k, v in values.value_counts().items()}
 
 
 def _aligned(
@@ -322,19 +304,6 @@ def _psi_from(r: np.ndarray, c: np.ndarray) -> float:
     return float(np.sum((c - r) * np.log(c / r)))
 
 
-def _psi_numeric(ref: dict[str, Any], values: np.ndarray) -> float:
-    edges = np.asarray(ref["bin_edges"], dtype=float)
-    inner = edges[1:-1]
-    # Values beyond the reference range fall into the outer bins, as PSI on quantile bins does.
-    idx = np.searchsorted(inner, values, side="right")
-    c = np.bincount(idx, minlength=len(edges) - 1).astype(float)
-    return _psi_from(np.asarray(ref["bin_counts"], dtype=float), c)
-
-
-def _psi_categorical(ref_counts: dict[str, int], cur_counts: dict[str, int]) -> float:
-    return _psi_from(*_aligned(ref_counts, cur_counts))
-
-
 def _evidently_test(
     method: str, kind: str, ref: pd.Series, cur: pd.Series, threshold: float | None
 ) -> tuple[float, bool, float]:
@@ -351,7 +320,7 @@ def _evidently_test(
 
 
 def _method_for(
-    col: str, kind: str, ref: dict[str, Any], values: Any, config: DriftConfig, ref_rows: int
+    col: str, kind: str, ref: dict[str, Any], st: Any, config: DriftConfig, ref_rows: int
 ) -> str:
     method = config.per_column_method.get(col) or (
         config.num_method if kind == "numeric" else config.cat_method
@@ -362,10 +331,12 @@ def _method_for(
         return "evidently"  # Evidently's small-data choice (KS, chi², Z) on the data itself
     if kind == "categorical":
         return "jensenshannon"
-    if "values" in ref:
-        uniq = np.unique(values)
-        if len(uniq) <= 5 and len(set(ref["values"]) | {repr(float(v)) for v in uniq}) <= 5:
-            return "jensenshannon"
+    if (
+        "values" in ref
+        and st.values is not None
+        and len(set(ref["values"]) | set(st.values)) <= MAX_TRACKED_VALUES
+    ):
+        return "jensenshannon"
     return "wasserstein"
 
 
@@ -373,33 +344,37 @@ def _column_drift(
     col: str,
     kind: Literal["numeric", "categorical"],
     ref: dict[str, Any],
-    raw: Any,
+    st: NumericStats | CategoricalStats,
+    cur_sample: pd.Series | None,
     ref_sample: pd.Series | None,
     config: DriftConfig,
     ref_rows: int,
-    rng: np.random.Generator,
 ) -> ColumnDrift:
-    n = len(raw)
-    values = raw[np.isfinite(raw)] if kind == "numeric" else raw.dropna()
-    missing = 1.0 - len(values) / n if n else 0.0
-    method = _method_for(col, kind, ref, values, config, ref_rows)
-    threshold = config.per_column_threshold.get(col, DEFAULT_THRESHOLDS.get(method))
-    if method == "wasserstein" and kind == "numeric":
-        score = _wasserstein(ref, values)
-    elif method == "jensenshannon" and kind == "categorical":
-        score = _jensenshannon(ref["categories"], _counts(values))
-    elif method == "jensenshannon" and "values" in ref:
-        score = _jensenshannon(ref["values"], _counts(values))
-    elif method == "psi" and kind == "numeric":
-        score = _psi_numeric(ref, values)
-    elif method == "psi":
-        score = _psi_categorical(ref["categories"], _counts(values))
+    """One column's verdict from its summary (the sample only for Evidently's own tests)."""
+    n = st.rows
+    if isinstance(st, NumericStats):
+        present = st.finite
+        counts = st.values
     else:
-        if ref_sample is None:
+        present = sum(st.counts.values())
+        counts = st.counts
+    missing = 1.0 - present / n if n else 0.0
+    method = _method_for(col, kind, ref, st, config, ref_rows)
+    threshold = config.per_column_threshold.get(col, DEFAULT_THRESHOLDS.get(method))
+    if method == "wasserstein" and isinstance(st, NumericStats):
+        score = wasserstein_from(ref, st)
+    elif method == "jensenshannon" and kind == "categorical":
+        score = _jensenshannon(ref["categories"], counts or {})
+    elif method == "jensenshannon" and "values" in ref and counts is not None:
+        score = _jensenshannon(ref["values"], counts)
+    elif method == "psi" and isinstance(st, NumericStats) and st.bins is not None:
+        score = _psi_from(np.asarray(ref["bin_counts"], dtype=float), st.bins.astype(float))
+    elif method == "psi" and kind == "categorical":
+        score = _psi_from(*_aligned(ref["categories"], counts or {}))
+    else:
+        if ref_sample is None or cur_sample is None:
             raise MonitoringError(f"method '{method}' for '{col}' needs the reference sample")
-        cur = pd.Series(values)
-        if len(cur) > config.report_rows:
-            cur = cur.iloc[rng.choice(len(cur), config.report_rows, replace=False)]
+        cur = cur_sample.dropna()
         ref_s = ref_sample.dropna()
         if kind == "numeric":
             ref_s = (
@@ -695,6 +670,9 @@ def analyse_window(
 ) -> DriftResult:
     """Compare ``current`` with ``reference``; never raises on bad data, reports it instead.
 
+    The window is summarised in one pass (:mod:`mlcycle.monitoring.summary`) and judged by
+    :func:`analyse_summary`, exactly as a streamed or Spark-computed summary would be.
+
     Args:
         reference: a :class:`mlcycle.monitoring.inputs.ReferenceData` (profile, sample, spec,
             reference quality).
@@ -707,9 +685,51 @@ def analyse_window(
         MonitoringError: a configured method is unknown, or the report failed.
     """
     config = config or DriftConfig()
+    summary = new_summary(reference, config)
+    if len(current) >= config.min_rows:
+        summary.add(current)
+    else:
+        summary.rows = len(current)
+    target = reference.profile.get("target")
+    labelled = current if target and target in current.columns else None
+    return analyse_summary(reference, summary, config, output_dir, labelled=labelled)
+
+
+def new_summary(
+    reference: Any, config: DriftConfig, label_keys: dict[str, frozenset[str]] | None = None
+) -> WindowSummary:
+    """An empty :class:`WindowSummary` for ``reference`` with the config's sample size."""
+    pred_profile = None
+    if PREDICTION in reference.sample.columns:
+        pred_profile = reference.prediction_profile()
+    return WindowSummary(
+        reference.profile, pred_profile, config.report_rows, config.seed, label_keys
+    )
+
+
+def analyse_summary(
+    reference: Any,
+    summary: WindowSummary,
+    config: DriftConfig | None = None,
+    output_dir: str | Path | None = None,
+    labelled: pd.DataFrame | None = None,
+) -> DriftResult:
+    """Verdicts, findings, quality and the report from a window's summary.
+
+    Args:
+        reference: the :class:`mlcycle.monitoring.inputs.ReferenceData`.
+        summary: the window's statistics (any engine).
+        config: thresholds and methods.
+        output_dir: where the Evidently HTML/JSON report goes; no report when ``None``.
+        labelled: rows with the target column joined (quality metrics), if any.
+
+    Raises:
+        MonitoringError: a configured method is unknown, or the report failed.
+    """
+    config = config or DriftConfig()
     profile = reference.profile
     ref_rows = int(profile.get("rows", len(reference.sample)))
-    n = len(current)
+    n = summary.rows
     if n < config.min_rows:
         logger.info("window has %d rows (< %d): insufficient data", n, config.min_rows)
         return DriftResult(
@@ -720,26 +740,23 @@ def analyse_window(
                 Finding("*", "insufficient_data", f"{n} rows; at least {config.min_rows} needed"),
             ),
         )
-    clean = sanitise(current, profile, config)
-    rng = np.random.default_rng(config.seed)
+    findings, usable = findings_of(summary, config)
     sample = reference.sample
+    cur_sample = summary.sample if summary.sample is not None else pd.DataFrame()
     drifts: list[ColumnDrift] = []
-    for col, values in clean.numeric.items():
-        ref_s = sample[col] if col in sample.columns else None
-        drifts.append(
-            _column_drift(
-                col, "numeric", profile["columns"][col], values, ref_s, config, ref_rows, rng
+    for col in usable:
+        ref = profile["columns"][col]
+        kind: Literal["numeric", "categorical"] = ref["type"]
+        st: Any = summary.numeric[col] if kind == "numeric" else summary.categorical[col]
+        cur_s = None
+        if col in cur_sample.columns:
+            cur_s = (
+                pd.Series(_clean_numeric(cur_sample[col]))
+                if kind == "numeric"
+                else cur_sample[col].astype("str")
             )
-        )
-    for col, series in clean.categorical.items():
         ref_s = sample[col] if col in sample.columns else None
-        drifts.append(
-            _column_drift(
-                col, "categorical", profile["columns"][col], series, ref_s, config, ref_rows, rng
-            )
-        )
-    by_name = {d.column: d for d in drifts}
-    drifts = [by_name[c] for c in profile["columns"] if c in by_name]
+        drifts.append(_column_drift(col, kind, ref, st, cur_s, ref_s, config, ref_rows))
 
     task = profile.get("task", "classification")
     target = profile.get("target")
@@ -747,30 +764,46 @@ def analyse_window(
     pred_kind: Literal["numeric", "categorical"] = (
         "categorical" if task == "classification" else "numeric"
     )
-    if PREDICTION in current.columns and PREDICTION in sample.columns:
-        pred_profile = reference.prediction_profile()
-        raw_pred: Any
-        if pred_kind == "numeric":
-            raw_pred = _numeric_values(current[PREDICTION], PREDICTION, clean.findings)
-        else:
-            raw_pred = _labels(current[PREDICTION])
+    if summary.prediction is not None and PREDICTION in sample.columns:
+        assert summary.prediction_profile is not None
+        if isinstance(summary.prediction, NumericStats):
+            findings += _numeric_findings(PREDICTION, summary.prediction)
+        cur_p = None
+        if PREDICTION in cur_sample.columns:
+            cur_p = (
+                pd.Series(_clean_numeric(cur_sample[PREDICTION]))
+                if pred_kind == "numeric"
+                else _labels(cur_sample[PREDICTION])
+            )
         prediction = _column_drift(
-            PREDICTION, pred_kind, pred_profile, raw_pred, sample[PREDICTION], config, ref_rows, rng
+            PREDICTION,
+            pred_kind,
+            summary.prediction_profile,
+            summary.prediction,
+            cur_p,
+            sample[PREDICTION],
+            config,
+            ref_rows,
         )
     else:
-        clean.findings.append(Finding(PREDICTION, "missing_column", "no predictions to compare"))
+        findings.append(Finding(PREDICTION, "missing_column", "no predictions to compare"))
 
     quality: dict[str, float] = {}
     drop = None
-    if target and target in current.columns and PREDICTION in current.columns:
-        labelled = current[current[target].notna()]
+    if (
+        labelled is not None
+        and target
+        and target in labelled.columns
+        and PREDICTION in labelled.columns
+    ):
+        labelled = labelled[labelled[target].notna()]
         if len(labelled) >= config.min_labels:
             quality = _quality(
                 task, labelled[target], labelled[PREDICTION], tuple(reference.classes)
             )
             drop = _quality_drop(task, quality, reference.quality)
         elif len(labelled):
-            clean.findings.append(
+            findings.append(
                 Finding(
                     target,
                     "few_labels",
@@ -782,14 +815,14 @@ def analyse_window(
     status: Status = "drift" if drifts and result_share >= config.drift_share else "ok"
     if not drifts:
         status = "insufficient_data"
-        clean.findings.append(Finding("*", "insufficient_data", "no column could be analysed"))
+        findings.append(Finding("*", "insufficient_data", "no column could be analysed"))
 
     html = js = None
     if output_dir is not None and drifts:
         html, js = _report(
             reference,
-            current,
-            clean,
+            cur_sample,
+            findings,
             drifts,
             prediction,
             config,
@@ -799,7 +832,7 @@ def analyse_window(
             quality,
         )
 
-    for f in clean.findings:
+    for f in findings:
         logger.info("data quality: %s %s: %s", f.column, f.kind, f.detail)
     return DriftResult(
         status=status,
@@ -807,7 +840,7 @@ def analyse_window(
         reference_rows=ref_rows,
         columns=tuple(drifts),
         prediction=prediction,
-        findings=tuple(clean.findings),
+        findings=tuple(findings),
         quality=quality,
         reference_quality=dict(reference.quality),
         quality_drop=drop,
@@ -819,7 +852,7 @@ def analyse_window(
 def _report(
     reference: Any,
     current: pd.DataFrame,
-    clean: _Clean,
+    findings: list[Finding],
     drifts: list[ColumnDrift],
     prediction: ColumnDrift | None,
     config: DriftConfig,
@@ -828,45 +861,48 @@ def _report(
     target: str | None,
     quality: dict[str, float],
 ) -> tuple[Path, Path]:
-    """Bounded, sanitised samples of both sides, then Evidently with the verdicts' methods."""
-    n = len(current)
-    idx = np.sort(
-        np.random.default_rng(config.seed).choice(n, min(n, config.report_rows), replace=False)
-    )
+    """The window's bounded sample and the reference's, sanitised, through Evidently."""
     cur: dict[str, Any] = {}
-    numeric = [c for c in clean.numeric if c in reference.sample.columns]
-    categorical = [c for c in clean.categorical if c in reference.sample.columns]
+    analysed = {d.column: d for d in drifts}
+    numeric = [
+        c
+        for c in analysed
+        if analysed[c].kind == "numeric" and c in reference.sample.columns and c in current
+    ]
+    categorical = [
+        c
+        for c in analysed
+        if analysed[c].kind == "categorical" and c in reference.sample.columns and c in current
+    ]
     for c in numeric:
-        cur[c] = clean.numeric[c][idx]
+        cur[c] = _clean_numeric(current[c])
     for c in categorical:
-        cur[c] = _display_text(clean.categorical[c].iloc[idx]).to_numpy()
+        cur[c] = _display_text(current[c].astype("str")).to_numpy()
     ref = reference.sample.copy()
     for c in numeric:
         ref[c] = pd.to_numeric(ref[c], errors="coerce").replace([np.inf, -np.inf], np.nan)
     for c in categorical:
         ref[c] = _display_text(ref[c].astype("str"))
-    if prediction is not None:
+    if prediction is not None and PREDICTION in current.columns:
         if prediction.kind == "numeric":
             numeric.append(PREDICTION)
-            cur[PREDICTION] = pd.to_numeric(
-                current[PREDICTION].iloc[idx], errors="coerce"
-            ).to_numpy()
+            cur[PREDICTION] = pd.to_numeric(current[PREDICTION], errors="coerce").to_numpy()
         else:
             categorical.append(PREDICTION)
-            cur[PREDICTION] = _display_text(_labels(current[PREDICTION].iloc[idx])).to_numpy()
+            cur[PREDICTION] = _display_text(_labels(current[PREDICTION])).to_numpy()
             ref[PREDICTION] = _display_text(_labels(ref[PREDICTION]))
-    with_target = bool(quality) and target is not None
+    with_target = bool(quality) and target is not None and target in current.columns
     if with_target:
         assert target is not None
-        labelled = current[target].iloc[idx]
+        labelled = current[target]
         cur[target] = labelled.to_numpy()
         if task == "classification":
             cur[target] = _display_text(_labels(labelled)).to_numpy()
             ref[target] = _display_text(_labels(ref[target]))
-    cur_df = pd.DataFrame(cur)
+    cur_df = pd.DataFrame(cur, index=range(len(current)))
     if with_target:
         assert target is not None
-        cur_df = cur_df[cur_df[target].notna()]
+        cur_df = cur_df[current[target].notna().to_numpy()]
     # Columns constant or empty on either side make Evidently's plots fail; the verdict
     # for them stands, only the report leaves them out.
     usable = [
@@ -876,7 +912,7 @@ def _report(
         and ref[c].notna().any()
         and pd.concat([cur_df[c], ref[c]]).nunique() > 1
     ]
-    flagged = {f.column for f in clean.findings}
+    flagged = {f.column for f in findings}
     summary = {
         "all": usable,
         "flagged": [c for c in usable if c in flagged],

@@ -9,6 +9,8 @@ API:
 - :func:`read_inference_log` — the rows the serving process logged for a model in a window
   (a local directory or an ``s3://`` prefix; layout
   ``{root}/model={name}/version={v}/hour={YYYY-MM-DDTHH}/part-*.parquet``).
+- :func:`stream_inference_log` — the same rows folded batch by batch into a
+  :class:`~mlcycle.monitoring.summary.WindowSummary` (bounded memory, any window size).
 - :func:`join_labels` — late labels joined by ``record_id`` or, when unambiguous, by
   ``request_id`` (and ``record_index``).
 """
@@ -26,6 +28,7 @@ import pandas as pd
 from mlcycle import contract
 from mlcycle.data import DatasetSpec, load_table, prepare_features
 from mlcycle.errors import DataError, ModelNotFound, MonitoringError
+from mlcycle.monitoring.summary import WindowSummary
 from mlcycle.storage import filesystem
 from mlcycle.train import reference as reference_mod
 
@@ -286,6 +289,59 @@ def _hours_overlap(hour: str, window: Window | None) -> bool:
     return start < window.end and start + pd.Timedelta(hours=1) > window.start
 
 
+def log_files(
+    root: str, name: str, window: Window | None = None, version: str | None = None
+) -> tuple[Any, list[str]]:
+    """The filesystem and the Parquet files of model ``name`` whose hour overlaps ``window``.
+
+    Raises:
+        DataError: the log root does not exist or cannot be listed.
+    """
+    import pyarrow.fs as pafs
+
+    fs, base = filesystem(root)
+    if not root.startswith("s3://") and fs.get_file_info(base).type != pafs.FileType.Directory:
+        raise DataError(f"the inference log root {root} does not exist (is --inference-log right?)")
+    model_dir = f"{base}/model={name}"
+    info = fs.get_file_info(model_dir)
+    if info.type != pafs.FileType.Directory and not root.startswith("s3://"):
+        logger.info("no inference log for %s under %s", name, root)
+        return fs, []
+    files: list[str] = []
+    try:
+        selector = pafs.FileSelector(model_dir, recursive=True, allow_not_found=True)
+        entries = fs.get_file_info(selector)
+    except Exception as exc:
+        raise DataError(f"cannot list the inference log at {root}: {exc}") from exc
+    for entry in entries:
+        if entry.type != pafs.FileType.File or not entry.path.endswith(".parquet"):
+            continue
+        if entry.base_name.startswith((".", "_")):  # files still being written
+            continue
+        parts = dict(p.split("=", 1) for p in entry.path[len(model_dir) :].split("/") if "=" in p)
+        if version is not None and parts.get("version") != str(version):
+            continue
+        if not _hours_overlap(parts.get("hour", ""), window):
+            continue
+        files.append(entry.path)
+    return fs, sorted(files)
+
+
+def log_filter(window: Window | None, since: pd.Timestamp | None = None) -> Any:
+    """The Arrow dataset filter of a window (and a start), or ``None`` for the whole log."""
+    import pyarrow.dataset as ds
+
+    expr = None
+    if window is not None:
+        lo = window.start.to_pydatetime()
+        hi = window.end.to_pydatetime()
+        expr = (ds.field("timestamp") >= lo) & (ds.field("timestamp") < hi)
+    if since is not None:
+        later = ds.field("timestamp") >= _utc(since).to_pydatetime()
+        expr = later if expr is None else expr & later
+    return expr
+
+
 def read_inference_log(
     root: str,
     name: str,
@@ -316,43 +372,11 @@ def read_inference_log(
             ``problems`` is ``None``.
     """
     import pyarrow.dataset as ds
-    import pyarrow.fs as pafs
 
-    fs, base = filesystem(root)
-    if not root.startswith("s3://") and fs.get_file_info(base).type != pafs.FileType.Directory:
-        raise DataError(f"the inference log root {root} does not exist (is --inference-log right?)")
-    model_dir = f"{base}/model={name}"
-    info = fs.get_file_info(model_dir)
-    if info.type != pafs.FileType.Directory and not root.startswith("s3://"):
-        logger.info("no inference log for %s under %s", name, root)
-        return pd.DataFrame()
-    files: list[str] = []
-    try:
-        selector = pafs.FileSelector(model_dir, recursive=True, allow_not_found=True)
-        entries = fs.get_file_info(selector)
-    except Exception as exc:
-        raise DataError(f"cannot list the inference log at {root}: {exc}") from exc
-    for entry in entries:
-        if entry.type != pafs.FileType.File or not entry.path.endswith(".parquet"):
-            continue
-        if entry.base_name.startswith((".", "_")):  # files still being written
-            continue
-        parts = dict(p.split("=", 1) for p in entry.path[len(model_dir) :].split("/") if "=" in p)
-        if version is not None and parts.get("version") != str(version):
-            continue
-        if not _hours_overlap(parts.get("hour", ""), window):
-            continue
-        files.append(entry.path)
+    fs, files = log_files(root, name, window, version)
     if not files:
         return pd.DataFrame()
-    expr = None
-    if window is not None:
-        lo = window.start.to_pydatetime()
-        hi = window.end.to_pydatetime()
-        expr = (ds.field("timestamp") >= lo) & (ds.field("timestamp") < hi)
-    if since is not None:
-        later = ds.field("timestamp") >= _utc(since).to_pydatetime()
-        expr = later if expr is None else expr & later
+    expr = log_filter(window, since)
     try:
         dataset = ds.dataset(sorted(files), filesystem=fs, format="parquet")
         if role is not None and "role" in dataset.schema.names:
@@ -398,6 +422,86 @@ def _read_file_by_file(
         logger.warning("inference log: skipped %s", p)
     tables = [t for t in tables if len(t)]
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+#: Rows per Arrow record batch when a window is streamed (about 10 MB for 20 numbers).
+STREAM_BATCH_ROWS = 65_536
+#: Bookkeeping columns a streamed window keeps (labels join on them; retrain reads time).
+_STREAM_KEEP = ("record_id", "request_id", "record_index", "timestamp", "prediction")
+
+
+def stream_inference_log(
+    root: str,
+    name: str,
+    summary: WindowSummary,
+    window: Window | None = None,
+    version: str | None = None,
+    role: str | None = "champion",
+    problems: list[str] | None = None,
+    since: pd.Timestamp | None = None,
+    batch_rows: int = STREAM_BATCH_ROWS,
+) -> WindowSummary:
+    """Fold the window's rows into ``summary`` one Arrow record batch at a time.
+
+    Memory holds one batch and the summary, whatever the window's size: each file is
+    scanned with read-ahead off, only the columns the reference knows (and the log's ids)
+    are read, and a file's statistics join the window's only once the whole file was read,
+    so a file that breaks half-way is skipped whole, as :func:`read_inference_log` does.
+
+    Args:
+        root: the inference log's directory or ``s3://`` prefix.
+        name: registered model name.
+        summary: an empty summary of the reference (:func:`mlcycle.monitoring.drift.new_summary`).
+        window: the time range; the whole log when ``None``.
+        version: only this version's partitions.
+        role: only rows of this role (``None`` for all).
+        problems: unreadable files are described here and skipped; without it they raise.
+        since: only rows with a timestamp at or after this one.
+        batch_rows: rows per record batch.
+
+    Raises:
+        DataError: the log root does not exist; a file cannot be read and ``problems`` is
+            ``None``.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    fs, files = log_files(root, name, window, version)
+    expr = log_filter(window, since)
+    wanted = set(summary.profile["columns"]) | set(_STREAM_KEEP)
+    wanted.add(summary.profile.get("target", ""))
+    for path in files:
+        part = summary.fresh()
+        try:
+            dataset = ds.dataset(path, filesystem=fs, format="parquet")
+            names = dataset.schema.names
+            missing = [c for c in _LOG_REQUIRED if c not in names]
+            if missing:
+                raise DataError(f"not an inference-log file (no {', '.join(missing)})")
+            if not pa.types.is_timestamp(dataset.schema.field("timestamp").type):
+                raise DataError(f"'timestamp' is {dataset.schema.field('timestamp').type}")
+            flt = expr
+            if role is not None and "role" in names:
+                flt = ds.field("role") == role if flt is None else flt & (ds.field("role") == role)
+            part.note_columns(names)
+            batches = dataset.to_batches(
+                columns=[c for c in names if c in wanted],
+                filter=flt,
+                batch_size=batch_rows,
+                batch_readahead=0,
+                fragment_readahead=0,
+            )
+            for batch in batches:
+                part.add(batch)
+        except Exception as exc:
+            if problems is None:
+                raise DataError(f"cannot read the inference log file {path}: {exc}") from exc
+            why = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
+            problems.append(f"{path}: unreadable ({why[:200]})")
+            logger.warning("inference log: skipped %s", problems[-1])
+            continue
+        summary.merge(part)
+    return summary
 
 
 def load_current(path: str) -> pd.DataFrame:

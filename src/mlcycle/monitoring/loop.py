@@ -27,28 +27,42 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from filelock import FileLock
 
 from mlcycle import storage
 from mlcycle.config import Settings, ensure_experiment
+from mlcycle.errors import ConfigError
 from mlcycle.monitoring import record
-from mlcycle.monitoring.drift import DriftConfig, DriftResult, Finding, analyse_window
+from mlcycle.monitoring.drift import (
+    DriftConfig,
+    DriftResult,
+    Finding,
+    analyse_summary,
+    analyse_window,
+    new_summary,
+)
 from mlcycle.monitoring.inputs import (
     ReferenceData,
     Window,
     join_labels,
     load_reference,
     read_inference_log,
+    stream_inference_log,
 )
 from mlcycle.monitoring.policy import Decision, RetrainPolicy, WindowOutcome, decide
+from mlcycle.monitoring.summary import WindowSummary
 from mlcycle.monitoring.trigger import RetrainOutcome, retrain
 
 logger = logging.getLogger(__name__)
 
 RetrainFn = Callable[..., RetrainOutcome]
+Engine = Literal["pandas", "arrow", "spark"]
+#: How a window from the inference log is read: whole into pandas, streamed as Arrow
+#: record batches (bounded memory), or summarised by Spark where the log lies.
+ENGINES: tuple[str, ...] = ("pandas", "arrow", "spark")
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,8 @@ def run_once(
     retrain_fn: RetrainFn = retrain,
     lock_dir: str | Path | None = None,
     stale_after: timedelta = timedelta(hours=1),
+    engine: Engine = "pandas",
+    spark_master: str = "local[2]",
 ) -> MonitorOutcome:
     """Analyse one window, log it, decide, and retrain when the policy says so.
 
@@ -113,6 +129,11 @@ def run_once(
         retrain_fn: the act step (injectable for tests).
         lock_dir: directory of the per-window file locks.
         stale_after: a window run still ``RUNNING`` after this long is reported as stale.
+        engine: how a window of the inference log is read (:data:`ENGINES`): ``pandas``
+            loads it whole; ``arrow`` streams record batches into the window's summary in
+            bounded memory; ``spark`` computes that summary with Spark. All give the same
+            verdicts; the streaming engines keep only the rows that labels name.
+        spark_master: the Spark master URL for ``engine="spark"``.
 
     Raises:
         ModelNotFound: no such model/version or no champion.
@@ -136,21 +157,37 @@ def run_once(
     )
     for s in stale:
         logger.warning("stale monitoring run %s: its monitor was killed", s)
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine '{engine}'; choose one of {', '.join(ENGINES)}")
     problems: list[str] = []
+    summary: WindowSummary | None = None
     if window is None and current is None:
         since, by = record.covered_until(client, experiment_id, name, version)
-        current = read_inference_log(
-            settings.inference_log, name, None, version=version, problems=problems, since=since
-        )
-        if current.empty or "timestamp" not in current.columns:
+        if engine == "pandas":
+            current = read_inference_log(
+                settings.inference_log, name, None, version=version, problems=problems, since=since
+            )
+            empty = current.empty or "timestamp" not in current.columns
+        else:
+            summary = _summarise_log(
+                settings, name, None, version, problems, since, ref, config, labels, engine,
+                spark_master,
+            )  # fmt: skip
+            empty = summary.first_ts is None
+        if empty:
             why = (
                 f"no new data: the log up to {since} is already monitored by run {by}"
                 if since is not None
                 else "the inference log has no rows for this model version"
             )
             return MonitorOutcome(None, by, None, None, skipped=why, source=source, stale=stale)
-        ts = pd.to_datetime(current["timestamp"], utc=True)
-        window = Window.of(ts.min().floor("s"), ts.max().floor("s") + pd.Timedelta(seconds=1))
+        if summary is not None:
+            first, last = pd.Timestamp(summary.first_ts), pd.Timestamp(summary.last_ts)
+        else:
+            assert current is not None
+            ts = pd.to_datetime(current["timestamp"], utc=True)
+            first, last = ts.min(), ts.max()
+        window = Window.of(first.floor("s"), last.floor("s") + pd.Timedelta(seconds=1))
     key = window.key if window is not None else None
     lock_key = f"{settings.tracking_uri}|{name}|{version}|{key or time.time_ns()}"
     locks = Path(lock_dir) if lock_dir else storage.lock_dir() / "monitor"
@@ -202,6 +239,9 @@ def run_once(
                 experiment_id,
                 run_id,
                 problems,
+                summary,
+                engine,
+                spark_master,
             )
         except BaseException:
             record.finish(client, run_id, None, status="FAILED")
@@ -226,20 +266,43 @@ def _monitor(
     experiment_id: str,
     run_id: str,
     problems: list[str],
+    summary: WindowSummary | None = None,
+    engine: Engine = "pandas",
+    spark_master: str = "local[2]",
 ) -> MonitorOutcome:
     key = window.key if window is not None else None
-    if current is None:
-        current = read_inference_log(
-            settings.inference_log, name, window, version=version, problems=problems
-        )
+    if current is None and summary is None:
+        if engine == "pandas":
+            current = read_inference_log(
+                settings.inference_log, name, window, version=version, problems=problems
+            )
+        else:
+            summary = _summarise_log(
+                settings, name, window, version, problems, None, ref, config, labels, engine,
+                spark_master,
+            )  # fmt: skip
     findings = [Finding("inference_log", "unreadable_file", p) for p in problems]
-    if labels is not None:
-        refused: list[str] = []
+    refused: list[str] = []
+    if summary is not None:
+        # Streamed: only the rows labels name were kept; they are the window's labelled
+        # rows (quality, retrain data), and the report's sample gets its labels too.
+        current = summary.labelled_frame()
+        if labels is not None:
+            current = join_labels(current, labels, ref.target, problems=refused)
+            if summary.sample is not None:
+                summary.sample = join_labels(summary.sample, labels, ref.target, problems=[])
+    elif labels is not None:
+        assert current is not None
         current = join_labels(current, labels, ref.target, problems=refused)
-        findings += [Finding(ref.target, "labels_refused", p) for p in refused]
+    findings += [Finding(ref.target, "labels_refused", p) for p in refused]
+    assert current is not None
     before = record.history(client, experiment_id, name, version)
     step = len(before)
-    result = analyse_window(ref, current, config, output_dir / run_id)
+    if summary is not None:
+        labelled = current if ref.target in current.columns else None
+        result = analyse_summary(ref, summary, config, output_dir / run_id, labelled=labelled)
+    else:
+        result = analyse_window(ref, current, config, output_dir / run_id)
     if findings:
         result = replace(result, findings=(*findings, *result.findings))
     trend = None
@@ -291,6 +354,36 @@ def _monitor(
             )
     record.finish(client, run_id, decision, extra)
     return MonitorOutcome(key, run_id, result, decision, retrained)
+
+
+def _summarise_log(
+    settings: Settings,
+    name: str,
+    window: Window | None,
+    version: str | None,
+    problems: list[str],
+    since: pd.Timestamp | None,
+    ref: ReferenceData,
+    config: DriftConfig,
+    labels: pd.DataFrame | None,
+    engine: Engine,
+    spark_master: str,
+) -> WindowSummary:
+    keys: dict[str, frozenset[str]] = {}
+    if labels is not None:
+        for col in ("record_id", "request_id"):
+            if col in labels.columns:
+                keys[col] = frozenset(labels[col].dropna().astype("str"))
+    summary = new_summary(ref, config, keys or None)
+    if engine == "spark":
+        from mlcycle.monitoring.spark import spark_summary
+
+        return spark_summary(
+            settings.inference_log, name, summary, window, version, since=since, master=spark_master
+        )
+    return stream_inference_log(
+        settings.inference_log, name, summary, window, version, problems=problems, since=since
+    )
 
 
 def loop(

@@ -61,3 +61,38 @@ def test_an_unknown_model_is_a_clean_error():
 def test_a_bad_period_is_a_usage_error():
     res = CliRunner().invoke(cli, ["loop", "--model", "m", "--every", "soon"])
     assert res.exit_code == 2
+
+
+def test_monitor_engine_arrow_streams_a_log_window(
+    champion, predictor, log_writer, tmp_path: Path, monkeypatch
+):
+    frame = predictor(champion, make_scenario(800, "covariate", seed=7, start="2026-03-01", days=1))
+    log_writer(champion.log_root, champion.name, champion.version, frame)
+    monkeypatch.setenv("MLCYCLE_INFERENCE_LOG", str(champion.log_root))
+    res = CliRunner().invoke(
+        cli,
+        [
+            "monitor",
+            "--model",
+            champion.name,
+            "--since",
+            "2026-03-01",
+            "--until",
+            "2026-03-02",
+            "--engine",
+            "arrow",
+            "--output",
+            str(tmp_path / "rep"),
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["result"]["rows"] == 800
+    assert set(doc["result"]["drifted"]) == {"monthly_charges", "data_usage_gb", "region"}
+
+
+def test_an_unknown_engine_is_a_usage_error():
+    res = CliRunner().invoke(cli, ["monitor", "--model", "m", "--engine", "dask"])
+    assert res.exit_code == 2 and "dask" in res.output

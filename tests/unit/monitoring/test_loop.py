@@ -257,3 +257,38 @@ def test_the_status_the_report_and_the_policy_use_one_threshold(
     assert "drift_share=0.3" in count["metric_name"]
     assert count["value"]["count"] == len(r.drifted)
     assert count["value"]["share"] == pytest.approx(r.drift_share)
+
+
+@pytest.mark.slow
+def test_the_arrow_engine_streams_the_log_to_the_pandas_verdicts_and_quality(
+    champion, predictor, log_writer, tmp_path: Path
+):
+    from mlcycle.monitoring import analyse_window, join_labels, load_reference, read_inference_log
+
+    _, labels = _drifted_day(champion, predictor, log_writer)
+    out = run_once(
+        champion.client,
+        champion.settings,
+        champion.name,
+        labels=labels.iloc[:400],
+        policy=ONE_OF_ONE,
+        allow_retrain=False,
+        output_dir=tmp_path / "reports",
+        engine="arrow",
+    )
+    assert out.result is not None and out.window is not None and out.result.rows == 1500
+    ref = load_reference(champion.client, champion.name)
+    whole = read_inference_log(str(champion.log_root), champion.name)
+    in_memory = analyse_window(ref, join_labels(whole, labels.iloc[:400], ref.target))
+    assert out.result.status == in_memory.status == "drift"
+    assert set(out.result.drifted) == set(in_memory.drifted) == set(SCENARIO_DRIFT["covariate"])
+    assert out.result.quality == pytest.approx(in_memory.quality)
+    assert out.decision is not None and out.decision.retrain
+    assert out.result.report_html and Path(out.result.report_html).exists()
+
+
+def test_an_unknown_engine_is_a_config_error(champion):
+    from mlcycle.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown engine 'dask'"):
+        run_once(champion.client, champion.settings, champion.name, engine="dask")  # type: ignore[arg-type]
