@@ -69,8 +69,9 @@ HEADLINE_METRIC = {"classification": "test_roc_auc", "regression": "test_rmse"}
 
 
 def _run_tags(run: Any) -> dict[str, str]:
-    # Only what users filter the registry on: every tag is a line in each registry row.
-    tags = {"mlcycle.run_id": run.info.run_id}
+    # Only what users filter the registry on: every tag is a line in each registry row (the
+    # run id is the version's own run_id field).
+    tags: dict[str, str] = {}
     keys = (contract.TAG_TASK, contract.TAG_TARGET, contract.TAG_POS_LABEL)
     for key in (*keys, "mlcycle.data_digest", "mlcycle.estimator"):
         if key in run.data.tags:

@@ -293,15 +293,12 @@ def _record(
     key = EVALUATE_NAMES.get(metric, metric)
     score = ""
     if key in decision.challenger_metrics:
-        score = f"{decision.challenger_metrics[key]:.4g}"
+        score = f"{metric} {decision.challenger_metrics[key]:.4g}"
         if key in decision.champion_metrics:
-            score += f" vs {decision.champion_metrics[key]:.4g}"
+            score += f" vs {decision.champion_metrics[key]:.4g} (v{decision.champion_version})"
     tags = {
         "mlcycle.gate.passed": str(decision.passed).lower(),
-        "mlcycle.gate.mode": decision.mode,
-        "mlcycle.gate.metric": metric,
         "mlcycle.gate.score": score,
-        "mlcycle.gate.champion_version": decision.champion_version or "",
         "mlcycle.gate.audit_run_id": audit_run_id or "",
     }
     for key, value in tags.items():
