@@ -29,7 +29,7 @@ from mlcycle import contract
 from mlcycle import data as data_mod
 from mlcycle.data import DatasetSpec, Task
 from mlcycle.errors import ConfigError, TrainingError
-from mlcycle.train import evaluate, onnx_export, pipelines
+from mlcycle.train import evaluate, model_log, onnx_export, pipelines
 
 logger = logging.getLogger(__name__)
 
@@ -340,16 +340,19 @@ def _log_full(
         cfg,
         workdir,
     )
-    info = mlflow.sklearn.log_model(
+    # mlflow.sklearn.log_model's guarantees with one verification load and no copy.
+    info = model_log.log_sklearn_model(
+        client,
+        run_id,
         pipe,
         name=MODEL_ARTIFACT,
         signature=signature,
         input_example=example,
         pip_requirements=pip_requirements(),
-        serialization_format="skops",
-        skops_trusted_types=pipelines.trusted_types(pipe),
+        trusted_types=pipelines.trusted_types(pipe),
         metadata={"mlcycle": spec_doc},
         extra_files=extra_files or None,
+        workdir=workdir,
     )
     mlflow.set_tag("mlcycle.model_uri", info.model_uri)
     metrics, train_pred, plots = scoring.result()

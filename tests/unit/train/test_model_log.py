@@ -1,0 +1,115 @@
+"""The faster model logging: the same guarantees as mlflow.sklearn.log_model, locally and on S3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import LoggedModelStatus
+from mlflow.models import infer_signature
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from mlcycle import trust
+from mlcycle.errors import TrainingError
+from mlcycle.train import pip_requirements, pipelines
+from mlcycle.train.model_log import log_sklearn_model
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[Pipeline, pd.DataFrame]:
+    frame = load_breast_cancer(as_frame=True).frame
+    X, y = frame.drop(columns="target"), frame["target"]
+    pipe = Pipeline(
+        [("scale", StandardScaler()), ("model", RandomForestClassifier(10, random_state=0))]
+    )
+    return pipe.fit(X, y), X
+
+
+def _log(
+    pipe: Pipeline,
+    X: pd.DataFrame,
+    tmp_path: Path,
+    example: pd.DataFrame | None = None,
+    experiment_id: str | None = None,
+):
+    client = MlflowClient()
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        info = log_sklearn_model(
+            client,
+            run.info.run_id,
+            pipe,
+            name="model",
+            signature=infer_signature(X.head(5), pipe.predict(X.head(5))),
+            input_example=X.head(5) if example is None else example,
+            pip_requirements=pip_requirements(),
+            trusted_types=pipelines.trusted_types(pipe),
+            metadata={"mlcycle": {"target": "target"}},
+            extra_files=None,
+            workdir=tmp_path,
+        )
+    return client, run.info.run_id, info
+
+
+def _check_the_logged_model(client: MlflowClient, run_id: str, info, X: pd.DataFrame) -> None:
+    logged = client.get_logged_model(info.model_id)
+    assert logged.status == LoggedModelStatus.READY
+    assert logged.source_run_id == run_id
+    assert logged.name == "model"
+    outputs = client.get_run(run_id).outputs.model_outputs
+    assert [o.model_id for o in outputs] == [info.model_id]
+    expected = np.asarray(mlflow.pyfunc.load_model(info.model_uri).predict(X.head(20)), dtype=float)
+    # The run's URI (what `mlcycle register`/`serve` and users of MLflow 2 write) works too.
+    by_run = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(X.head(20))
+    assert np.array_equal(np.asarray(by_run, dtype=float), expected)
+    model_info = mlflow.models.get_model_info(info.model_uri)
+    assert [c.name for c in model_info.signature.inputs.inputs] == list(X.columns)
+    assert model_info.metadata == {"mlcycle": {"target": "target"}}
+    local = Path(mlflow.artifacts.download_artifacts(info.model_uri))
+    assert (local / "input_example.json").exists()
+    assert (local / "serving_input_example.json").exists()
+    assert (local / "requirements.txt").read_text().split() == pip_requirements()
+    # mlcycle's trust policy loads it: skops with reviewed types only.
+    checked, mlmodel = trust.fetch_model(str(local), info.model_uri)
+    sk = trust.load_sklearn(checked, mlmodel)
+    assert np.array_equal(np.asarray(sk.predict(X.head(20)), dtype=float), expected)
+
+
+def test_a_model_logged_to_a_local_store_loads_by_model_id_and_by_run(
+    fitted: tuple[Pipeline, pd.DataFrame], tmp_path: Path
+) -> None:
+    pipe, X = fitted
+    client, run_id, info = _log(pipe, X, tmp_path)
+    _check_the_logged_model(client, run_id, info, X)
+    # Saved in place in the artifact store: nothing left in the private work directory.
+    assert not (tmp_path / "model-upload").exists()
+
+
+def test_a_model_logged_to_s3_is_uploaded_and_loads(
+    fitted: tuple[Pipeline, pd.DataFrame], tmp_path: Path, s3_bucket: str
+) -> None:
+    pipe, X = fitted
+    exp = mlflow.create_experiment("on-s3", artifact_location=f"s3://{s3_bucket}/artifacts")
+    client, run_id, info = _log(pipe, X, tmp_path, experiment_id=exp)
+    assert info.artifact_location.startswith(f"s3://{s3_bucket}/")
+    _check_the_logged_model(client, run_id, info, X)
+
+
+def test_an_input_example_that_cannot_serve_fails_the_model_not_the_check(
+    fitted: tuple[Pipeline, pd.DataFrame], tmp_path: Path
+) -> None:
+    pipe, X = fitted
+    bad = X.head(5).drop(columns=["mean radius"])
+    with pytest.raises(TrainingError, match="input example does not serve"):
+        _log(pipe, X, tmp_path, example=bad)
+    client = MlflowClient()
+    [logged] = client.search_logged_models(
+        experiment_ids=[mlflow.get_experiment_by_name("Default").experiment_id]
+    )
+    assert logged.status == LoggedModelStatus.FAILED
