@@ -261,9 +261,16 @@ def test_the_compose_stack_runs_train_promote_serve_and_monitor(
     # default is 1h; a short window keeps the wait short).
     window_end = (scored_at // EVERY_S + 1) * EVERY_S
     time.sleep(max(0.0, window_end - time.time() + 1))
+    # In the monitor service's container: `docker-compose run` would add links to the
+    # dependencies, which host networking refuses. Until a champion existed the service exited
+    # and compose restarted it; wait for it to be up.
+    _wait(
+        lambda: stack.compose("exec", "-T", "monitor", "true", timeout=60).returncode == 0,
+        "monitor service running", stack,
+    )  # fmt: skip
     loop = stack.compose(
-        "run", "--rm", "--no-deps", "monitor", "mlcycle", "loop", "--model", MODEL, "--every",
-        f"{EVERY_S}s", "--once", "--no-retrain", "--output", "/home/mlcycle/reports",
+        "exec", "-T", "monitor", "mlcycle", "loop", "--model", MODEL, "--every", f"{EVERY_S}s",
+        "--once", "--no-retrain", "--output", "/home/mlcycle/reports",
     )  # fmt: skip
     assert loop.returncode == 0, loop.stderr[-3000:] + stack.logs()
     assert "rows=300" in loop.stdout, loop.stdout + loop.stderr[-2000:]
