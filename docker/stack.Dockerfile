@@ -29,6 +29,7 @@ RUN pip install --no-cache-dir "$(ls /tmp/dist/mlcycle-*.whl)[serve,monitoring,p
     && rm -rf /tmp/dist
 USER mlcycle
 WORKDIR /home/mlcycle
+RUN mkdir -p /home/mlcycle/reports
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:' + os.environ['PORT'] + '/ready', timeout=3); sys.exit(r.status != 200)"]
