@@ -28,11 +28,16 @@ def own_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     monkeypatch.setenv("MLCYCLE_ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
+    from mlflow.tracking import fluent
 
+    # MLflow keeps the experiment of the last set_experiment() in a module global: a test that
+    # set one must not send the next test's runs to an experiment id its fresh store lacks.
+    fluent._active_experiment_id = None
     mlflow.set_tracking_uri(uri)
     yield uri
     while mlflow.active_run() is not None:
         mlflow.end_run()
+    fluent._active_experiment_id = None
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects

@@ -4,7 +4,8 @@ No image registry is reachable here, so ``compose.lifecycle.yml`` (test-only) sw
 third-party images (postgres, minio and its bucket job) for stand-ins built from Debian packages
 and pip (``standins/``) and runs the repository's images as the session built them. Every
 service runs on the host network on loopback ports picked here; no bridge network is created.
-Debian's Compose 1.29 rejects the top-level ``name:`` key, so, as in ``test_compose.py``, that
+Debian's Compose 1.29 rejects the top-level ``name:`` key, so, as in
+``test_compose_config.py``, that
 line is dropped and the same name given as ``-p`` (with a unique suffix: runs never collide).
 
 Through the stack: the tracking server refuses anonymous requests; a client with credentials

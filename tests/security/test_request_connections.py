@@ -56,6 +56,10 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int]]:
     while not srv.started:
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.02)
+    # The model loads in a thread after startup: a body sent before then would get 503.
+    while not app.ready:
+        assert time.monotonic() < deadline, "model did not load"
+        time.sleep(0.02)
     yield "127.0.0.1", port
     srv.should_exit = True
     thread.join(10)
