@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,14 +13,10 @@ from mlcycle.monitoring import DriftConfig, analyse_window, reference_from_frame
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def test_the_html_report_renders_the_drift_table_in_chromium(tmp_path: Path):
-    from testkit import need
+    from testkit import chromium, dump_dom, need
 
-    exe = _chromium()
+    exe = chromium()
     need(exe is not None, "Debian's chromium is not installed (apt-get install chromium)")
     ref = make_scenario(3000, "reference", seed=1)
     spec = infer_spec(ref, SCENARIO_TARGET, time_column=SCENARIO_TIME)
@@ -34,30 +28,10 @@ def test_the_html_report_renders_the_drift_table_in_chromium(tmp_path: Path):
     )
     html = Path(result.report_html)
 
-    proc = subprocess.run(
-        [
-            exe,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-            html.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = dump_dom(exe, html, tmp_path / "profile")
     assert "<table" not in html.read_text()  # the table exists only once the page's JS ran
     rows = {}
-    for row in re.findall(r"<tr.*?</tr>", proc.stdout, flags=re.S):
+    for row in re.findall(r"<tr.*?</tr>", dom, flags=re.S):
         words = re.sub(r"<[^>]+>", " ", row).split()
         if words:
             rows[words[0]] = " ".join(words)
@@ -67,36 +41,11 @@ def test_the_html_report_renders_the_drift_table_in_chromium(tmp_path: Path):
         assert "Not Detected" in rows[column]
 
 
-def _dump_dom(exe: str, html: Path, profile: Path) -> str:
-    proc = subprocess.run(
-        [
-            exe,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-            html.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
-
-
 @pytest.mark.parametrize("share", [0.3, 0.5])
 def test_the_rendered_headline_states_the_verdict_over_features_only(tmp_path: Path, share):
-    from testkit import need
+    from testkit import chromium, dump_dom, need
 
-    exe = _chromium()
+    exe = chromium()
     need(exe is not None, "Debian's chromium is not installed (apt-get install chromium)")
     ref = make_scenario(3000, "reference", seed=1)
     spec = infer_spec(ref, SCENARIO_TARGET, time_column=SCENARIO_TIME)
@@ -111,7 +60,7 @@ def test_the_rendered_headline_states_the_verdict_over_features_only(tmp_path: P
     )
     assert len(result.drifted) == 3 and len(result.columns) == 8
     text = " ".join(
-        re.sub(r"<[^>]+>", " ", _dump_dom(exe, Path(result.report_html), tmp_path / "p")).split()
+        re.sub(r"<[^>]+>", " ", dump_dom(exe, Path(result.report_html), tmp_path / "p")).split()
     )
     if result.status == "drift":
         assert "Dataset Drift is detected" in text

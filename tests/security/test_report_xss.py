@@ -9,8 +9,6 @@ add an element); Chromium renders the report and the dumped DOM must show none o
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -65,42 +63,17 @@ def test_report_html_has_no_closing_script_tag_from_traffic(tmp_path: Path):
     assert "onerror" in data.group(2)  # the values are there, escaped, not dropped
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 def test_payload_does_not_run_when_chromium_opens_the_report(tmp_path: Path):
-    from testkit import need
+    from testkit import chromium, dump_dom, need
 
-    exe = _chromium()
+    exe = chromium()
     need(exe is not None, "Debian's chromium is not installed (apt-get install chromium)")
     ref, cur = _window_with_payloads()
     result = analyse_window(ref, cur, output_dir=tmp_path / "r")
     html = Path(result.report_html)
-    proc = subprocess.run(
-        [
-            exe,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-            html.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    dom = proc.stdout
+    dom = dump_dom(exe, html, tmp_path / "profile")
     title = re.search(r"<title>(.*?)</title>", dom, flags=re.S)
     assert "PWNED" not in (title.group(1) if title else "")
     assert 'id="pwned-b"' not in dom and "<img" not in dom.lower()
