@@ -76,11 +76,16 @@ def _reachable(docker: str) -> bool:
     return probe.returncode == 0
 
 
-def ensure_engine(timeout: float = 60.0) -> Engine:
+def ensure_engine(timeout: float = 90.0, attempts: int = 2) -> Engine:
     """Reuse a reachable Docker daemon or start ``dockerd``.
 
+    Starting is serialised by a lock file, so two test sessions (or xdist workers) never race
+    two daemons onto one socket. A daemon that exits at start is retried once; if another
+    daemon answers meanwhile (a service manager's, another session's) that one is reused.
+
     Raises:
-        DockerUnavailable: no ``docker`` CLI, no ``dockerd`` to start, or it did not come up.
+        DockerUnavailable: no ``docker`` CLI, no ``dockerd`` to start, or it did not come up;
+            the message carries dockerd's exit status and its error lines.
     """
     docker = shutil.which("docker")
     if docker is None:
@@ -93,23 +98,73 @@ def ensure_engine(timeout: float = 60.0) -> Engine:
     if os.geteuid() != 0:
         raise DockerUnavailable("the Docker daemon is not running and starting it needs root")
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    log = (STATE_DIR / "dockerd.log").open("ab")
-    proc = subprocess.Popen(
-        [dockerd], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
+    from filelock import FileLock
+
+    with FileLock(str(STATE_DIR / "engine.lock")):
+        if _reachable(docker):
+            return Engine(docker)
+        why = ""
+        for _ in range(attempts):
+            engine, why = _start_dockerd(docker, dockerd, timeout)
+            if engine is not None:
+                return engine
+            if _wait_reachable(docker, 10.0):  # another daemon won the socket: reuse it
+                return Engine(docker)
+        raise DockerUnavailable(why)
+
+
+def _wait_reachable(docker: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _reachable(docker):
+            return True
+        time.sleep(1.0)
+    return False
+
+
+_ERROR_LINE = re.compile(r"level=(error|fatal)|failed to start|^Error|panic:", re.I)
+
+
+def _start_dockerd(docker: str, dockerd: str, timeout: float) -> tuple[Engine | None, str]:
+    """Start one ``dockerd`` and wait for it; ``(None, why)`` when it exited or never answered."""
+    logfile = STATE_DIR / "dockerd.log"
+    with logfile.open("ab") as log:
+        offset = log.tell()
+        proc = subprocess.Popen(
+            [dockerd], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
     (STATE_DIR / "dockerd.pid").write_text(str(proc.pid))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = (STATE_DIR / "dockerd.log").read_text(errors="replace").splitlines()[-5:]
-            raise DockerUnavailable("dockerd exited at start: " + " | ".join(tail))
+            return None, f"dockerd {_exit_status(proc.returncode)} at start: " + _log_excerpt(
+                logfile, offset
+            )
         if _reachable(docker):
             logger.info("started dockerd (pid %d)", proc.pid)
-            return Engine(docker, proc)
+            return Engine(docker, proc), ""
         time.sleep(0.5)
     Engine(docker, proc).stop()
-    raise DockerUnavailable(f"dockerd did not answer within {timeout:.0f}s")
+    return None, f"dockerd did not answer within {timeout:.0f}s: " + _log_excerpt(logfile, offset)
+
+
+def _exit_status(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _log_excerpt(logfile: Path, offset: int) -> str:
+    """This start's error lines from the daemon log (its last lines when none says error)."""
+    with logfile.open("rb") as fh:
+        fh.seek(offset)
+        lines = fh.read().decode(errors="replace").splitlines()
+    errors = [line for line in lines if _ERROR_LINE.search(line)]
+    return " | ".join((errors or lines)[-5:]) or "(no output)"
 
 
 def image_exists(docker: str, tag: str) -> bool:
