@@ -768,6 +768,10 @@ def promote_cmd(
         eval_data=_eval_frame(eval_data),
         target=target,
     )
+    if result.unchanged:
+        click.echo(f"unchanged  {name} version {result.version} is already the champion")
+        click.echo(f"serve      {model_uri(name, alias='champion')}")
+        return
     if result.decision is not None:
         _echo_decision(result.decision)
     was = (

@@ -118,6 +118,14 @@ def _check_schema_against(
     check_schema(challenger, model_facts(client, resolve_version(client, name, champ), target))
 
 
+def _already_champion(client: Any, name: str, mv: Any) -> bool:
+    return (
+        champion_version(client, name) == str(mv.version)
+        and str(mv.current_stage or "") == "Production"
+        and alias_version(client, name, CHALLENGER) != str(mv.version)
+    )
+
+
 def promote(
     client: Any,
     name: str,
@@ -136,6 +144,8 @@ def promote(
     ``disabled`` skips it). The previous champion moves to ``Archived`` and is remembered on
     the new champion (tag ``mlcycle.previous_champion``) for :func:`rollback`; ``@challenger``
     is cleared when it named this version. The promotion is recorded in the audit experiment.
+    Promoting the version that already is the champion changes and records nothing: the
+    result says ``unchanged``.
 
     Args:
         client: an ``MlflowClient``.
@@ -156,7 +166,13 @@ def promote(
     """
     if force and not (reason and reason.strip()):
         raise ConfigError("--force needs --reason: forced promotions are audited with a reason")
-    v = str(resolve_version(client, name, version).version)
+    mv = resolve_version(client, name, version)
+    v = str(mv.version)
+    if _already_champion(client, name, mv):
+        # A re-run of the same promotion: gating the champion against itself would say
+        # "vs no champion" and the audit trail would record a change that did not happen.
+        logger.info("%s v%s is already the champion; nothing to do", name, v)
+        return PromotionResult(name, "promote", v, v, force, reason, None, None, unchanged=True)
     decision: GateDecision | None = None
     if not force:
         _check_schema_against(client, name, v, champion_version(client, name), target)

@@ -92,6 +92,9 @@ class PromotionResult:
     reason: str | None
     decision: GateDecision | None
     audit_run_id: str | None
+    #: True when the version already was the champion (``Production`` and ``@champion``):
+    #: nothing was gated, changed or audited.
+    unchanged: bool = False
 
 
 @dataclass(frozen=True)

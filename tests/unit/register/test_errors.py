@@ -147,3 +147,17 @@ def test_the_cli_registers_promotes_and_prints_the_history(
     assert (entry["action"], entry["from"], entry["to"]) == ("promote", None, "1")
     text = run_cli("history", NAME).output
     assert "promote" in text and "v- → v1" in text
+
+
+def test_promoting_the_champion_again_changes_nothing_and_says_so(
+    client: Any, train_run: Callable[..., str]
+) -> None:
+    run_cli("register", "--run-id", train_run(), "--name", NAME)
+    assert run_cli("promote", NAME, "--version", "1").exit_code == 0
+    again = run_cli("promote", NAME, "--version", "1")
+    assert again.exit_code == 0, again.output
+    assert "version 1 is already the champion" in again.output
+    assert "no champion" not in again.output and "gate" not in again.output
+    assert assert_one_champion(client, NAME) == "1"
+    [entry] = json.loads(run_cli("history", NAME, "--json").output)
+    assert (entry["action"], entry["to"]) == ("promote", "1"), "a no-op must not be audited"
