@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ def _local_dir(uri: str) -> Path | None:
         return Path(parsed.path)
     if parsed.scheme and len(parsed.scheme) > 1:  # a Windows drive letter is not a scheme
         return None
-    if "#" in uri:  # mlflow's `repo#subdirectory` form of a Git project
+    if "#" in uri or re.match(r"^[\w.-]+@[\w.-]+:", uri):  # repo#subdir, user@host:repo
         return None
     return Path(uri)
 
