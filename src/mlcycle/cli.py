@@ -1119,7 +1119,7 @@ def _retrain_settings(opts: dict[str, Any]) -> dict[str, Any]:
         for key in ("retrain_project", "retrain_entry", "retrain_data_param", "retrain_env_manager")
     }
     if opts.get("retrain_params"):
-        out["retrain_params"] = _parse_kv(opts["retrain_params"], "--retrain-param")
+        out["retrain_params"] = json.dumps(_parse_kv(opts["retrain_params"], "--retrain-param"))
     return out
 
 

@@ -73,9 +73,9 @@ class Settings(BaseSettings):
         description="How `mlflow run` builds the project's environment: local (mlcycle's own), "
         "uv or virtualenv (python_env.yaml), conda.",
     )
-    retrain_params: dict[str, str] = Field(
-        default_factory=dict,
-        description='Further parameters of the retrain project, as JSON: {"target": "y"}.',
+    retrain_params: str = Field(
+        "",
+        description='Further parameters of the retrain project, a JSON object: {"target": "y"}.',
     )
     umask: str = Field(
         "077",

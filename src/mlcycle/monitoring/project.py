@@ -14,6 +14,7 @@ and promoted like any other run.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -95,8 +96,20 @@ def project_retrain(settings: Any) -> ProjectRetrain | None:
         entry=settings.retrain_entry,
         data_param=settings.retrain_data_param,
         env_manager=settings.retrain_env_manager,
-        params=dict(settings.retrain_params),
+        params=_params(settings.retrain_params),
     )
+
+
+def _params(text: str) -> dict[str, str]:
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"MLCYCLE_RETRAIN_PARAMS is not JSON ({exc}): {text[:200]}") from exc
+    if not isinstance(value, dict):
+        raise ConfigError('MLCYCLE_RETRAIN_PARAMS must be a JSON object: {"target": "y"}')
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _local_dir(uri: str) -> Path | None:

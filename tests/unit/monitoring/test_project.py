@@ -217,3 +217,22 @@ def test_a_failing_project_run_is_reported_and_the_callers_run_stays_active(
     failed = client.search_runs([experiment.experiment_id], "attributes.status = 'FAILED'")
     assert [r.data.tags["mlflow.project.entryPoint"] for r in failed] == ["main"]
     assert failed[0].data.params["data"] == str(tmp_path / "work" / "retrain.parquet")
+
+
+def test_an_empty_project_variable_keeps_mlcycles_trainer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLCYCLE_RETRAIN_PROJECT", "")
+    monkeypatch.setenv("MLCYCLE_RETRAIN_PARAMS", "")
+    assert project_retrain(load_settings()) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("target=y", "is not JSON"), ('["target"]', "must be a JSON object")],
+)
+def test_malformed_project_parameters_in_the_environment_name_the_variable(
+    value: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLCYCLE_RETRAIN_PROJECT", "https://example.com/churn.git")
+    monkeypatch.setenv("MLCYCLE_RETRAIN_PARAMS", value)
+    with pytest.raises(ConfigError, match=f"MLCYCLE_RETRAIN_PARAMS {message}"):
+        project_retrain(load_settings())
