@@ -236,3 +236,32 @@ def test_malformed_project_parameters_in_the_environment_name_the_variable(
     monkeypatch.setenv("MLCYCLE_RETRAIN_PARAMS", value)
     with pytest.raises(ConfigError, match=f"MLCYCLE_RETRAIN_PARAMS {message}"):
         project_retrain(load_settings())
+
+
+RETRAIN_VARIABLES = {
+    "MLCYCLE_RETRAIN_PROJECT",
+    "MLCYCLE_RETRAIN_ENTRY",
+    "MLCYCLE_RETRAIN_DATA_PARAM",
+    "MLCYCLE_RETRAIN_ENV_MANAGER",
+    "MLCYCLE_RETRAIN_PARAMS",
+}
+
+
+def test_compose_and_kubernetes_declare_the_retrain_action_with_the_trainer_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import yaml
+
+    from mlcycle.config import Settings
+
+    root = EXAMPLE.parents[1]
+    assert {f"MLCYCLE_{f.upper()}" for f in Settings.model_fields} >= RETRAIN_VARIABLES
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    monitor_env = compose["services"]["monitor"]["environment"]
+    assert set(monitor_env) >= RETRAIN_VARIABLES
+    assert monitor_env["MLCYCLE_RETRAIN_PROJECT"] == "${MLCYCLE_RETRAIN_PROJECT:-}"
+    config = yaml.safe_load((root / "deploy" / "k8s" / "configmap.yaml").read_text())["data"]
+    assert set(config) >= RETRAIN_VARIABLES
+    for key in RETRAIN_VARIABLES:
+        monkeypatch.setenv(key, config[key])
+    assert project_retrain(load_settings()) is None
