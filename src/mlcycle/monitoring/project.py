@@ -253,8 +253,28 @@ def run_project(
                 env_manager=action.env_manager,
                 synchronous=True,
             )
-    except ExecutionException as exc:
+    except ExecutionException as exc:  # mlflow has marked the run FAILED
         raise MonitoringError(f"retrain project run failed ({action.describe()}): {exc}") from exc
-    except MlflowException as exc:
-        raise ConfigError(f"cannot run retrain project {action.uri}: {exc.message}") from exc
+    except BaseException as exc:
+        # mlflow.projects creates the run before it builds the environment: a failure there
+        # (or an interrupt) would leave it RUNNING for ever. End that run, and only that one.
+        _end_orphans(client, experiment_id, action.data_param, str(data_path))
+        if isinstance(exc, MlflowException):
+            raise ConfigError(f"cannot run retrain project {action.uri}: {exc.message}") from exc
+        raise
     return str(submitted.run_id)
+
+
+def _end_orphans(client: Any, experiment_id: str, param: str, value: str) -> None:
+    """Mark FAILED the RUNNING runs whose ``param`` is this retrain's own table."""
+    quoted = value.replace("'", "\\'")
+    try:
+        runs = client.search_runs(
+            [experiment_id],
+            f"attributes.status = 'RUNNING' and params.`{param}` = '{quoted}'",
+        )
+        for run in runs:
+            logger.warning("ending retrain project run %s left RUNNING", run.info.run_id)
+            client.set_terminated(run.info.run_id, "FAILED")
+    except Exception as exc:  # the original error matters more than this clean-up
+        logger.warning("could not end the retrain project's run: %s", exc)

@@ -2,6 +2,9 @@
 
 API: :class:`RetrainOutcome`, :func:`retrain`, :func:`training_base`.
 
+The retrain action is declared data: mlcycle's own trainer, or the user's MLflow project
+(:class:`mlcycle.monitoring.project.ProjectRetrain`) run on the same table.
+
 The new run is registered as ``@challenger`` and promoted only when the gate passes
 (:func:`mlcycle.register.promote`); a serving process that follows ``@champion`` picks the
 new version up by itself. Every link is recorded as tags: the monitoring run names the

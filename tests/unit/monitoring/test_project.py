@@ -265,3 +265,24 @@ def test_compose_and_kubernetes_declare_the_retrain_action_with_the_trainer_by_d
     for key in RETRAIN_VARIABLES:
         monkeypatch.setenv(key, config[key])
     assert project_retrain(load_settings()) is None
+
+
+def test_a_project_mlflow_cannot_start_leaves_no_run_running(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    (root / "MLproject").write_text(
+        "python_env: python_env.yaml\n" + (root / "MLproject").read_text()
+    )
+    (root / "python_env.yaml").write_text('python: "3.11"\ndependencies: []\n')
+    # mlflow creates the run, then refuses conda for a python_env project.
+    action = ProjectRetrain(str(root), env_manager="conda", params={"target": "y"})
+    client = MlflowClient()
+    ref = _reference()
+    with pytest.raises(ConfigError, match=r"cannot run retrain project.*conda"):
+        retrain(
+            client, "churn", ref, ref.sample.head(2), base=ref.sample, action=action,
+            data_path=tmp_path / "retrain.parquet",
+        )  # fmt: skip
+    experiment = client.get_experiment_by_name("mlcycle")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
