@@ -197,21 +197,22 @@ def _absolute_store(uri: str) -> str:
 
 
 @contextlib.contextmanager
-def _project_environment(client: Any, env_manager: str) -> Iterator[None]:
-    """Point ``mlflow.projects`` at the client's store, and ``local`` at this Python.
+def _project_environment(client: Any) -> Iterator[None]:
+    """Point ``mlflow.projects`` at the client's store, and ``PATH`` at this Python's tools.
 
-    ``mlflow.projects.run`` reads the fluent tracking URI and starts ``python`` from
-    ``PATH`` in the project directory; both are set for the call and restored after it.
+    ``mlflow.projects.run`` reads the fluent tracking URI and starts ``python`` (or ``uv``,
+    ``virtualenv``) from ``PATH`` in the project directory; both are set for the call and
+    restored after it.
     """
     import mlflow
 
     saved_uri = mlflow.get_tracking_uri()
     saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "PATH")}
     mlflow.set_tracking_uri(_absolute_store(client.tracking_uri))
-    if env_manager == "local":
-        # "local" means the environment mlcycle runs in, even when it was not activated.
-        bindir = str(Path(sys.executable).parent)
-        os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
+    # `local` means the environment mlcycle runs in, even when it was not activated; uv and
+    # virtualenv are looked up there first too.
+    bindir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
     try:
         yield
     finally:
@@ -243,7 +244,7 @@ def run_project(
     parameters = {**action.params, action.data_param: str(data_path)}
     logger.info("retrain: %s", action.describe().replace("<table>", str(data_path)))
     try:
-        with _project_environment(client, action.env_manager):
+        with _project_environment(client):
             submitted = mlflow.projects.run(
                 action.uri,
                 entry_point=action.entry,
