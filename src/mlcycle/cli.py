@@ -1074,6 +1074,59 @@ def _monitor_options(fn: Any) -> Any:
     return fn
 
 
+def _retrain_project_options(fn: Any) -> Any:
+    """The retrain action as options; each overrides its MLCYCLE_RETRAIN_* variable."""
+    options = [
+        click.option(
+            "--retrain-project",
+            default=None,
+            metavar="URI",
+            help="Retrain by `mlflow run` of this MLflow project (directory or Git URI) on "
+            "the reference + labelled window table, instead of mlcycle's trainer "
+            "[env: MLCYCLE_RETRAIN_PROJECT].",
+        ),
+        click.option(
+            "--retrain-entry",
+            default=None,
+            metavar="NAME",
+            help="Entry point of the retrain project [default: main].",
+        ),
+        click.option(
+            "--retrain-data-param",
+            default=None,
+            metavar="NAME",
+            help="Parameter of that entry point that receives the table's path [default: data].",
+        ),
+        click.option(
+            "--retrain-env-manager",
+            type=click.Choice(["local", "uv", "virtualenv", "conda"]),
+            default=None,
+            help="How `mlflow run` builds the project's environment [default: local].",
+        ),
+        click.option(
+            "--retrain-param",
+            "retrain_params",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Further parameter of the retrain project (repeatable), e.g. target=label.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _retrain_settings(opts: dict[str, Any]) -> dict[str, Any]:
+    """Settings overrides from the retrain options ("" leaves a setting unset, for MLproject)."""
+    out = {
+        key: opts.get(key) or None
+        for key in ("retrain_project", "retrain_entry", "retrain_data_param", "retrain_env_manager")
+    }
+    if opts.get("retrain_params"):
+        out["retrain_params"] = json.dumps(_parse_kv(opts["retrain_params"], "--retrain-param"))
+    return out
+
+
 def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
     from mlcycle.data import load_table
     from mlcycle.extras import require
@@ -1081,8 +1134,17 @@ def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
     # Before any reading or analysis: without Evidently the report step would fail last.
     require("monitoring", feature="mlcycle monitor")
     from mlcycle.monitoring import DriftConfig, RetrainPolicy, reference_for_table
+    from mlcycle.monitoring.project import check_project, project_retrain
 
-    settings, client = _context()
+    settings, client = _context(**_retrain_settings(opts))
+    action = project_retrain(settings)
+    if action is not None:
+        check_project(action)  # a misdeclared project fails now, not at the first retrain
+    else:
+        for key in ("retrain_entry", "retrain_data_param", "retrain_env_manager", "retrain_params"):
+            if opts.get(key):
+                flag = "--" + key.replace("_", "-").removesuffix("s")
+                raise click.UsageError(f"{flag} needs --retrain-project")
     reference = None
     if opts["reference"]:
         reference = reference_for_table(
@@ -1160,6 +1222,7 @@ def _fail_on_stale(out: Any) -> None:
 
 @cli.command("monitor")
 @_monitor_options
+@_retrain_project_options
 @click.option(
     "--current", default=None, help="The window as a CSV/Parquet file instead of the inference log."
 )
@@ -1254,6 +1317,7 @@ def monitor_cmd(
 
 @cli.command("loop")
 @_monitor_options
+@_retrain_project_options
 @click.option(
     "--every", default="1h", show_default=True, help="Window length and period: 30s, 10m, 1h, 1d."
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +56,26 @@ class Settings(BaseSettings):
         False,
         description="Load models whose files can run code (pickle, cloudpickle, code/): the "
         "environment form of --allow-pickle; see mlcycle.trust.",
+    )
+    # The retrain action (docs/bring-your-own-model.md): mlcycle's trainer, or the user's
+    # MLflow project when retrain_project is set.
+    retrain_project: str | None = Field(
+        None,
+        description="MLflow project (directory or Git URI) the retrain action runs with "
+        "`mlflow run`; unset: mlcycle's own trainer.",
+    )
+    retrain_entry: str = Field("main", description="Entry point of the retrain project.")
+    retrain_data_param: str = Field(
+        "data", description="Parameter of that entry point that receives the retrain table."
+    )
+    retrain_env_manager: Literal["local", "uv", "virtualenv", "conda"] = Field(
+        "local",
+        description="How `mlflow run` builds the project's environment: local (mlcycle's own), "
+        "uv or virtualenv (python_env.yaml), conda.",
+    )
+    retrain_params: str = Field(
+        "",
+        description='Further parameters of the retrain project, a JSON object: {"target": "y"}.',
     )
     umask: str = Field(
         "077",

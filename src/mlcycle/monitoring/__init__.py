@@ -8,7 +8,8 @@ API:
   :func:`read_inference_log`, :func:`join_labels` (:mod:`mlcycle.monitoring.inputs`).
 - decide — :func:`decide` with :class:`RetrainPolicy` → :class:`Decision`
   (:mod:`mlcycle.monitoring.policy`).
-- act — :func:`retrain` → :class:`RetrainOutcome` (:mod:`mlcycle.monitoring.trigger`).
+- act — :func:`retrain` → :class:`RetrainOutcome` (:mod:`mlcycle.monitoring.trigger`), by
+  mlcycle's trainer or a :class:`ProjectRetrain` (:mod:`mlcycle.monitoring.project`).
 - schedule — :func:`run_once` / :func:`loop` → :class:`MonitorOutcome`
   (:mod:`mlcycle.monitoring.loop`), one MLflow run per window in experiment
   ``mlcycle-monitoring`` (:mod:`mlcycle.monitoring.record`).
@@ -27,6 +28,7 @@ from mlcycle.monitoring.inputs import (
 )
 from mlcycle.monitoring.loop import MonitorOutcome, loop, run_once
 from mlcycle.monitoring.policy import Decision, RetrainPolicy, WindowOutcome, decide
+from mlcycle.monitoring.project import ProjectRetrain
 from mlcycle.monitoring.record import EXPERIMENT
 from mlcycle.monitoring.trigger import RetrainOutcome, retrain
 
@@ -38,6 +40,7 @@ __all__ = [
     "DriftResult",
     "Finding",
     "MonitorOutcome",
+    "ProjectRetrain",
     "ReferenceData",
     "RetrainOutcome",
     "RetrainPolicy",

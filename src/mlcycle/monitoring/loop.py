@@ -53,6 +53,7 @@ from mlcycle.monitoring.inputs import (
     stream_inference_log,
 )
 from mlcycle.monitoring.policy import Decision, RetrainPolicy, WindowOutcome, decide
+from mlcycle.monitoring.project import project_retrain
 from mlcycle.monitoring.summary import WindowSummary
 from mlcycle.monitoring.trigger import RetrainOutcome, retrain
 
@@ -111,7 +112,8 @@ def run_once(
 
     Args:
         client: an ``MlflowClient``.
-        settings: resolved settings (inference log root, experiment, seed).
+        settings: resolved settings (inference log root, experiment, seed, and the
+            retrain action: :func:`mlcycle.monitoring.project.project_retrain`).
         name: registered model name.
         version: the version monitored; ``@champion`` when omitted.
         window: the time range read from the inference log; it also names the window for
@@ -344,6 +346,7 @@ def _monitor(
                 experiment=settings.experiment,
                 seed=settings.seed,
                 data_path=output_dir / run_id / "retrain.parquet",
+                action=project_retrain(settings),
             )
             extra.update(
                 {

@@ -2,6 +2,9 @@
 
 API: :class:`RetrainOutcome`, :func:`retrain`, :func:`training_base`.
 
+The retrain action is declared data: mlcycle's own trainer, or the user's MLflow project
+(:class:`mlcycle.monitoring.project.ProjectRetrain`) run on the same table.
+
 The new run is registered as ``@challenger`` and promoted only when the gate passes
 (:func:`mlcycle.register.promote`); a serving process that follows ``@champion`` picks the
 new version up by itself. Every link is recorded as tags: the monitoring run names the
@@ -19,9 +22,12 @@ from typing import Any
 
 import pandas as pd
 
+from mlcycle import contract
+from mlcycle.config import Settings, ensure_experiment
 from mlcycle.data import load_table
 from mlcycle.errors import DataError, GateRejected, MonitoringError
 from mlcycle.monitoring.inputs import ReferenceData, production_training_rows
+from mlcycle.monitoring.project import ProjectRetrain, run_project
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +103,7 @@ def retrain(
     gate_policy: Any = None,
     seed: int = 42,
     data_path: str | Path = "retrain.parquet",
+    action: ProjectRetrain | None = None,
 ) -> RetrainOutcome:
     """Train on ``base`` + labelled window rows, register as challenger, promote via the gate.
 
@@ -113,17 +120,58 @@ def retrain(
         experiment: experiment of the training run.
         gate_policy: a :class:`mlcycle.register.GatePolicy`; its default when ``None``.
         seed: training seed.
-        data_path: where the combined training table is written (the run's dataset source).
+        data_path: where the combined training table is written (the run's dataset source,
+            and the table given to a project).
+        action: the retrain action: ``None`` is mlcycle's trainer; a
+            :class:`~mlcycle.monitoring.project.ProjectRetrain` runs the user's MLflow
+            project on the table instead.
 
     Raises:
-        MonitoringError: nothing to train on.
+        MonitoringError: nothing to train on, or the project run failed.
+        ConfigError: the project is misdeclared.
         TrainingError / DataError: from training.
     """
-    import mlflow
+    time_column, frame, fresh = _retrain_table(client, reference, labelled, base)
+    rows = {"base": len(frame) - len(fresh), "production": len(fresh), "total": len(frame)}
+    logger.info("retraining %s on %d rows (%d newly labelled)", name, len(frame), len(fresh))
+    data_path = Path(data_path).resolve()
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(data_path, index=False)
+    links = {
+        "mlcycle.retrain_of_version": reference.model_version or "",
+        "mlcycle.retrain_rows_production": str(len(fresh)),
+    }
+    if monitoring_run_id:
+        links["mlcycle.monitoring_run_id"] = monitoring_run_id
+    version_tags = dict(links)
+    metrics: dict[str, float] = {}
+    if action is None:
+        run_id, metrics = _train_with_mlcycle(
+            client, name, reference, frame, data_path, time_column, experiment, seed
+        )
+    else:
+        settings = Settings(tracking_uri=client.tracking_uri)
+        experiment_id = ensure_experiment(client, experiment, settings)
+        run_id = run_project(client, action, data_path, experiment_id, f"retrain-{name}")
+        links["mlcycle.retrain_project"] = action.describe()[:500]
+        version_tags["mlcycle.project_run_id"] = run_id
+    for key, value in links.items():
+        client.set_tag(run_id, key, value)
+    version, ok, reasons = _register_and_promote(
+        client, name, run_id, reference, frame, version_tags, monitoring_run_id, window,
+        gate_policy,
+    )  # fmt: skip
+    if action is not None:
+        run = client.get_run(run_id)
+        metrics = {k: float(v) for k, v in run.data.metrics.items()}
+    logger.info("retrained %s v%s: %s", name, version, "promoted" if ok else "kept as challenger")
+    return RetrainOutcome(run_id, version, ok, reasons, rows, metrics)
 
-    from mlcycle import register as reg
-    from mlcycle.train import TrainConfig, train
 
+def _retrain_table(
+    client: Any, reference: ReferenceData, labelled: pd.DataFrame, base: pd.DataFrame | None
+) -> tuple[str | None, pd.DataFrame, pd.DataFrame]:
+    """``(time column or None, base + labelled window rows, the window rows)``."""
     params = reference.params
     time_column = params.get("time_column") or None
     base_df = base if base is not None else training_base(client, reference)
@@ -144,15 +192,25 @@ def retrain(
         raise MonitoringError("nothing to retrain on")
     if time_column:
         frame[time_column] = pd.to_datetime(frame[time_column])
-    rows = {"base": len(base_df), "production": len(fresh), "total": len(frame)}
-    logger.info("retraining %s on %d rows (%d newly labelled)", name, len(frame), len(fresh))
-    data_path = Path(data_path).resolve()
-    data_path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(data_path, index=False)
+    return time_column, frame, fresh
+
+
+def _train_with_mlcycle(
+    client: Any,
+    name: str,
+    reference: ReferenceData,
+    frame: pd.DataFrame,
+    data_path: Path,
+    time_column: str | None,
+    experiment: str,
+    seed: int,
+) -> tuple[str, dict[str, float]]:
+    from mlcycle.train import TrainConfig, train
+
     cfg = TrainConfig(
         data=str(data_path),
         target=reference.target,
-        model=params.get("model", "hist_gradient_boosting"),
+        model=reference.params.get("model", "hist_gradient_boosting"),
         task=reference.task,  # type: ignore[arg-type]
         time_column=time_column,
         seed=seed,
@@ -161,34 +219,42 @@ def retrain(
         plots=False,
     )
     result = train(cfg, client, frame=frame)
-    links = {
-        "mlcycle.retrain_of_version": reference.model_version or "",
-        "mlcycle.retrain_rows_production": str(len(fresh)),
-    }
-    if monitoring_run_id:
-        links["mlcycle.monitoring_run_id"] = monitoring_run_id
-    for key, value in links.items():
-        client.set_tag(result.run_id, key, value)
-    mv = reg.register(client, result.run_id, name)
+    return result.run_id, dict(result.metrics)
+
+
+def _register_and_promote(
+    client: Any,
+    name: str,
+    run_id: str,
+    reference: ReferenceData,
+    frame: pd.DataFrame,
+    version_tags: dict[str, str],
+    monitoring_run_id: str | None,
+    window: str | None,
+    gate_policy: Any,
+) -> tuple[str, bool, tuple[str, ...]]:
+    """Register the run's model (adopting it when it carries no contract), tag, promote."""
+    from mlcycle import register as reg
+
+    if client.get_run(run_id).data.tags.get(contract.TAG_TARGET):
+        mv = reg.register(client, run_id, name)
+    else:
+        # A project that did not call mlcycle.log_contract: its table is its reference.
+        logger.info("run %s has no lifecycle contract; adopting it", run_id)
+        mv = reg.adopt(client, run_id, name, frame, target=reference.target, task=reference.task)
     version = str(mv.version)
+    for key in ("mlcycle.monitoring_run_id", "mlcycle.project_run_id"):
+        if version_tags.get(key):
+            client.set_model_version_tag(name, version, key, version_tags[key])
+    reason = f"retrain of v{reference.model_version or '?'}"
     if monitoring_run_id:
-        client.set_model_version_tag(name, version, "mlcycle.monitoring_run_id", monitoring_run_id)
+        reason += f" started by monitoring run {monitoring_run_id}"
+    if window:
+        reason += f" (window {window})"
     try:
-        reason = f"retrain of v{reference.model_version or '?'}"
-        if monitoring_run_id:
-            reason += f" started by monitoring run {monitoring_run_id}"
-        if window:
-            reason += f" (window {window})"
         promoted = reg.promote(
             client, name, version, policy=gate_policy or reg.GatePolicy(), reason=reason
         )
-        reasons = tuple(promoted.decision.reasons) if promoted.decision else ()
-        ok = True
     except GateRejected as exc:
-        reasons = (str(exc),)
-        ok = False
-    finally:
-        while mlflow.active_run() is not None:  # pragma: no cover - defensive
-            mlflow.end_run()
-    logger.info("retrained %s v%s: %s", name, version, "promoted" if ok else "kept as challenger")
-    return RetrainOutcome(result.run_id, version, ok, reasons, rows, dict(result.metrics))
+        return version, False, (str(exc),)
+    return version, True, tuple(promoted.decision.reasons) if promoted.decision else ()
