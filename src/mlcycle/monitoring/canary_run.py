@@ -41,7 +41,7 @@ from mlcycle.monitoring.inputs import (
     read_inference_log,
 )
 from mlcycle.monitoring.record import EXPERIMENT
-from mlcycle.register.core import alias_version, champion_version
+from mlcycle.register.core import alias_version, champion_version, get_registered_model
 from mlcycle.register.types import CANARY_SHARE_TAG, CHALLENGER, GatePolicy, PromotionResult
 
 logger = logging.getLogger(__name__)
@@ -270,6 +270,7 @@ def evaluate(
     from mlcycle.monitoring.canary import arm_traffic
 
     policy = policy or CanaryPolicy()
+    get_registered_model(client, name)  # an unknown model is an error, not "no canary"
     champ = champion_version(client, name)
     chal = alias_version(client, name, CHALLENGER)
     if champ is None or chal is None:

@@ -135,11 +135,11 @@ mlcycle_requests_total{route="/invocations",status="400",role="challenger",versi
 mlcycle_requests_total{route="/ready",status="200"} 50.0
 # HELP mlcycle_request_duration_seconds Latency.
 # TYPE mlcycle_request_duration_seconds histogram
-mlcycle_request_duration_seconds_bucket{route="/invocations",role="challenger",version="2",le="0.01"} 50.0
-mlcycle_request_duration_seconds_bucket{route="/invocations",role="challenger",version="2",le="0.1"} 100.0
-mlcycle_request_duration_seconds_bucket{route="/invocations",role="challenger",version="2",le="+Inf"} 105.0
-mlcycle_request_duration_seconds_count{route="/invocations",role="challenger",version="2"} 105.0
-mlcycle_request_duration_seconds_sum{route="/invocations",role="challenger",version="2"} 3.0
+mlcycle_request_duration_seconds_bucket{role="challenger",version="2",le="0.01"} 50.0
+mlcycle_request_duration_seconds_bucket{role="challenger",version="2",le="0.1"} 100.0
+mlcycle_request_duration_seconds_bucket{role="challenger",version="2",le="+Inf"} 105.0
+mlcycle_request_duration_seconds_count{role="challenger",version="2"} 105.0
+mlcycle_request_duration_seconds_sum{role="challenger",version="2"} 3.0
 """
 
 
