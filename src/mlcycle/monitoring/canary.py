@@ -692,17 +692,18 @@ def decide(
     )
     if q.ci_high < 0:
         return CanaryDecision("rollback", (line, "challenger is significantly worse"), share)
-    if q.ci_low >= -policy.tolerance:
+    floor = -policy.tolerance if policy.tolerance else 0.0  # not "-0"
+    if q.ci_low >= floor:
         nxt = next_step(policy.steps, share)
         if nxt is not None:
             return CanaryDecision(
                 "continue",
-                (line, f"at least as good (lower bound >= -{policy.tolerance:g}): raise the share"),
+                (line, f"at least as good (lower bound >= {floor:g}): raise the share"),
                 share,
                 nxt,
             )
         return CanaryDecision(
-            "promote", (line, f"at least as good (lower bound >= -{policy.tolerance:g})"), share
+            "promote", (line, f"at least as good (lower bound >= {floor:g})"), share
         )
     return CanaryDecision(
         "continue", (line, "inconclusive: the interval straddles the tolerance"), share
