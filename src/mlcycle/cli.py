@@ -833,6 +833,16 @@ def history_cmd(name: str, as_json: bool) -> None:
 # --------------------------------------------------------------------------- serve
 
 
+def _share(value: str | None) -> float | None:
+    """``--canary`` as a fraction (a usage error, exit 2, when it is not a share)."""
+    if value is None:
+        return None
+    try:
+        return serve_defaults.parse_share(value)
+    except MlcycleError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command("serve")
 @click.option(
     "--model",
@@ -871,6 +881,27 @@ def history_cmd(name: str, as_json: bool) -> None:
     is_flag=True,
     default=None,
     help="Also score @challenger off the response path and log it (role=shadow).",
+)
+@click.option(
+    "--canary",
+    default=None,
+    metavar="SHARE",
+    callback=lambda ctx, param, value: _share(value),
+    help="Answer this share of requests (10% or 0.1) with @challenger of the same model.",
+)
+@click.option(
+    "--canary-key",
+    default=None,
+    metavar="HEADER",
+    show_default=serve_defaults.CANARY_KEY_HEADER,
+    help="Request header whose value keeps a client on one arm of the canary.",
+)
+@click.option(
+    "--canary-seed",
+    type=int,
+    default=None,
+    show_default=str(serve_defaults.DEFAULTS.canary_seed),
+    help="Seed of the canary draw for requests without the key header.",
 )
 @click.option(
     "--max-body-bytes",

@@ -32,6 +32,7 @@ from mlcycle.serve import protocol
 from mlcycle.serve.asgi import Receive, Scope, Send, read_request, request_id, respond
 from mlcycle.serve.asgi import run_lifespan as _run_lifespan
 from mlcycle.serve.batching import MicroBatcher, Shed
+from mlcycle.serve.canary import CanaryRouter
 from mlcycle.serve.holder import ModelHolder, ModelSource, WorkerMarks
 from mlcycle.serve.inference_log import InferenceLog, LogItem
 from mlcycle.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -74,6 +75,20 @@ class ServingApp:
             max_queue_rows=options.max_queue_rows,
             on_batch=lambda *batch: self.metrics.observe_batch("champion", *batch),
         )
+        #: ``--canary``: which requests @challenger answers, and its own batcher.
+        self.router: CanaryRouter | None = None
+        self.challenger_batcher: MicroBatcher | None = None
+        if options.canary:
+            self.router = CanaryRouter(options.canary, options.canary_key, options.canary_seed)
+            self.challenger_batcher = MicroBatcher(
+                # The last challenger, not None: a request routed to it just before its alias
+                # moved is still answered by the version it was parsed for.
+                lambda: self.holder.last_challenger,
+                max_rows=options.max_batch_rows,
+                max_wait=options.max_wait,
+                max_queue_rows=options.max_queue_rows,
+                on_batch=lambda *batch: self.metrics.observe_batch("challenger", *batch),
+            )
         self.metrics = ServeMetrics(self._state)
         #: Scores copies of requests on @challenger off the response path (``--shadow``).
         self.shadow_scorer: ShadowScorer | None = None
@@ -101,9 +116,11 @@ class ServingApp:
     @property
     def saturated(self) -> bool:
         """Queue near its bound, or requests shed in the last second."""
-        return (
-            self.batcher.depth >= self.options.max_queue_rows or time.monotonic() < self._shed_until
-        )
+        return self._depth() >= self.options.max_queue_rows or time.monotonic() < self._shed_until
+
+    def _depth(self) -> int:
+        cb = self.challenger_batcher
+        return self.batcher.depth + (cb.depth if cb is not None else 0)
 
     @property
     def loaded(self) -> bool:
@@ -129,7 +146,9 @@ class ServingApp:
 
     def _state(self) -> dict[str, Any]:
         models = {}
-        for role, p in (("champion", self.holder.champion), ("shadow", self.shadow)):
+        arms = self.holder.arms
+        challenger_role = "shadow" if self.options.shadow else "challenger"
+        for role, p in (("champion", arms.champion), (challenger_role, arms.challenger)):
             if p is not None:
                 models[role] = {"name": p.name, "version": str(p.version), "backend": p.backend}
         log = self.log
@@ -137,7 +156,7 @@ class ServingApp:
             "models": models,
             "ready": int(self.ready),
             "loaded": int(self.loaded),
-            "batch_queue_rows": self.batcher.depth,
+            "batch_queue_rows": self._depth(),
             "inference_log_queue_records": log.pending if log else 0,
             "inference_log_dropped": log.dropped if log else 0,
             "inference_log_written": log.written if log else 0,
@@ -153,6 +172,8 @@ class ServingApp:
         self.batcher.start()
         if self.shadow_scorer is not None:
             self.shadow_scorer.start()
+        if self.challenger_batcher is not None:
+            self.challenger_batcher.start()
         if self.log is not None:
             self.log.start()
         self._hook_sigterm()
@@ -166,6 +187,8 @@ class ServingApp:
         self.draining = True
         self.holder.stop()
         await self.batcher.stop()
+        if self.challenger_batcher is not None:
+            await self.challenger_batcher.stop()
         if self.shadow_scorer is not None:
             await self.shadow_scorer.stop()
         if self.log is not None:
@@ -215,8 +238,13 @@ class ServingApp:
         rid: str,
         version: bytes,
         extra: list[tuple[bytes, bytes]] | None = None,
+        role: bytes = b"champion",
     ) -> None:
-        headers = [(b"x-request-id", rid.encode()), (b"x-model-version", version)]
+        headers = [
+            (b"x-request-id", rid.encode()),
+            (b"x-model-version", version),
+            (b"x-model-role", role),
+        ]
         if extra:
             headers.extend(extra)
         await respond(send, status, body, mimetype, headers)
@@ -224,8 +252,9 @@ class ServingApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = time.perf_counter()
         path, method, rid = scope["path"], scope["method"], request_id(scope)
+        version = role = ""  # of the model that answered: none for other routes
         if path == "/invocations" and method == "POST":
-            status = await self._invocations(scope, receive, send, rid, t0)
+            status, version, role = await self._invocations(scope, receive, send, rid, t0)
             route = path
         else:
             extra: list[tuple[bytes, bytes]] = []
@@ -241,7 +270,7 @@ class ServingApp:
                 body = protocol.error_body("ENDPOINT_NOT_FOUND", "no such endpoint")
                 status, mime, route = 404, _JSON, "other"
             await self._respond(send, status, body, mime, rid, self._version(), extra)
-        self.metrics.observe_request(route, status, time.perf_counter() - t0)
+        self.metrics.observe_request(route, status, time.perf_counter() - t0, version, role)
 
     def _ops(self, path: str) -> tuple[bytes, int, bytes]:
         """``(body, status, mimetype)`` of an operations endpoint."""
@@ -282,7 +311,8 @@ class ServingApp:
     def _info(self) -> dict[str, Any]:
         import mlflow.version
 
-        p, shadow = self.holder.champion, self.shadow
+        p, shadow, challenger = self.holder.champion, self.shadow, self.holder.challenger
+        router = self.router
         return {
             "mlcycle": mlcycle.__version__,
             "mlflow": mlflow.version.VERSION,
@@ -297,9 +327,21 @@ class ServingApp:
             "shadow": None
             if shadow is None
             else {"name": shadow.name, "version": str(shadow.version)},
+            "challenger": None
+            if challenger is None
+            else {"name": challenger.name, "version": str(challenger.version)},
+            "canary": None
+            if router is None
+            else {
+                "share": router.share,
+                "key_header": router.key_header,
+                "active": self.holder.arms.split,
+            },
         }
 
-    async def _unavailable(self, send: Send, why: str, rid: str, version: bytes) -> int:
+    async def _unavailable(
+        self, send: Send, why: str, rid: str, version: bytes, role: bytes = b"champion"
+    ) -> int:
         """503 with Retry-After: not loaded, draining, saturated or timed out."""
         await self._respond(
             send,
@@ -309,22 +351,29 @@ class ServingApp:
             rid,
             version,
             [(b"retry-after", str(self.options.retry_after).encode())],
+            role,
         )
         return 503
 
     async def _invocations(
         self, scope: Scope, receive: Receive, send: Send, rid: str, t0: float
-    ) -> int:
-        version = self._version()
-        predictor = self.predictor
+    ) -> tuple[int, str, str]:
+        """Answer one request; return its status and the version and role that answered."""
+        arms = self.holder.arms  # read once: both arms from the same registry state
+        predictor = arms.champion
         if predictor is None or self.draining:
             why = (
                 "the model is not loaded yet"
                 if predictor is None
                 else "the server is shutting down"
             )
-            return await self._unavailable(send, why, rid, version)
-        batcher = self.batcher
+            return await self._unavailable(send, why, rid, self._version()), "", ""
+        batcher, role = self.batcher, "champion"
+        if self.router is not None and arms.split and self.router.to_challenger(scope["headers"]):
+            assert self.challenger_batcher is not None
+            predictor, batcher, role = arms.challenger, self.challenger_batcher, "challenger"
+        version = str(predictor.version)
+        vb, rb = version.encode(), role.encode()
         batcher.arriving += 1
         arriving = True
         try:
@@ -340,13 +389,13 @@ class ServingApp:
                 raise Shed("timeout") from None
         except protocol.RequestError as exc:
             if exc.status == 499:
-                return 499
+                return 499, version, role
             # One line per refused request: a flood of bad requests must not flood the log.
             logger.info("%s %d %s: %.200s", rid, exc.status, exc.error_code, exc.message)
             body, status, mime = protocol.error_response(exc)
             extra = [(k.encode(), v.encode()) for k, v in exc.headers.items()]
-            await self._respond(send, status, body, mime.encode(), rid, version, extra)
-            return status
+            await self._respond(send, status, body, mime.encode(), rid, vb, extra, rb)
+            return status, version, role
         except Shed as shed:
             self._shed_until = time.monotonic() + 1.0
             self.metrics.shed.labels(shed.reason).inc()
@@ -355,7 +404,7 @@ class ServingApp:
                 if shed.reason == "timeout"
                 else "the server is saturated; retry later"
             )
-            return await self._unavailable(send, msg, rid, version)
+            return await self._unavailable(send, msg, rid, vb, rb), version, role
         except Exception as exc:
             # The model refused the input (400): one line; the traceback only at DEBUG.
             logger.warning("%s prediction failed: %s: %.200s", rid, type(exc).__name__, exc)
@@ -365,8 +414,8 @@ class ServingApp:
                 "Encountered an unexpected error while evaluating the model. Verify that the "
                 f"input is compatible with the model for inference. ({type(exc).__name__})",
             )
-            await self._respond(send, 400, body, _JSON, rid, version)
-            return 400
+            await self._respond(send, 400, body, _JSON, rid, vb, None, rb)
+            return 400, version, role
         finally:
             if arriving:
                 batcher.arriving -= 1
@@ -387,7 +436,7 @@ class ServingApp:
                     ts_us,
                     used.name,
                     used_version,
-                    "champion",
+                    role,
                     parsed.columns,
                     log_kinds(used),
                     labels,
@@ -397,10 +446,10 @@ class ServingApp:
                 )
             )
             record_header = [(b"x-record-id-prefix", uid.encode())]
-        await self._respond(send, 200, out, _JSON, rid, used_version.encode(), record_header)
-        if self.shadow_scorer is not None and self.holder.challenger is not None:
+        await self._respond(send, 200, out, _JSON, rid, used_version.encode(), record_header, rb)
+        if self.shadow_scorer is not None and arms.challenger is not None:
             self.shadow_scorer.score(rid, ts_us, parsed.columns, parsed.n_rows, uid)
-        return 200
+        return 200, used_version, role
 
 
 def create_app(

@@ -170,7 +170,7 @@ class ModelHolder:
         self.load_error: str | None = None
         self.reloads = 0
         self.reload_failures = 0
-        self.wants_challenger = options.shadow
+        self.wants_challenger = bool(options.shadow or options.canary)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -281,7 +281,7 @@ class ModelHolder:
             found = self._poll("challenger", self.source.poll_challenger, arms.challenger)
             if found is GONE:
                 challenger = None
-                logger.info("@challenger removed: shadow scoring ends")
+                logger.info("@challenger removed: %s ends", self._mode)
             elif found is not None:
                 challenger = found
         if champion is None and challenger is arms.challenger:
@@ -302,6 +302,10 @@ class ModelHolder:
                     getattr(old, "version", None),
                 )
         freeze_after_load()
+
+    @property
+    def _mode(self) -> str:
+        return "the canary" if self.options.canary else "shadow scoring"
 
     def _swap(self, arms: Arms) -> None:
         if arms.challenger is not None:

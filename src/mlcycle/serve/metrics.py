@@ -201,14 +201,15 @@ class ServeMetrics:
         r = self.registry
         self.requests = Counter(
             "mlcycle_requests",
-            "HTTP requests by route and status.",
-            ["route", "status"],
+            "HTTP requests by route, status and the model version and role that answered "
+            "(empty for routes no model answers).",
+            ["route", "status", "version", "role"],
             registry=r,
         )
         self.latency = Histogram(
             "mlcycle_request_duration_seconds",
-            "Request latency by route.",
-            ["route"],
+            "Request latency by route and the model version and role that answered.",
+            ["route", "version", "role"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -244,20 +245,24 @@ class ServeMetrics:
             self.shared = _SharedState(r)
         else:
             r.register(self.state_collector)
-        self._latency_children: dict[str, Any] = {}
-        self._request_children: dict[tuple[str, int], Any] = {}
+        self._latency_children: dict[tuple[str, str, str], Any] = {}
+        self._request_children: dict[tuple[str, int, str, str], Any] = {}
 
-    def observe_request(self, route: str, status: int, seconds: float) -> None:
-        """Count one request and its latency."""
-        child = self._request_children.get((route, status))
+    def observe_request(
+        self, route: str, status: int, seconds: float, version: str = "", role: str = ""
+    ) -> None:
+        """Count one request and its latency, by the version and role that answered it."""
+        key = (route, status, version, role)
+        child = self._request_children.get(key)
         if child is None:
-            child = self._request_children[(route, status)] = self.requests.labels(
-                route, str(status)
+            child = self._request_children[key] = self.requests.labels(
+                route, str(status), version, role
             )
         child.inc()
-        lat = self._latency_children.get(route)
+        lat_key = (route, version, role)
+        lat = self._latency_children.get(lat_key)
         if lat is None:
-            lat = self._latency_children[route] = self.latency.labels(route)
+            lat = self._latency_children[lat_key] = self.latency.labels(*lat_key)
         lat.observe(seconds)
 
     def observe_batch(

@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlcycle.errors import UntrustedModel
+from mlcycle.errors import ConfigError, UntrustedModel
 from mlcycle.serve import options as options_mod
 from mlcycle.serve.app import ServingApp, create_app
 from mlcycle.serve.holder import GONE, ModelSource
@@ -210,7 +210,7 @@ def build_app(config: ServerConfig, client: Any | None = None) -> ServingApp:
         config.model_uri,
         client,
         allow_pickle=config.allow_pickle,
-        challenger=config.options.shadow,
+        challenger=bool(config.options.shadow or config.options.canary),
     )
     log = InferenceLog(config.inference_log) if config.inference_log else None
     shared = os.environ.get(MULTIPROC_ENV) if config.workers > 1 else None
@@ -236,6 +236,7 @@ def serve(config: ServerConfig, client: Any) -> None:
     With ``config.workers > 1`` this process is replaced by the supervisor and never returns.
 
     Raises:
+        ConfigError: ``--canary`` on a model that follows no alias or stage.
         ModelNotFound: the URI matches nothing.
         UntrustedModel: the trust policy refused the model.
         ServingError: no usable signature.
@@ -245,6 +246,11 @@ def serve(config: ServerConfig, client: Any) -> None:
     from mlcycle.serve.http import PROTOCOL as HTTP_PROTOCOL
 
     ref = resolve(config.model_uri, client)
+    if config.options.canary and ref.follow is None:
+        raise ConfigError(
+            f"--canary needs a registered model followed by alias or stage "
+            f"(models:/NAME@champion or models:/NAME/Production), not {config.model_uri}"
+        )
     check_model(ref, config.allow_pickle)
     common: dict[str, Any] = {
         "host": config.host,

@@ -199,9 +199,13 @@ def test_metrics_count_requests_batches_predictions_and_the_log(make_client, tmp
     score(client, [ROW, {"x": 1.0, "n": 3}, {"x": 1.0, "n": 5}])
     client.post("/invocations", content=b"{", headers={"content-type": "application/json"})
     text = client.get("/metrics").text
-    assert 'mlcycle_requests_total{route="/invocations",status="200"} 1.0' in text
-    assert 'mlcycle_requests_total{route="/invocations",status="400"} 1.0' in text
-    assert 'mlcycle_request_duration_seconds_bucket{le="0.001",route="/invocations"}' in text
+    served = 'role="champion",route="/invocations",status="{}",version="1"'
+    assert "mlcycle_requests_total{" + served.format(200) + "} 1.0" in text
+    assert "mlcycle_requests_total{" + served.format(400) + "} 1.0" in text
+    assert (
+        'mlcycle_request_duration_seconds_bucket{le="0.001",role="champion",'
+        'route="/invocations",version="1"}'
+    ) in text
     assert "mlcycle_batch_rows_sum 3.0" in text
     assert 'mlcycle_predictions_total{label="1",role="champion",version="1"} 2.0' in text
     assert 'mlcycle_predictions_total{label="0",role="champion",version="1"} 1.0' in text
