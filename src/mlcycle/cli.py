@@ -19,6 +19,7 @@ import click
 from mlcycle import __version__
 from mlcycle.errors import MlcycleError
 from mlcycle.redact import RedactingFilter, redact_text, redact_uri
+from mlcycle.serve import options as serve_defaults
 
 logger = logging.getLogger("mlcycle")
 
@@ -832,6 +833,16 @@ def history_cmd(name: str, as_json: bool) -> None:
 # --------------------------------------------------------------------------- serve
 
 
+def _share(value: str | None) -> float | None:
+    """``--canary`` as a fraction (a usage error, exit 2, when it is not a share)."""
+    if value is None:
+        return None
+    try:
+        return serve_defaults.parse_share(value)
+    except MlcycleError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command("serve")
 @click.option(
     "--model",
@@ -839,10 +850,17 @@ def history_cmd(name: str, as_json: bool) -> None:
     required=True,
     help="models:/NAME@champion, models:/NAME/Production, runs:/ID/model or a local path.",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+# Defaults are declared once, in mlcycle.serve.options: None here means "that default".
+@click.option("--host", default=None, show_default=serve_defaults.HOST)
 @click.option(
-    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes."
+    "--port", type=click.IntRange(0, 65535), default=None, show_default=str(serve_defaults.PORT)
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default=str(serve_defaults.WORKERS),
+    help="Worker processes.",
 )
 @click.option(
     "--inference-log",
@@ -854,104 +872,112 @@ def history_cmd(name: str, as_json: bool) -> None:
 @click.option(
     "--reload-interval",
     type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
+    default=None,
+    show_default=f"{serve_defaults.DEFAULTS.reload_interval:g}",
     help="Seconds between registry polls for a moved alias/stage (0: never).",
 )
 @click.option(
     "--shadow",
     is_flag=True,
+    default=None,
     help="Also score @challenger off the response path and log it (role=shadow).",
+)
+@click.option(
+    "--canary",
+    default=None,
+    metavar="SHARE",
+    callback=lambda ctx, param, value: _share(value),
+    help="Answer this share of requests (10% or 0.1) with @challenger of the same model.",
+)
+@click.option(
+    "--canary-key",
+    default=None,
+    metavar="HEADER",
+    show_default=serve_defaults.CANARY_KEY_HEADER,
+    help="Request header whose value keeps a client on one arm of the canary.",
+)
+@click.option(
+    "--canary-seed",
+    type=int,
+    default=None,
+    show_default=str(serve_defaults.DEFAULTS.canary_seed),
+    help="Seed of the canary draw for requests without the key header.",
 )
 @click.option(
     "--max-body-bytes",
     type=click.IntRange(min=1),
-    default=5 * 1024 * 1024,
-    show_default=True,
+    default=None,
+    show_default=str(serve_defaults.DEFAULTS.max_body_bytes),
     help="Larger bodies get 413 before parsing.",
 )
 @click.option(
     "--max-rows",
     type=click.IntRange(min=1),
-    default=10_000,
-    show_default=True,
+    default=None,
+    show_default=str(serve_defaults.DEFAULTS.max_rows),
     help="Rows per request (413 above).",
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0.001),
-    default=10.0,
-    show_default=True,
+    default=None,
+    show_default=f"{serve_defaults.DEFAULTS.timeout:g}",
     help="Seconds before a request is shed with 503 + Retry-After.",
 )
 @click.option(
     "--max-batch-rows",
     type=click.IntRange(min=1),
-    default=64,
-    show_default=True,
+    default=None,
+    show_default=str(serve_defaults.DEFAULTS.max_batch_rows),
     help="Rows per micro-batch.",
 )
 @click.option(
     "--max-wait-ms",
     type=click.FloatRange(min=0),
-    default=2.0,
-    show_default=True,
+    default=None,
+    show_default=f"{serve_defaults.DEFAULTS.max_wait * 1000:g}",
     help="Longest wait for a micro-batch to fill.",
 )
 @click.option(
     "--grace",
     type=click.FloatRange(min=0),
-    default=20.0,
-    show_default=True,
+    default=None,
+    show_default=f"{serve_defaults.GRACE:g}",
     help="Seconds to finish in-flight requests after SIGTERM.",
 )
 @_allow_pickle_option
 def serve_cmd(
     model_uri: str,
-    host: str,
-    port: int,
-    workers: int,
     inference_log: str | None,
     no_inference_log: bool,
-    reload_interval: float,
-    shadow: bool,
-    max_body_bytes: int,
-    max_rows: int,
-    timeout: float,
-    max_batch_rows: int,
-    max_wait_ms: float,
-    grace: float,
     allow_pickle: bool,
+    max_wait_ms: float | None,
+    **given: Any,
 ) -> None:
     """Serve a model over MLflow's /invocations protocol, with metrics and an inference log."""
     from mlcycle.extras import require
 
     require("serve", feature="mlcycle serve")
-    from mlcycle.serve.app import ServeOptions
     from mlcycle.serve.server import ServerConfig, serve
 
     settings, client = _context(inference_log=inference_log)
-    config = ServerConfig(
-        model_uri=model_uri,
-        host=host,
-        port=port,
-        workers=workers,
+    process = {k: given.pop(k) for k in ("host", "port", "workers", "grace")}
+    options = serve_defaults.ServeOptions.from_given(
+        max_wait=None if max_wait_ms is None else max_wait_ms / 1000.0, **given
+    )
+    config = ServerConfig.from_given(
+        model_uri,
+        options=options,
         inference_log=None if no_inference_log else settings.inference_log,
         allow_pickle=allow_pickle or settings.allow_pickle,
         tracking_uri=settings.tracking_uri,
         registry_uri=settings.registry_uri,
-        grace=grace,
-        options=ServeOptions(
-            max_body_bytes=max_body_bytes,
-            max_rows=max_rows,
-            timeout=timeout,
-            max_batch_rows=max_batch_rows,
-            max_wait=max_wait_ms / 1000.0,
-            reload_interval=reload_interval or None,
-            shadow=shadow,
-        ),
+        **process,
     )
-    click.echo(f"serving {model_uri} on http://{host}:{port} ({workers} worker(s))", err=True)
+    click.echo(
+        f"serving {model_uri} on http://{config.host}:{config.port} ({config.workers} worker(s))",
+        err=True,
+    )
     serve(config, client)
 
 
