@@ -1,9 +1,10 @@
 """A canary decided on live evidence: two real models, the real inference-log writer, the CLI.
 
-The traffic split itself is `mlcycle serve --canary` (helper branch `serve`); until it is
-merged, this test writes the two arms' inference-log rows with the server's own writer
+The two arms' inference-log rows are written with the server's own writer
 (:class:`~mlcycle.serve.inference_log.InferenceLog`) from the real models' predictions on a
-seeded 20 % split, then lets `mlcycle canary --act` decide and switch.
+seeded 20 % split (so the numbers are exact and the run is fast), then `mlcycle canary --act`
+decides and switches. `test_canary_serve.py` does the same against a live
+`mlcycle serve --canary` under load.
 """
 
 from __future__ import annotations
