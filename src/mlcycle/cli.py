@@ -1455,9 +1455,10 @@ def _canary_lines(out: Any) -> list[str]:
         rate = "-" if arm.error_rate is None else f"{arm.error_rate:.2%}"
         quality = " ".join(f"{k}={v:.4f}" for k, v in arm.quality.items()) or "no labels"
         drift = "-" if arm.drift_share is None else f"{arm.drift_share:.2f}"
+        p99 = "" if arm.p99_ms is None else f" p99={arm.p99_ms:.1f}ms"
         lines.append(
             f"  {arm.role:<10} v{arm.version:<4} records={arm.records} requests={arm.requests} "
-            f"error_rate={rate} labelled={arm.labelled} drift_share={drift} {quality}"
+            f"error_rate={rate}{p99} labelled={arm.labelled} drift_share={drift} {quality}"
         )
     if c.prediction_shift is not None:
         ps = c.prediction_shift

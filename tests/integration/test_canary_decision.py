@@ -154,20 +154,34 @@ def test_a_better_challenger_is_promoted_and_a_shuffled_label_one_rolled_back(
     worse = _train(_shuffled(frame, 1), tmp_path)
     labels = _serve_split(log_root, {"champion": sound, "challenger": worse}, seed=12)
     labels.to_parquet(labels_path)
-    rolled = _canary(runner, "--canary-labels", str(labels_path), "--act")
-    q = rolled["comparison"]["quality"]
-    assert rolled["decision"]["action"] == "rollback", rolled["decision"]
-    assert q["ci_high"] < 0 and q["p_value"] < 1e-6
-    assert rolled["comparison"]["champion"]["version"] == sound
+    # This time the monitoring loop judges it, with the policy declared in the environment.
+    monkeypatch.setenv("MLCYCLE_CANARY_LABELS", str(labels_path))
+    monkeypatch.setenv("MLCYCLE_CANARY_MIN_LABELLED", "1000")
+    monkeypatch.setenv("MLCYCLE_CANARY_STEPS", "1")
+    monkeypatch.setenv("MLCYCLE_CANARY_ACT", "true")
+    looped = runner.invoke(
+        cli,
+        ["loop", "--model", NAME, "--every", "1h", "--once", "--canary", "--no-retrain",
+         "--output", str(tmp_path / "reports")],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert looped.exit_code == 0, looped.output
+    assert "decision   rollback: accuracy" in looped.output
+    assert f"acted      canary_rollback v{worse}" in looped.output
     mv = client.get_model_version(NAME, worse)
     assert mv.current_stage == "Archived" and "challenger" not in mv.aliases
     assert reg.champion_version(client, NAME) == sound
     entry = reg.history(client, NAME)[-1]
     assert (entry.action, entry.to_version, entry.from_version) == ("canary_rollback", worse, sound)
     evidence = audit.evidence(client, entry.run_id)
-    assert evidence is not None and evidence["comparison"]["quality"] == q
+    assert evidence is not None and evidence["decision"]["action"] == "rollback"
+    q = evidence["comparison"]["quality"]
+    assert q["ci_high"] < 0 and q["p_value"] < 1e-6
+    assert evidence["comparison"]["champion"]["version"] == sound
+    assert evidence["policy"]["min_labelled"] == 1000
 
     # With the canary ended there is nothing to judge.
+    monkeypatch.delenv("MLCYCLE_CANARY_ACT")
     assert _canary(runner)["skipped"].endswith("has no @challenger")
 
 
