@@ -1429,6 +1429,10 @@ def _canary_options(fn: Any) -> Any:
 def _canary_check(client: Any, settings: Any, name: str, window: Any = None) -> Any:
     """One canary check with the settings' policy (CLI options already folded in)."""
     from mlcycle.data import load_table
+    from mlcycle.extras import require
+
+    # Each arm's drift runs the monitoring stage's statistics (Evidently's tests included).
+    require("monitoring", feature="mlcycle canary")
     from mlcycle.monitoring.canary_run import evaluate, policy_from_settings, scrape
 
     policy = policy_from_settings(settings)

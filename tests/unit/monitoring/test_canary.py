@@ -32,6 +32,7 @@ from mlcycle.monitoring.inputs import reference_from_frame
 
 @pytest.mark.parametrize(("x", "n"), [(0, 10), (3, 10), (81, 100), (999, 1000), (500, 1000)])
 def test_the_wilson_interval_matches_statsmodels(x: int, n: int) -> None:
+    pytest.importorskip("statsmodels", reason="statsmodels comes with the monitoring extra")
     from statsmodels.stats.proportion import proportion_confint
 
     low, high = wilson_interval(x, n)
@@ -46,6 +47,7 @@ def test_the_wilson_interval_matches_statsmodels(x: int, n: int) -> None:
 def test_a_difference_of_proportions_has_newcombes_interval_and_the_pooled_z_test(
     x0: int, n0: int, x1: int, n1: int
 ) -> None:
+    pytest.importorskip("statsmodels", reason="statsmodels comes with the monitoring extra")
     from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
     d = two_proportions("accuracy", x0, n0, x1, n1)
