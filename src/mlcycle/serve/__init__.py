@@ -11,6 +11,8 @@ Modules (see docs/serving.md):
 - :mod:`~mlcycle.serve.holder` — the models of one worker: load with backoff, hot reload,
   ``@challenger``.
 - :mod:`~mlcycle.serve.shadow` — shadow scoring of ``@challenger``.
+- :mod:`~mlcycle.serve.canary` — which arm of a ``--canary`` answers a request.
+- :mod:`~mlcycle.serve.status` — the server's state for metrics, ``/ready`` and ``/info``.
 - :mod:`~mlcycle.serve.asgi` — ASGI plumbing (bodies, responses, lifespan).
 - :mod:`~mlcycle.serve.app` — :func:`create_app`, the ASGI app: routes only.
 - :mod:`~mlcycle.serve.server` — :func:`serve`, running uvicorn with N workers.

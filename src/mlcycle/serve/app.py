@@ -27,8 +27,7 @@ from typing import Any
 
 import orjson
 
-import mlcycle
-from mlcycle.serve import protocol
+from mlcycle.serve import protocol, status
 from mlcycle.serve.asgi import Receive, Scope, Send, read_request, request_id, respond
 from mlcycle.serve.asgi import run_lifespan as _run_lifespan
 from mlcycle.serve.batching import MicroBatcher, Shed
@@ -89,7 +88,7 @@ class ServingApp:
                 max_queue_rows=options.max_queue_rows,
                 on_batch=lambda *batch: self.metrics.observe_batch("challenger", *batch),
             )
-        self.metrics = ServeMetrics(self._state)
+        self.metrics = ServeMetrics(lambda: status.state(self))
         #: Scores copies of requests on @challenger off the response path (``--shadow``).
         self.shadow_scorer: ShadowScorer | None = None
         if options.shadow:
@@ -116,9 +115,10 @@ class ServingApp:
     @property
     def saturated(self) -> bool:
         """Queue near its bound, or requests shed in the last second."""
-        return self._depth() >= self.options.max_queue_rows or time.monotonic() < self._shed_until
+        return self.depth() >= self.options.max_queue_rows or time.monotonic() < self._shed_until
 
-    def _depth(self) -> int:
+    def depth(self) -> int:
+        """Rows waiting for a model call, both arms."""
         cb = self.challenger_batcher
         return self.batcher.depth + (cb.depth if cb is not None else 0)
 
@@ -143,27 +143,6 @@ class ServingApp:
     def _version(self) -> bytes:
         p = self.holder.champion
         return str(p.version).encode() if p is not None else b"none"
-
-    def _state(self) -> dict[str, Any]:
-        models = {}
-        arms = self.holder.arms
-        challenger_role = "shadow" if self.options.shadow else "challenger"
-        for role, p in (("champion", arms.champion), (challenger_role, arms.challenger)):
-            if p is not None:
-                models[role] = {"name": p.name, "version": str(p.version), "backend": p.backend}
-        log = self.log
-        return {
-            "models": models,
-            "ready": int(self.ready),
-            "loaded": int(self.loaded),
-            "batch_queue_rows": self._depth(),
-            "inference_log_queue_records": log.pending if log else 0,
-            "inference_log_dropped": log.dropped if log else 0,
-            "inference_log_written": log.written if log else 0,
-            "model_reloads": self.holder.reloads,
-            "model_reload_failures": self.holder.reload_failures,
-            "model_refused": self.source.refused,
-        }
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -280,7 +259,7 @@ class ServingApp:
             return (
                 (b'{"status":"ready"}', 200, _JSON)
                 if self.ready
-                else (self._not_ready(), 503, _JSON)
+                else (status.not_ready(self), 503, _JSON)
             )
         if path == "/version":
             import mlflow.version
@@ -288,56 +267,8 @@ class ServingApp:
             # What `mlflow models serve` answers and ScoringServerClient.get_version() reads.
             return mlflow.version.VERSION.encode(), 200, _JSON
         if path == "/info":
-            return orjson.dumps(self._info()), 200, _JSON
+            return orjson.dumps(status.info(self)), 200, _JSON
         return self.metrics.render(), 200, METRICS_CONTENT_TYPE.encode()
-
-    def _not_ready(self) -> bytes:
-        champion, error = self.holder.champion, self.holder.load_error
-        reason = (
-            "draining"
-            if self.draining
-            else ("loading" if error is None else "load failed")
-            if champion is None
-            else "saturated"
-            if self.saturated
-            else "loading"  # this worker is ready, another is still loading
-        )
-        doc: dict[str, Any] = {"status": reason, "error": error}
-        if self.shared_dir is not None:
-            doc["workers_loaded"] = self.workers_loaded()
-            doc["workers"] = self.workers
-        return orjson.dumps(doc)
-
-    def _info(self) -> dict[str, Any]:
-        import mlflow.version
-
-        p, shadow, challenger = self.holder.champion, self.shadow, self.holder.challenger
-        router = self.router
-        return {
-            "mlcycle": mlcycle.__version__,
-            "mlflow": mlflow.version.VERSION,
-            "model": None
-            if p is None
-            else {
-                "name": p.name,
-                "version": str(p.version),
-                "uri": p.ref.uri,
-                "backend": p.backend,
-            },
-            "shadow": None
-            if shadow is None
-            else {"name": shadow.name, "version": str(shadow.version)},
-            "challenger": None
-            if challenger is None
-            else {"name": challenger.name, "version": str(challenger.version)},
-            "canary": None
-            if router is None
-            else {
-                "share": router.share,
-                "key_header": router.key_header,
-                "active": self.holder.arms.split,
-            },
-        }
 
     async def _unavailable(
         self, send: Send, why: str, rid: str, version: bytes, role: bytes = b"champion"
