@@ -9,6 +9,9 @@ runs twice: with ``--no-inference-log`` ("mlcycle") and with the inference log o
 errors and the mlcycle/stock ratios against the targets of issue 4, then the goals of issue 15:
 log on vs off (p99 <= 2x, req/s >= 90 %), 1000-row p99 <= 4x its p50, and the memory of
 ``--workers 2`` against two single-worker servers (+100 MB), as RSS and PSS of the process tree.
+Then the goal of issue 16: ``--canary 10%`` (``@challenger`` answering a tenth of the requests in
+the same process) against the single-model server at 16 clients, req/s within 10 %, measured in
+alternating rounds so both see the same machine load.
 
 Load generator: ``wrk`` when installed (``apt-get install wrk``), otherwise a small asyncio
 client on raw keep-alive HTTP/1.1 sockets. Both are first run against a trivial ASGI endpoint
@@ -54,6 +57,8 @@ LOG_P99_MAX_RATIO = 2.0  # log on / log off, 1 and 16 clients
 LOG_RPS_MIN_RATIO = 0.9
 BIG_P99_MAX_P50 = 4.0  # 1000-row requests: no collector pauses in the tail
 MEMORY_SLACK_MB = 100.0  # --workers N <= N x one worker + this
+CANARY_MIN_RATIO = 0.9  # canary req/s / single-model req/s, 1 row x16
+CANARY_ROUNDS = 3
 
 
 # --------------------------------------------------------------------------- processes
@@ -364,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--ceiling-only", action="store_true", help="Only measure the generator's own ceiling."
     )
+    ap.add_argument("--models", nargs="+", choices=["random_forest", "logistic"],
+                    default=["random_forest", "logistic"], help="Models to measure.")  # fmt: skip
     ap.add_argument("--trivial-server", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.trivial_server is not None:
@@ -418,9 +425,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{gen_name} ceiling {k}: {v.rps():.0f} req/s p50 {v.p50_ms:.2f} ms")
             return 0
 
-        models = train_models(workdir, args.quick)
+        models = {k: v for k, v in train_models(workdir, args.quick).items() if k in args.models}
         results: dict[tuple[str, str, str], Load] = {}
         memory: dict[str, tuple[tuple[float, float, int], tuple[float, float, int]]] = {}
+        canary: dict[str, tuple[float, float]] = {}
         for label, (name, features) in models.items():
             uri = f"models:/{name}@champion"
             sp, mp = free_port(), free_port()
@@ -473,9 +481,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows_out[-2][-1] = verdict
                 lg = results[(label, scen, "mlcycle+log")]
                 rows_out[-1][-1] = f"{lg.rps() / s.rps() if s.rps() else float('inf'):.1f}x"
+            stock.stop()
+            canary[label] = measure_canary(name, uri, ours, features, workdir, env, args, generate,
+                                           duration, procs)  # fmt: skip
             # Memory of the default (log on) server: --workers 1 is running; add --workers 2.
-            for proc in (stock, ours):
-                proc.stop()
+            ours.stop()
             one = tree_memory_mb(ours_log.popen.pid)
             ours_log.stop()
             wp = free_port()
@@ -550,8 +560,56 @@ def main(argv: list[str] | None = None) -> int:
                 f"2 x --workers 1 ({one[i]:.0f} MB) + {MEMORY_SLACK_MB:.0f} MB = {limit:.0f} MB: "
                 f"{'met' if two[i] <= limit else 'MISSED'}"
             )
+    for label, (single, both) in canary.items():
+        ratio = both / single if single else 0.0
+        checks.append(
+            f"{label} 1 row x16: --canary 10% {both:.0f} req/s vs single model {single:.0f} "
+            f"req/s = {ratio:.2f}x (target >= {CANARY_MIN_RATIO:.1f}x: "
+            f"{'met' if ratio >= CANARY_MIN_RATIO else 'MISSED'}; median of {CANARY_ROUNDS} "
+            "alternating rounds)"
+        )
     print("\n".join(checks))
     return 0
+
+
+def measure_canary(name: str, uri: str, single: Proc, features: Any, workdir: Path,
+                   env: dict[str, str], args: argparse.Namespace, generate: Any,
+                   duration: float, procs: list[Proc]) -> tuple[float, float]:  # fmt: skip
+    """Median req/s of the single-model server and of ``--canary 10%`` (1 row, 16 clients)."""
+    import statistics
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    source = client.get_model_version_by_alias(name, "champion").source
+    client.set_registered_model_alias(
+        name, "challenger", mlflow.register_model(source, name).version
+    )
+    cp = free_port()
+    proc = spawn(f"mlcycle-canary-{name}", [str(BIN / "mlcycle"), "serve", "--model", uri,
+                 "--host", "127.0.0.1", "--port", str(cp), "--workers", str(args.workers),
+                 "--no-inference-log", "--canary", "10%"], workdir, env, cp)  # fmt: skip
+    procs.append(proc)
+    wait_ready(proc, "/ready")
+    body = split_body(features.head(1))
+    generate(proc.url, body, "application/json", 16, min(1.0, duration), args.max_requests)
+    rps: dict[str, list[float]] = {"single": [], "canary": []}
+    roles: list[int] = []
+    for _ in range(CANARY_ROUNDS):
+        for key, p in (("single", single), ("canary", proc)):
+            res = generate(p.url, body, "application/json", 16, duration, args.max_requests)
+            rps[key].append(res.rps())
+    metrics = http("GET", proc.url + "/metrics")[1].decode()
+    for line in metrics.splitlines():
+        if line.startswith("mlcycle_requests_total{") and 'route="/invocations"' in line:
+            roles.append(int(float(line.rsplit(" ", 1)[1])) if 'role="challenger"' in line else 0)
+    proc.stop()
+    client.delete_registered_model_alias(name, "challenger")
+    a, b = statistics.median(rps["single"]), statistics.median(rps["canary"])
+    log(f"{name}: canary {b:.0f} req/s vs single {a:.0f} req/s ({rps}); challenger answered "
+        f"{sum(roles)} requests")  # fmt: skip
+    return a, b
 
 
 def wait_ready_port(proc: Proc, timeout: float = 30.0) -> None:

@@ -19,6 +19,7 @@ import click
 from mlcycle import __version__
 from mlcycle.errors import MlcycleError
 from mlcycle.redact import RedactingFilter, redact_text, redact_uri
+from mlcycle.serve import options as serve_defaults
 
 logger = logging.getLogger("mlcycle")
 
@@ -836,6 +837,16 @@ def history_cmd(name: str, as_json: bool) -> None:
 # --------------------------------------------------------------------------- serve
 
 
+def _share(value: str | None) -> float | None:
+    """``--canary`` as a fraction (a usage error, exit 2, when it is not a share)."""
+    if value is None:
+        return None
+    try:
+        return serve_defaults.parse_share(value)
+    except MlcycleError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command("serve")
 @click.option(
     "--model",
@@ -843,10 +854,17 @@ def history_cmd(name: str, as_json: bool) -> None:
     required=True,
     help="models:/NAME@champion, models:/NAME/Production, runs:/ID/model or a local path.",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+# Defaults are declared once, in mlcycle.serve.options: None here means "that default".
+@click.option("--host", default=None, show_default=serve_defaults.HOST)
 @click.option(
-    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes."
+    "--port", type=click.IntRange(0, 65535), default=None, show_default=str(serve_defaults.PORT)
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default=str(serve_defaults.WORKERS),
+    help="Worker processes.",
 )
 @click.option(
     "--inference-log",
@@ -858,104 +876,112 @@ def history_cmd(name: str, as_json: bool) -> None:
 @click.option(
     "--reload-interval",
     type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
+    default=None,
+    show_default=f"{serve_defaults.DEFAULTS.reload_interval:g}",
     help="Seconds between registry polls for a moved alias/stage (0: never).",
 )
 @click.option(
     "--shadow",
     is_flag=True,
+    default=None,
     help="Also score @challenger off the response path and log it (role=shadow).",
+)
+@click.option(
+    "--canary",
+    default=None,
+    metavar="SHARE",
+    callback=lambda ctx, param, value: _share(value),
+    help="Answer this share of requests (10% or 0.1) with @challenger of the same model.",
+)
+@click.option(
+    "--canary-key",
+    default=None,
+    metavar="HEADER",
+    show_default=serve_defaults.CANARY_KEY_HEADER,
+    help="Request header whose value keeps a client on one arm of the canary.",
+)
+@click.option(
+    "--canary-seed",
+    type=int,
+    default=None,
+    show_default=str(serve_defaults.DEFAULTS.canary_seed),
+    help="Seed of the canary draw for requests without the key header.",
 )
 @click.option(
     "--max-body-bytes",
     type=click.IntRange(min=1),
-    default=5 * 1024 * 1024,
-    show_default=True,
+    default=None,
+    show_default=str(serve_defaults.DEFAULTS.max_body_bytes),
     help="Larger bodies get 413 before parsing.",
 )
 @click.option(
     "--max-rows",
     type=click.IntRange(min=1),
-    default=10_000,
-    show_default=True,
+    default=None,
+    show_default=str(serve_defaults.DEFAULTS.max_rows),
     help="Rows per request (413 above).",
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0.001),
-    default=10.0,
-    show_default=True,
+    default=None,
+    show_default=f"{serve_defaults.DEFAULTS.timeout:g}",
     help="Seconds before a request is shed with 503 + Retry-After.",
 )
 @click.option(
     "--max-batch-rows",
     type=click.IntRange(min=1),
-    default=64,
-    show_default=True,
+    default=None,
+    show_default=str(serve_defaults.DEFAULTS.max_batch_rows),
     help="Rows per micro-batch.",
 )
 @click.option(
     "--max-wait-ms",
     type=click.FloatRange(min=0),
-    default=2.0,
-    show_default=True,
+    default=None,
+    show_default=f"{serve_defaults.DEFAULTS.max_wait * 1000:g}",
     help="Longest wait for a micro-batch to fill.",
 )
 @click.option(
     "--grace",
     type=click.FloatRange(min=0),
-    default=20.0,
-    show_default=True,
+    default=None,
+    show_default=f"{serve_defaults.GRACE:g}",
     help="Seconds to finish in-flight requests after SIGTERM.",
 )
 @_allow_pickle_option
 def serve_cmd(
     model_uri: str,
-    host: str,
-    port: int,
-    workers: int,
     inference_log: str | None,
     no_inference_log: bool,
-    reload_interval: float,
-    shadow: bool,
-    max_body_bytes: int,
-    max_rows: int,
-    timeout: float,
-    max_batch_rows: int,
-    max_wait_ms: float,
-    grace: float,
     allow_pickle: bool,
+    max_wait_ms: float | None,
+    **given: Any,
 ) -> None:
     """Serve a model over MLflow's /invocations protocol, with metrics and an inference log."""
     from mlcycle.extras import require
 
     require("serve", feature="mlcycle serve")
-    from mlcycle.serve.app import ServeOptions
     from mlcycle.serve.server import ServerConfig, serve
 
     settings, client = _context(inference_log=inference_log)
-    config = ServerConfig(
-        model_uri=model_uri,
-        host=host,
-        port=port,
-        workers=workers,
+    process = {k: given.pop(k) for k in ("host", "port", "workers", "grace")}
+    options = serve_defaults.ServeOptions.from_given(
+        max_wait=None if max_wait_ms is None else max_wait_ms / 1000.0, **given
+    )
+    config = ServerConfig.from_given(
+        model_uri,
+        options=options,
         inference_log=None if no_inference_log else settings.inference_log,
         allow_pickle=allow_pickle or settings.allow_pickle,
         tracking_uri=settings.tracking_uri,
         registry_uri=settings.registry_uri,
-        grace=grace,
-        options=ServeOptions(
-            max_body_bytes=max_body_bytes,
-            max_rows=max_rows,
-            timeout=timeout,
-            max_batch_rows=max_batch_rows,
-            max_wait=max_wait_ms / 1000.0,
-            reload_interval=reload_interval or None,
-            shadow=shadow,
-        ),
+        **process,
     )
-    click.echo(f"serving {model_uri} on http://{host}:{port} ({workers} worker(s))", err=True)
+    click.echo(
+        f"serving {model_uri} on http://{config.host}:{config.port} ({config.workers} worker(s))",
+        err=True,
+    )
     serve(config, client)
 
 
@@ -1331,7 +1357,21 @@ def monitor_cmd(
     help="Retrain when the policy says so.",
 )
 @click.option("--max-windows", type=click.IntRange(min=1), default=None, hidden=True)
-def loop_cmd(every: str, once: bool, retrain: bool, max_windows: int | None, **opts: Any) -> None:
+@click.option(
+    "--canary",
+    "with_canary",
+    is_flag=True,
+    help="Also check the canary (@challenger vs @champion) every window, with the policy of "
+    "the MLCYCLE_CANARY_* variables (docs/canary.md); MLCYCLE_CANARY_ACT=true carries it out.",
+)
+def loop_cmd(
+    every: str,
+    once: bool,
+    retrain: bool,
+    max_windows: int | None,
+    with_canary: bool,
+    **opts: Any,
+) -> None:
     """Monitor the inference log window after window, retraining when the policy says so.
 
     Each window is the last complete period of --every (aligned to the clock). Safe to run
@@ -1364,6 +1404,188 @@ def loop_cmd(every: str, once: bool, retrain: bool, max_windows: int | None, **o
         click.echo(_window_line(out))
         for stale in out.stale:
             click.echo(f"  stale: run {stale} was left RUNNING (its monitor was killed)", err=True)
+        if with_canary:
+            try:
+                canary = _canary_check(client, settings, opts["model_name"])
+            except MlcycleError as exc:
+                # A canary check that cannot run must not stop the monitoring loop.
+                click.echo(f"[canary {opts['model_name']}] failed: {exc}", err=True)
+                continue
+            for line in _canary_lines(canary):
+                click.echo(line)
+
+
+# --------------------------------------------------------------------------- canary
+
+
+def _canary_options(fn: Any) -> Any:
+    options = [
+        click.option(
+            "--metric",
+            "canary_metric",
+            type=click.Choice(["accuracy", "mae", "mse"]),
+            default=None,
+            help="Policy: quality measure judged [default: MLCYCLE_CANARY_METRIC or accuracy].",
+        ),
+        click.option(
+            "--min-labelled",
+            "canary_min_labelled",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Policy: labelled records per arm before deciding "
+            "[default: MLCYCLE_CANARY_MIN_LABELLED or 200].",
+        ),
+        click.option(
+            "--tolerance",
+            "canary_tolerance",
+            type=click.FloatRange(min=0),
+            default=None,
+            help="Policy: promote when the CI's lower bound of the gain >= -TOLERANCE "
+            "[default: MLCYCLE_CANARY_TOLERANCE or 0].",
+        ),
+        click.option(
+            "--max-error-rate",
+            "canary_max_error_rate",
+            type=click.FloatRange(0, 1),
+            default=None,
+            help="Policy: challenger failed-request share that rolls back "
+            "[default: MLCYCLE_CANARY_MAX_ERROR_RATE or 0.01].",
+        ),
+        click.option(
+            "--max-p99-ms",
+            "canary_max_p99_ms",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Policy: challenger p99 latency that rolls back [default: "
+            "MLCYCLE_CANARY_MAX_P99_MS, none].",
+        ),
+        click.option(
+            "--steps",
+            "canary_steps",
+            default=None,
+            metavar="S1,S2,..",
+            help="Policy: traffic shares to go through, e.g. 0.1,0.5,1 (1 alone: promote at "
+            "once) [default: MLCYCLE_CANARY_STEPS or 0.1,0.5,1].",
+        ),
+        click.option(
+            "--canary-labels",
+            "canary_labels",
+            default=None,
+            help="Labels (CSV/Parquet: record_id or request_id, target), re-read at every "
+            "check [default: MLCYCLE_CANARY_LABELS].",
+        ),
+        click.option(
+            "--metrics-url",
+            "canary_metrics_url",
+            default=None,
+            help="The server's /metrics, for per-arm errors and p99 latency "
+            "[default: MLCYCLE_CANARY_METRICS_URL].",
+        ),
+        click.option(
+            "--act/--no-act",
+            "canary_act",
+            default=None,
+            help="Carry the decision out: promote, roll back, or raise the share "
+            "[default: MLCYCLE_CANARY_ACT or no].",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _canary_check(client: Any, settings: Any, name: str, window: Any = None) -> Any:
+    """One canary check with the settings' policy (CLI options already folded in)."""
+    from mlcycle.data import load_table
+    from mlcycle.extras import require
+
+    # Each arm's drift runs the monitoring stage's statistics (Evidently's tests included).
+    require("monitoring", feature="mlcycle canary")
+    from mlcycle.monitoring.canary_run import evaluate, policy_from_settings, scrape
+
+    policy = policy_from_settings(settings)
+    labels = load_table(settings.canary_labels) if settings.canary_labels else None
+    text = scrape(settings.canary_metrics_url) if settings.canary_metrics_url else None
+    return evaluate(
+        client,
+        settings,
+        name,
+        policy=policy,
+        window=window,
+        labels=labels,
+        metrics_text=text,
+        act=settings.canary_act,
+    )
+
+
+def _canary_lines(out: Any) -> list[str]:
+    if out.skipped:
+        return [f"[canary {out.name}] skipped: {out.skipped}"]
+    c, d = out.comparison, out.decision
+    lines = [f"[canary {out.name}] window {out.window}  metric {c.metric}"]
+    for arm in (c.champion, c.challenger):
+        rate = "-" if arm.error_rate is None else f"{arm.error_rate:.2%}"
+        quality = " ".join(f"{k}={v:.4f}" for k, v in arm.quality.items()) or "no labels"
+        drift = "-" if arm.drift_share is None else f"{arm.drift_share:.2f}"
+        p99 = "" if arm.p99_ms is None else f" p99={arm.p99_ms:.1f}ms"
+        lines.append(
+            f"  {arm.role:<10} v{arm.version:<4} records={arm.records} requests={arm.requests} "
+            f"error_rate={rate}{p99} labelled={arm.labelled} drift_share={drift} {quality}"
+        )
+    if c.prediction_shift is not None:
+        ps = c.prediction_shift
+        lines.append(
+            f"  predictions  {ps['test']} statistic={float(ps['statistic']):.4f} "
+            f"p={float(ps['p_value']):.3g}"
+        )
+    for diff in (c.quality, c.error_rate):
+        if diff is not None:
+            lines.append(
+                f"  {diff.measure:<11} gain={diff.gain:+.4f} {diff.confidence:.0%} CI "
+                f"[{diff.ci_low:+.4f}, {diff.ci_high:+.4f}] p={diff.p_value:.3g} ({diff.method})"
+            )
+    share = "" if d.next_share is None else f" (next share {d.next_share:.0%})"
+    lines.append(f"decision   {d.action}{share}: " + "; ".join(d.reasons))
+    if out.acted is not None:
+        a = out.acted
+        lines.append(f"acted      {a.action} v{a.version} (audit run {a.audit_run_id})")
+    if out.run_id:
+        lines.append(f"run        {out.run_id} (experiment mlcycle-monitoring)")
+    return lines
+
+
+@cli.command("canary")
+@click.argument("name")
+@_canary_options
+@click.option("--since", default=None, help="Window start (ISO, UTC) [default: the "
+              "challenger's registration].")  # fmt: skip
+@click.option("--until", default=None, help="Window end (ISO, UTC, exclusive) [default: now].")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def canary_cmd(name: str, since: str | None, until: str | None, as_json: bool, **opts: Any) -> None:
+    """Compare @champion and @challenger on live traffic and decide the canary.
+
+    Reads the inference log of the window (both arms of `mlcycle serve --canary`), joins the
+    labels, and reports per arm: requests, errors, drift against the reference, prediction
+    distribution and quality, with the difference's confidence interval and p-value. The
+    declared policy decides promote, rollback or continue; with --act the decision goes
+    through the registry lock and audit trail with the evidence attached.
+    """
+    import pandas as pd
+
+    from mlcycle.monitoring import Window
+
+    settings, client = _context(**opts)
+    window = None
+    if since or until:
+        if not since:
+            raise click.UsageError("--until needs --since")
+        window = Window.of(since, until or pd.Timestamp.now(tz="UTC"))
+    out = _canary_check(client, settings, name, window)
+    if as_json:
+        click.echo(json.dumps(out.as_dict(), indent=2, default=str))
+        return
+    for line in _canary_lines(out):
+        click.echo(line)
 
 
 # --------------------------------------------------------------------------- server

@@ -120,6 +120,44 @@ class Settings(BaseSettings):
         None, description="Password of the first admin user (required by mlcycle server)."
     )
 
+    # Canary checks (``mlcycle canary``, ``mlcycle loop --canary``; mlcycle.monitoring.canary).
+    canary_metric: str = Field(
+        "accuracy", description="Canary: quality measure judged (accuracy, mae or mse)."
+    )
+    canary_min_labelled: int = Field(
+        200, ge=1, description="Canary: labelled records each arm needs before a decision."
+    )
+    canary_tolerance: float = Field(
+        0.0,
+        ge=0,
+        description="Canary: how much worse the challenger may be and still be promoted "
+        "(lower bound of the 95% CI of the gain >= -tolerance).",
+    )
+    canary_max_error_rate: float = Field(
+        0.01, ge=0, le=1, description="Canary: challenger failed-request share that rolls back."
+    )
+    canary_min_requests: int = Field(
+        100, ge=1, description="Canary: challenger requests before its error rate is judged."
+    )
+    canary_max_p99_ms: float | None = Field(
+        None, gt=0, description="Canary: challenger p99 latency (ms) that rolls back."
+    )
+    canary_steps: str = Field(
+        "0.1,0.5,1",
+        description="Canary: traffic shares gone through; good evidence below the last "
+        "step raises the share, at the step before 1 it promotes.",
+    )
+    canary_metrics_url: str | None = Field(
+        None,
+        description="Canary: the model server's /metrics URL (per-arm errors and latency).",
+    )
+    canary_labels: str | None = Field(
+        None, description="Canary: labels file (CSV/Parquet) re-read at every check."
+    )
+    canary_act: bool = Field(
+        False, description="Canary: carry decisions out (promote / roll back / raise share)."
+    )
+
     def client_kwargs(self) -> dict[str, Any]:
         """Arguments for ``MlflowClient`` built from these settings."""
         return {"tracking_uri": self.tracking_uri, "registry_uri": self.registry_uri}

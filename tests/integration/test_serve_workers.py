@@ -117,7 +117,8 @@ def test_two_workers_ready_together_and_one_scrape_counts_both(
             s.value
             for s in fams["mlcycle_requests"]
             if s.name == "mlcycle_requests_total"
-            and s.labels == {"route": "/invocations", "status": "200"}
+            and s.labels["route"] == "/invocations"
+            and s.labels["status"] == "200"
         )
         assert requests == 300
         info = [s for s in fams["mlcycle_model_info"] if s.value == 1]

@@ -161,3 +161,30 @@ def test_skops_models_still_load_by_default(tmp_path) -> None:
     import numpy as np
 
     assert pred.predict({"x": np.array([10.0])}).round(6).tolist() == [21.0]
+
+
+@pytest.mark.parametrize("kind", ATTACKS)
+def test_a_canary_refuses_a_crafted_challenger_and_keeps_serving_the_champion(
+    kind, crafted, tmp_path, monkeypatch
+) -> None:
+    from mlcycle.serve.options import ServeOptions
+    from mlcycle.serve.server import ServerConfig, build_app
+
+    _mlflow_pickle_setting(kind, monkeypatch)
+    client = _client()
+    champion = register_dir(client, "canaried", legit_model(tmp_path))
+    client.set_registered_model_alias("canaried", "champion", champion)
+    model = crafted(kind)
+    client.set_registered_model_alias(
+        "canaried", "challenger", register_dir(client, "canaried", model.path)
+    )
+    config = ServerConfig(
+        model_uri="models:/canaried@champion", inference_log=None, options=ServeOptions(canary=0.5)
+    )
+    app = build_app(config, client)
+    assert app.source.poll_challenger is not None
+    assert str(app.source.load().version) == champion  # what the server's startup does
+    assert app.source.poll_challenger(None) is None  # refused: no canary, logged and counted
+    assert app.source.poll_challenger(None) is None  # remembered, not downloaded again
+    assert app.source.refused == 1
+    assert not model.marker.exists()

@@ -10,6 +10,11 @@ API:
   (:mod:`mlcycle.monitoring.policy`).
 - act — :func:`retrain` → :class:`RetrainOutcome` (:mod:`mlcycle.monitoring.trigger`), by
   mlcycle's trainer or a :class:`ProjectRetrain` (:mod:`mlcycle.monitoring.project`).
+- canary — :func:`~mlcycle.monitoring.canary.compare_arms` and
+  :func:`~mlcycle.monitoring.canary.decide` with
+  :class:`~mlcycle.monitoring.canary.CanaryPolicy` (:mod:`mlcycle.monitoring.canary`, pure);
+  :func:`~mlcycle.monitoring.canary_run.evaluate` reads the window, records the check and acts
+  (:mod:`mlcycle.monitoring.canary_run`).
 - schedule — :func:`run_once` / :func:`loop` → :class:`MonitorOutcome`
   (:mod:`mlcycle.monitoring.loop`), one MLflow run per window in experiment
   ``mlcycle-monitoring`` (:mod:`mlcycle.monitoring.record`).

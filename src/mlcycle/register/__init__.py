@@ -8,6 +8,8 @@ API:
   the same data with ``mlflow.models.evaluate``; decision kept as version tags and audit run.
 - :func:`promote` / :func:`rollback` → :class:`PromotionResult` — serialised by a lock that
   holds across processes (PostgreSQL advisory lock, or a file lock next to a SQLite store).
+- :func:`end_canary` / :func:`set_canary_share` — a canary's challenger archived (champion
+  untouched) or moved to its next traffic share, audited with the evidence.
 - :func:`history` → list of :class:`AuditEntry` — who, when, from, to, metrics, reason.
 - :func:`champion_version`, :func:`model_uri` (from :mod:`mlcycle.uris`).
 """
@@ -15,7 +17,7 @@ API:
 from mlcycle.register.audit import history
 from mlcycle.register.core import adopt, champion_version, register
 from mlcycle.register.gate import gate
-from mlcycle.register.promote import promote, rollback
+from mlcycle.register.promote import end_canary, promote, rollback, set_canary_share
 from mlcycle.register.types import (
     AUDIT_EXPERIMENT,
     CHALLENGER,
@@ -37,10 +39,12 @@ __all__ = [
     "PromotionResult",
     "adopt",
     "champion_version",
+    "end_canary",
     "gate",
     "history",
     "model_uri",
     "promote",
     "register",
     "rollback",
+    "set_canary_share",
 ]

@@ -1,12 +1,13 @@
 """The audit trail: one run per gate decision, promotion and rollback.
 
 API: :func:`who`, :func:`audit_experiment_id`, :func:`record`, :func:`begin`,
-:func:`finish`, :func:`history`.
+:func:`finish`, :func:`history`, :func:`evidence`.
 
 Runs live in experiment ``mlcycle-registry-audit`` with tags ``mlcycle.audit.*`` (model,
 action, from, to, forced, reason, who, outcome) and the gate's metrics as ``challenger_*`` /
 ``champion_*`` metrics, so the trail is browsable in the MLflow UI as well as with
-``mlcycle history``.
+``mlcycle history``. A decision taken on evidence (a canary's arm comparison) carries that
+evidence whole as the run's ``evidence.json`` artifact (:func:`evidence` reads it back).
 
 Audit first: a promotion or rollback opens its audit run (:func:`begin`) before it changes
 the registry, and closes it (:func:`finish`) with the outcome. A user who may change the
@@ -17,6 +18,7 @@ half-way is undone and recorded as ``failed``.
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import os
 import time
@@ -30,6 +32,8 @@ from mlcycle.register.types import AUDIT_EXPERIMENT, AuditEntry
 logger = logging.getLogger(__name__)
 
 _T = "mlcycle.audit."
+#: Artifact of an audit run holding the evidence a decision was taken on.
+EVIDENCE_FILE = "evidence.json"
 
 
 def who() -> str:
@@ -95,6 +99,7 @@ def begin(
     metrics: dict[str, float] | None = None,
     tags: dict[str, str] | None = None,
     parent_run_id: str | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> str:
     """Open an audit run (outcome ``pending``) before the change it records; return its id.
 
@@ -113,6 +118,7 @@ def begin(
         metrics: numbers to log on the run (e.g. ``challenger_roc_auc``).
         tags: extra tags.
         parent_run_id: nest the run under this one.
+        evidence: what the decision was taken on, stored whole as ``evidence.json``.
     """
     from mlflow.entities import Metric
 
@@ -142,6 +148,15 @@ def begin(
         client.log_batch(
             run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
         )
+    if evidence is not None:
+        try:
+            client.log_text(
+                run.info.run_id, json.dumps(evidence, indent=2, default=str), EVIDENCE_FILE
+            )
+        except Exception:
+            # Nothing changed yet: close the run as failed so the trail shows the attempt.
+            finish(client, run.info.run_id, error="could not store the evidence")
+            raise
     logger.info("audit: %s %s v%s (from %s) by %s", action, name, to_version, from_version, user)
     return str(run.info.run_id)
 
@@ -157,8 +172,26 @@ def finish(client: Any, run_id: str, error: str | None = None) -> None:
     client.set_terminated(run_id, status="FAILED")
 
 
+def evidence(client: Any, run_id: str) -> dict[str, Any] | None:
+    """The evidence stored with an audit run, or ``None`` when it has none."""
+    import tempfile
+    from pathlib import Path
+
+    names = {f.path for f in client.list_artifacts(run_id)}
+    if EVIDENCE_FILE not in names:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run_id, EVIDENCE_FILE, tmp)
+        doc = json.loads(Path(path).read_text())
+    return doc if isinstance(doc, dict) else None
+
+
+#: Audit actions the history lists (gate decisions are not registry changes).
+ACTIONS = ("promote", "rollback", "canary_rollback", "canary_step")
+
+
 def history(client: Any, name: str) -> list[AuditEntry]:
-    """Promotions and rollbacks of a model, oldest first.
+    """Promotions, rollbacks and canary decisions of a model, oldest first.
 
     Args:
         client: an ``MlflowClient``.
@@ -184,7 +217,7 @@ def history(client: Any, name: str) -> list[AuditEntry]:
     entries: list[tuple[int, AuditEntry]] = []
     for run in runs:
         t = run.data.tags
-        if t.get(f"{_T}action") not in ("promote", "rollback"):
+        if t.get(f"{_T}action") not in ACTIONS:
             continue
         order = int(t.get(f"{_T}at_ns", "0"))
         entries.append(

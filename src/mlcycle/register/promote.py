@@ -1,6 +1,6 @@
 """Promotion and rollback: the only writes to ``Production`` and ``@champion``.
 
-API: :func:`promote`, :func:`rollback`.
+API: :func:`promote`, :func:`rollback`, :func:`end_canary`, :func:`set_canary_share`.
 
 Both run under :func:`mlcycle.register.lock.registry_lock` and re-read the registry inside
 it. The stage change is one MLflow transaction (``archive_existing_versions=True``), and the
@@ -33,7 +33,14 @@ from mlcycle.register.core import (
 )
 from mlcycle.register.gate import check_schema, gate, model_facts
 from mlcycle.register.lock import registry_lock
-from mlcycle.register.types import CHALLENGER, CHAMPION, GateDecision, GatePolicy, PromotionResult
+from mlcycle.register.types import (
+    CANARY_SHARE_TAG,
+    CHALLENGER,
+    CHAMPION,
+    GateDecision,
+    GatePolicy,
+    PromotionResult,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +143,9 @@ def promote(
     reason: str | None = None,
     eval_data: pd.DataFrame | None = None,
     target: str | None = None,
+    evidence: dict[str, Any] | None = None,
+    audit_metrics: dict[str, float] | None = None,
+    audit_tags: dict[str, str] | None = None,
 ) -> PromotionResult:
     """Make a version the champion: stage ``Production``, alias ``@champion``.
 
@@ -156,6 +166,9 @@ def promote(
         reason: why; recorded in the audit trail.
         eval_data: gate evaluation data (default: the challenger's held-out test split).
         target: the column the model predicts, for versions whose contract does not say.
+        evidence: what the promotion was decided on (a canary's arm comparison); stored
+            with the audit record (:func:`mlcycle.register.audit.evidence`).
+        audit_metrics / audit_tags: extra numbers and tags on the audit record.
 
     Raises:
         ConfigError: ``force`` without a reason.
@@ -215,8 +228,9 @@ def promote(
             from_version=previous,
             forced=force,
             reason=reason,
-            metrics=_audit_metrics(decision),
-            tags={"mlcycle.gate.mode": "forced" if force else policy.mode},
+            metrics=_audit_metrics(decision) | (audit_metrics or {}),
+            tags={"mlcycle.gate.mode": "forced" if force else policy.mode, **(audit_tags or {})},
+            evidence=evidence,
         )
     logger.info("promoted %s v%s to Production/@champion (was %s)", name, v, previous)
     return PromotionResult(name, "promote", v, previous, force, reason, decision, run_id)
@@ -275,3 +289,118 @@ def rollback(client: Any, name: str, reason: str) -> PromotionResult:
         )
     logger.info("rolled back %s from v%s to v%s: %s", name, current, target, reason)
     return PromotionResult(name, "rollback", target, current, True, reason, None, run_id)
+
+
+def end_canary(
+    client: Any,
+    name: str,
+    version: str | None = None,
+    *,
+    reason: str,
+    evidence: dict[str, Any] | None = None,
+    audit_metrics: dict[str, float] | None = None,
+) -> PromotionResult:
+    """Roll a canary back: the challenger goes to ``Archived`` and loses ``@challenger``.
+
+    The champion is untouched, so a server splitting traffic sends everything to it again.
+    Recorded in the audit trail as ``canary_rollback`` with the evidence attached.
+
+    Args:
+        client: an ``MlflowClient``.
+        name: registered model name.
+        version: the challenger; ``None`` means the one ``@challenger`` names.
+        reason: why; recorded in the audit trail and on the version (``mlcycle.rolled_back``).
+        evidence: what the decision was taken on (stored as the audit run's evidence).
+        audit_metrics: numbers logged on the audit run.
+
+    Raises:
+        ConfigError: no reason given.
+        ModelNotFound: unknown model or version, or no ``@challenger``.
+        RegistryConflict: the version is the champion (use :func:`rollback`).
+    """
+    if not (reason and reason.strip()):
+        raise ConfigError("ending a canary needs a reason")
+    v = str(resolve_version(client, name, version).version)
+    with registry_lock(client, name):
+        resolve_version(client, name, v)
+        champ = champion_version(client, name)
+        if champ == v:
+            raise RegistryConflict(
+                f"{name} version {v} is the champion; a promoted canary is undone by rollback"
+            )
+
+        def change() -> None:
+            set_stage(client, name, v, "Archived")
+            if alias_version(client, name, CHALLENGER) == v:
+                client.delete_registered_model_alias(name, CHALLENGER)
+            client.set_model_version_tag(name, v, "mlcycle.rolled_back", reason)
+
+        run_id = _audited(
+            client,
+            name,
+            _Before.read(client, name, v),
+            change,
+            action="canary_rollback",
+            to_version=v,
+            from_version=champ,
+            forced=False,
+            reason=reason,
+            metrics=audit_metrics or {},
+            evidence=evidence,
+        )
+    logger.info("canary of %s v%s rolled back (champion v%s stays): %s", name, v, champ, reason)
+    return PromotionResult(name, "canary_rollback", v, champ, False, reason, None, run_id)
+
+
+def set_canary_share(
+    client: Any,
+    name: str,
+    version: str,
+    share: float,
+    *,
+    reason: str,
+    evidence: dict[str, Any] | None = None,
+    audit_metrics: dict[str, float] | None = None,
+) -> PromotionResult:
+    """Record the challenger's next traffic share (tag ``mlcycle.canary.share``), audited.
+
+    Raises:
+        ConfigError: a share outside ``(0, 1)``.
+        ModelNotFound: unknown model or version.
+    """
+    if not 0 < share < 1:
+        raise ConfigError(f"a canary share must be in (0, 1), not {share}")
+    v = str(resolve_version(client, name, version).version)
+    with registry_lock(client, name):
+        champ = champion_version(client, name)
+        tags = dict(client.get_model_version(name, v).tags or {})
+        before = tags.get(CANARY_SHARE_TAG)
+
+        def change() -> None:
+            client.set_model_version_tag(name, v, CANARY_SHARE_TAG, f"{share:g}")
+
+        def restore() -> None:
+            if before is None:
+                client.delete_model_version_tag(name, v, CANARY_SHARE_TAG)
+            else:
+                client.set_model_version_tag(name, v, CANARY_SHARE_TAG, before)
+
+        run_id = audit.begin(
+            client,
+            name,
+            "canary_step",
+            to_version=v,
+            from_version=champ,
+            reason=reason,
+            metrics=(audit_metrics or {}) | {"canary_share": share},
+            evidence=evidence,
+        )
+        try:
+            change()
+        except Exception as exc:
+            restore()
+            audit.finish(client, run_id, error=f"{type(exc).__name__}: {exc}")
+            raise
+        audit.finish(client, run_id)
+    logger.info("canary of %s v%s raised to %.0f%%: %s", name, v, share * 100, reason)
+    return PromotionResult(name, "canary_step", v, champ, False, reason, None, run_id)

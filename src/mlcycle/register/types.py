@@ -14,6 +14,8 @@ from mlcycle.errors import ConfigError
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 AUDIT_EXPERIMENT = "mlcycle-registry-audit"
+#: Version tag: the traffic share a canary's challenger is at (raised step by step).
+CANARY_SHARE_TAG = "mlcycle.canary.share"
 
 GateMode = Literal["enabled", "dry_run", "disabled"]
 
@@ -85,7 +87,7 @@ class PromotionResult:
     """A promotion or rollback that happened (or, in dry-run, would have)."""
 
     name: str
-    action: Literal["promote", "rollback"]
+    action: Literal["promote", "rollback", "canary_rollback", "canary_step"]
     version: str
     previous_version: str | None
     forced: bool

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from mlcycle.serve.options import DEFAULTS
+
 logger = logging.getLogger(__name__)
 
 
@@ -67,9 +69,9 @@ class MicroBatcher:
         self,
         get_predictor: Callable[[], Any],
         *,
-        max_rows: int = 64,
-        max_wait: float = 0.002,
-        max_queue_rows: int = 50_000,
+        max_rows: int = DEFAULTS.max_batch_rows,
+        max_wait: float = DEFAULTS.max_wait,
+        max_queue_rows: int = DEFAULTS.max_queue_rows,
         on_batch: Callable[[int, int, np.ndarray, Any], None] | None = None,
     ) -> None:
         self.get_predictor = get_predictor

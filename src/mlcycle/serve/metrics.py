@@ -14,6 +14,7 @@ gauges leave with it (:func:`prometheus_client.multiprocess.mark_process_dead`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -32,6 +33,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (
@@ -198,14 +201,15 @@ class ServeMetrics:
         r = self.registry
         self.requests = Counter(
             "mlcycle_requests",
-            "HTTP requests by route and status.",
-            ["route", "status"],
+            "HTTP requests by route, status and the model version and role that answered "
+            "(empty for routes no model answers).",
+            ["route", "status", "version", "role"],
             registry=r,
         )
         self.latency = Histogram(
             "mlcycle_request_duration_seconds",
-            "Request latency by route.",
-            ["route"],
+            "Request latency by route and the model version and role that answered.",
+            ["route", "version", "role"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -241,21 +245,39 @@ class ServeMetrics:
             self.shared = _SharedState(r)
         else:
             r.register(self.state_collector)
-        self._latency_children: dict[str, Any] = {}
-        self._request_children: dict[tuple[str, int], Any] = {}
+        self._latency_children: dict[tuple[str, str, str], Any] = {}
+        self._request_children: dict[tuple[str, int, str, str], Any] = {}
 
-    def observe_request(self, route: str, status: int, seconds: float) -> None:
-        """Count one request and its latency."""
-        child = self._request_children.get((route, status))
+    def observe_request(
+        self, route: str, status: int, seconds: float, version: str = "", role: str = ""
+    ) -> None:
+        """Count one request and its latency, by the version and role that answered it."""
+        key = (route, status, version, role)
+        child = self._request_children.get(key)
         if child is None:
-            child = self._request_children[(route, status)] = self.requests.labels(
-                route, str(status)
+            child = self._request_children[key] = self.requests.labels(
+                route, str(status), version, role
             )
         child.inc()
-        lat = self._latency_children.get(route)
+        lat_key = (route, version, role)
+        lat = self._latency_children.get(lat_key)
         if lat is None:
-            lat = self._latency_children[route] = self.latency.labels(route)
+            lat = self._latency_children[lat_key] = self.latency.labels(*lat_key)
         lat.observe(seconds)
+
+    def observe_batch(
+        self, role: str, n_requests: int, rows: int, preds: np.ndarray, predictor: Any
+    ) -> None:
+        """One model call of ``predictor`` in ``role``: its size and what it predicted.
+
+        Counted per model call, not per request: one ``np.unique`` per batch.
+        """
+        if getattr(preds, "ndim", 1) == 2 and predictor.is_classifier:
+            # predict_proba: count the labels the probabilities imply
+            preds = predictor.labels(preds)
+        self.batch_rows.observe(rows)
+        self.batch_requests.observe(n_requests)
+        self.observe_predictions(role, str(predictor.version), preds, predictor.is_classifier)
 
     def observe_predictions(
         self, role: str, version: str, preds: np.ndarray, classifier: bool
@@ -276,6 +298,15 @@ class ServeMetrics:
         """Copy this worker's state into the shared files (multiprocess mode; else nothing)."""
         if self.shared is not None:
             self.shared.sync(self.state())
+
+    def sync_until(self, stop: threading.Event) -> None:
+        """Copy this worker's state every :data:`SYNC_SECONDS` until ``stop`` is set: another
+        worker may answer the scrape."""
+        while not stop.wait(SYNC_SECONDS):
+            try:
+                self.sync()
+            except Exception:
+                logger.exception("metrics sync failed")
 
     def worker_stopped(self) -> None:
         """Last copy of this worker's counters, then drop its live gauges from the files."""

@@ -22,8 +22,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlcycle.errors import UntrustedModel
-from mlcycle.serve.app import ModelSource, ServeOptions, ServingApp, create_app
+from mlcycle.errors import ConfigError, UntrustedModel
+from mlcycle.serve import options as options_mod
+from mlcycle.serve.app import ServingApp, create_app
+from mlcycle.serve.holder import GONE, ModelSource
 from mlcycle.serve.inference_log import InferenceLog
 from mlcycle.serve.metrics import MULTIPROC_ENV
 from mlcycle.serve.model import (
@@ -34,6 +36,8 @@ from mlcycle.serve.model import (
     load_predictor,
     resolve,
 )
+from mlcycle.serve.options import ServeOptions
+from mlcycle.uris import model_uri
 
 logger = logging.getLogger(__name__)
 
@@ -42,22 +46,38 @@ CONFIG_ENV = "MLCYCLE_SERVE_CONFIG"
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Everything one ``mlcycle serve`` process needs."""
+    """Everything one ``mlcycle serve`` process needs; its field defaults are the CLI's."""
 
     model_uri: str
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 1
+    host: str = options_mod.HOST
+    port: int = options_mod.PORT
+    workers: int = options_mod.WORKERS
     inference_log: str | None = "./inference-log"
     allow_pickle: bool = False
     tracking_uri: str | None = None
     registry_uri: str | None = None
-    grace: float = 20.0
+    grace: float = options_mod.GRACE
     options: ServeOptions = field(default_factory=ServeOptions)
 
     def to_json(self) -> str:
         """For worker processes."""
         return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_given(
+        cls,
+        model_uri: str,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        workers: int | None = None,
+        grace: float | None = None,
+        **fields: Any,
+    ) -> ServerConfig:
+        """A config where ``host``, ``port``, ``workers`` and ``grace`` left ``None`` take the
+        defaults declared in :mod:`mlcycle.serve.options`; other fields are taken as given."""
+        process: dict[str, Any] = {"host": host, "port": port, "workers": workers, "grace": grace}
+        return cls(model_uri, **{k: v for k, v in process.items() if v is not None}, **fields)
 
     @classmethod
     def from_json(cls, text: str) -> ServerConfig:
@@ -68,29 +88,56 @@ class ServerConfig:
 
 
 def _version_ref(ref: ModelRef, version: str) -> ModelRef:
-    return dataclasses.replace(ref, version=version, download_uri=f"models:/{ref.name}/{version}")
+    return dataclasses.replace(
+        ref, version=version, download_uri=model_uri(ref.name, version=version)
+    )
+
+
+@dataclass
+class _Live:
+    """A loaded predictor and the download directory it was loaded from."""
+
+    download_uri: str
+    directory: str
+    predictor: Predictor
 
 
 def model_source(
-    uri: str, client: Any, *, allow_pickle: bool = False, shadow: bool = False
+    uri: str, client: Any, *, allow_pickle: bool = False, challenger: bool = False
 ) -> ModelSource:
     """Predictors for ``uri``: the current version, newer ones when its alias/stage moves,
-    and (``shadow``) the ``@challenger`` of the same registered model.
+    and (``challenger``) the ``@challenger`` of the same registered model.
 
     Every load passes :mod:`mlcycle.trust`. A refused version is remembered: later polls
     skip it without downloading it again, the server keeps its last good model, and
-    ``source.refused`` counts it once. Each role keeps only its live download; the copy of a
-    replaced or refused model is deleted, and ``close()`` removes the rest.
+    ``source.refused`` counts it once. A version one role already holds is reused, not
+    downloaded again (the challenger promoted to champion keeps its loaded model). A
+    download directory is deleted once no role holds it; ``close()`` removes the rest.
     """
     ref = resolve(uri, client)
     downloads = tempfile.mkdtemp(prefix="mlcycle-serve-")
     refused: dict[str, str] = {}  # download URI → why; versions are immutable in a registry
-    live: dict[str, str] = {}  # role → download directory of the predictor serving it
+    live: dict[str, _Live] = {}  # role → what it serves
     lock = threading.Lock()
+
+    def hold(role: str, entry: _Live | None) -> None:
+        with lock:
+            old = live.pop(role, None)
+            if entry is not None:
+                live[role] = entry
+            still_used = {e.directory for e in live.values()}
+        # The predictor holds the model in memory: the replaced copy is no longer read.
+        if old is not None and old.directory not in still_used:
+            shutil.rmtree(old.directory, ignore_errors=True)
 
     def load_ref(r: ModelRef, role: str) -> Predictor:
         if r.download_uri in refused:
             raise UntrustedModel(refused[r.download_uri])
+        with lock:
+            same = next((e for e in live.values() if e.download_uri == r.download_uri), None)
+        if same is not None:
+            hold(role, same)
+            return same.predictor
         dst = tempfile.mkdtemp(dir=downloads)
         try:
             predictor = load_predictor(r, allow_pickle=allow_pickle, dst=dst)
@@ -105,16 +152,14 @@ def model_source(
         except BaseException:
             shutil.rmtree(dst, ignore_errors=True)
             raise
-        with lock:
-            # The predictor holds the model in memory: the replaced copy is no longer read.
-            old = live.get(role)
-            live[role] = dst
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        hold(role, _Live(r.download_uri, dst, predictor))
         return predictor
 
     def newer(r: ModelRef, current: Predictor | None, role: str) -> Predictor | None:
         v = current_version(r, client)
+        if v is None and current is not None and role == "challenger":
+            hold(role, None)
+            return GONE
         if v is None or (current is not None and v == str(current.version)):
             return None
         candidate = _version_ref(r, v)
@@ -131,31 +176,21 @@ def model_source(
     def poll(current: Predictor | None) -> Predictor | None:
         return newer(ref, current, "champion")
 
-    load_shadow = poll_shadow = None
-    if shadow and ref.follow is not None:
-        shadow_ref = ModelRef(
-            f"models:/{ref.name}@challenger", ref.name, "", "", "challenger", "alias"
+    poll_challenger = None
+    if challenger and ref.follow is not None:
+        alias = "challenger"
+        challenger_ref = ModelRef(
+            model_uri(ref.name, alias=alias), ref.name, "", "", alias, "alias"
         )
 
-        def load_shadow() -> Predictor | None:
-            v = current_version(shadow_ref, client)
-            if v is None:
-                logger.warning("no @challenger for %s: shadow scoring is off", ref.name)
-                return None
-            return load_ref(_version_ref(shadow_ref, v), "shadow")
-
-        def poll_shadow(current: Predictor | None) -> Predictor | None:
-            return newer(shadow_ref, current, "shadow")
+        def poll_challenger(current: Predictor | None) -> Predictor | None:
+            return newer(challenger_ref, current, "challenger")
 
     def close() -> None:
         shutil.rmtree(downloads, ignore_errors=True)
 
     source = ModelSource(
-        load,
-        poll if ref.follow is not None else None,
-        load_shadow,
-        poll_shadow,
-        close=close,
+        load, poll if ref.follow is not None else None, poll_challenger, close=close
     )
     return source
 
@@ -172,7 +207,10 @@ def build_app(config: ServerConfig, client: Any | None = None) -> ServingApp:
             mlflow.set_registry_uri(config.registry_uri)
         client = MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.registry_uri)
     source = model_source(
-        config.model_uri, client, allow_pickle=config.allow_pickle, shadow=config.options.shadow
+        config.model_uri,
+        client,
+        allow_pickle=config.allow_pickle,
+        challenger=bool(config.options.shadow or config.options.canary),
     )
     log = InferenceLog(config.inference_log) if config.inference_log else None
     shared = os.environ.get(MULTIPROC_ENV) if config.workers > 1 else None
@@ -198,6 +236,7 @@ def serve(config: ServerConfig, client: Any) -> None:
     With ``config.workers > 1`` this process is replaced by the supervisor and never returns.
 
     Raises:
+        ConfigError: ``--canary`` on a model that follows no alias or stage.
         ModelNotFound: the URI matches nothing.
         UntrustedModel: the trust policy refused the model.
         ServingError: no usable signature.
@@ -207,6 +246,11 @@ def serve(config: ServerConfig, client: Any) -> None:
     from mlcycle.serve.http import PROTOCOL as HTTP_PROTOCOL
 
     ref = resolve(config.model_uri, client)
+    if config.options.canary and ref.follow is None:
+        raise ConfigError(
+            f"--canary needs a registered model followed by alias or stage "
+            f"(models:/NAME@champion or models:/NAME/Production), not {config.model_uri}"
+        )
     check_model(ref, config.allow_pickle)
     common: dict[str, Any] = {
         "host": config.host,

@@ -199,9 +199,13 @@ def test_metrics_count_requests_batches_predictions_and_the_log(make_client, tmp
     score(client, [ROW, {"x": 1.0, "n": 3}, {"x": 1.0, "n": 5}])
     client.post("/invocations", content=b"{", headers={"content-type": "application/json"})
     text = client.get("/metrics").text
-    assert 'mlcycle_requests_total{route="/invocations",status="200"} 1.0' in text
-    assert 'mlcycle_requests_total{route="/invocations",status="400"} 1.0' in text
-    assert 'mlcycle_request_duration_seconds_bucket{le="0.001",route="/invocations"}' in text
+    served = 'role="champion",route="/invocations",status="{}",version="1"'
+    assert "mlcycle_requests_total{" + served.format(200) + "} 1.0" in text
+    assert "mlcycle_requests_total{" + served.format(400) + "} 1.0" in text
+    assert (
+        'mlcycle_request_duration_seconds_bucket{le="0.001",role="champion",'
+        'route="/invocations",version="1"}'
+    ) in text
     assert "mlcycle_batch_rows_sum 3.0" in text
     assert 'mlcycle_predictions_total{label="1",role="champion",version="1"} 2.0' in text
     assert 'mlcycle_predictions_total{label="0",role="champion",version="1"} 1.0' in text
@@ -359,7 +363,7 @@ def test_hot_swap_under_load_fails_no_request_and_headers_name_the_version(make_
 
 def test_shadow_scores_off_the_response_path_and_logs_role_shadow(make_client, tmp_path) -> None:
     log = InferenceLog(str(tmp_path), flush_seconds=0.05)
-    source = ModelSource.fixed(FakePredictor("1"), shadow=FakePredictor("2", classifier=True))
+    source = ModelSource.fixed(FakePredictor("1"), challenger=FakePredictor("2", classifier=True))
     client = make_client(source=source, log=log, shadow=True)
     r = score(client, [ROW, {"x": 1.0, "n": 3}], headers={"X-Request-Id": "s1"})
     assert r.json() == {"predictions": [3.0, 2.0]} and r.headers["x-model-version"] == "1"
@@ -379,8 +383,7 @@ def test_shadow_starts_once_a_challenger_is_registered_after_startup(make_client
     source = ModelSource(
         lambda: FakePredictor("1"),
         poll=lambda current: None,
-        load_shadow=lambda: challenger[0] if challenger else None,
-        poll_shadow=lambda current: None,
+        poll_challenger=lambda current: challenger[0] if challenger and current is None else None,
     )
     client = make_client(source=source, log=log, shadow=True, reload_interval=0.05)
     score(client, headers={"X-Request-Id": "before"})

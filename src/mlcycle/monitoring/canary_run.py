@@ -1,0 +1,322 @@
+"""Run a canary check: read the window, compare the arms, record, and act when asked.
+
+API: :class:`CanaryOutcome`, :func:`evaluate`, :func:`policy_from_settings`,
+:func:`scrape`, :data:`KIND`.
+
+Detect → decide → act, as the retrain loop does: :func:`mlcycle.monitoring.canary.compare_arms`
+reads the window's inference-log rows (labels joined), :func:`~mlcycle.monitoring.canary.decide`
+applies the declared :class:`~mlcycle.monitoring.canary.CanaryPolicy`, and with ``act=True``
+the decision goes through the registry's lock and audit trail with the comparison attached as
+evidence: ``promote`` makes the challenger the champion, ``rollback`` archives it and removes
+``@challenger`` (:func:`mlcycle.register.promote.end_canary`), ``continue`` with a next share
+records it on the challenger (:func:`mlcycle.register.promote.set_canary_share`). Every check
+is one MLflow run (``mlcycle.kind=canary``) in experiment ``mlcycle-monitoring``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import pandas as pd
+
+from mlcycle.config import Settings, ensure_experiment
+from mlcycle.errors import DataError, RegistryConflict
+from mlcycle.monitoring.canary import (
+    ArmComparison,
+    CanaryDecision,
+    CanaryPolicy,
+    compare_arms,
+    decide,
+)
+from mlcycle.monitoring.drift import DriftConfig
+from mlcycle.monitoring.inputs import (
+    ReferenceData,
+    Window,
+    join_labels,
+    load_reference,
+    read_inference_log,
+)
+from mlcycle.monitoring.record import EXPERIMENT
+from mlcycle.register.core import alias_version, champion_version, get_registered_model
+from mlcycle.register.types import CANARY_SHARE_TAG, CHALLENGER, GatePolicy, PromotionResult
+
+logger = logging.getLogger(__name__)
+
+KIND = "canary"
+
+
+@dataclass(frozen=True)
+class CanaryOutcome:
+    """What one canary check found, decided and did."""
+
+    name: str
+    window: str | None
+    comparison: ArmComparison | None
+    decision: CanaryDecision | None
+    run_id: str | None = None
+    acted: PromotionResult | None = None
+    skipped: str | None = None
+    problems: tuple[str, ...] = ()
+
+    def evidence(self, policy: CanaryPolicy) -> dict[str, Any]:
+        """The comparison, the decision and the policy: what an audit record carries."""
+        return {
+            "comparison": self.comparison.as_dict() if self.comparison else None,
+            "decision": self.decision.as_dict() if self.decision else None,
+            "policy": asdict(policy),
+            "monitoring_run_id": self.run_id,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the CLI's ``--json``)."""
+        acted = None
+        if self.acted is not None:
+            acted = {
+                "action": self.acted.action,
+                "version": self.acted.version,
+                "previous_version": self.acted.previous_version,
+                "audit_run_id": self.acted.audit_run_id,
+            }
+        return {
+            "name": self.name,
+            "window": self.window,
+            "run_id": self.run_id,
+            "skipped": self.skipped,
+            "comparison": self.comparison.as_dict() if self.comparison else None,
+            "decision": self.decision.as_dict() if self.decision else None,
+            "acted": acted,
+            "problems": list(self.problems),
+        }
+
+
+def policy_from_settings(settings: Settings, **overrides: Any) -> CanaryPolicy:
+    """The canary policy the ``MLCYCLE_CANARY_*`` settings declare (``None`` overrides ignored).
+
+    Raises:
+        ConfigError: a value out of range or steps that do not parse.
+    """
+    from mlcycle.errors import ConfigError
+
+    try:
+        steps = tuple(float(s) for s in settings.canary_steps.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(
+            f"canary steps must be comma-separated shares like 0.1,0.5,1, not "
+            f"'{settings.canary_steps}'"
+        ) from None
+    values: dict[str, Any] = {
+        "metric": settings.canary_metric,
+        "min_labelled": settings.canary_min_labelled,
+        "tolerance": settings.canary_tolerance,
+        "max_error_rate": settings.canary_max_error_rate,
+        "min_requests": settings.canary_min_requests,
+        "max_p99_ms": settings.canary_max_p99_ms,
+        "steps": steps,
+    }
+    values |= {k: v for k, v in overrides.items() if v is not None}
+    return CanaryPolicy(**values)
+
+
+def scrape(url: str, timeout: float = 10.0) -> str:
+    """The Prometheus text of a server's ``/metrics``.
+
+    Raises:
+        DataError: the server cannot be reached or answers an error.
+    """
+    import httpx
+
+    try:
+        r = httpx.get(url, timeout=timeout)
+        r.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise DataError(f"cannot read the server's metrics at {url}: {exc}") from exc
+    return r.text
+
+
+def _share(client: Any, name: str, version: str) -> float | None:
+    tags = dict(client.get_model_version(name, version).tags or {})
+    try:
+        return float(tags[CANARY_SHARE_TAG]) if CANARY_SHARE_TAG in tags else None
+    except ValueError:
+        return None
+
+
+def _record(
+    client: Any,
+    settings: Settings,
+    outcome: CanaryOutcome,
+    policy: CanaryPolicy,
+) -> str:
+    from mlflow.entities import Metric, RunTag
+
+    assert outcome.comparison is not None and outcome.decision is not None
+    cmp, dec = outcome.comparison, outcome.decision
+    experiment_id = ensure_experiment(client, EXPERIMENT, settings)
+    run = client.create_run(
+        experiment_id,
+        run_name=f"canary-{cmp.name}-v{cmp.champion.version}-vs-v{cmp.challenger.version}",
+        tags={
+            "mlcycle.kind": KIND,
+            "mlcycle.model": cmp.name,
+            "mlcycle.window": cmp.window or "",
+            "mlcycle.canary.champion": cmp.champion.version,
+            "mlcycle.canary.challenger": cmp.challenger.version,
+            "mlcycle.canary.metric": cmp.metric,
+            "mlcycle.canary.decision": dec.action,
+        },
+    )
+    run_id = str(run.info.run_id)
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, 0) for k, v in cmp.metrics().items()]
+    if dec.next_share is not None:
+        metrics.append(Metric("next_share", dec.next_share, now, 0))
+    tags = [RunTag("mlcycle.canary.reasons", "; ".join(dec.reasons)[:5000])]
+    for i in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[i : i + 1000], tags=tags if i == 0 else [])
+    client.log_text(run_id, json.dumps(outcome.evidence(policy), indent=2), "canary.json")
+    client.set_terminated(run_id)
+    return run_id
+
+
+def _audit_metrics(cmp: ArmComparison) -> dict[str, float]:
+    keep = ("quality_", "error_rate_")
+    arm = ("/labelled", "/requests", "/errors", "/error_rate", "/p99_ms")
+    return {
+        f"canary_{k.replace('/', '_')}": v
+        for k, v in cmp.metrics().items()
+        if k.startswith(keep) or k.endswith(arm) or "/quality/" in k
+    }
+
+
+def _act(client: Any, outcome: CanaryOutcome, policy: CanaryPolicy) -> PromotionResult | None:
+    from mlcycle.register.promote import end_canary, promote, set_canary_share
+
+    assert outcome.comparison is not None and outcome.decision is not None
+    cmp, dec = outcome.comparison, outcome.decision
+    name, version = cmp.name, cmp.challenger.version
+    reason = "canary: " + "; ".join(dec.reasons)
+    evidence = outcome.evidence(policy)
+    metrics = _audit_metrics(cmp)
+    if dec.action == "promote":
+        # The live evidence is the gate here; the schema check against the champion still runs.
+        return promote(
+            client,
+            name,
+            version,
+            policy=GatePolicy(mode="disabled"),
+            reason=reason,
+            evidence=evidence,
+            audit_metrics=metrics,
+            audit_tags={"mlcycle.canary.run_id": outcome.run_id or ""},
+        )
+    if dec.action == "rollback":
+        return end_canary(
+            client, name, version, reason=reason, evidence=evidence, audit_metrics=metrics
+        )
+    if dec.next_share is not None:
+        return set_canary_share(
+            client,
+            name,
+            version,
+            dec.next_share,
+            reason=reason,
+            evidence=evidence,
+            audit_metrics=metrics,
+        )
+    return None
+
+
+def evaluate(
+    client: Any,
+    settings: Settings,
+    name: str,
+    *,
+    policy: CanaryPolicy | None = None,
+    window: Window | None = None,
+    labels: pd.DataFrame | None = None,
+    metrics_text: str | None = None,
+    reference: ReferenceData | None = None,
+    config: DriftConfig | None = None,
+    share: float | None = None,
+    act: bool = False,
+    record: bool = True,
+) -> CanaryOutcome:
+    """Compare ``@champion`` and ``@challenger`` on a window, decide, record, act if asked.
+
+    Args:
+        client: an ``MlflowClient``.
+        settings: resolved settings (inference log root, tracking).
+        name: registered model name.
+        policy: the declared canary policy.
+        window: the time range; by default from the challenger's registration until now.
+        labels: late labels (``record_id`` or ``request_id`` [+ ``record_index``], target).
+        metrics_text: the server's ``/metrics`` text, for per-arm errors and latency.
+        reference: what both arms drift from; the champion's training reference by default.
+        config: drift thresholds.
+        share: the challenger's traffic share; by default its ``mlcycle.canary.share`` tag,
+            else the policy's first step.
+        act: carry the decision out in the registry (locked, audited, evidence attached).
+        record: log the check as an MLflow run.
+
+    Raises:
+        ModelNotFound: no such model or champion.
+        DataError: the inference log or labels cannot be read, or the metrics do not parse.
+        RegistryConflict: ``@challenger`` names the champion.
+    """
+    from mlcycle.monitoring.canary import arm_traffic
+
+    policy = policy or CanaryPolicy()
+    get_registered_model(client, name)  # an unknown model is an error, not "no canary"
+    champ = champion_version(client, name)
+    chal = alias_version(client, name, CHALLENGER)
+    if champ is None or chal is None:
+        missing = "@champion" if champ is None else "@challenger"
+        return CanaryOutcome(name, None, None, None, skipped=f"no canary: {name} has no {missing}")
+    if champ == chal:
+        raise RegistryConflict(f"@challenger and @champion of {name} are both version {chal}")
+    if window is None:
+        created = client.get_model_version(name, chal).creation_timestamp
+        start = pd.Timestamp(created, unit="ms", tz="UTC").floor("s")
+        window = Window.of(start, pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=1))
+    ref = reference or load_reference(client, name, champ)
+    problems: list[str] = []
+    rows = read_inference_log(settings.inference_log, name, window, role=None, problems=problems)
+    if labels is not None and not rows.empty:
+        rows = join_labels(rows, labels, ref.target, problems)
+    try:
+        traffic = arm_traffic(metrics_text) if metrics_text else None
+    except ValueError as exc:
+        raise DataError(f"the server's metrics do not parse: {exc}") from exc
+    cmp = compare_arms(
+        name,
+        rows,
+        ref,
+        champion_version=champ,
+        challenger_version=chal,
+        metric=policy.metric,
+        traffic=traffic,
+        config=config,
+        window=window.key,
+        confidence=policy.confidence,
+    )
+    if share is None:
+        share = _share(client, name, chal)
+    decision = decide(cmp, policy, share)
+    logger.info(
+        "canary %s v%s vs v%s: %s (%s)",
+        name,
+        chal,
+        champ,
+        decision.action,
+        "; ".join(decision.reasons),
+    )
+    out = CanaryOutcome(name, window.key, cmp, decision, problems=tuple(problems))
+    if record:
+        out = replace(out, run_id=_record(client, settings, out, policy))
+    if act:
+        out = replace(out, acted=_act(client, out, policy))
+    return out

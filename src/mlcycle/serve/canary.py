@@ -1,0 +1,43 @@
+"""Which arm of a canary answers a request: pure, the same in every worker and every restart.
+
+API: :class:`CanaryRouter`, :func:`bucket`, :data:`BUCKETS`.
+
+A request carrying the key header goes to the challenger when the SHA-256 of the key falls in
+the first ``share`` of :data:`BUCKETS` buckets, so a client keeps its arm across requests,
+workers and restarts, and raising the share only moves clients from the champion to the
+challenger, never back. A request without the key is drawn from a ``random.Random(seed)``:
+reproducible for one worker; with ``--workers N`` each worker draws its own sequence from the
+same seed, each holding the share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterable
+
+#: Resolution of the share: 10,000 buckets, so 0.01 % steps.
+BUCKETS = 10_000
+
+
+def bucket(key: bytes) -> int:
+    """The bucket (0 to :data:`BUCKETS` - 1) of a key."""
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % BUCKETS
+
+
+class CanaryRouter:
+    """Decides, per request, whether the challenger answers."""
+
+    def __init__(self, share: float, key_header: str, seed: int = 0) -> None:
+        self.share = share
+        self.key_header = key_header
+        self._header = key_header.lower().encode("latin-1")
+        self._threshold = round(share * BUCKETS)
+        self._rng = random.Random(seed)
+
+    def to_challenger(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+        """Whether a request with these (lower-case ASGI) headers goes to the challenger."""
+        for k, v in headers:
+            if k == self._header:
+                return bucket(v) < self._threshold
+        return self._rng.random() < self.share
