@@ -1,0 +1,198 @@
+"""Option blocks shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+
+def json_option(help: str = "Print the result as JSON.") -> Any:
+    """``--json``: machine-readable output instead of the text lines."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def allow_pickle_option(fn: Any) -> Any:
+    """``--allow-pickle``: the one opt-in of mlcycle.trust (or MLCYCLE_ALLOW_PICKLE=true)."""
+    return click.option(
+        "--allow-pickle",
+        is_flag=True,
+        help="Load models whose files can run code (pickle, cloudpickle, code/) "
+        "[default: MLCYCLE_ALLOW_PICKLE or off]. Only for models whose authors you trust.",
+    )(fn)
+
+
+def gate_policy(
+    mode: str,
+    metric: str | None,
+    min_score: float | None,
+    min_improvement: float,
+    max_latency: float | None,
+    allow_pickle: bool = False,
+) -> Any:
+    from mlcycle.register import GatePolicy
+
+    return GatePolicy(
+        mode=mode,  # type: ignore[arg-type]  # click.Choice guarantees the literal
+        metric=metric,
+        min_score=min_score,
+        min_improvement=min_improvement,
+        max_latency_ms_per_row=max_latency,
+        allow_pickle=allow_pickle,
+    )
+
+
+def eval_frame(path: str | None) -> Any:
+    if path is None:
+        return None
+    from mlcycle.data import load_table
+
+    return load_table(path)
+
+
+def gate_options(fn: Any) -> Any:
+    """The gate's policy flags, shared by ``gate`` and ``promote``."""
+    options = [
+        click.option(
+            "--mode",
+            type=click.Choice(["enabled", "dry_run", "disabled"]),
+            default="enabled",
+            show_default=True,
+            help="dry_run records the decision without enforcing it.",
+        ),
+        click.option(
+            "--metric",
+            default=None,
+            help="Gate metric [default: roc_auc (classification) or rmse (regression)].",
+        ),
+        click.option(
+            "--min-score",
+            type=float,
+            default=None,
+            help="Minimum absolute metric (maximum for lower-is-better metrics).",
+        ),
+        click.option(
+            "--min-improvement",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Required improvement over the champion.",
+        ),
+        click.option(
+            "--max-latency-ms",
+            "max_latency",
+            type=float,
+            default=None,
+            help="Maximum prediction latency per row, ms.",
+        ),
+        click.option(
+            "--eval-data",
+            default=None,
+            metavar="PATH",
+            help="CSV/Parquet to score both models on "
+            "[default: the challenger's held-out test split].",
+        ),
+        click.option(
+            "--target",
+            default=None,
+            metavar="COL",
+            help="Column the model predicts, for versions whose contract does not say.",
+        ),
+        allow_pickle_option,
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def monitor_options(fn: Any) -> Any:
+    options = [
+        click.option("--model", "model_name", required=True, help="Registered model name."),
+        click.option("--version", default=None, help="Version monitored [default: @champion]."),
+        click.option(
+            "--reference",
+            default=None,
+            help="Reference table (CSV/Parquet) instead of the version's training reference; "
+            "used as given, no artifacts needed.",
+        ),
+        click.option(
+            "--target",
+            default=None,
+            metavar="COL",
+            help="Column the model predicts, for a --reference table of a version whose "
+            "contract does not say.",
+        ),
+        click.option(
+            "--labels",
+            default=None,
+            help="Late labels: CSV/Parquet with record_id (or request_id, [record_index]), target.",
+        ),
+        click.option(
+            "--output",
+            default="monitoring-reports",
+            show_default=True,
+            type=click.Path(file_okay=False),
+            help="Where reports are written.",
+        ),
+        click.option(
+            "--method",
+            "methods",
+            multiple=True,
+            metavar="COLUMN=METHOD",
+            help="Drift method of a column (wasserstein, jensenshannon, psi, ks, chisquare, …).",
+        ),
+        click.option(
+            "--min-rows",
+            type=click.IntRange(min=1),
+            default=200,
+            show_default=True,
+            help="Smaller windows are 'insufficient data'.",
+        ),
+        click.option(
+            "--drift-share",
+            type=click.FloatRange(0, 1, min_open=True),
+            default=0.3,
+            show_default=True,
+            help="Policy: a window with this share of drifted features is bad.",
+        ),
+        click.option(
+            "--quality-drop",
+            type=float,
+            default=0.05,
+            show_default=True,
+            help="Policy: a window whose quality dropped this much is bad.",
+        ),
+        click.option(
+            "--bad-windows",
+            type=click.IntRange(min=1),
+            default=2,
+            show_default=True,
+            help="Policy: N bad windows ...",
+        ),
+        click.option(
+            "--of-last",
+            type=click.IntRange(min=1),
+            default=3,
+            show_default=True,
+            help="Policy: ... of the last M windows.",
+        ),
+        click.option(
+            "--engine",
+            type=click.Choice(["pandas", "arrow", "spark"]),
+            default="pandas",
+            show_default=True,
+            help="How the inference log is read: whole into pandas; streamed as Arrow batches "
+            "(bounded memory, any window size); or summarised by Spark where it lies "
+            "(pip install 'mlcycle[spark]'). Same verdicts.",
+        ),
+        click.option(
+            "--master",
+            "spark_master",
+            default="local[2]",
+            show_default=True,
+            help="Spark master URL (with --engine spark).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn

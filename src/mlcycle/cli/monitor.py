@@ -1,0 +1,257 @@
+"""``mlcycle monitor`` and ``mlcycle loop``: drift windows, the retrain policy, the loop."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from mlcycle.cli._common import cli, context, parse_kv, ui_hint
+from mlcycle.cli._options import monitor_options
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> Any:
+    from datetime import timedelta
+
+    unit = text[-1:].lower()
+    try:
+        amount = float(text[:-1]) if unit in _DURATION_UNITS else float(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"'{text}' is not a duration like 30s, 10m, 1h, 1d", param_hint="--every"
+        ) from None
+    seconds = amount * _DURATION_UNITS.get(unit, 1)
+    if seconds <= 0:
+        raise click.BadParameter("the period must be positive", param_hint="--every")
+    return timedelta(seconds=seconds)
+
+
+def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
+    from mlcycle.data import load_table
+    from mlcycle.extras import require
+
+    # Before any reading or analysis: without Evidently the report step would fail last.
+    require("monitoring", feature="mlcycle monitor")
+    from mlcycle.monitoring import DriftConfig, RetrainPolicy, reference_for_table
+
+    settings, client = context()
+    reference = None
+    if opts["reference"]:
+        reference = reference_for_table(
+            client,
+            opts["model_name"],
+            opts["version"],
+            load_table(opts["reference"]),
+            target=opts["target"],
+            seed=settings.seed,
+        )
+    elif opts["target"]:
+        raise click.UsageError("--target describes a --reference table; give --reference")
+    labels = load_table(opts["labels"]) if opts["labels"] else None
+    config = DriftConfig(
+        min_rows=opts["min_rows"],
+        per_column_method=parse_kv(opts["methods"], "--method"),
+        seed=settings.seed,
+    )
+    if opts["bad_windows"] > opts["of_last"]:
+        raise click.BadParameter(
+            "--bad-windows cannot exceed --of-last", param_hint="--bad-windows"
+        )
+    policy = RetrainPolicy(
+        drift_share=opts["drift_share"],
+        quality_drop=opts["quality_drop"],
+        bad_windows=opts["bad_windows"],
+        of_last=opts["of_last"],
+    )
+    return settings, client, reference, labels, config, policy
+
+
+def _window_line(out: Any) -> str:
+    head = f"[window {out.window or out.source}]"
+    if out.skipped:
+        return f"{head} skipped: {out.skipped}"
+    r = out.result
+    line = f"{head} rows={r.rows} status={r.status}"
+    if r.columns:
+        line += f" drifted={len(r.drifted)}/{len(r.columns)}"
+        if r.drifted:
+            line += " (" + ", ".join(r.drifted) + ")"
+    if r.quality_drop is not None:
+        line += f" quality_drop={r.quality_drop:.3f}"
+    line += f" decision={'retrain' if out.decision and out.decision.retrain else 'none'}"
+    if out.retrain is not None:
+        state = (
+            "promoted to @champion"
+            if out.retrain.promoted
+            else "kept as @challenger (gate refused)"
+        )
+        line += f" -> run {out.retrain.run_id} v{out.retrain.version} {state}"
+    return line
+
+
+def _outcome_json(out: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    doc: dict[str, Any] = {"window": out.window, "run_id": out.run_id, "skipped": out.skipped}
+    doc["result"] = out.result.as_dict() if out.result else None
+    doc["decision"] = asdict(out.decision) if out.decision else None
+    doc["retrain"] = asdict(out.retrain) if out.retrain else None
+    doc["stale"] = list(out.stale)
+    return doc
+
+
+def _fail_on_stale(out: Any) -> None:
+    """Exit 1 when a window run was left RUNNING by a killed monitor, so cron notices."""
+    if out.stale:
+        raise click.ClickException(
+            f"{len(out.stale)} monitoring run(s) still RUNNING long after they started (a "
+            f"monitor was killed; their windows were not monitored): {'; '.join(out.stale)}. "
+            "Delete them (mlflow runs delete --run-id ID) and monitor those windows again."
+        )
+
+
+@cli.command("monitor")
+@monitor_options
+@click.option(
+    "--current", default=None, help="The window as a CSV/Parquet file instead of the inference log."
+)
+@click.option("--since", default=None, help="Window start (ISO time, UTC) in the inference log.")
+@click.option("--until", default=None, help="Window end (ISO time, UTC, exclusive) [default: now].")
+@click.option(
+    "--retrain/--no-retrain",
+    default=False,
+    show_default=True,
+    help="Retrain when the policy says so.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def monitor_cmd(
+    current: str | None,
+    since: str | None,
+    until: str | None,
+    retrain: bool,
+    as_json: bool,
+    **opts: Any,
+) -> None:
+    """Check one window for drift against the model's training reference.
+
+    The window is a file (--current), a time range of the inference log (--since/--until),
+    or the whole log. The Evidently report and a run in experiment mlcycle-monitoring are
+    written; with --retrain the retrain policy may start a training run.
+    """
+    import pandas as pd
+
+    from mlcycle.monitoring import Window, load_current, run_once
+
+    if current and (since or until):
+        raise click.UsageError("give --current or --since/--until, not both")
+    settings, client, reference, labels, config, policy = _monitor_setup(opts)
+    window = None
+    if since or until:
+        if not since:
+            raise click.UsageError("--until needs --since")
+        window = Window.of(since, until or pd.Timestamp.now(tz="UTC"))
+    frame = load_current(current) if current else None
+    out = run_once(
+        client,
+        settings,
+        opts["model_name"],
+        version=opts["version"],
+        window=window,
+        current=frame,
+        reference=reference,
+        labels=labels,
+        config=config,
+        policy=policy,
+        allow_retrain=retrain,
+        output_dir=opts["output"],
+        engine=opts["engine"],
+        spark_master=opts["spark_master"],
+    )
+    if as_json:
+        click.echo(json.dumps(_outcome_json(out), indent=2, default=str))
+        _fail_on_stale(out)
+        return
+    click.echo(_window_line(out))
+    r = out.result
+    if r is not None:
+        for c in r.columns:
+            flag = "DRIFT" if c.drifted else "ok"
+            click.echo(
+                f"  {c.column:<24} {c.method:<14} score={c.score:.4f} "
+                f"(threshold {c.threshold:g})  {flag}"
+            )
+        if r.prediction is not None:
+            click.echo(
+                f"  {'prediction':<24} {r.prediction.method:<14} "
+                f"score={r.prediction.score:.4f}  {'DRIFT' if r.prediction.drifted else 'ok'}"
+            )
+        for f in r.findings:
+            click.echo(f"  finding: {f.column}: {f.kind}: {f.detail}")
+        for k, v in r.quality.items():
+            click.echo(
+                f"  quality {k}={v:.4f} (reference {r.reference_quality.get(k, float('nan')):.4f})"
+            )
+        if r.report_html:
+            click.echo(f"report     {r.report_html}")
+    if out.decision is not None:
+        click.echo(
+            "decision   "
+            + ("retrain" if out.decision.retrain else "no retrain")
+            + ": "
+            + "; ".join(out.decision.reasons)
+        )
+    click.echo(f"run        {out.run_id} (experiment mlcycle-monitoring)  ui: {ui_hint(settings)}")
+    _fail_on_stale(out)
+
+
+@cli.command("loop")
+@monitor_options
+@click.option(
+    "--every", default="1h", show_default=True, help="Window length and period: 30s, 10m, 1h, 1d."
+)
+@click.option(
+    "--once", is_flag=True, help="Monitor the last complete window and exit (cron, CI, CronJob)."
+)
+@click.option(
+    "--retrain/--no-retrain",
+    default=True,
+    show_default=True,
+    help="Retrain when the policy says so.",
+)
+@click.option("--max-windows", type=click.IntRange(min=1), default=None, hidden=True)
+def loop_cmd(every: str, once: bool, retrain: bool, max_windows: int | None, **opts: Any) -> None:
+    """Monitor the inference log window after window, retraining when the policy says so.
+
+    Each window is the last complete period of --every (aligned to the clock). Safe to run
+    twice at once: a window is analysed, and retrained for, only once.
+    """
+    from mlcycle.monitoring import loop
+
+    period = _duration(every)
+    settings, client, reference, labels, config, policy = _monitor_setup(opts)
+    click.echo(
+        f"monitoring {opts['model_name']} every {every} (policy: {policy.bad_windows} bad of "
+        f"{policy.of_last}; drift share >= {policy.drift_share})"
+    )
+    for out in loop(
+        client,
+        settings,
+        opts["model_name"],
+        period,
+        max_windows=1 if once else max_windows,
+        version=opts["version"],
+        reference=reference,
+        labels=labels,
+        config=config,
+        policy=policy,
+        allow_retrain=retrain,
+        output_dir=opts["output"],
+        engine=opts["engine"],
+        spark_master=opts["spark_master"],
+    ):
+        click.echo(_window_line(out))
+        for stale in out.stale:
+            click.echo(f"  stale: run {stale} was left RUNNING (its monitor was killed)", err=True)

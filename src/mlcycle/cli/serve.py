@@ -1,0 +1,203 @@
+"""``mlcycle serve`` and ``mlcycle build-docker``: the model server and its image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mlcycle.cli._common import cli, context
+from mlcycle.cli._options import allow_pickle_option
+
+
+@cli.command("serve")
+@click.option(
+    "--model",
+    "model_uri",
+    required=True,
+    help="models:/NAME@champion, models:/NAME/Production, runs:/ID/model or a local path.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes."
+)
+@click.option(
+    "--inference-log",
+    default=None,
+    metavar="PATH|s3://",
+    help="Inference log root [default: MLCYCLE_INFERENCE_LOG or ./inference-log].",
+)
+@click.option("--no-inference-log", is_flag=True, help="Do not log scored records.")
+@click.option(
+    "--reload-interval",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds between registry polls for a moved alias/stage (0: never).",
+)
+@click.option(
+    "--shadow",
+    is_flag=True,
+    help="Also score @challenger off the response path and log it (role=shadow).",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1),
+    default=5 * 1024 * 1024,
+    show_default=True,
+    help="Larger bodies get 413 before parsing.",
+)
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Rows per request (413 above).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.001),
+    default=10.0,
+    show_default=True,
+    help="Seconds before a request is shed with 503 + Retry-After.",
+)
+@click.option(
+    "--max-batch-rows",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Rows per micro-batch.",
+)
+@click.option(
+    "--max-wait-ms",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Longest wait for a micro-batch to fill.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=20.0,
+    show_default=True,
+    help="Seconds to finish in-flight requests after SIGTERM.",
+)
+@allow_pickle_option
+def serve_cmd(
+    model_uri: str,
+    host: str,
+    port: int,
+    workers: int,
+    inference_log: str | None,
+    no_inference_log: bool,
+    reload_interval: float,
+    shadow: bool,
+    max_body_bytes: int,
+    max_rows: int,
+    timeout: float,
+    max_batch_rows: int,
+    max_wait_ms: float,
+    grace: float,
+    allow_pickle: bool,
+) -> None:
+    """Serve a model over MLflow's /invocations protocol, with metrics and an inference log."""
+    from mlcycle.extras import require
+
+    require("serve", feature="mlcycle serve")
+    from mlcycle.serve.app import ServeOptions
+    from mlcycle.serve.server import ServerConfig, serve
+
+    settings, client = context(inference_log=inference_log)
+    config = ServerConfig(
+        model_uri=model_uri,
+        host=host,
+        port=port,
+        workers=workers,
+        inference_log=None if no_inference_log else settings.inference_log,
+        allow_pickle=allow_pickle or settings.allow_pickle,
+        tracking_uri=settings.tracking_uri,
+        registry_uri=settings.registry_uri,
+        grace=grace,
+        options=ServeOptions(
+            max_body_bytes=max_body_bytes,
+            max_rows=max_rows,
+            timeout=timeout,
+            max_batch_rows=max_batch_rows,
+            max_wait=max_wait_ms / 1000.0,
+            reload_interval=reload_interval or None,
+            shadow=shadow,
+        ),
+    )
+    click.echo(f"serving {model_uri} on http://{host}:{port} ({workers} worker(s))", err=True)
+    serve(config, client)
+
+
+@cli.command("build-docker")
+@click.option(
+    "--model",
+    "model_uri",
+    default=None,
+    metavar="URI",
+    help=(
+        "Model the image serves by default (MODEL_URI) "
+        "[default: models:/mlcycle-model@champion]; required with --stock."
+    ),
+)
+@click.option("--image", default=None, metavar="NAME", help="Tag of the image to build.")
+@click.option(
+    "--stock",
+    is_flag=True,
+    help="Build MLflow's own serving image (mlflow models build-docker) instead.",
+)
+@click.option(
+    "--env-manager",
+    default="local",
+    show_default=True,
+    help="With --stock: local, virtualenv, uv or conda.",
+)
+@click.option(
+    "--dockerfile-only",
+    "dockerfile_only",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Write the mlcycle Dockerfile to PATH and build nothing (no Docker needed).",
+)
+@click.option(
+    "--context",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, exists=True),
+    help="Build context: the mlcycle repository root.",
+)
+def build_docker(
+    model_uri: str | None,
+    image: str | None,
+    stock: bool,
+    env_manager: str,
+    dockerfile_only: str | None,
+    context: str,
+) -> None:
+    """Build a model-server image: mlcycle's (default) or MLflow's stock one."""
+    from mlcycle.serve import image as image_mod
+
+    if stock and dockerfile_only:
+        raise click.UsageError(
+            "--dockerfile-only writes the mlcycle Dockerfile; it cannot be combined with --stock"
+        )
+    if dockerfile_only:
+        text = image_mod.render_dockerfile(model_uri=model_uri or image_mod.DEFAULT_MODEL_URI)
+        Path(dockerfile_only).write_text(text)
+        click.echo(f"wrote {dockerfile_only}")
+        return
+    if not image:
+        raise click.UsageError("--image is required unless --dockerfile-only is given")
+    if stock:
+        if not model_uri:
+            raise click.UsageError("--model is required with --stock")
+        image_mod.build_stock_image(model_uri, image, env_manager)
+    else:
+        text = image_mod.render_dockerfile(model_uri=model_uri or image_mod.DEFAULT_MODEL_URI)
+        image_mod.build_image(image, text, context)
+    click.echo(f"built image {image}")
