@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from mlcycle import __version__
-from mlcycle.errors import MlcycleError
+from mlcycle.errors import MlcycleError, access_error
 from mlcycle.redact import RedactingFilter, redact_text, redact_uri
 
 logger = logging.getLogger("mlcycle")
@@ -39,27 +39,10 @@ class _Group(click.Group):
         except MlcycleError as exc:
             raise click.ClickException(redact_text(str(exc))) from exc
         except Exception as exc:
-            message = _access_error(exc)
-            if message is None:
+            denied = access_error(exc)
+            if denied is None:
                 raise
-            raise click.ClickException(redact_text(message)) from exc
-
-
-def _access_error(exc: Exception) -> str | None:
-    """A tracking server's 401/403 as one line for the user (``None`` for other errors)."""
-    status = getattr(exc, "get_http_status_code", lambda: None)()
-    if status == 401:
-        return (
-            "not authenticated by the tracking server: check MLFLOW_TRACKING_USERNAME and "
-            "MLFLOW_TRACKING_PASSWORD"
-        )
-    if status == 403:
-        detail = str(exc).split(". Response body:", 1)[0]
-        return (
-            f"permission denied by the tracking server ({detail}); an admin can grant "
-            "EDIT or MANAGE on the experiment or registered model"
-        )
-    return None
+            raise click.ClickException(redact_text(str(denied))) from exc
 
 
 def _private_files() -> None:

@@ -90,14 +90,7 @@ def predict_cmd(
         allow_pickle=allow_pickle or settings.allow_pickle, predict_method=predict_method,
     )  # fmt: skip
     if as_json:
-        doc = {
-            "model_uri": result.model_uri, "model_name": result.model_name,
-            "model_version": result.model_version, "engine": result.engine, "rows": result.rows,
-            "output": result.output, "batch_id": result.batch_id,
-            "scored_at": result.scored_at.isoformat(), "seconds": result.seconds,
-            "logged_rows": result.logged_rows,
-        }  # fmt: skip
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(json.dumps(result.as_dict(), indent=2))
         return
     click.echo(
         f"scored     {result.rows} rows with {result.model_name} version "

@@ -32,15 +32,10 @@ from mlcycle.cli._common import cli, context, ui_hint
 )
 def scenario(output: str, rows: int, period: str, seed: int, start: str) -> None:
     """Write the demo scenario's churn table (optionally a drifted period)."""
-    from mlcycle.data import make_scenario
+    from mlcycle.data import make_scenario, write_table
 
     df = make_scenario(rows, period=period, seed=seed, start=start)  # type: ignore[arg-type]
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        df.to_parquet(path, index=False)
-    else:
-        df.to_csv(path, index=False)
+    path = write_table(df, output)
     click.echo(f"wrote {len(df)} rows ({period}) to {path}")
 
 

@@ -92,17 +92,6 @@ def _window_line(out: Any) -> str:
     return line
 
 
-def _outcome_json(out: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    doc: dict[str, Any] = {"window": out.window, "run_id": out.run_id, "skipped": out.skipped}
-    doc["result"] = out.result.as_dict() if out.result else None
-    doc["decision"] = asdict(out.decision) if out.decision else None
-    doc["retrain"] = asdict(out.retrain) if out.retrain else None
-    doc["stale"] = list(out.stale)
-    return doc
-
-
 def _fail_on_stale(out: Any) -> None:
     """Exit 1 when a window run was left RUNNING by a killed monitor, so cron notices."""
     if out.stale:
@@ -171,7 +160,7 @@ def monitor_cmd(
         spark_master=opts["spark_master"],
     )
     if as_json:
-        click.echo(json.dumps(_outcome_json(out), indent=2, default=str))
+        click.echo(json.dumps(out.as_dict(), indent=2, default=str))
         _fail_on_stale(out)
         return
     click.echo(_window_line(out))

@@ -119,7 +119,6 @@ def gate_cmd(
     allow_pickle: bool,
 ) -> None:
     """Score challenger and champion on the same data; exit 1 when an enabled gate fails."""
-    from mlcycle.errors import GateRejected
     from mlcycle.register import gate
 
     settings, client = context()
@@ -129,8 +128,7 @@ def gate_cmd(
     )  # fmt: skip
     d = gate(client, name, version, policy, eval_frame(eval_data), target)
     _echo_decision(d)
-    if mode == "enabled" and not d.passed:
-        raise GateRejected(f"{name} version {d.challenger_version} did not pass the gate")
+    d.enforce(name)
 
 
 @cli.command("promote")

@@ -128,8 +128,7 @@ def train(
         categorical=categorical,
         seed=settings.seed,
         trials=trials,
-        search_engine=search_engine
-        or ("optuna" if search_storage or search_workers > 1 else "random"),
+        search_engine=search_engine,
         search_storage=search_storage or None,
         study_name=study_name or None,
         search_workers=search_workers,
@@ -159,15 +158,7 @@ def train(
 
         registered = register_mod.register(client, result.run_id, register_as)
     if as_json:
-        out = {
-            "run_id": result.run_id,
-            "experiment_id": result.experiment_id,
-            "model_uri": result.model_uri,
-            "task": result.task,
-            "metrics": result.metrics,
-            "onnx_exact": result.onnx_exact,
-            "child_run_ids": list(result.child_run_ids),
-        }
+        out = result.as_dict()
         if registered is not None:
             out["registered_version"] = str(registered.version)
         click.echo(json.dumps(out, indent=2))

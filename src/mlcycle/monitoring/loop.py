@@ -24,7 +24,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -77,6 +77,18 @@ class MonitorOutcome:
     skipped: str | None = None
     source: str = "log"
     stale: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping (what ``mlcycle monitor --json`` prints)."""
+        return {
+            "window": self.window,
+            "run_id": self.run_id,
+            "skipped": self.skipped,
+            "result": self.result.as_dict() if self.result else None,
+            "decision": asdict(self.decision) if self.decision else None,
+            "retrain": asdict(self.retrain) if self.retrain else None,
+            "stale": list(self.stale),
+        }
 
 
 @contextlib.contextmanager
