@@ -10,24 +10,6 @@ import click
 from mlcycle.cli._common import cli, context, parse_kv, ui_hint
 from mlcycle.cli._options import monitor_options
 
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _duration(text: str) -> Any:
-    from datetime import timedelta
-
-    unit = text[-1:].lower()
-    try:
-        amount = float(text[:-1]) if unit in _DURATION_UNITS else float(text)
-    except ValueError:
-        raise click.BadParameter(
-            f"'{text}' is not a duration like 30s, 10m, 1h, 1d", param_hint="--every"
-        ) from None
-    seconds = amount * _DURATION_UNITS.get(unit, 1)
-    if seconds <= 0:
-        raise click.BadParameter("the period must be positive", param_hint="--every")
-    return timedelta(seconds=seconds)
-
 
 def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
     from mlcycle.data import load_table
@@ -199,7 +181,10 @@ def monitor_cmd(
 @cli.command("loop")
 @monitor_options
 @click.option(
-    "--every", default="1h", show_default=True, help="Window length and period: 30s, 10m, 1h, 1d."
+    "--every",
+    default="1h",
+    show_default=True,
+    help="Window length and period: 30s, 15m, 1h30m, 1d (a plain number: seconds).",
 )
 @click.option(
     "--once", is_flag=True, help="Monitor the last complete window and exit (cron, CI, CronJob)."
@@ -217,9 +202,14 @@ def loop_cmd(every: str, once: bool, retrain: bool, max_windows: int | None, **o
     Each window is the last complete period of --every (aligned to the clock). Safe to run
     twice at once: a window is analysed, and retrained for, only once.
     """
+    from mlcycle.errors import ConfigError
     from mlcycle.monitoring import loop
+    from mlcycle.monitoring.loop import parse_period
 
-    period = _duration(every)
+    try:
+        period = parse_period(every)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--every") from None
     settings, client, reference, labels, config, policy = _monitor_setup(opts)
     click.echo(
         f"monitoring {opts['model_name']} every {every} (policy: {policy.bad_windows} bad of "

@@ -1,6 +1,6 @@
 """Schedule: monitor one window (detect → decide → act), or keep doing it every period.
 
-API: :class:`MonitorOutcome`, :func:`run_once`, :func:`loop`.
+API: :class:`MonitorOutcome`, :func:`run_once`, :func:`loop`, :func:`parse_period`.
 
 ``run_once`` is safe to run twice at once for the same window: a file lock serialises
 monitors on one machine, a completed run for the window makes later ones skip, and the
@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -63,6 +64,36 @@ Engine = Literal["pandas", "arrow", "spark"]
 #: How a window from the inference log is read: whole into pandas, streamed as Arrow
 #: record batches (bounded memory), or summarised by Spark where the log lies.
 ENGINES: tuple[str, ...] = ("pandas", "arrow", "spark")
+
+
+#: A plain number is seconds.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
+
+
+def parse_period(text: str) -> timedelta:
+    """A window length such as ``30s``, ``15m``, ``1h30m``, ``1d`` or ``1 day``, via pandas.
+
+    Units are case-insensitive (``1M`` is a minute, as ``1m``); a plain number is seconds;
+    ISO 8601 durations (``PT90M``) are read as pandas reads them.
+
+    Raises:
+        ConfigError: not a duration, or not a positive one.
+    """
+    raw = text.strip()
+    if raw.startswith(("P", "-P")):
+        spec = raw  # ISO 8601: its letters are upper case by definition
+    else:
+        # pandas spells days and weeks D and W; people write 1d, 1H, 1M (a minute).
+        spec = re.sub(r"(?<![a-z])([dw])(?![a-z])", lambda m: m.group(1).upper(), raw.lower())
+    try:
+        value = pd.Timedelta(seconds=float(raw)) if _NUMBER.fullmatch(raw) else pd.Timedelta(spec)
+    except (ValueError, OverflowError):
+        value = pd.NaT
+    if pd.isna(value):
+        raise ConfigError(f"'{text}' is not a duration like 30s, 15m, 1h30m, 1d")
+    if value <= pd.Timedelta(0):
+        raise ConfigError(f"the period must be positive, not '{text}'")
+    return value.to_pytimedelta()
 
 
 @dataclass(frozen=True)
