@@ -2,9 +2,51 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from typing import Any
 
 import click
+
+
+class LibraryDefault(click.Option):
+    """An option whose default the library declares, once, as a field default.
+
+    On the command line the option defaults to ``None``, so the stage's own default applies;
+    ``--help`` shows that value, read from the stage only when help is rendered (a stage can
+    be slow to import or need an extra; without it the help shows no default).
+    """
+
+    def __init__(self, *args: Any, default_of: Callable[[], Any], **kwargs: Any) -> None:
+        kwargs.update(default=None, show_default=True)
+        super().__init__(*args, **kwargs)
+        self.default_of = default_of
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        try:
+            shown = self.default_of()
+        except ImportError:
+            shown = None
+        saved, self.default = self.default, shown
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.default = saved
+
+
+def field_default(module: str, cls: str, name: str, scale: float = 1) -> Callable[[], Any]:
+    """Reads ``module.cls.name``'s declared default when called (times ``scale``)."""
+
+    def read() -> Any:
+        value = getattr(getattr(importlib.import_module(module), cls), name)
+        return value if scale == 1 else value * scale
+
+    return read
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The values the user gave: ``None`` ones are left out so the stage's default applies."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def json_option(help: str = "Print the result as JSON.") -> Any:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from mlcycle.cli._common import cli, context
-from mlcycle.cli._options import allow_pickle_option
+from mlcycle.cli._options import LibraryDefault, allow_pickle_option, field_default, given
+
+
+def _server(name: str) -> Any:
+    return field_default("mlcycle.serve.server", "ServerConfig", name)
+
+
+def _limit(name: str, scale: float = 1) -> Any:
+    return field_default("mlcycle.serve.app", "ServeOptions", name, scale)
 
 
 @cli.command("serve")
@@ -17,10 +26,16 @@ from mlcycle.cli._options import allow_pickle_option
     required=True,
     help="models:/NAME@champion, models:/NAME/Production, runs:/ID/model or a local path.",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--host", cls=LibraryDefault, default_of=_server("host"))
 @click.option(
-    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes."
+    "--port", type=click.IntRange(0, 65535), cls=LibraryDefault, default_of=_server("port")
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    cls=LibraryDefault,
+    default_of=_server("workers"),
+    help="Worker processes.",
 )
 @click.option(
     "--inference-log",
@@ -43,62 +58,62 @@ from mlcycle.cli._options import allow_pickle_option
 )
 @click.option(
     "--max-body-bytes",
+    cls=LibraryDefault,
+    default_of=_limit("max_body_bytes"),
     type=click.IntRange(min=1),
-    default=5 * 1024 * 1024,
-    show_default=True,
     help="Larger bodies get 413 before parsing.",
 )
 @click.option(
     "--max-rows",
+    cls=LibraryDefault,
+    default_of=_limit("max_rows"),
     type=click.IntRange(min=1),
-    default=10_000,
-    show_default=True,
     help="Rows per request (413 above).",
 )
 @click.option(
     "--timeout",
+    cls=LibraryDefault,
+    default_of=_limit("timeout"),
     type=click.FloatRange(min=0.001),
-    default=10.0,
-    show_default=True,
     help="Seconds before a request is shed with 503 + Retry-After.",
 )
 @click.option(
     "--max-batch-rows",
+    cls=LibraryDefault,
+    default_of=_limit("max_batch_rows"),
     type=click.IntRange(min=1),
-    default=64,
-    show_default=True,
     help="Rows per micro-batch.",
 )
 @click.option(
     "--max-wait-ms",
+    cls=LibraryDefault,
+    default_of=_limit("max_wait", 1000),
     type=click.FloatRange(min=0),
-    default=2.0,
-    show_default=True,
     help="Longest wait for a micro-batch to fill.",
 )
 @click.option(
     "--grace",
+    cls=LibraryDefault,
+    default_of=_server("grace"),
     type=click.FloatRange(min=0),
-    default=20.0,
-    show_default=True,
     help="Seconds to finish in-flight requests after SIGTERM.",
 )
 @allow_pickle_option
 def serve_cmd(
     model_uri: str,
-    host: str,
-    port: int,
-    workers: int,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
     inference_log: str | None,
     no_inference_log: bool,
     reload_interval: float,
     shadow: bool,
-    max_body_bytes: int,
-    max_rows: int,
-    timeout: float,
-    max_batch_rows: int,
-    max_wait_ms: float,
-    grace: float,
+    max_body_bytes: int | None,
+    max_rows: int | None,
+    timeout: float | None,
+    max_batch_rows: int | None,
+    max_wait_ms: float | None,
+    grace: float | None,
     allow_pickle: bool,
 ) -> None:
     """Serve a model over MLflow's /invocations protocol, with metrics and an inference log."""
@@ -109,27 +124,26 @@ def serve_cmd(
     from mlcycle.serve.server import ServerConfig, serve
 
     settings, client = context(inference_log=inference_log)
+    limits = given(
+        max_body_bytes=max_body_bytes,
+        max_rows=max_rows,
+        timeout=timeout,
+        max_batch_rows=max_batch_rows,
+        max_wait=None if max_wait_ms is None else max_wait_ms / 1000.0,
+    )
     config = ServerConfig(
         model_uri=model_uri,
-        host=host,
-        port=port,
-        workers=workers,
         inference_log=None if no_inference_log else settings.inference_log,
         allow_pickle=allow_pickle or settings.allow_pickle,
         tracking_uri=settings.tracking_uri,
         registry_uri=settings.registry_uri,
-        grace=grace,
-        options=ServeOptions(
-            max_body_bytes=max_body_bytes,
-            max_rows=max_rows,
-            timeout=timeout,
-            max_batch_rows=max_batch_rows,
-            max_wait=max_wait_ms / 1000.0,
-            reload_interval=reload_interval or None,
-            shadow=shadow,
-        ),
+        options=ServeOptions(**limits, reload_interval=reload_interval or None, shadow=shadow),
+        **given(host=host, port=port, workers=workers, grace=grace),
     )
-    click.echo(f"serving {model_uri} on http://{host}:{port} ({workers} worker(s))", err=True)
+    click.echo(
+        f"serving {model_uri} on http://{config.host}:{config.port} ({config.workers} worker(s))",
+        err=True,
+    )
     serve(config, client)
 
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from mlcycle.cli._common import cli
+from mlcycle.cli._options import LibraryDefault, field_default
+
+
+def _server(name: str) -> Any:
+    return field_default("mlcycle.stack", "ServerOptions", name)
 
 
 @cli.command("server")
@@ -23,11 +30,13 @@ from mlcycle.cli._common import cli
 )
 @click.option(
     "--host",
-    default="127.0.0.1",
-    show_default=True,
+    cls=LibraryDefault,
+    default_of=_server("host"),
     help="Interface to bind (0.0.0.0 in a container).",
 )
-@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), cls=LibraryDefault, default_of=_server("port")
+)
 @click.option(
     "--allowed-hosts",
     default=None,
@@ -43,20 +52,20 @@ from mlcycle.cli._common import cli
 )
 @click.option(
     "--workers",
+    cls=LibraryDefault,
+    default_of=_server("workers"),
     type=click.IntRange(min=1),
-    default=2,
-    show_default=True,
     help="Server worker processes.",
 )
 @click.option("--no-upgrade", is_flag=True, help="Skip `mlflow db upgrade` before starting.")
 def server_cmd(
     backend_store_uri: str | None,
     artifacts_destination: str | None,
-    host: str,
-    port: int,
+    host: str | None,
+    port: int | None,
     allowed_hosts: str | None,
     cors_allowed_origins: str | None,
-    workers: int,
+    workers: int | None,
     no_upgrade: bool,
 ) -> None:
     """Run the team tracking server: mlflow server with basic auth, PostgreSQL and S3.
