@@ -64,24 +64,92 @@ def allow_pickle_option(fn: Any) -> Any:
     )(fn)
 
 
-def gate_policy(
-    mode: str,
-    metric: str | None,
-    min_score: float | None,
-    min_improvement: float,
-    max_latency: float | None,
-    allow_pickle: bool = False,
-) -> Any:
+#: Destinations of the gate policy's flags (before a prefix), in GatePolicy's order.
+_GATE_KEYS = ("mode", "metric", "min_score", "min_improvement", "max_latency")
+
+
+def gate_policy_options(prefix: str = "") -> Callable[[Any], Any]:
+    """The gate policy's flags: ``--mode``, ``--metric``, ``--min-score``, ...
+
+    Args:
+        prefix: put before each flag and destination (``gate-``: ``--gate-mode`` arrives as
+            ``gate_mode``), for commands where the gate is one step among others.
+    """
+    dest = prefix.replace("-", "_")
+    retrain = bool(prefix)
+
+    def policy_default(name: str) -> Callable[[], Any]:
+        return field_default("mlcycle.register", "GatePolicy", name)
+
+    modes = click.Choice(["enabled", "dry_run", "disabled"])
+    options = [
+        click.option(
+            f"--{prefix}mode",
+            f"{dest}mode",
+            cls=LibraryDefault,
+            default_of=policy_default("mode"),
+            type=modes,
+            # MODE keeps the help's option column as narrow as the other flags'.
+            metavar="MODE" if retrain else None,
+            help="Retrain gate: enabled, dry_run (record the decision, promote anyway) or "
+            "disabled (promote without scoring)."
+            if retrain
+            else "dry_run records the decision without enforcing it.",
+        ),
+        click.option(
+            f"--{prefix}metric",
+            f"{dest}metric",
+            default=None,
+            help=("Retrain gate metric" if retrain else "Gate metric")
+            + " [default: roc_auc (classification) or rmse (regression)].",
+        ),
+        click.option(
+            f"--{prefix}min-score",
+            f"{dest}min_score",
+            type=float,
+            default=None,
+            help=("Retrain gate: minimum" if retrain else "Minimum")
+            + " absolute metric (maximum for lower-is-better metrics).",
+        ),
+        click.option(
+            f"--{prefix}min-improvement",
+            f"{dest}min_improvement",
+            cls=LibraryDefault,
+            default_of=policy_default("min_improvement"),
+            type=float,
+            help="Retrain gate: required improvement over the champion."
+            if retrain
+            else "Required improvement over the champion.",
+        ),
+        click.option(
+            f"--{prefix}max-latency-ms",
+            f"{dest}max_latency",
+            type=float,
+            default=None,
+            help=("Retrain gate: maximum" if retrain else "Maximum")
+            + " prediction latency per row, ms.",
+        ),
+    ]
+
+    def apply(fn: Any) -> Any:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+def gate_policy(opts: dict[str, Any], allow_pickle: bool, prefix: str = "") -> Any:
+    """The :class:`~mlcycle.register.GatePolicy` the flags describe, popped from ``opts``.
+
+    Flags left out take GatePolicy's own defaults.
+    """
     from mlcycle.register import GatePolicy
 
-    return GatePolicy(
-        mode=mode,  # type: ignore[arg-type]  # click.Choice guarantees the literal
-        metric=metric,
-        min_score=min_score,
-        min_improvement=min_improvement,
-        max_latency_ms_per_row=max_latency,
-        allow_pickle=allow_pickle,
-    )
+    dest = prefix.replace("-", "_")
+    values = {key: opts.pop(dest + key) for key in _GATE_KEYS}
+    values["max_latency_ms_per_row"] = values.pop("max_latency")
+    return GatePolicy(**given(**values), allow_pickle=allow_pickle)
 
 
 def eval_frame(path: str | None) -> Any:
@@ -93,40 +161,9 @@ def eval_frame(path: str | None) -> Any:
 
 
 def gate_options(fn: Any) -> Any:
-    """The gate's policy flags, shared by ``gate`` and ``promote``."""
+    """The gate's flags, shared by ``gate`` and ``promote``: the policy and what to score."""
     options = [
-        click.option(
-            "--mode",
-            type=click.Choice(["enabled", "dry_run", "disabled"]),
-            default="enabled",
-            show_default=True,
-            help="dry_run records the decision without enforcing it.",
-        ),
-        click.option(
-            "--metric",
-            default=None,
-            help="Gate metric [default: roc_auc (classification) or rmse (regression)].",
-        ),
-        click.option(
-            "--min-score",
-            type=float,
-            default=None,
-            help="Minimum absolute metric (maximum for lower-is-better metrics).",
-        ),
-        click.option(
-            "--min-improvement",
-            type=float,
-            default=0.0,
-            show_default=True,
-            help="Required improvement over the champion.",
-        ),
-        click.option(
-            "--max-latency-ms",
-            "max_latency",
-            type=float,
-            default=None,
-            help="Maximum prediction latency per row, ms.",
-        ),
+        gate_policy_options(),
         click.option(
             "--eval-data",
             default=None,
@@ -234,6 +271,9 @@ def monitor_options(fn: Any) -> Any:
             show_default=True,
             help="Spark master URL (with --engine spark).",
         ),
+        # What a retrained challenger must pass to become the champion.
+        gate_policy_options("gate-"),
+        allow_pickle_option,
     ]
     for option in reversed(options):
         fn = option(fn)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mlcycle.cli._common import cli, context, parse_kv, ui_hint
-from mlcycle.cli._options import monitor_options
+from mlcycle.cli._options import gate_policy, monitor_options
 
 
 def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
@@ -119,6 +119,7 @@ def monitor_cmd(
     if current and (since or until):
         raise click.UsageError("give --current or --since/--until, not both")
     settings, client, reference, labels, config, policy = _monitor_setup(opts)
+    gate = gate_policy(opts, opts.pop("allow_pickle") or settings.allow_pickle, prefix="gate-")
     window = None
     if since or until:
         if not since:
@@ -140,6 +141,7 @@ def monitor_cmd(
         output_dir=opts["output"],
         engine=opts["engine"],
         spark_master=opts["spark_master"],
+        gate_policy=gate,
     )
     if as_json:
         click.echo(json.dumps(out.as_dict(), indent=2, default=str))
@@ -211,6 +213,7 @@ def loop_cmd(every: str, once: bool, retrain: bool, max_windows: int | None, **o
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--every") from None
     settings, client, reference, labels, config, policy = _monitor_setup(opts)
+    gate = gate_policy(opts, opts.pop("allow_pickle") or settings.allow_pickle, prefix="gate-")
     click.echo(
         f"monitoring {opts['model_name']} every {every} (policy: {policy.bad_windows} bad of "
         f"{policy.of_last}; drift share >= {policy.drift_share})"
@@ -230,6 +233,7 @@ def loop_cmd(every: str, once: bool, retrain: bool, max_windows: int | None, **o
         output_dir=opts["output"],
         engine=opts["engine"],
         spark_master=opts["spark_master"],
+        gate_policy=gate,
     ):
         click.echo(_window_line(out))
         for stale in out.stale:

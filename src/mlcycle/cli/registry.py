@@ -109,23 +109,16 @@ def register_cmd(
 def gate_cmd(
     name: str,
     version: str | None,
-    mode: str,
-    metric: str | None,
-    min_score: float | None,
-    min_improvement: float,
-    max_latency: float | None,
     eval_data: str | None,
     target: str | None,
     allow_pickle: bool,
+    **policy_flags: Any,
 ) -> None:
     """Score challenger and champion on the same data; exit 1 when an enabled gate fails."""
     from mlcycle.register import gate
 
     settings, client = context()
-    policy = gate_policy(
-        mode, metric, min_score, min_improvement, max_latency,
-        allow_pickle or settings.allow_pickle,
-    )  # fmt: skip
+    policy = gate_policy(policy_flags, allow_pickle or settings.allow_pickle)
     d = gate(client, name, version, policy, eval_frame(eval_data), target)
     _echo_decision(d)
     d.enforce(name)
@@ -144,24 +137,17 @@ def promote_cmd(
     version: str | None,
     force: bool,
     reason: str | None,
-    mode: str,
-    metric: str | None,
-    min_score: float | None,
-    min_improvement: float,
-    max_latency: float | None,
     eval_data: str | None,
     target: str | None,
     allow_pickle: bool,
+    **policy_flags: Any,
 ) -> None:
     """Gate a version and make it the champion (Production, @champion)."""
     from mlcycle.register import promote
     from mlcycle.uris import model_uri
 
     settings, client = context()
-    policy = gate_policy(
-        mode, metric, min_score, min_improvement, max_latency,
-        allow_pickle or settings.allow_pickle,
-    )  # fmt: skip
+    policy = gate_policy(policy_flags, allow_pickle or settings.allow_pickle)
     result = promote(
         client,
         name,

@@ -20,6 +20,7 @@ longer than ``stale_after`` (its monitor was killed) is reported in
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import re
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from filelock import FileLock
@@ -56,6 +57,9 @@ from mlcycle.monitoring.inputs import (
 from mlcycle.monitoring.policy import Decision, RetrainPolicy, WindowOutcome, decide
 from mlcycle.monitoring.summary import WindowSummary
 from mlcycle.monitoring.trigger import RetrainOutcome, retrain
+
+if TYPE_CHECKING:
+    from mlcycle.register import GatePolicy
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +153,7 @@ def run_once(
     stale_after: timedelta = timedelta(hours=1),
     engine: Engine = "pandas",
     spark_master: str = "local[2]",
+    gate_policy: GatePolicy | None = None,
 ) -> MonitorOutcome:
     """Analyse one window, log it, decide, and retrain when the policy says so.
 
@@ -177,6 +182,8 @@ def run_once(
             bounded memory; ``spark`` computes that summary with Spark. All give the same
             verdicts; the streaming engines keep only the rows that labels name.
         spark_master: the Spark master URL for ``engine="spark"``.
+        gate_policy: the gate a retrained challenger must pass to be promoted; the
+            default :class:`mlcycle.register.GatePolicy` when ``None``.
 
     Raises:
         ModelNotFound: no such model/version or no champion.
@@ -185,6 +192,8 @@ def run_once(
     """
     policy = policy or RetrainPolicy()
     config = config or DriftConfig()
+    if gate_policy is not None:
+        retrain_fn = functools.partial(retrain_fn, gate_policy=gate_policy)
     if config.drift_share != policy.drift_share:
         # One threshold: the status, the report's headline and the policy must agree.
         config = replace(config, drift_share=policy.drift_share)
