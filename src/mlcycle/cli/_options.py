@@ -54,6 +54,16 @@ def json_option(help: str = "Print the result as JSON.") -> Any:
     return click.option("--json", "as_json", is_flag=True, help=help)
 
 
+def inference_log_option(fn: Any) -> Any:
+    """``--inference-log``: where scored records are logged (overrides the setting)."""
+    return click.option(
+        "--inference-log",
+        default=None,
+        metavar="PATH|s3://",
+        help="Inference log root [default: MLCYCLE_INFERENCE_LOG or ./inference-log].",
+    )(fn)
+
+
 def allow_pickle_option(fn: Any) -> Any:
     """``--allow-pickle``: the one opt-in of mlcycle.trust (or MLCYCLE_ALLOW_PICKLE=true)."""
     return click.option(

@@ -7,7 +7,7 @@ import json
 import click
 
 from mlcycle.cli._common import cli, context
-from mlcycle.cli._options import allow_pickle_option
+from mlcycle.cli._options import allow_pickle_option, inference_log_option, json_option
 
 
 @cli.command("predict")
@@ -52,12 +52,7 @@ from mlcycle.cli._options import allow_pickle_option
     is_flag=True,
     help="Also append the scored rows to the inference log, for monitoring.",
 )
-@click.option(
-    "--inference-log",
-    default=None,
-    metavar="PATH|s3://",
-    help="Inference log root [default: MLCYCLE_INFERENCE_LOG or ./inference-log].",
-)
+@inference_log_option
 @click.option(
     "--predict-method",
     type=click.Choice(["predict", "predict_proba"]),
@@ -66,7 +61,7 @@ from mlcycle.cli._options import allow_pickle_option
     help="predict_proba adds a proba_<class> column per class (classifiers, pandas engine).",
 )
 @allow_pickle_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option()
 def predict_cmd(
     model_uri: str,
     source: str,

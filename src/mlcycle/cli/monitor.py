@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mlcycle.cli._common import cli, context, parse_kv, ui_hint
-from mlcycle.cli._options import gate_policy, monitor_options
+from mlcycle.cli._options import gate_policy, json_option, monitor_options
 
 
 def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
@@ -97,7 +97,7 @@ def _fail_on_stale(out: Any) -> None:
     show_default=True,
     help="Retrain when the policy says so.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option()
 def monitor_cmd(
     current: str | None,
     since: str | None,

@@ -8,7 +8,13 @@ from typing import Any
 import click
 
 from mlcycle.cli._common import cli, context
-from mlcycle.cli._options import allow_pickle_option, eval_frame, gate_options, gate_policy
+from mlcycle.cli._options import (
+    allow_pickle_option,
+    eval_frame,
+    gate_options,
+    gate_policy,
+    json_option,
+)
 
 
 def _echo_decision(d: Any) -> None:
@@ -187,7 +193,7 @@ def rollback_cmd(name: str, reason: str) -> None:
 
 @cli.command("history")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print the trail as JSON.")
+@json_option("Print the trail as JSON.")
 def history_cmd(name: str, as_json: bool) -> None:
     """Print the promotion and rollback trail: who, when, from, to, metrics, reason."""
     from mlcycle.register import history

@@ -8,7 +8,13 @@ from typing import Any
 import click
 
 from mlcycle.cli._common import cli, context
-from mlcycle.cli._options import LibraryDefault, allow_pickle_option, field_default, given
+from mlcycle.cli._options import (
+    LibraryDefault,
+    allow_pickle_option,
+    field_default,
+    given,
+    inference_log_option,
+)
 
 
 def _server(name: str) -> Any:
@@ -37,12 +43,7 @@ def _limit(name: str, scale: float = 1) -> Any:
     default_of=_server("workers"),
     help="Worker processes.",
 )
-@click.option(
-    "--inference-log",
-    default=None,
-    metavar="PATH|s3://",
-    help="Inference log root [default: MLCYCLE_INFERENCE_LOG or ./inference-log].",
-)
+@inference_log_option
 @click.option("--no-inference-log", is_flag=True, help="Do not log scored records.")
 @click.option(
     "--reload-interval",

@@ -9,6 +9,7 @@ import sys
 import click
 
 from mlcycle.cli._common import cli, context, parse_kv, ui_hint
+from mlcycle.cli._options import json_option
 
 
 @cli.command()
@@ -87,7 +88,7 @@ from mlcycle.cli._common import cli, context, parse_kv, ui_hint
     help="Register the model as a new version of NAME.",
 )
 @click.option("--no-onnx", is_flag=True, help="Skip the ONNX copy.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option()
 def train(
     data: str,
     target: str,
