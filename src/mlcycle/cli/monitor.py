@@ -8,17 +8,29 @@ from typing import Any
 import click
 
 from mlcycle.cli._common import cli, context, parse_kv, ui_hint
-from mlcycle.cli._options import gate_policy, json_option, monitor_options
+from mlcycle.cli._options import gate_policy, given, json_option, monitor_options
 
 
 def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
     from mlcycle.data import load_table
+    from mlcycle.errors import ConfigError
     from mlcycle.extras import require
 
     # Before any reading or analysis: without Evidently the report step would fail last.
     require("monitoring", feature="mlcycle monitor")
     from mlcycle.monitoring import DriftConfig, RetrainPolicy, reference_for_table
 
+    try:
+        policy = RetrainPolicy(
+            **given(
+                drift_share=opts["drift_share"],
+                quality_drop=opts["quality_drop"],
+                bad_windows=opts["bad_windows"],
+                of_last=opts["of_last"],
+            )
+        )
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--bad-windows' / '--of-last'") from None
     settings, client = context()
     reference = None
     if opts["reference"]:
@@ -34,19 +46,9 @@ def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
         raise click.UsageError("--target describes a --reference table; give --reference")
     labels = load_table(opts["labels"]) if opts["labels"] else None
     config = DriftConfig(
-        min_rows=opts["min_rows"],
+        **given(min_rows=opts["min_rows"]),
         per_column_method=parse_kv(opts["methods"], "--method"),
         seed=settings.seed,
-    )
-    if opts["bad_windows"] > opts["of_last"]:
-        raise click.BadParameter(
-            "--bad-windows cannot exceed --of-last", param_hint="--bad-windows"
-        )
-    policy = RetrainPolicy(
-        drift_share=opts["drift_share"],
-        quality_drop=opts["quality_drop"],
-        bad_windows=opts["bad_windows"],
-        of_last=opts["of_last"],
     )
     return settings, client, reference, labels, config, policy
 

@@ -1,4 +1,4 @@
-"""``--every``: window lengths are read by pandas.Timedelta, with the old spellings kept."""
+"""``loop --every`` is read by pandas.Timedelta; bad schedules are usage errors."""
 
 from __future__ import annotations
 
@@ -58,3 +58,10 @@ def test_loop_accepts_hours_and_minutes_together(own_mlflow: str) -> None:
     res = CliRunner().invoke(cli, ["loop", "--model", "nope", "--every", "1h30m", "--once"])
     assert res.exit_code == 1, res.output
     assert "nope" in res.output and "--every" not in res.output
+
+
+def test_more_bad_windows_than_windows_is_a_usage_error_naming_both_options() -> None:
+    res = CliRunner().invoke(cli, ["loop", "--model", "m", "--bad-windows", "3", "--of-last", "2"])
+    assert res.exit_code == 2
+    assert "--bad-windows" in res.output and "--of-last" in res.output
+    assert "bad_windows <= of_last" in res.output
