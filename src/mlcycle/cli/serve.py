@@ -202,7 +202,7 @@ def build_docker(
             "--dockerfile-only writes the mlcycle Dockerfile; it cannot be combined with --stock"
         )
     if dockerfile_only:
-        text = image_mod.render_dockerfile(model_uri=model_uri or image_mod.DEFAULT_MODEL_URI)
+        text = image_mod.render_dockerfile(**given(model_uri=model_uri))
         Path(dockerfile_only).write_text(text)
         click.echo(f"wrote {dockerfile_only}")
         return
@@ -213,6 +213,6 @@ def build_docker(
             raise click.UsageError("--model is required with --stock")
         image_mod.build_stock_image(model_uri, image, env_manager)
     else:
-        text = image_mod.render_dockerfile(model_uri=model_uri or image_mod.DEFAULT_MODEL_URI)
+        text = image_mod.render_dockerfile(**given(model_uri=model_uri))
         image_mod.build_image(image, text, context)
     click.echo(f"built image {image}")
