@@ -71,6 +71,21 @@ class BatchResult:
     seconds: float
     logged_rows: int | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping (what ``mlcycle predict --json`` prints)."""
+        return {
+            "model_uri": self.model_uri,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "engine": self.engine,
+            "rows": self.rows,
+            "output": self.output,
+            "batch_id": self.batch_id,
+            "scored_at": self.scored_at.isoformat(),
+            "seconds": self.seconds,
+            "logged_rows": self.logged_rows,
+        }
+
     @property
     def rows_per_second(self) -> float:
         """Throughput of the whole call (read, score, write, log)."""

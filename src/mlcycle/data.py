@@ -3,6 +3,7 @@
 API:
 
 - :func:`load_table` — CSV or Parquet from a path or an ``s3://`` URI.
+- :func:`write_table` — a frame to a local CSV or Parquet file, by suffix.
 - :func:`infer_spec` — target, task and feature columns, with validation.
 - :func:`split` — deterministic train/validation/test split by seed or by a time column.
 - :func:`make_scenario` — the demo's churn problem, with drifted production periods.
@@ -102,6 +103,20 @@ def load_table(source: str | os.PathLike[str]) -> pd.DataFrame:
     if df.empty:
         raise DataError(f"data file '{source}' has no rows")
     return df
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``df`` to a local file: Parquet for ``.parquet``/``.pq``, else CSV (no index).
+
+    Missing parent directories are created. Returns the path written.
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() in (".parquet", ".pq"):
+        df.to_parquet(out, index=False)
+    else:
+        df.to_csv(out, index=False)
+    return out
 
 
 def _csv_header(raw: bytes, compression: str | None) -> pd.Index:

@@ -1,4 +1,8 @@
-"""Domain errors. The library raises these; only ``mlcycle.cli`` turns them into exit codes."""
+"""Domain errors. The library raises these; only ``mlcycle.cli`` turns them into exit codes.
+
+API: :class:`MlcycleError` and its subclasses, :func:`access_error` (a tracking server's
+401/403 as a domain error).
+"""
 
 
 class MlcycleError(Exception):
@@ -43,3 +47,28 @@ class ServingError(MlcycleError):
 
 class UntrustedModel(ServingError):
     """A model's files could run code when loaded and nobody opted in (mlcycle.trust)."""
+
+
+class AccessDenied(MlcycleError):
+    """The tracking server refused the credentials (401) or the permission (403)."""
+
+
+def access_error(exc: BaseException) -> AccessDenied | None:
+    """A tracking server's 401/403 as one line for the user; ``None`` for any other error.
+
+    MLflow raises these as ``MlflowException``/``RestException`` whose text carries the whole
+    response body; the line keeps MLflow's message and drops the body.
+    """
+    status = getattr(exc, "get_http_status_code", lambda: None)()
+    if status == 401:
+        return AccessDenied(
+            "not authenticated by the tracking server: check MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD"
+        )
+    if status == 403:
+        detail = str(exc).split(". Response body:", 1)[0]
+        return AccessDenied(
+            f"permission denied by the tracking server ({detail}); an admin can grant "
+            "EDIT or MANAGE on the experiment or registered model"
+        )
+    return None

@@ -188,9 +188,9 @@ def server_options(settings: Any, **overrides: Any) -> ServerOptions:
     opts = ServerOptions(
         backend_store_uri=given.get("backend_store_uri", settings.backend_store_uri),
         artifacts_destination=given.get("artifacts_destination", settings.artifacts_destination),
-        host=given.get("host", "127.0.0.1"),
-        port=int(given.get("port", 5000)),
-        workers=int(given.get("workers", 2)),
+        host=given.get("host", ServerOptions.host),
+        port=int(given.get("port", ServerOptions.port)),
+        workers=int(given.get("workers", ServerOptions.workers)),
         allowed_hosts=_split(given.get("allowed_hosts", settings.allowed_hosts)),
         cors_allowed_origins=_split(
             given.get("cors_allowed_origins", settings.cors_allowed_origins)

@@ -97,7 +97,7 @@ def test_a_missing_log_root_is_an_error_naming_the_path(tmp_path: Path):
 
 
 def test_a_window_left_running_by_a_killed_monitor_is_reported_with_exit_1(tmp_path: Path):
-    from mlcycle.cli import _fail_on_stale
+    from mlcycle.cli.monitor import _fail_on_stale
     from mlcycle.config import ensure_experiment
 
     settings, client, reference = _setup(tmp_path)

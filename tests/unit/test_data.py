@@ -17,6 +17,7 @@ from mlcycle.data import (
     make_scenario,
     prepare_features,
     split,
+    write_table,
 )
 
 
@@ -241,3 +242,14 @@ def test_a_rare_class_that_cannot_reach_the_test_split_is_named() -> None:
         split(df, infer_spec(df, "y"))
     ok = pd.DataFrame({"x": range(100), "y": ["a"] * 86 + ["b"] * 14})
     assert (split(ok, infer_spec(ok, "y")).test["y"] == "b").sum() >= 2
+
+
+def test_write_table_writes_parquet_or_csv_by_suffix_and_makes_the_directory(
+    tmp_path: Path,
+) -> None:
+    df = make_scenario(50, seed=4)
+    pq = write_table(df, tmp_path / "new" / "d.PQ")
+    csv = write_table(df, tmp_path / "new" / "d.csv")
+    assert pq.read_bytes()[:4] == b"PAR1"
+    assert csv.read_text().startswith(",".join(df.columns))
+    assert len(load_table(pq)) == len(load_table(csv)) == 50

@@ -1,6 +1,6 @@
 """Schedule: monitor one window (detect → decide → act), or keep doing it every period.
 
-API: :class:`MonitorOutcome`, :func:`run_once`, :func:`loop`.
+API: :class:`MonitorOutcome`, :func:`run_once`, :func:`loop`, :func:`parse_period`.
 
 ``run_once`` is safe to run twice at once for the same window: a file lock serialises
 monitors on one machine, a completed run for the window makes later ones skip, and the
@@ -20,14 +20,16 @@ longer than ``stale_after`` (its monitor was killed) is reported in
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from filelock import FileLock
@@ -57,6 +59,9 @@ from mlcycle.monitoring.project import project_retrain
 from mlcycle.monitoring.summary import WindowSummary
 from mlcycle.monitoring.trigger import RetrainOutcome, retrain
 
+if TYPE_CHECKING:
+    from mlcycle.register import GatePolicy
+
 logger = logging.getLogger(__name__)
 
 RetrainFn = Callable[..., RetrainOutcome]
@@ -64,6 +69,36 @@ Engine = Literal["pandas", "arrow", "spark"]
 #: How a window from the inference log is read: whole into pandas, streamed as Arrow
 #: record batches (bounded memory), or summarised by Spark where the log lies.
 ENGINES: tuple[str, ...] = ("pandas", "arrow", "spark")
+
+
+#: A plain number is seconds.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
+
+
+def parse_period(text: str) -> timedelta:
+    """A window length such as ``30s``, ``15m``, ``1h30m``, ``1d`` or ``1 day``, via pandas.
+
+    Units are case-insensitive (``1M`` is a minute, as ``1m``); a plain number is seconds;
+    ISO 8601 durations (``PT90M``) are read as pandas reads them.
+
+    Raises:
+        ConfigError: not a duration, or not a positive one.
+    """
+    raw = text.strip()
+    if raw.startswith(("P", "-P")):
+        spec = raw  # ISO 8601: its letters are upper case by definition
+    else:
+        # pandas spells days and weeks D and W; people write 1d, 1H, 1M (a minute).
+        spec = re.sub(r"(?<![a-z])([dw])(?![a-z])", lambda m: m.group(1).upper(), raw.lower())
+    try:
+        value = pd.Timedelta(seconds=float(raw)) if _NUMBER.fullmatch(raw) else pd.Timedelta(spec)
+    except (ValueError, OverflowError):
+        value = pd.NaT
+    if pd.isna(value):
+        raise ConfigError(f"'{text}' is not a duration like 30s, 15m, 1h30m, 1d")
+    if value <= pd.Timedelta(0):
+        raise ConfigError(f"the period must be positive, not '{text}'")
+    return value.to_pytimedelta()
 
 
 @dataclass(frozen=True)
@@ -78,6 +113,18 @@ class MonitorOutcome:
     skipped: str | None = None
     source: str = "log"
     stale: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping (what ``mlcycle monitor --json`` prints)."""
+        return {
+            "window": self.window,
+            "run_id": self.run_id,
+            "skipped": self.skipped,
+            "result": self.result.as_dict() if self.result else None,
+            "decision": asdict(self.decision) if self.decision else None,
+            "retrain": asdict(self.retrain) if self.retrain else None,
+            "stale": list(self.stale),
+        }
 
 
 @contextlib.contextmanager
@@ -107,6 +154,7 @@ def run_once(
     stale_after: timedelta = timedelta(hours=1),
     engine: Engine = "pandas",
     spark_master: str = "local[2]",
+    gate_policy: GatePolicy | None = None,
 ) -> MonitorOutcome:
     """Analyse one window, log it, decide, and retrain when the policy says so.
 
@@ -136,6 +184,8 @@ def run_once(
             bounded memory; ``spark`` computes that summary with Spark. All give the same
             verdicts; the streaming engines keep only the rows that labels name.
         spark_master: the Spark master URL for ``engine="spark"``.
+        gate_policy: the gate a retrained challenger must pass to be promoted; the
+            default :class:`mlcycle.register.GatePolicy` when ``None``.
 
     Raises:
         ModelNotFound: no such model/version or no champion.
@@ -144,6 +194,8 @@ def run_once(
     """
     policy = policy or RetrainPolicy()
     config = config or DriftConfig()
+    if gate_policy is not None:
+        retrain_fn = functools.partial(retrain_fn, gate_policy=gate_policy)
     if config.drift_share != policy.drift_share:
         # One threshold: the status, the report's headline and the policy must agree.
         config = replace(config, drift_share=policy.drift_share)

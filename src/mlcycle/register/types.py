@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mlcycle.errors import ConfigError
+from mlcycle.errors import ConfigError, GateRejected
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -80,6 +80,17 @@ class GateDecision:
     champion_metrics: dict[str, float]
     challenger_version: str
     champion_version: str | None
+
+    def enforce(self, name: str) -> None:
+        """Refuse the version of ``name`` when an enabled gate failed it.
+
+        ``dry_run`` and ``disabled`` decisions are recorded, never enforced.
+
+        Raises:
+            GateRejected: the mode is ``enabled`` and the challenger did not pass.
+        """
+        if self.mode == "enabled" and not self.passed:
+            raise GateRejected(f"{name} version {self.challenger_version} did not pass the gate")
 
 
 @dataclass(frozen=True)

@@ -68,13 +68,20 @@ class TrainConfig:
     run_name: str | None = None
     onnx: bool = True
     plots: bool = True
-    #: ``random`` (in process, seeded) or ``optuna`` (a study that processes can share).
-    search_engine: str = "random"
+    #: ``random`` (in process, seeded) or ``optuna`` (a study that processes can share);
+    #: ``None`` picks ``optuna`` when the search is shared (``search_storage`` or several
+    #: ``search_workers``), else ``random``.
+    search_engine: str | None = None
     #: Optuna RDB storage (``postgresql+psycopg2://…``); in memory when ``None``.
     search_storage: str | None = None
     study_name: str | None = None
     #: Worker processes of an Optuna search on this machine (more can join with the CLI).
     search_workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.search_engine is None:
+            shared = bool(self.search_storage) or self.search_workers > 1
+            object.__setattr__(self, "search_engine", "optuna" if shared else "random")
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,18 @@ class TrainResult:
     #: …``, ``not kept: …`` or ``skipped``.
     onnx_note: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping (what ``mlcycle train --json`` prints)."""
+        return {
+            "run_id": self.run_id,
+            "experiment_id": self.experiment_id,
+            "model_uri": self.model_uri,
+            "task": self.task,
+            "metrics": self.metrics,
+            "onnx_exact": self.onnx_exact,
+            "child_run_ids": list(self.child_run_ids),
+        }
 
     @property
     def runs_uri(self) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlcycle.errors import ConfigError
-from mlcycle.register import GatePolicy
+from mlcycle.errors import ConfigError, GateRejected
+from mlcycle.register import GateDecision, GatePolicy
 from mlcycle.register.gate import LATENCY, _judge
 
 
@@ -46,3 +46,20 @@ def test_a_missing_metric_fails_the_gate() -> None:
 def test_an_unknown_gate_mode_is_refused() -> None:
     with pytest.raises(ConfigError, match="gate mode"):
         GatePolicy(mode="strict")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("mode", "passed", "refused"), [
+    ("enabled", False, True),
+    ("enabled", True, False),
+    ("dry_run", False, False),
+    ("disabled", True, False),
+])  # fmt: skip
+def test_only_an_enabled_gate_that_failed_refuses_the_version(
+    mode: str, passed: bool, refused: bool
+) -> None:
+    decision = GateDecision(passed, mode, ["why"], {}, {}, "3", "2")
+    if refused:
+        with pytest.raises(GateRejected, match="churn version 3 did not pass the gate"):
+            decision.enforce("churn")
+    else:
+        decision.enforce("churn")
