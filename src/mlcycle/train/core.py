@@ -75,6 +75,8 @@ class TrainConfig:
     study_name: str | None = None
     #: Worker processes of an Optuna search on this machine (more can join with the CLI).
     search_workers: int = 1
+    #: Save a model needing unreviewed skops types (a user's class) with cloudpickle.
+    allow_pickle: bool = False
 
 
 @dataclass(frozen=True)
@@ -340,6 +342,8 @@ def _log_full(
         cfg,
         workdir,
     )
+    # skops with reviewed types, or cloudpickle for a user's class under --allow-pickle.
+    fmt, trusted = pipelines.model_format(pipe, cfg.allow_pickle)
     # mlflow.sklearn.log_model's guarantees with one verification load and no copy.
     info = model_log.log_sklearn_model(
         client,
@@ -348,8 +352,9 @@ def _log_full(
         name=MODEL_ARTIFACT,
         signature=signature,
         input_example=example,
-        pip_requirements=pip_requirements(),
-        trusted_types=pipelines.trusted_types(pipe),
+        pip_requirements=[*pip_requirements(), *pipelines.model_requirements(pipe, fmt)],
+        trusted_types=trusted,
+        serialization_format=fmt,
         metadata={"mlcycle": spec_doc},
         extra_files=extra_files or None,
         workdir=workdir,
@@ -401,6 +406,13 @@ def train(
     df = frame if frame is not None else data_mod.load_table(cfg.data)
     spec = data_mod.infer_spec(df, cfg.target, cfg.task, cfg.time_column, cfg.drop, cfg.categorical)
     overrides = pipelines.coerce_params(model_key, spec.task, cfg.params)
+    pipelines.check_trainable(
+        model_key,
+        spec,
+        df[spec.target],
+        pipelines.estimator_params(model_key, spec.task, overrides, cfg.seed),
+        cfg.allow_pickle,
+    )
     splits = data_mod.split(df, spec, cfg.seed)
     frames = {
         name: (data_mod.prepare_features(part, spec), part[spec.target])
