@@ -157,10 +157,10 @@ class _EndsFailed:
                 delay = min(delay * 2, 15.0)
 
 
-def _tags(spec: DatasetSpec, digest: str, model: str) -> dict[str, str]:
+def _tags(spec: DatasetSpec, model: str) -> dict[str, str]:
+    # mlcycle.data_digest is set by _log_data_side: hashing the table runs beside the fit.
     return {
         **contract.tags(spec.target, spec.task),
-        "mlcycle.data_digest": digest,
         "mlcycle.version": mlcycle.__version__,
         "mlcycle.estimator": model,
     }
@@ -199,7 +199,6 @@ def _log_data_side(
     cfg: TrainConfig,
     spec: DatasetSpec,
     source_frame: pd.DataFrame,
-    digest: str,
     frames: dict[str, tuple[pd.DataFrame, pd.Series]],
     workdir: Path,
 ) -> None:
@@ -210,6 +209,8 @@ def _log_data_side(
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+    digest = data_mod.digest(source_frame)
+    client.set_tag(run_id, "mlcycle.data_digest", digest)
     ds = _dataset(source_frame, cfg.data, spec.target, digest)
     client.log_inputs(
         run_id,
@@ -252,19 +253,29 @@ def _score_and_plot(
     frames: dict[str, tuple[pd.DataFrame, pd.Series]],
     cfg: TrainConfig,
     workdir: Path,
-) -> tuple[dict[str, float], np.ndarray, Future[None] | None]:
-    """Metrics of every split, the training predictions, and the plots started in ``pool``."""
+) -> tuple[dict[str, float], Future[None] | None]:
+    """Metrics of every split, the plots started in ``pool``, then the reference sample.
+
+    Uses the client with an explicit run id (MLflow's active run is per thread).
+    """
     metrics: dict[str, float] = {}
     preds: dict[str, evaluate.Predictions] = {}
-    for name, (X, y) in frames.items():
+    plots = None
+    # The test split first: the plots (the longest chain) start as soon as it is scored.
+    for name in ("test", "val", "train"):
+        X, y = frames[name]
         preds[name] = evaluate.predict_all(pipe, X, y, spec.task)
         metrics.update(evaluate.compute_metrics(spec.task, preds[name], f"{name}_"))
-    plots = None
-    if cfg.plots:
-        plots = pool.submit(
-            _log_plots, client, run_id, pipe, spec, preds["test"], frames["val"], cfg.seed, workdir
-        )
-    return metrics, preds["train"].y_pred, plots
+        if name == "test" and cfg.plots:
+            plots = pool.submit(
+                _log_plots, client, run_id, pipe, spec, preds["test"], frames["val"], cfg.seed,
+                workdir,
+            )  # fmt: skip
+    X_train, y_train = frames["train"]
+    contract.write_sample(
+        client, run_id, X_train, y_train, preds["train"].y_pred, spec, cfg.seed, workdir
+    )
+    return metrics, plots
 
 
 def _log_full(
@@ -288,11 +299,37 @@ def _log_full(
 
     X_train, y_train = frames["train"]
     X_test, _ = frames["test"]
+    # Nothing below needs MLflow's active run until the model is logged: scoring the splits
+    # (then the plots and the reference sample) and the ONNX conversion start at once in the
+    # pool, beside the signature and the skops serialisation here.
+    if len(X_train) > TRAIN_METRIC_ROWS:
+        scored = X_train.sample(TRAIN_METRIC_ROWS, random_state=cfg.seed)
+        X_train, y_train = scored, y_train.loc[scored.index]
+    mlflow.log_param("train_metric_rows", len(X_train))
+    scoring = pool.submit(
+        _score_and_plot,
+        pool,
+        client,
+        run_id,
+        pipe,
+        spec,
+        {**frames, "train": (X_train, y_train)},
+        cfg,
+        workdir,
+    )
+    converting = pool.submit(onnx_export.convert, pipe, spec, X_test) if cfg.onnx else None
+    example = frames["train"][0].head(5)
+    with warnings.catch_warnings():
+        # MLflow hints that integer *outputs* (class labels) cannot hold NaN: true and harmless.
+        warnings.filterwarnings("ignore", message=".*Integer columns.*", category=UserWarning)
+        signature = infer_signature(example, pipe.predict(example))
+    # skops with reviewed types, or cloudpickle for a user's class under --allow-pickle.
+    fmt, trusted = pipelines.model_format(pipe, cfg.allow_pickle)
     extra_files: list[str] = []
     onnx_exact = False
     onnx_note = "skipped (--no-onnx)"
-    if cfg.onnx:
-        blob, check = onnx_export.convert(pipe, spec, X_test)
+    if converting is not None:
+        blob, check = converting.result()
         (workdir / "onnx").mkdir(exist_ok=True)
         (workdir / "onnx" / "check.json").write_text(json.dumps(check.as_dict(), indent=2))
         mlflow.log_artifact(str(workdir / "onnx" / "check.json"), "onnx")
@@ -320,30 +357,6 @@ def _log_full(
         "estimator": model_key,
         "onnx": ONNX_FILE if onnx_exact else None,
     }
-    example = X_train.head(5)
-    with warnings.catch_warnings():
-        # MLflow hints that integer *outputs* (class labels) cannot hold NaN: true and harmless.
-        warnings.filterwarnings("ignore", message=".*Integer columns.*", category=UserWarning)
-        signature = infer_signature(example, pipe.predict(example))
-    # Scoring the splits (and then drawing the plots) needs no MLflow: it runs in the pool
-    # while MLflow serialises (skops) and verifies the model here, its slowest step.
-    if len(X_train) > TRAIN_METRIC_ROWS:
-        scored = X_train.sample(TRAIN_METRIC_ROWS, random_state=cfg.seed)
-        X_train, y_train = scored, y_train.loc[scored.index]
-    mlflow.log_param("train_metric_rows", len(X_train))
-    scoring = pool.submit(
-        _score_and_plot,
-        pool,
-        client,
-        run_id,
-        pipe,
-        spec,
-        {**frames, "train": (X_train, y_train)},
-        cfg,
-        workdir,
-    )
-    # skops with reviewed types, or cloudpickle for a user's class under --allow-pickle.
-    fmt, trusted = pipelines.model_format(pipe, cfg.allow_pickle)
     # mlflow.sklearn.log_model's guarantees with one verification load and no copy.
     info = model_log.log_sklearn_model(
         client,
@@ -360,11 +373,9 @@ def _log_full(
         workdir=workdir,
     )
     mlflow.set_tag("mlcycle.model_uri", info.model_uri)
-    metrics, train_pred, plots = scoring.result()
+    metrics, plots = scoring.result()
     # Logged with the model's id as well, so the MLflow UI shows them on run and model.
     mlflow.log_metrics(metrics, model_id=info.model_id)
-
-    contract.write_sample(client, run_id, X_train, y_train, train_pred, spec, cfg.seed, workdir)
     if plots is not None:
         plots.result()
     return metrics, info.model_uri, onnx_exact, onnx_note
@@ -418,7 +429,6 @@ def train(
         name: (data_mod.prepare_features(part, spec), part[spec.target])
         for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))
     }
-    digest = data_mod.digest(df)
     settings = Settings(tracking_uri=client.tracking_uri)
     experiment_id = ensure_experiment(client, cfg.experiment, settings)
     t_prep = time.perf_counter()
@@ -431,12 +441,12 @@ def train(
         ) as run,
         tempfile.TemporaryDirectory() as tmp,
         # Last in, first out: side work finishes before the files and the run are closed.
-        ThreadPoolExecutor(max_workers=3, thread_name_prefix="mlcycle-train") as pool,
+        ThreadPoolExecutor(max_workers=4, thread_name_prefix="mlcycle-train") as pool,
     ):
         ends_failed.run_id = run.info.run_id
         # Under `mlflow run` the project's run (MLFLOW_RUN_ID) is resumed in its experiment.
         experiment_id = run.info.experiment_id
-        mlflow.set_tags(_tags(spec, digest, model_key))
+        mlflow.set_tags(_tags(spec, model_key))
         mlflow.set_tag("mlcycle.kind", "search" if cfg.trials else "train")
         base = {
             "model": model_key,
@@ -455,7 +465,7 @@ def train(
         workdir = Path(tmp)
         # Dataset lineage and reference statistics need no model: log them beside the fit.
         data_side = pool.submit(
-            _log_data_side, client, run.info.run_id, cfg, spec, df, digest, frames, workdir
+            _log_data_side, client, run.info.run_id, cfg, spec, df, frames, workdir
         )
         if cfg.trials:
             if cfg.search_engine == "optuna":
