@@ -50,6 +50,8 @@ TARGETS = {
     ("logistic", "1 row x16"): 10.0,
     ("random_forest", "1000 rows x2"): 2.0,
     ("logistic", "1000 rows x2"): 2.0,
+    # `mlcycle train --model xgboost` (skops pipeline, issue 12): the same model on both.
+    ("xgboost", "1 row x16"): 10.0,
 }
 P99_TARGET_MS = 25.0
 P50_ONE_CLIENT_TARGET_MS = 2.0
@@ -318,6 +320,7 @@ def train_models(workdir: Path, quick: bool) -> dict[str, tuple[str, Any]]:
         ("random_forest", "bench_rf", rf_frame, "target", "random_forest",
          {"n_estimators": "100"}, None),
         ("logistic", "bench_logistic", churn, SCENARIO_TARGET, "linear", {}, SCENARIO_TIME),
+        ("xgboost", "bench_xgboost", rf_frame, "target", "xgboost", {"n_jobs": "1"}, None),
     ]  # fmt: skip
     out: dict[str, tuple[str, Any]] = {}
     for label, name, frame, target, model, params, time_col in jobs:
@@ -429,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[tuple[str, str, str], Load] = {}
         memory: dict[str, tuple[tuple[float, float, int], tuple[float, float, int]]] = {}
         canary: dict[str, tuple[float, float]] = {}
+        identical: dict[str, bool] = {}
         for label, (name, features) in models.items():
             uri = f"models:/{name}@champion"
             sp, mp = free_port(), free_port()
@@ -453,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                 http("POST", ours.url + "/invocations", sample),
             )
             same = a[0] == b[0] == 200 and json.loads(a[1]) == json.loads(b[1])
+            identical[label] = same
             log(f"{label}: identical predictions on 200 rows: {same}")
             if not same:
                 log(f"  stock {a[0]} {a[1][:200]!r}\n  mlcycle {b[0]} {b[1][:200]!r}")
@@ -568,6 +573,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{'met' if ratio >= CANARY_MIN_RATIO else 'MISSED'}; median of {CANARY_ROUNDS} "
             "alternating rounds)"
         )
+    checks += [f"{label}: identical predictions to stock on 200 rows: "
+               f"{'met' if same else 'MISSED'}" for label, same in identical.items()]  # fmt: skip
     print("\n".join(checks))
     return 0
 

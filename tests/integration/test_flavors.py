@@ -8,6 +8,7 @@ beside ``mlflow models serve`` on the same 200 rows, monitored and batch-scored.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from serving_support import Server, Store, split_payload, start_mlcycle, start_s
 
 from mlcycle.cli import cli
 from mlcycle.data import SCENARIO_TARGET, make_scenario
+from mlcycle.serve.inference_log import read_inference_log
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("flavors")]
 
@@ -39,7 +41,7 @@ def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     return df.iloc[:1200].reset_index(drop=True), df.iloc[1200:].reset_index(drop=True)
 
 
-def _xgboost_run(train: pd.DataFrame, test: pd.DataFrame) -> str:
+def _xgboost_run(train: pd.DataFrame, test: pd.DataFrame, n_estimators: int = 30) -> str:
     """User training code: XGBoost's sklearn API, native format, then ``log_contract``."""
     import mlflow
     import xgboost as xgb
@@ -48,7 +50,7 @@ def _xgboost_run(train: pd.DataFrame, test: pd.DataFrame) -> str:
     import mlcycle
 
     X, y = train[NUMERIC], train[SCENARIO_TARGET]
-    model = xgb.XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1).fit(X, y)
+    model = xgb.XGBClassifier(n_estimators=n_estimators, max_depth=3, n_jobs=1).fit(X, y)
     with mlflow.start_run() as run:
         info = mlflow.xgboost.log_model(
             model,
@@ -61,7 +63,7 @@ def _xgboost_run(train: pd.DataFrame, test: pd.DataFrame) -> str:
     return run.info.run_id
 
 
-def _lightgbm_run(train: pd.DataFrame) -> str:
+def _lightgbm_run(train: pd.DataFrame, rounds: int = 30) -> str:
     """Plain MLflow code: a native LightGBM Booster (regression on monthly charges)."""
     import lightgbm as lgb
     import mlflow
@@ -71,7 +73,7 @@ def _lightgbm_run(train: pd.DataFrame) -> str:
     booster = lgb.train(
         {"objective": "regression", "verbose": -1, "num_threads": 1},
         lgb.Dataset(X, train["monthly_charges"]),
-        num_boost_round=30,
+        num_boost_round=rounds,
     )
     with mlflow.start_run() as run:
         mlflow.lightgbm.log_model(
@@ -191,3 +193,93 @@ def test_monitor_and_batch_predict_take_the_native_flavor(
         )
     scored = pd.read_parquet(out)
     assert len(scored) == len(features) and "prediction" in scored.columns
+
+
+def _features(name: str, rows: pd.DataFrame) -> pd.DataFrame:
+    cols = NUMERIC if name.startswith("xgb") else [c for c in NUMERIC if c != "monthly_charges"]
+    return rows[cols].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def swaps(store: Store, frames: tuple[pd.DataFrame, pd.DataFrame]) -> dict[str, list[Any]]:
+    """Per flavor, a model of its own: version 1 @champion, a different version 2 @challenger.
+
+    Returns each name's predictions of both versions on the first rows (pyfunc, in process).
+    """
+    import mlflow
+
+    train, test = frames
+    ref = store.root / "swap-ref.parquet"
+    train.drop(columns=[SCENARIO_TARGET]).to_parquet(ref, index=False)
+    adopt = ["--target", "monthly_charges", "--reference", str(ref)]
+    flipped = train.assign(**{SCENARIO_TARGET: 1 - train[SCENARIO_TARGET]})
+    out: dict[str, list[Any]] = {}
+    with store.active():
+        pytest.importorskip("xgboost")
+        pytest.importorskip("lightgbm")
+        runs = {
+            # Version 2 learns the opposite labels: its predictions differ on every row.
+            "xgb_swap": (_xgboost_run(train, test), _xgboost_run(flipped, test), []),
+            "lgb_swap": (_lightgbm_run(train, 30), _lightgbm_run(train, 3), adopt),
+        }
+        rows = _features("xgb", test.head(ROWS))
+        for name, (first, second, extra) in runs.items():
+            _cli("register", "--run-id", first, "--name", name, *extra)
+            _cli("promote", name, "--force", "--reason", "first champion")
+            _cli("register", "--run-id", second, "--name", name, *extra)
+            features = _features(name, rows)
+            out[name] = [
+                list(mlflow.pyfunc.load_model(f"models:/{name}/{v}").predict(features))
+                for v in (1, 2)
+            ]
+            assert out[name][0] != out[name][1], "the two versions must predict differently"
+    return out
+
+
+def _post(server: Server, features: pd.DataFrame) -> httpx.Response:
+    r = httpx.post(server.url + "/invocations", json=split_payload(features), timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    return r
+
+
+def _close(a: list[Any], b: list[Any]) -> bool:
+    if len(a) != len(b):
+        return False
+    return all(abs(float(x) - float(y)) < 1e-6 for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("name", ["xgb_swap", "lgb_swap"])
+def test_a_boosted_champion_shadows_its_challenger_and_hot_reloads_on_promotion(
+    name: str, store: Store, swaps: dict[str, list[Any]], frames: Any, tmp_path: Path
+) -> None:
+    _, test = frames
+    features = _features(name, test.head(ROWS))
+    v1, v2 = swaps[name]
+    log_root = tmp_path / "ilog"
+    server = start_mlcycle(
+        store, f"models:/{name}@champion", name, "--shadow", "--reload-interval", "0.3",
+        "--inference-log", str(log_root),
+    )  # fmt: skip
+    try:
+        wait_ready(server, "/ready")
+        before = _post(server, features)
+        assert before.headers["x-model-version"] == "1"
+        assert _close(before.json()["predictions"], v1)
+        with store.active():
+            _cli("promote", name, "--force", "--reason", "hot reload test")
+        deadline = time.monotonic() + 90
+        after = _post(server, features)
+        while after.headers["x-model-version"] != "2" and time.monotonic() < deadline:
+            time.sleep(0.3)
+            after = _post(server, features)
+        assert after.headers["x-model-version"] == "2", server.log.read_text()[-2000:]
+        assert _close(after.json()["predictions"], v2)
+    finally:
+        server.stop()
+    # SIGTERM drains the log: the challenger was scored in shadow on the first request.
+    df = read_inference_log(str(log_root), name)
+    shadow = df[df["role"] == "shadow"]
+    assert len(shadow) >= ROWS, df["role"].value_counts().to_dict()
+    assert set(shadow["model_version"].astype(str)) >= {"2"}
+    champion = df[df["role"] == "champion"]
+    assert {"1", "2"} <= set(champion["model_version"].astype(str))

@@ -17,9 +17,22 @@ from mlcycle.cli._options import json_option
 @click.option("--target", required=True, help="Column to predict.")
 @click.option(
     "--model",
-    default="hist_gradient_boosting",
-    show_default=True,
-    help="linear (logistic/ridge), random_forest (rf) or hist_gradient_boosting (hgb).",
+    default=None,
+    help="linear (logistic/ridge), random_forest (rf), hist_gradient_boosting (hgb), "
+    "xgboost (xgb) or lightgbm (lgbm) [default: hist_gradient_boosting].",
+)
+@click.option(
+    "--estimator",
+    default=None,
+    metavar="MODULE:CALLABLE",
+    help="Your own estimator instead of --model: CALLABLE() returns an unfitted "
+    "scikit-learn estimator, fitted after mlcycle's preprocessing.",
+)
+@click.option(
+    "--allow-pickle",
+    is_flag=True,
+    help="Save a model whose classes are not reviewed for skops (an --estimator's own "
+    "class) with cloudpickle; loading it then needs --allow-pickle too.",
 )
 @click.option(
     "--param",
@@ -92,7 +105,9 @@ from mlcycle.cli._options import json_option
 def train(
     data: str,
     target: str,
-    model: str,
+    model: str | None,
+    estimator: str | None,
+    allow_pickle: bool,
     params: tuple[str, ...],
     task: str | None,
     time_column: str | None,
@@ -117,11 +132,18 @@ def train(
     # MLproject passes unset optional parameters as empty strings.
     time_column = time_column or None
     register_as = register_as or None
+    if model and estimator:
+        raise click.UsageError("give --model or --estimator, not both")
+    if estimator is not None and ":" not in estimator:
+        raise click.UsageError(
+            f"--estimator '{estimator}' is not MODULE:CALLABLE (e.g. mypackage.models:make)"
+        )
     settings, client = context(experiment=experiment, seed=seed)
     cfg = TrainConfig(
         data=data,
         target=target,
-        model=model,
+        model=estimator or model or "hist_gradient_boosting",
+        allow_pickle=allow_pickle or settings.allow_pickle,
         params=parse_kv(params, "--param"),
         task=task,  # type: ignore[arg-type]
         time_column=time_column,

@@ -77,6 +77,8 @@ class TrainConfig:
     study_name: str | None = None
     #: Worker processes of an Optuna search on this machine (more can join with the CLI).
     search_workers: int = 1
+    #: Save a model needing unreviewed skops types (a user's class) with cloudpickle.
+    allow_pickle: bool = False
 
     def __post_init__(self) -> None:
         if self.search_engine is None:
@@ -174,10 +176,10 @@ class _EndsFailed:
                 delay = min(delay * 2, 15.0)
 
 
-def _tags(spec: DatasetSpec, digest: str, model: str) -> dict[str, str]:
+def _tags(spec: DatasetSpec, model: str) -> dict[str, str]:
+    # mlcycle.data_digest is set by _log_data_side: hashing the table runs beside the fit.
     return {
         **contract.tags(spec.target, spec.task),
-        "mlcycle.data_digest": digest,
         "mlcycle.version": mlcycle.__version__,
         "mlcycle.estimator": model,
     }
@@ -216,7 +218,6 @@ def _log_data_side(
     cfg: TrainConfig,
     spec: DatasetSpec,
     source_frame: pd.DataFrame,
-    digest: str,
     frames: dict[str, tuple[pd.DataFrame, pd.Series]],
     workdir: Path,
 ) -> None:
@@ -227,6 +228,8 @@ def _log_data_side(
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+    digest = data_mod.digest(source_frame)
+    client.set_tag(run_id, "mlcycle.data_digest", digest)
     ds = _dataset(source_frame, cfg.data, spec.target, digest)
     client.log_inputs(
         run_id,
@@ -269,19 +272,29 @@ def _score_and_plot(
     frames: dict[str, tuple[pd.DataFrame, pd.Series]],
     cfg: TrainConfig,
     workdir: Path,
-) -> tuple[dict[str, float], np.ndarray, Future[None] | None]:
-    """Metrics of every split, the training predictions, and the plots started in ``pool``."""
+) -> tuple[dict[str, float], Future[None] | None]:
+    """Metrics of every split, the plots started in ``pool``, then the reference sample.
+
+    Uses the client with an explicit run id (MLflow's active run is per thread).
+    """
     metrics: dict[str, float] = {}
     preds: dict[str, evaluate.Predictions] = {}
-    for name, (X, y) in frames.items():
+    plots = None
+    # The test split first: the plots (the longest chain) start as soon as it is scored.
+    for name in ("test", "val", "train"):
+        X, y = frames[name]
         preds[name] = evaluate.predict_all(pipe, X, y, spec.task)
         metrics.update(evaluate.compute_metrics(spec.task, preds[name], f"{name}_"))
-    plots = None
-    if cfg.plots:
-        plots = pool.submit(
-            _log_plots, client, run_id, pipe, spec, preds["test"], frames["val"], cfg.seed, workdir
-        )
-    return metrics, preds["train"].y_pred, plots
+        if name == "test" and cfg.plots:
+            plots = pool.submit(
+                _log_plots, client, run_id, pipe, spec, preds["test"], frames["val"], cfg.seed,
+                workdir,
+            )  # fmt: skip
+    X_train, y_train = frames["train"]
+    contract.write_sample(
+        client, run_id, X_train, y_train, preds["train"].y_pred, spec, cfg.seed, workdir
+    )
+    return metrics, plots
 
 
 def _log_full(
@@ -305,11 +318,37 @@ def _log_full(
 
     X_train, y_train = frames["train"]
     X_test, _ = frames["test"]
+    # Nothing below needs MLflow's active run until the model is logged: scoring the splits
+    # (then the plots and the reference sample) and the ONNX conversion start at once in the
+    # pool, beside the signature and the skops serialisation here.
+    if len(X_train) > TRAIN_METRIC_ROWS:
+        scored = X_train.sample(TRAIN_METRIC_ROWS, random_state=cfg.seed)
+        X_train, y_train = scored, y_train.loc[scored.index]
+    mlflow.log_param("train_metric_rows", len(X_train))
+    scoring = pool.submit(
+        _score_and_plot,
+        pool,
+        client,
+        run_id,
+        pipe,
+        spec,
+        {**frames, "train": (X_train, y_train)},
+        cfg,
+        workdir,
+    )
+    converting = pool.submit(onnx_export.convert, pipe, spec, X_test) if cfg.onnx else None
+    example = frames["train"][0].head(5)
+    with warnings.catch_warnings():
+        # MLflow hints that integer *outputs* (class labels) cannot hold NaN: true and harmless.
+        warnings.filterwarnings("ignore", message=".*Integer columns.*", category=UserWarning)
+        signature = infer_signature(example, pipe.predict(example))
+    # skops with reviewed types, or cloudpickle for a user's class under --allow-pickle.
+    fmt, trusted = pipelines.model_format(pipe, cfg.allow_pickle)
     extra_files: list[str] = []
     onnx_exact = False
     onnx_note = "skipped (--no-onnx)"
-    if cfg.onnx:
-        blob, check = onnx_export.convert(pipe, spec, X_test)
+    if converting is not None:
+        blob, check = converting.result()
         (workdir / "onnx").mkdir(exist_ok=True)
         (workdir / "onnx" / "check.json").write_text(json.dumps(check.as_dict(), indent=2))
         mlflow.log_artifact(str(workdir / "onnx" / "check.json"), "onnx")
@@ -337,28 +376,6 @@ def _log_full(
         "estimator": model_key,
         "onnx": ONNX_FILE if onnx_exact else None,
     }
-    example = X_train.head(5)
-    with warnings.catch_warnings():
-        # MLflow hints that integer *outputs* (class labels) cannot hold NaN: true and harmless.
-        warnings.filterwarnings("ignore", message=".*Integer columns.*", category=UserWarning)
-        signature = infer_signature(example, pipe.predict(example))
-    # Scoring the splits (and then drawing the plots) needs no MLflow: it runs in the pool
-    # while MLflow serialises (skops) and verifies the model here, its slowest step.
-    if len(X_train) > TRAIN_METRIC_ROWS:
-        scored = X_train.sample(TRAIN_METRIC_ROWS, random_state=cfg.seed)
-        X_train, y_train = scored, y_train.loc[scored.index]
-    mlflow.log_param("train_metric_rows", len(X_train))
-    scoring = pool.submit(
-        _score_and_plot,
-        pool,
-        client,
-        run_id,
-        pipe,
-        spec,
-        {**frames, "train": (X_train, y_train)},
-        cfg,
-        workdir,
-    )
     # mlflow.sklearn.log_model's guarantees with one verification load and no copy.
     info = model_log.log_sklearn_model(
         client,
@@ -367,18 +384,17 @@ def _log_full(
         name=MODEL_ARTIFACT,
         signature=signature,
         input_example=example,
-        pip_requirements=pip_requirements(),
-        trusted_types=pipelines.trusted_types(pipe),
+        pip_requirements=[*pip_requirements(), *pipelines.model_requirements(pipe, fmt)],
+        trusted_types=trusted,
+        serialization_format=fmt,
         metadata={"mlcycle": spec_doc},
         extra_files=extra_files or None,
         workdir=workdir,
     )
     mlflow.set_tag("mlcycle.model_uri", info.model_uri)
-    metrics, train_pred, plots = scoring.result()
+    metrics, plots = scoring.result()
     # Logged with the model's id as well, so the MLflow UI shows them on run and model.
     mlflow.log_metrics(metrics, model_id=info.model_id)
-
-    contract.write_sample(client, run_id, X_train, y_train, train_pred, spec, cfg.seed, workdir)
     if plots is not None:
         plots.result()
     return metrics, info.model_uri, onnx_exact, onnx_note
@@ -420,12 +436,18 @@ def train(
     df = frame if frame is not None else data_mod.load_table(cfg.data)
     spec = data_mod.infer_spec(df, cfg.target, cfg.task, cfg.time_column, cfg.drop, cfg.categorical)
     overrides = pipelines.coerce_params(model_key, spec.task, cfg.params)
+    pipelines.check_trainable(
+        model_key,
+        spec,
+        df[spec.target],
+        pipelines.estimator_params(model_key, spec.task, overrides, cfg.seed),
+        cfg.allow_pickle,
+    )
     splits = data_mod.split(df, spec, cfg.seed)
     frames = {
         name: (data_mod.prepare_features(part, spec), part[spec.target])
         for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))
     }
-    digest = data_mod.digest(df)
     settings = Settings(tracking_uri=client.tracking_uri)
     experiment_id = ensure_experiment(client, cfg.experiment, settings)
     t_prep = time.perf_counter()
@@ -438,12 +460,12 @@ def train(
         ) as run,
         tempfile.TemporaryDirectory() as tmp,
         # Last in, first out: side work finishes before the files and the run are closed.
-        ThreadPoolExecutor(max_workers=3, thread_name_prefix="mlcycle-train") as pool,
+        ThreadPoolExecutor(max_workers=4, thread_name_prefix="mlcycle-train") as pool,
     ):
         ends_failed.run_id = run.info.run_id
         # Under `mlflow run` the project's run (MLFLOW_RUN_ID) is resumed in its experiment.
         experiment_id = run.info.experiment_id
-        mlflow.set_tags(_tags(spec, digest, model_key))
+        mlflow.set_tags(_tags(spec, model_key))
         mlflow.set_tag("mlcycle.kind", "search" if cfg.trials else "train")
         base = {
             "model": model_key,
@@ -462,7 +484,7 @@ def train(
         workdir = Path(tmp)
         # Dataset lineage and reference statistics need no model: log them beside the fit.
         data_side = pool.submit(
-            _log_data_side, client, run.info.run_id, cfg, spec, df, digest, frames, workdir
+            _log_data_side, client, run.info.run_id, cfg, spec, df, frames, workdir
         )
         if cfg.trials:
             if cfg.search_engine == "optuna":

@@ -97,6 +97,7 @@ def log_sklearn_model(
     pip_requirements: list[str],
     trusted_types: list[str],
     metadata: dict[str, Any],
+    serialization_format: str = "skops",
     extra_files: list[str] | None,
     workdir: Path,
 ) -> LoggedSklearnModel:
@@ -111,6 +112,8 @@ def log_sklearn_model(
         input_example: a few rows saved with the model and checked to serve.
         pip_requirements: explicit requirements (nothing is inferred).
         trusted_types: the reviewed skops types the model needs.
+        serialization_format: ``skops``, or ``cloudpickle`` when the user opted in
+            (:func:`mlcycle.train.pipelines.model_format`).
         metadata: stored in the MLmodel file.
         extra_files: files stored beside the model (listed in the flavor).
         workdir: a private temporary directory (used when the artifact store is remote).
@@ -146,8 +149,8 @@ def log_sklearn_model(
             signature=signature,
             input_example=input_example,
             pip_requirements=pip_requirements,
-            serialization_format="skops",
-            skops_trusted_types=trusted_types,
+            serialization_format=serialization_format,
+            skops_trusted_types=trusted_types if serialization_format == "skops" else None,
             metadata=metadata,
             extra_files=extra_files,
         )

@@ -105,6 +105,15 @@ def _export_pipeline(pipe: Pipeline, spec: DatasetSpec) -> Pipeline:
     return clone
 
 
+def _has_converter(model: Any) -> bool:
+    """Whether skl2onnx can convert ``model`` (XGBoost, LightGBM and most user classes: no)."""
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+
+    if isinstance(model, Pipeline):
+        return all(_has_converter(step) for _, step in model.steps if step != "passthrough")
+    return type(model) in sklearn_operator_name_map
+
+
 def convert(
     pipe: Pipeline, spec: DatasetSpec, X_check: pd.DataFrame
 ) -> tuple[bytes | None, OnnxCheck]:
@@ -125,6 +134,10 @@ def convert(
         return None, OnnxCheck(
             False, f"skl2onnx cannot convert {estimator} in this pipeline", attempted=False
         )
+    if not _has_converter(model):
+        reason = f"skl2onnx has no converter for {type(model).__module__}.{estimator}"
+        logger.info("no ONNX copy: %s", reason)
+        return None, OnnxCheck(False, reason, attempted=False)
     nodes = sum(
         int(t.tree_.node_count) for t in getattr(model, "estimators_", []) if hasattr(t, "tree_")
     )

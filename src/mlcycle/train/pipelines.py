@@ -1,15 +1,29 @@
 """sklearn pipelines: preprocessing, estimators, search spaces and the skops trust list.
 
-API: :data:`ESTIMATORS`, :func:`build_pipeline`, :func:`sample_params`,
-:func:`trusted_types`, :func:`coerce_params`.
+API: :data:`ESTIMATORS`, :data:`OPTIONAL_ESTIMATORS`, :func:`resolve_estimator`,
+:func:`estimator_class`, :func:`build_pipeline`, :func:`sample_params`, :func:`search_space`,
+:func:`check_target`, :func:`model_format`, :func:`trusted_types`, :func:`coerce_params`,
+:func:`model_requirements`.
+
+Three kinds of estimator sit after the same preprocessing:
+
+- scikit-learn's own (:data:`ESTIMATORS`);
+- XGBoost and LightGBM through their scikit-learn API (:data:`OPTIONAL_ESTIMATORS`), each
+  behind its optional extra;
+- the user's own, named ``module:callable`` (``--estimator``): the callable returns an
+  unfitted scikit-learn-compatible estimator.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
@@ -25,6 +39,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlcycle.data import DatasetSpec, Task
 from mlcycle.errors import ConfigError, TrainingError
+from mlcycle.extras import require
+
+logger = logging.getLogger(__name__)
 
 #: estimator name -> task -> (class, default params)
 ESTIMATORS: dict[str, dict[Task, tuple[type[BaseEstimator], dict[str, Any]]]] = {
@@ -54,13 +71,49 @@ ESTIMATORS: dict[str, dict[Task, tuple[type[BaseEstimator], dict[str, Any]]]] = 
     },
 }
 
+#: Boosting libraries behind an optional extra: name -> (extra, task -> (dotted class,
+#: default params)). Imported only when chosen, after the extra is checked.
+OPTIONAL_ESTIMATORS: dict[str, tuple[str, dict[Task, tuple[str, dict[str, Any]]]]] = {
+    "xgboost": (
+        "xgboost",
+        {
+            "classification": (
+                "xgboost.sklearn.XGBClassifier",
+                {"n_estimators": 200, "learning_rate": 0.1, "max_depth": 6, "n_jobs": -1},
+            ),
+            "regression": (
+                "xgboost.sklearn.XGBRegressor",
+                {"n_estimators": 200, "learning_rate": 0.1, "max_depth": 6, "n_jobs": -1},
+            ),
+        },
+    ),
+    "lightgbm": (
+        "lightgbm",
+        {
+            "classification": (
+                "lightgbm.sklearn.LGBMClassifier",
+                {"n_estimators": 200, "learning_rate": 0.1, "num_leaves": 31, "verbose": -1},
+            ),
+            "regression": (
+                "lightgbm.sklearn.LGBMRegressor",
+                {"n_estimators": 200, "learning_rate": 0.1, "num_leaves": 31, "verbose": -1},
+            ),
+        },
+    ),
+}
+
 #: Short names accepted on the command line.
 ALIASES = {
     "logistic": "linear",
     "ridge": "linear",
     "rf": "random_forest",
     "hgb": "hist_gradient_boosting",
+    "xgb": "xgboost",
+    "lgbm": "lightgbm",
 }
+
+#: Attribute a user's ``module:callable`` may carry to be searched: parameter -> choices.
+USER_SEARCH_SPACE_ATTR = "search_space"
 
 # Search spaces: each entry draws one value from a seeded generator.
 _Sampler = Callable[[np.random.Generator], Any]
@@ -85,6 +138,22 @@ SEARCH_SPACES: dict[str, dict[Task, dict[str, _Sampler]]] = {
         }
         for task in ("classification", "regression")
     },
+    "xgboost": {
+        task: {
+            "learning_rate": lambda r: float(10 ** r.uniform(-2, -0.5)),
+            "n_estimators": lambda r: int(r.choice([100, 200, 400])),
+            "max_depth": lambda r: int(r.choice([3, 6, 8])),
+        }
+        for task in ("classification", "regression")
+    },
+    "lightgbm": {
+        task: {
+            "learning_rate": lambda r: float(10 ** r.uniform(-2, -0.5)),
+            "n_estimators": lambda r: int(r.choice([100, 200, 400])),
+            "num_leaves": lambda r: int(r.choice([15, 31, 63])),
+        }
+        for task in ("classification", "regression")
+    },
 }
 
 #: skops types reviewed as safe to load: sklearn's own tree structure and numpy dtype objects
@@ -97,8 +166,99 @@ REVIEWED_TRUSTED_TYPES = frozenset(
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         # numpy dtype objects (one-hot categories, imputer statistics).
         "numpy.dtype",
+        # XGBoost and LightGBM (``--model xgboost|lightgbm``). Reviewed for xgboost 3.2 and
+        # lightgbm 4.7: skops rebuilds each with ``cls.__new__`` and ``__setstate__``. The
+        # estimators' ``__setstate__`` is scikit-learn's (it only updates ``__dict__``); the
+        # boosters' hands the stored bytes (XGBoost) or model text (LightGBM) to the
+        # library's native model parser, the same one ``mlflow.xgboost``/``mlflow.lightgbm``
+        # run on the native files the trust policy already accepts. Every attribute value is
+        # itself a skops node, so nothing outside this list and skops' defaults is built.
+        "xgboost.core.Booster",
+        "xgboost.sklearn.XGBClassifier",
+        "xgboost.sklearn.XGBRegressor",
+        "lightgbm.basic.Booster",
+        "lightgbm.sklearn.LGBMClassifier",
+        "lightgbm.sklearn.LGBMRegressor",
+        # LightGBM keeps its parameters in an OrderedDict (a plain mapping).
+        "collections.OrderedDict",
     }
 )
+
+
+def is_user_estimator(model: str) -> bool:
+    """Whether ``model`` names the user's ``module:callable`` rather than a built-in."""
+    return ":" in model
+
+
+def _user_callable(spec: str) -> Callable[[], Any]:
+    """The callable named by ``module:callable`` (``--estimator``).
+
+    Raises:
+        ConfigError: malformed spec, module not importable, missing or non-callable attribute.
+    """
+    module_name, _, attr = spec.partition(":")
+    if not module_name.strip() or not attr.strip() or ":" in attr:
+        raise ConfigError(
+            f"--estimator '{spec}' is not module:callable (e.g. mypackage.models:make_estimator)"
+        )
+    import os
+    import sys
+
+    # As uvicorn and gunicorn do for their app: a module beside the user is importable.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(
+            f"--estimator '{spec}': cannot import module '{module_name}': "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"--estimator '{spec}': module '{module_name}' has no '{attr}'")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(f"--estimator '{spec}': '{attr}' is not callable")
+    fn: Callable[[], Any] = obj
+    return fn
+
+
+def _user_estimator(spec: str, task: Task) -> BaseEstimator:
+    """A fresh unfitted estimator from the user's callable, checked for the task.
+
+    Raises:
+        ConfigError: the callable fails or returns something that is not an unfitted
+            scikit-learn estimator for ``task``.
+    """
+    fn = _user_callable(spec)
+    try:
+        est = fn()
+    except Exception as exc:
+        raise ConfigError(
+            f"--estimator '{spec}': calling it raised {type(exc).__name__}: {exc}"
+        ) from exc
+    needed = ["get_params", "set_params", "fit", "predict"]
+    if task == "classification":
+        needed.append("predict_proba")
+    missing = [m for m in needed if not callable(getattr(est, m, None))]
+    if missing:
+        raise ConfigError(
+            f"--estimator '{spec}' returned {type(est).__name__}, not a scikit-learn "
+            f"{'classifier' if task == 'classification' else 'estimator'} "
+            f"(it lacks {', '.join(missing)})"
+        )
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(est)
+    except Exception:
+        return est
+    raise ConfigError(
+        f"--estimator '{spec}' returned a fitted {type(est).__name__}; return an unfitted one "
+        "(mlcycle fits it after its preprocessing)"
+    )
 
 
 def resolve_estimator(name: str) -> str:
@@ -107,12 +267,101 @@ def resolve_estimator(name: str) -> str:
     Raises:
         ConfigError: unknown estimator.
     """
+    if is_user_estimator(name):
+        _user_callable(name)
+        return name
     key = ALIASES.get(name, name)
-    if key not in ESTIMATORS:
+    if key not in ESTIMATORS and key not in OPTIONAL_ESTIMATORS:
         raise ConfigError(
-            f"unknown model '{name}'; choose one of: " + ", ".join([*ESTIMATORS, *ALIASES])
+            f"unknown model '{name}'; choose one of: "
+            + ", ".join([*ESTIMATORS, *OPTIONAL_ESTIMATORS, *ALIASES])
+            + " (or --estimator module:callable)"
         )
+    if key in OPTIONAL_ESTIMATORS:
+        extra, classes = OPTIONAL_ESTIMATORS[key]
+        modules = {dotted.split(".", 1)[0] for dotted, _ in classes.values()}
+        require(extra, *sorted(modules), feature=f"--model {key}")
     return key
+
+
+def _new_estimator(key: str, task: Task, params: dict[str, Any]) -> BaseEstimator:
+    """An unfitted estimator ``key`` for ``task`` with ``params`` applied.
+
+    Raises:
+        ConfigError: parameter values the estimator refuses.
+    """
+    if is_user_estimator(key):
+        est = _user_estimator(key, task)
+        try:
+            est.set_params(**params)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"bad parameters for {type(est).__name__}: {exc}") from exc
+        return est
+    cls, _ = estimator_class(key, task)
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise ConfigError(f"bad parameters for {cls.__name__}: {exc}") from exc
+
+
+def estimator_class(model: str, task: Task) -> tuple[type[BaseEstimator], dict[str, Any]]:
+    """The class and default parameters of a built-in estimator (optional ones imported).
+
+    Raises:
+        ConfigError: unknown model or a user's ``module:callable``.
+        MissingExtra: XGBoost or LightGBM chosen without its extra.
+    """
+    key = resolve_estimator(model)
+    if key in ESTIMATORS:
+        return ESTIMATORS[key][task]
+    if key in OPTIONAL_ESTIMATORS:
+        dotted, defaults = OPTIONAL_ESTIMATORS[key][1][task]
+        module_name, _, cls_name = dotted.rpartition(".")
+        cls: type[BaseEstimator] = getattr(importlib.import_module(module_name), cls_name)
+        return cls, defaults
+    raise ConfigError(f"'{model}' is not a built-in estimator")
+
+
+def _estimator_template(model: str, task: Task) -> BaseEstimator:
+    key = resolve_estimator(model)
+    if is_user_estimator(key):
+        return _user_estimator(key, task)
+    cls, _ = estimator_class(key, task)
+    return cls()
+
+
+def check_trainable(
+    model: str, spec: DatasetSpec, y: pd.Series, params: dict[str, Any], allow_pickle: bool
+) -> None:
+    """Refuse, before any run starts, what would only fail after the fit.
+
+    - XGBoost's classifiers take only the labels ``0..n-1`` (LightGBM and scikit-learn
+      encode any labels themselves);
+    - a user's estimator whose class is not reviewed for skops needs ``allow_pickle``
+      (checked on the unfitted pipeline; the fitted one is checked again when saved).
+
+    Raises:
+        ConfigError: XGBoost classification on other labels.
+        TrainingError: a user's class without ``allow_pickle``.
+    """
+    key = resolve_estimator(model)
+    if is_user_estimator(key):
+        model_format(build_pipeline(spec, key, params), allow_pickle)
+    if key != "xgboost" or spec.task != "classification":
+        return
+    labels = pd.unique(y.dropna())
+    try:
+        ok = sorted(int(v) for v in labels) == list(range(len(labels))) and all(
+            float(v) == int(v) for v in labels
+        )
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        shown = ", ".join(repr(v) for v in sorted(map(str, labels))[:5])
+        raise ConfigError(
+            f"--model xgboost needs class labels 0..{len(labels) - 1}, but '{spec.target}' "
+            f"holds {shown}: encode the target, or use --model lightgbm"
+        )
 
 
 def _parse_value(raw: str) -> Any:
@@ -135,13 +384,14 @@ def coerce_params(model: str, task: Task, raw: dict[str, str]) -> dict[str, Any]
     Raises:
         ConfigError: a parameter the estimator does not have.
     """
-    cls, _ = ESTIMATORS[resolve_estimator(model)][task]
-    valid = cls().get_params()
+    template = _estimator_template(model, task)
+    valid = template.get_params()
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in valid:
             raise ConfigError(
-                f"{cls.__name__} has no parameter '{key}'; valid ones: " + ", ".join(sorted(valid))
+                f"{type(template).__name__} has no parameter '{key}'; valid ones: "
+                + ", ".join(sorted(valid))
             )
         out[key] = _parse_value(value) if isinstance(value, str) else value
     return out
@@ -151,7 +401,11 @@ def estimator_params(
     model: str, task: Task, overrides: dict[str, Any], seed: int
 ) -> dict[str, Any]:
     """Defaults merged with overrides (and the seed where the estimator takes one)."""
-    cls, defaults = ESTIMATORS[resolve_estimator(model)][task]
+    key = resolve_estimator(model)
+    if is_user_estimator(key):
+        # The user's callable sets its own defaults (and its own seed, if it wants one).
+        return dict(overrides)
+    cls, defaults = estimator_class(key, task)
     params = {**defaults, **overrides}
     if "random_state" in cls().get_params():
         params.setdefault("random_state", seed)
@@ -165,7 +419,8 @@ def build_pipeline(spec: DatasetSpec, model: str, params: dict[str, Any]) -> Pip
         ConfigError: unknown model or parameter values the estimator refuses.
     """
     key = resolve_estimator(model)
-    cls, _ = ESTIMATORS[key][spec.task]
+    # Trees (and the user's estimators, whatever they are) get unscaled numbers; a user
+    # who wants scaling puts it in the pipeline their callable returns.
     tree_based = key != "linear"
     transformers: list[tuple[str, Any, list[str]]] = []
     if spec.numeric:
@@ -199,18 +454,54 @@ def build_pipeline(spec: DatasetSpec, model: str, params: dict[str, Any]) -> Pip
                 list(spec.categorical),
             )
         )
-    try:
-        estimator = cls(**params)
-    except TypeError as exc:
-        raise ConfigError(f"bad parameters for {cls.__name__}: {exc}") from exc
+    estimator = _new_estimator(key, spec.task, params)
     pre = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=True)
     return Pipeline([("preprocess", pre), ("model", estimator)])
 
 
 def sample_params(model: str, task: Task, rng: np.random.Generator) -> dict[str, Any]:
     """One draw from the estimator's search space."""
-    space = SEARCH_SPACES[resolve_estimator(model)][task]
+    space = search_space(model, task)
     return {key: draw(rng) for key, draw in space.items()}
+
+
+def search_space(model: str, task: Task) -> dict[str, _Sampler]:
+    """The estimator's search space: built-in, or the user's ``search_space`` attribute.
+
+    A user's callable may carry ``search_space = {"param": [choice, ...], ...}``; each
+    parameter is drawn from its choices.
+
+    Raises:
+        ConfigError: a user's estimator without a usable ``search_space``.
+    """
+    key = resolve_estimator(model)
+    if not is_user_estimator(key):
+        return SEARCH_SPACES[key][task]
+    raw = getattr(_user_callable(key), USER_SEARCH_SPACE_ATTR, None)
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(
+            f"--estimator '{key}' cannot be searched (--trials): give the callable a "
+            f"'{USER_SEARCH_SPACE_ATTR}' attribute mapping parameter names to lists of choices"
+        )
+    bad = [k for k, v in raw.items() if not isinstance(v, list | tuple) or not v]
+    if bad:
+        raise ConfigError(
+            f"--estimator '{key}': {USER_SEARCH_SPACE_ATTR} entries must be non-empty lists "
+            f"of choices ({', '.join(map(str, bad))} are not)"
+        )
+    template = _user_estimator(key, task).get_params()
+    unknown = [k for k in raw if k not in template]
+    if unknown:
+        raise ConfigError(
+            f"--estimator '{key}': {USER_SEARCH_SPACE_ATTR} names unknown parameters "
+            + ", ".join(map(str, unknown))
+        )
+
+    def choose(options: list[Any]) -> _Sampler:
+        # r.integers keeps any choice value (None, strings, mixed) usable with optuna too.
+        return lambda r: options[int(r.integers(len(options)))]
+
+    return {str(k): choose(list(v)) for k, v in raw.items()}
 
 
 #: Ensemble attributes whose members all share one type: one member shows every type.
@@ -250,6 +541,64 @@ def trusted_types(pipeline: Pipeline) -> list[str]:
             "the model needs skops types that are not reviewed as safe: " + ", ".join(unreviewed)
         )
     return needed
+
+
+#: How a fitted pipeline is saved: ``skops`` (default) or ``cloudpickle`` (opted in).
+SKOPS = "skops"
+CLOUDPICKLE = "cloudpickle"
+
+
+def model_format(pipeline: Pipeline, allow_pickle: bool = False) -> tuple[str, list[str]]:
+    """How to save ``pipeline``: skops with its reviewed types, or cloudpickle when opted in.
+
+    A pipeline that needs only reviewed skops types is saved with skops, which every
+    mlcycle command loads by default. One that needs other types (a user's own estimator
+    class) runs its author's code when loaded, whatever the format: it is saved with
+    cloudpickle only when ``allow_pickle`` says the user accepts that, and every command
+    that loads it then needs ``--allow-pickle`` too (docs/security.md).
+
+    Returns:
+        The serialization format and the skops types to trust (empty for cloudpickle).
+
+    Raises:
+        TrainingError: unreviewed types without ``allow_pickle``.
+    """
+    try:
+        return SKOPS, trusted_types(pipeline)
+    except TrainingError as exc:
+        if not allow_pickle:
+            raise TrainingError(
+                f"{exc}. mlcycle loads models by default only when they cannot run code; pass "
+                "--allow-pickle to save this one with cloudpickle instead (serve, gate, "
+                "promote and predict then need --allow-pickle too)"
+            ) from exc
+    logger.warning(
+        "saving the model with cloudpickle (--allow-pickle): loading it runs the code of %s",
+        type(pipeline.steps[-1][1]).__module__,
+    )
+    return CLOUDPICKLE, []
+
+
+def model_requirements(pipeline: Pipeline, serialization_format: str) -> list[str]:
+    """Pinned requirements the fitted estimator adds to mlcycle's own (its library's dist).
+
+    The distribution is looked up from the estimator's top-level module; a module that no
+    installed distribution provides (a local file) adds nothing and must be importable
+    wherever the model is loaded.
+    """
+    top = type(pipeline.steps[-1][1]).__module__.split(".", 1)[0]
+    names: list[str] = []
+    if top not in ("sklearn", "mlcycle"):
+        names.extend(importlib.metadata.packages_distributions().get(top, [])[:1])
+    if serialization_format == CLOUDPICKLE:
+        names.append("cloudpickle")
+    out = []
+    for name in names:
+        try:
+            out.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
 
 
 def load_reviewed_skops(path: str) -> Pipeline:

@@ -71,7 +71,7 @@ class _Draws:
 
 def suggest_params(trial: Any, model: str, task: str) -> dict[str, Any]:
     """One draw from the estimator's SEARCH_SPACES entry, suggested through ``trial``."""
-    space = pipelines.SEARCH_SPACES[pipelines.resolve_estimator(model)][task]  # type: ignore[index]
+    space = pipelines.search_space(model, task)  # type: ignore[arg-type]
     # _Draws has the three Generator methods the samplers call (duck typing by design).
     return {key: draw(_Draws(trial, key)) for key, draw in space.items()}  # type: ignore[arg-type]
 

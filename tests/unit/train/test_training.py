@@ -213,7 +213,7 @@ def test_a_fit_that_fails_ends_the_run_failed_not_running(scenario_csv: Path) ->
         ("", ["--target", "y"], "is empty"),
         ("a,y\n1,k\n2,k\n3,k\n", ["--target", "y"], "single class"),
         ("a,b,y\n,1,0\n,2,1\n,3,0\n", ["--target", "y"], "column 'a' is entirely missing"),
-        ("a,y\n1,0\n", ["--target", "y", "--model", "xgboost"], "unknown model 'xgboost'"),
+        ("a,y\n1,0\n", ["--target", "y", "--model", "catboost"], "unknown model 'catboost'"),
         (
             "age,y\n" + "".join(f"{20 + i},{i % 2}\n" for i in range(40)) + "unknown,1\n",
             ["--target", "y"],
