@@ -55,6 +55,14 @@ from mlcycle.monitoring.inputs import (
 from mlcycle.monitoring.policy import Decision, RetrainPolicy, WindowOutcome, decide
 from mlcycle.monitoring.summary import WindowSummary
 from mlcycle.monitoring.trigger import RetrainOutcome, retrain
+from mlcycle.tags import (
+    MLCYCLE_DUPLICATE_OF,
+    MLCYCLE_RETRAIN_PROMOTED,
+    MLCYCLE_RETRAIN_RUN_ID,
+    MLCYCLE_RETRAIN_SKIPPED,
+    MLCYCLE_RETRAIN_VERSION,
+    MLCYCLE_WINDOW,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +159,7 @@ def run_once(
     source = "file" if current is not None else "log"
     cutoff = int((time.time() - stale_after.total_seconds()) * 1000)
     stale = tuple(
-        f"{r.info.run_id} (window {r.data.tags.get('mlcycle.window') or '-'}, RUNNING since "
+        f"{r.info.run_id} (window {r.data.tags.get(MLCYCLE_WINDOW) or '-'}, RUNNING since "
         f"{pd.Timestamp(r.info.start_time, unit='ms', tz='UTC'):%Y-%m-%d %H:%M}Z)"
         for r in record.stale_runs(client, experiment_id, name, cutoff)
     )
@@ -209,9 +217,7 @@ def run_once(
         if key is not None:
             owner = record.claim(client, experiment_id, run_id, key, name)
             if owner:
-                record.finish(
-                    client, run_id, None, {"mlcycle.duplicate_of": owner}, status="KILLED"
-                )
+                record.finish(client, run_id, None, {MLCYCLE_DUPLICATE_OF: owner}, status="KILLED")
                 return MonitorOutcome(
                     key,
                     owner,
@@ -327,12 +333,12 @@ def _monitor(
         if ref.target in current.columns:
             labelled = int(current[ref.target].notna().sum())
         if not allow_retrain:
-            extra["mlcycle.retrain.skipped"] = "retrain disabled"
+            extra[MLCYCLE_RETRAIN_SKIPPED] = "retrain disabled"
         elif labelled < config.min_labels:
-            extra["mlcycle.retrain.skipped"] = (
+            extra[MLCYCLE_RETRAIN_SKIPPED] = (
                 f"{labelled} labelled rows; {config.min_labels} needed to retrain"
             )
-            logger.info("retrain wanted for %s but %s", name, extra["mlcycle.retrain.skipped"])
+            logger.info("retrain wanted for %s but %s", name, extra[MLCYCLE_RETRAIN_SKIPPED])
         else:
             retrained = retrain_fn(
                 client,
@@ -347,9 +353,9 @@ def _monitor(
             )
             extra.update(
                 {
-                    "mlcycle.retrain.run_id": retrained.run_id,
-                    "mlcycle.retrain.version": retrained.version,
-                    "mlcycle.retrain.promoted": str(retrained.promoted).lower(),
+                    MLCYCLE_RETRAIN_RUN_ID: retrained.run_id,
+                    MLCYCLE_RETRAIN_VERSION: retrained.version,
+                    MLCYCLE_RETRAIN_PROMOTED: str(retrained.promoted).lower(),
                 }
             )
     record.finish(client, run_id, decision, extra)

@@ -26,10 +26,11 @@ from typing import Any
 from mlcycle.config import Settings, ensure_experiment
 from mlcycle.register.core import get_registered_model
 from mlcycle.register.types import AUDIT_EXPERIMENT, AuditEntry
+from mlcycle.tags import MLCYCLE_AUDIT_PREFIX
 
 logger = logging.getLogger(__name__)
 
-_T = "mlcycle.audit."
+_T = MLCYCLE_AUDIT_PREFIX
 
 
 def who() -> str:

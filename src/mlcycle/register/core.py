@@ -16,6 +16,13 @@ from mlflow.exceptions import MlflowException
 from mlcycle import contract
 from mlcycle.errors import ModelNotFound
 from mlcycle.register.types import CHALLENGER, CHAMPION
+from mlcycle.tags import (
+    MLCYCLE_DATA_DIGEST,
+    MLCYCLE_ESTIMATOR,
+    MLCYCLE_METRIC_PREFIX,
+    MLCYCLE_MODEL_URI,
+    MLCYCLE_TASK,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +49,7 @@ def _model_source(client: Any, run: Any) -> tuple[str, str | None]:
     Raises:
         ModelNotFound: the run logged no model.
     """
-    tagged = run.data.tags.get("mlcycle.model_uri")
+    tagged = run.data.tags.get(MLCYCLE_MODEL_URI)
     if tagged and tagged.startswith("models:/m-"):
         return tagged, tagged.removeprefix("models:/")
     outputs = getattr(run, "outputs", None)
@@ -73,12 +80,12 @@ def _run_tags(run: Any) -> dict[str, str]:
     # run id is the version's own run_id field).
     tags: dict[str, str] = {}
     keys = (contract.TAG_TASK, contract.TAG_TARGET, contract.TAG_POS_LABEL)
-    for key in (*keys, "mlcycle.data_digest", "mlcycle.estimator"):
+    for key in (*keys, MLCYCLE_DATA_DIGEST, MLCYCLE_ESTIMATOR):
         if key in run.data.tags:
             tags[key] = run.data.tags[key]
-    headline = HEADLINE_METRIC.get(run.data.tags.get("mlcycle.task", ""))
+    headline = HEADLINE_METRIC.get(run.data.tags.get(MLCYCLE_TASK, ""))
     if headline in run.data.metrics:
-        tags[f"mlcycle.metric.{headline}"] = f"{run.data.metrics[headline]:.6g}"
+        tags[f"{MLCYCLE_METRIC_PREFIX}{headline}"] = f"{run.data.metrics[headline]:.6g}"
     return tags
 
 

@@ -25,6 +25,16 @@ from mlcycle.errors import DataError, ModelNotFound, SchemaMismatch
 from mlcycle.register import audit
 from mlcycle.register.core import champion_version, resolve_version
 from mlcycle.register.types import DEFAULT_METRIC, HIGHER_IS_BETTER, GateDecision, GatePolicy
+from mlcycle.tags import (
+    MLCYCLE_GATE_AUDIT_RUN_ID,
+    MLCYCLE_GATE_METRIC,
+    MLCYCLE_GATE_MODE,
+    MLCYCLE_GATE_PASSED,
+    MLCYCLE_GATE_REASONS,
+    MLCYCLE_GATE_ROLE,
+    MLCYCLE_GATE_SCORE,
+    MLCYCLE_GATE_VERSION,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +235,7 @@ def _evaluate(model: Any, facts: ModelFacts, data: pd.DataFrame, role: str) -> d
     with mlflow.start_run(
         run_name=f"{role} v{facts.version}", nested=True, experiment_id=experiment_id
     ):
-        mlflow.set_tags({"mlcycle.gate.role": role, "mlcycle.gate.version": facts.version})
+        mlflow.set_tags({MLCYCLE_GATE_ROLE: role, MLCYCLE_GATE_VERSION: facts.version})
         result = mlflow.models.evaluate(
             model,
             data,
@@ -297,9 +307,9 @@ def _record(
         if key in decision.champion_metrics:
             score += f" vs {decision.champion_metrics[key]:.4g} (v{decision.champion_version})"
     tags = {
-        "mlcycle.gate.passed": str(decision.passed).lower(),
-        "mlcycle.gate.score": score,
-        "mlcycle.gate.audit_run_id": audit_run_id or "",
+        MLCYCLE_GATE_PASSED: str(decision.passed).lower(),
+        MLCYCLE_GATE_SCORE: score,
+        MLCYCLE_GATE_AUDIT_RUN_ID: audit_run_id or "",
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, decision.challenger_version, key, value)
@@ -368,7 +378,7 @@ def gate(
         "gate",
         to_version=challenger.version,
         from_version=champ_v,
-        tags={"mlcycle.gate.mode": policy.mode, "mlcycle.gate.metric": metric},
+        tags={MLCYCLE_GATE_MODE: policy.mode, MLCYCLE_GATE_METRIC: metric},
     )
     nested = mlflow.active_run() is not None
     with mlflow.start_run(run_id=parent, nested=nested):
@@ -380,8 +390,8 @@ def gate(
         passed = not reasons
         mlflow.set_tags(
             {
-                "mlcycle.gate.passed": str(passed).lower(),
-                "mlcycle.gate.reasons": "; ".join(reasons)[:4900],
+                MLCYCLE_GATE_PASSED: str(passed).lower(),
+                MLCYCLE_GATE_REASONS: "; ".join(reasons)[:4900],
             }
         )
         mlflow.log_metrics(

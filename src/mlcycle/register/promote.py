@@ -34,10 +34,11 @@ from mlcycle.register.core import (
 from mlcycle.register.gate import check_schema, gate, model_facts
 from mlcycle.register.lock import registry_lock
 from mlcycle.register.types import CHALLENGER, CHAMPION, GateDecision, GatePolicy, PromotionResult
+from mlcycle.tags import MLCYCLE_GATE_MODE, MLCYCLE_PREVIOUS_CHAMPION, MLCYCLE_ROLLED_BACK
 
 logger = logging.getLogger(__name__)
 
-PREVIOUS_TAG = "mlcycle.previous_champion"
+PREVIOUS_TAG = MLCYCLE_PREVIOUS_CHAMPION
 
 
 def _make_champion(client: Any, name: str, version: str) -> None:
@@ -134,7 +135,7 @@ def promote(
     Unless forced, the version must have an input schema compatible with the champion's and
     pass the gate (``enabled``; ``dry_run`` records the decision without enforcing it;
     ``disabled`` skips it). The previous champion moves to ``Archived`` and is remembered on
-    the new champion (tag ``mlcycle.previous_champion``) for :func:`rollback`; ``@challenger``
+    the new champion (tag ``{MLCYCLE_PREVIOUS_CHAMPION}``) for :func:`rollback`; ``@challenger``
     is cleared when it named this version. The promotion is recorded in the audit experiment.
 
     Args:
@@ -200,7 +201,7 @@ def promote(
             forced=force,
             reason=reason,
             metrics=_audit_metrics(decision),
-            tags={"mlcycle.gate.mode": "forced" if force else policy.mode},
+            tags={MLCYCLE_GATE_MODE: "forced" if force else policy.mode},
         )
     logger.info("promoted %s v%s to Production/@champion (was %s)", name, v, previous)
     return PromotionResult(name, "promote", v, previous, force, reason, decision, run_id)
@@ -244,7 +245,7 @@ def rollback(client: Any, name: str, reason: str) -> PromotionResult:
 
         def change() -> None:
             _make_champion(client, name, target)
-            client.set_model_version_tag(name, current, "mlcycle.rolled_back", reason)
+            client.set_model_version_tag(name, current, MLCYCLE_ROLLED_BACK, reason)
 
         run_id = _audited(
             client,

@@ -29,6 +29,17 @@ from mlcycle import contract
 from mlcycle import data as data_mod
 from mlcycle.data import DatasetSpec, Task
 from mlcycle.errors import ConfigError, TrainingError
+from mlcycle.tags import (
+    MLCYCLE_BEST_TRIAL_RUN_ID,
+    MLCYCLE_DATA_DIGEST,
+    MLCYCLE_ESTIMATOR,
+    MLCYCLE_KIND,
+    MLCYCLE_MODEL_URI,
+    MLCYCLE_ONNX,
+    MLCYCLE_TASK,
+    MLCYCLE_TRIAL,
+    MLCYCLE_VERSION,
+)
 from mlcycle.train import evaluate, model_log, onnx_export, pipelines
 
 logger = logging.getLogger(__name__)
@@ -158,9 +169,9 @@ class _EndsFailed:
 def _tags(spec: DatasetSpec, digest: str, model: str) -> dict[str, str]:
     return {
         **contract.tags(spec.target, spec.task),
-        "mlcycle.data_digest": digest,
-        "mlcycle.version": mlcycle.__version__,
-        "mlcycle.estimator": model,
+        MLCYCLE_DATA_DIGEST: digest,
+        MLCYCLE_VERSION: mlcycle.__version__,
+        MLCYCLE_ESTIMATOR: model,
     }
 
 
@@ -305,7 +316,7 @@ def _log_full(
             mlflow.log_artifact(str(onnx_path), "onnx")
             extra_files.append(str(onnx_path))
             onnx_exact = True
-    mlflow.set_tag("mlcycle.onnx", "exact" if onnx_exact else "none")
+    mlflow.set_tag(MLCYCLE_ONNX, "exact" if onnx_exact else "none")
 
     spec_doc = {
         "target": spec.target,
@@ -354,7 +365,7 @@ def _log_full(
         extra_files=extra_files or None,
         workdir=workdir,
     )
-    mlflow.set_tag("mlcycle.model_uri", info.model_uri)
+    mlflow.set_tag(MLCYCLE_MODEL_URI, info.model_uri)
     metrics, train_pred, plots = scoring.result()
     # Logged with the model's id as well, so the MLflow UI shows them on run and model.
     mlflow.log_metrics(metrics, model_id=info.model_id)
@@ -425,7 +436,7 @@ def train(
         # Under `mlflow run` the project's run (MLFLOW_RUN_ID) is resumed in its experiment.
         experiment_id = run.info.experiment_id
         mlflow.set_tags(_tags(spec, digest, model_key))
-        mlflow.set_tag("mlcycle.kind", "search" if cfg.trials else "train")
+        mlflow.set_tag(MLCYCLE_KIND, "search" if cfg.trials else "train")
         base = {
             "model": model_key,
             "task": spec.task,
@@ -457,7 +468,7 @@ def train(
                 best_pipe, params, child_ids, best_id = _search(
                     cfg, spec, model_key, overrides, frames, experiment_id, on_trial
                 )
-            mlflow.set_tag("mlcycle.best_trial_run_id", best_id)
+            mlflow.set_tag(MLCYCLE_BEST_TRIAL_RUN_ID, best_id)
             mlflow.log_param("search_trials", cfg.trials)
         else:
             params = pipelines.estimator_params(model_key, spec.task, overrides, cfg.seed)
@@ -528,8 +539,7 @@ def run_trial(
         experiment_id=experiment_id, run_name=f"trial-{i:03d}", **nesting
     ) as child:
         mlflow.set_tags(
-            {"mlcycle.kind": "trial", "mlcycle.task": spec.task, "mlcycle.trial": str(i)}
-            | (tags or {})
+            {MLCYCLE_KIND: "trial", MLCYCLE_TASK: spec.task, MLCYCLE_TRIAL: str(i)} | (tags or {})
         )
         mlflow.log_params({"model": model_key, **{f"model__{k}": v for k, v in params.items()}})
         pipe = _fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)

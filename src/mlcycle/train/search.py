@@ -40,6 +40,12 @@ import pandas as pd
 from mlcycle.data import DatasetSpec
 from mlcycle.errors import ConfigError, TrainingError
 from mlcycle.redact import redact_uri
+from mlcycle.tags import (
+    MLCYCLE_BEST_TRIAL_NUMBER,
+    MLCYCLE_SEARCH_ENGINE,
+    MLCYCLE_STUDY,
+    MLCYCLE_WORKER,
+)
 from mlcycle.train import evaluate, pipelines
 
 logger = logging.getLogger(__name__)
@@ -176,7 +182,7 @@ def _work(
             _, m, run_id = run_trial(
                 trial.number + 1, params, model_key, spec, frames, attrs["experiment_id"],
                 parent_run_id=None if nested_in_process else attrs["parent_run_id"],
-                tags={"mlcycle.worker": worker, "mlcycle.study": study.study_name},
+                tags={MLCYCLE_WORKER: worker, MLCYCLE_STUDY: study.study_name},
             )  # fmt: skip
         except Exception:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -335,7 +341,7 @@ def optuna_search(
         "tracking_uri": _safe_uri(tracking_uri),
     }
     study.set_user_attr(ATTR, attrs)
-    mlflow.set_tags({"mlcycle.search_engine": "optuna", "mlcycle.study": name})
+    mlflow.set_tags({MLCYCLE_SEARCH_ENGINE: "optuna", MLCYCLE_STUDY: name})
     mlflow.log_params(
         {
             "search_engine": "optuna",
@@ -400,6 +406,6 @@ def optuna_search(
     X_train, y_train = frames["train"]
     pipe = _fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
     mlflow.log_metric(f"best_val_{metric}", float(best.value))
-    mlflow.set_tag("mlcycle.best_trial_number", str(best.number + 1))
+    mlflow.set_tag(MLCYCLE_BEST_TRIAL_NUMBER, str(best.number + 1))
     child_ids = [t.user_attrs["mlflow_run_id"] for t in trials]
     return pipe, params, child_ids, best.user_attrs["mlflow_run_id"]
