@@ -187,7 +187,7 @@ def _serve_and_monitor(
     try:
         _wait_ready(server, log_path)
         yield (
-            f"[serve]    mlcycle serve on {url} follows models:/{name}@champion "
+            f"[serve]    mlcycle serve on {url} follows {model_uri(name)} "
             f"(pid {server.proc.pid}, log {log_path})"
         )
         sent: list[_Sent] = []

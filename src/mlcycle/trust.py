@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcycle.errors import ModelNotFound, ServingError, UntrustedModel
+from mlcycle.uris import logged_model_id
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +104,10 @@ def _download_mlmodel(download_uri: str, dst: str) -> str:
             )
         )
     except Exception:
-        if not download_uri.startswith("models:/m-"):
+        if logged_model_id(download_uri) is None:
             raise
     # A logged-model id (MLflow 3) takes no sub-path: its artifact location does.
-    model_id = download_uri[len("models:/") :].strip("/")
+    model_id = str(logged_model_id(download_uri))
     location = mlflow.MlflowClient().get_logged_model(model_id).artifact_location
     return str(
         mlflow.artifacts.download_artifacts(

@@ -23,8 +23,14 @@ import pandas as pd
 from mlcycle import contract, trust
 from mlcycle.errors import DataError, ModelNotFound, SchemaMismatch
 from mlcycle.register import audit
-from mlcycle.register.core import champion_version, resolve_version
-from mlcycle.register.types import DEFAULT_METRIC, HIGHER_IS_BETTER, GateDecision, GatePolicy
+from mlcycle.register.core import champion_version
+from mlcycle.register.types import (
+    CHALLENGER,
+    DEFAULT_METRIC,
+    HIGHER_IS_BETTER,
+    GateDecision,
+    GatePolicy,
+)
 from mlcycle.tags import (
     MLCYCLE_GATE_AUDIT_RUN_ID,
     MLCYCLE_GATE_METRIC,
@@ -35,6 +41,7 @@ from mlcycle.tags import (
     MLCYCLE_GATE_SCORE,
     MLCYCLE_GATE_VERSION,
 )
+from mlcycle.uris import resolve_version
 
 logger = logging.getLogger(__name__)
 
@@ -347,7 +354,7 @@ def gate(
     """
     import mlflow
 
-    mv = resolve_version(client, name, version)
+    mv = resolve_version(client, name, version, alias=CHALLENGER)
     challenger = model_facts(client, mv, target)
     champ_v = champion_version(client, name)
     if champ_v == challenger.version:

@@ -28,13 +28,13 @@ from mlcycle.register.core import (
     alias_version,
     champion_version,
     get_registered_model,
-    resolve_version,
     set_stage,
 )
 from mlcycle.register.gate import check_schema, gate, model_facts
 from mlcycle.register.lock import registry_lock
 from mlcycle.register.types import CHALLENGER, CHAMPION, GateDecision, GatePolicy, PromotionResult
 from mlcycle.tags import MLCYCLE_GATE_MODE, MLCYCLE_PREVIOUS_CHAMPION, MLCYCLE_ROLLED_BACK
+from mlcycle.uris import resolve_version
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def promote(
     Unless forced, the version must have an input schema compatible with the champion's and
     pass the gate (``enabled``; ``dry_run`` records the decision without enforcing it;
     ``disabled`` skips it). The previous champion moves to ``Archived`` and is remembered on
-    the new champion (tag ``{MLCYCLE_PREVIOUS_CHAMPION}``) for :func:`rollback`; ``@challenger``
+    the new champion (tag ``mlcycle.previous_champion``) for :func:`rollback`; ``@challenger``
     is cleared when it named this version. The promotion is recorded in the audit experiment.
 
     Args:
@@ -157,7 +157,7 @@ def promote(
     """
     if force and not (reason and reason.strip()):
         raise ConfigError("--force needs --reason: forced promotions are audited with a reason")
-    v = str(resolve_version(client, name, version).version)
+    v = str(resolve_version(client, name, version, alias=CHALLENGER).version)
     decision: GateDecision | None = None
     if not force:
         _check_schema_against(client, name, v, champion_version(client, name), target)

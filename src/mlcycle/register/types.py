@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mlcycle.errors import ConfigError
+from mlcycle.uris import CHALLENGER, CHAMPION
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+__all__ = ["CHALLENGER", "CHAMPION"]  # re-exported: the aliases are defined in mlcycle.uris
 AUDIT_EXPERIMENT = "mlcycle-registry-audit"
 
 GateMode = Literal["enabled", "dry_run", "disabled"]

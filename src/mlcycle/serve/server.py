@@ -34,6 +34,7 @@ from mlcycle.serve.model import (
     load_predictor,
     resolve,
 )
+from mlcycle.uris import CHALLENGER, model_uri
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,9 @@ class ServerConfig:
 
 
 def _version_ref(ref: ModelRef, version: str) -> ModelRef:
-    return dataclasses.replace(ref, version=version, download_uri=f"models:/{ref.name}/{version}")
+    return dataclasses.replace(
+        ref, version=version, download_uri=model_uri(ref.name, version=version)
+    )
 
 
 def model_source(
@@ -134,7 +137,7 @@ def model_source(
     load_shadow = poll_shadow = None
     if shadow and ref.follow is not None:
         shadow_ref = ModelRef(
-            f"models:/{ref.name}@challenger", ref.name, "", "", "challenger", "alias"
+            model_uri(ref.name, alias=CHALLENGER), ref.name, "", "", CHALLENGER, "alias"
         )
 
         def load_shadow() -> Predictor | None:

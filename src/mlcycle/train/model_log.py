@@ -34,6 +34,7 @@ import mlflow
 from sklearn.pipeline import Pipeline
 
 from mlcycle.errors import TrainingError
+from mlcycle.uris import logged_model_uri
 
 logger = logging.getLogger(__name__)
 
@@ -162,5 +163,5 @@ def log_sklearn_model(
     client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     logger.info("logged model %s of run %s", logged.model_id, run_id)
     return LoggedSklearnModel(
-        logged.model_id, f"models:/{logged.model_id}", logged.artifact_location
+        logged.model_id, logged_model_uri(logged.model_id), logged.artifact_location
     )
