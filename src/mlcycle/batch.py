@@ -38,6 +38,7 @@ import pandas as pd
 
 from mlcycle import trust
 from mlcycle.errors import ConfigError, DataError
+from mlcycle.schema_types import DTYPE_NAMES
 from mlcycle.storage import filesystem
 
 logger = logging.getLogger(__name__)
@@ -46,14 +47,6 @@ Engine = Literal["pandas", "spark"]
 ENGINES: tuple[str, ...] = ("pandas", "spark")
 #: Rows per ``request_id`` (and per pyfunc call) of the pandas engine.
 CHUNK_ROWS = 100_000
-
-_PANDAS_DTYPES = {
-    "long": "int64",
-    "integer": "int32",
-    "double": "float64",
-    "float": "float32",
-    "boolean": "bool",
-}
 
 
 @dataclass(frozen=True)
@@ -160,7 +153,7 @@ def _cast_features(df: pd.DataFrame, schema: Any, source: str) -> pd.DataFrame:
             elif col.kind in ("long", "integer", "boolean") and series.isna().any():
                 raise ValueError("missing values in an integer/boolean column")
             else:
-                out[col.name] = series.astype(_PANDAS_DTYPES[col.kind])
+                out[col.name] = series.astype(DTYPE_NAMES[col.kind])
         except (ValueError, TypeError) as exc:
             raise DataError(
                 f"column '{col.name}' of '{source}' does not fit the model's type {col.kind}: {exc}"

@@ -25,6 +25,7 @@ import numpy as np
 from mlcycle import trust
 from mlcycle.errors import ModelNotFound, ServingError, UntrustedModel
 from mlcycle.extras import available
+from mlcycle.schema_types import SUPPORTED_KINDS
 from mlcycle.serve.protocol import Column, InputSchema
 from mlcycle.uris import (
     check_model_uri,
@@ -35,8 +36,6 @@ from mlcycle.uris import (
 )
 
 logger = logging.getLogger(__name__)
-
-_SUPPORTED_KINDS = {"long", "integer", "double", "float", "string", "boolean"}
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,7 @@ def schema_from_mlmodel(mlmodel: Any) -> InputSchema:
     cols = []
     for spec in sig.inputs.inputs:
         kind = getattr(spec.type, "name", str(spec.type))
-        if kind not in _SUPPORTED_KINDS:
+        if kind not in SUPPORTED_KINDS:
             raise ServingError(f"input '{spec.name}' has type {spec.type}; not supported here")
         allow = (not spec.required) or spec.name in imputed
         cols.append(Column(spec.name, kind, allow))
