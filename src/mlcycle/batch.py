@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from mlcycle import trust
+from mlcycle.config import PYSPARK_PYTHON
 from mlcycle.errors import ConfigError, DataError
 from mlcycle.schema_types import DTYPE_NAMES
 from mlcycle.storage import filesystem
@@ -263,10 +263,10 @@ def spark_session(master: str = "local[2]", app_name: str = "mlcycle-predict") -
         raise ConfigError(
             "the spark engine needs pyspark: pip install 'mlcycle[spark]' (and Java 17+)"
         ) from exc
-    if master.startswith("local"):
-        # Spark's workers default to `python3` on PATH, which may lack mlflow and the model's
-        # packages; a cluster's executors bring their own interpreter.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Spark's workers default to `python3` on PATH, which may lack mlflow and the model's
+    # packages; a cluster's executors bring their own interpreter.
+    if master.startswith("local") and not PYSPARK_PYTHON.is_set():
+        PYSPARK_PYTHON.set(sys.executable)
     builder = SparkSession.builder.master(master).appName(app_name)
     if master.startswith("local"):
         builder = builder.config("spark.ui.enabled", "false").config(

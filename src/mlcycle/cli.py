@@ -305,7 +305,7 @@ def train(
         bar.update(1)
 
     try:
-        result = train_fn(cfg, client, on_trial=on_trial if bar else None)
+        result = train_fn(cfg, client, on_trial=on_trial if bar else None, settings=settings)
     finally:
         if bar is not None:
             bar.close()
@@ -721,7 +721,7 @@ def gate_cmd(
         mode, metric, min_score, min_improvement, max_latency,
         allow_pickle or settings.allow_pickle,
     )  # fmt: skip
-    d = gate(client, name, version, policy, _eval_frame(eval_data), target)
+    d = gate(client, name, version, policy, _eval_frame(eval_data), target, settings=settings)
     _echo_decision(d)
     if mode == "enabled" and not d.passed:
         raise GateRejected(f"{name} version {d.challenger_version} did not pass the gate")
@@ -767,6 +767,7 @@ def promote_cmd(
         reason=reason,
         eval_data=_eval_frame(eval_data),
         target=target,
+        settings=settings,
     )
     if result.decision is not None:
         _echo_decision(result.decision)
@@ -787,8 +788,8 @@ def rollback_cmd(name: str, reason: str) -> None:
     """Restore the previous champion (stage and alias)."""
     from mlcycle.register import rollback
 
-    _, client = _context()
-    result = rollback(client, name, reason)
+    settings, client = _context()
+    result = rollback(client, name, reason, settings=settings)
     click.echo(
         f"rolled back {name}: version {result.previous_version} → Archived, "
         f"version {result.version} → Production (@champion)"

@@ -20,7 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from mlcycle import contract, trust
+from mlcycle import contract, fluent, trust
+from mlcycle.config import Settings
 from mlcycle.errors import DataError, ModelNotFound, SchemaMismatch
 from mlcycle.register import audit
 from mlcycle.register.core import champion_version
@@ -199,7 +200,7 @@ def _eval_frame(
 
 
 def _score(
-    facts: ModelFacts, data: pd.DataFrame, role: str, allow_pickle: bool = False
+    client: Any, facts: ModelFacts, data: pd.DataFrame, role: str, allow_pickle: bool = False
 ) -> dict[str, float]:
     """Evaluate one model in a nested run; returns its metrics plus latency per row.
 
@@ -211,7 +212,7 @@ def _score(
         model = trust.load_pyfunc(
             facts.download_uri, f"{role} v{facts.version}", allow_pickle=allow_pickle, dst=dst
         )
-        return _evaluate(model, facts, data, role)
+        return _evaluate(client, model, facts, data, role)
 
 
 def _evaluator_config(facts: ModelFacts, data: pd.DataFrame) -> dict[str, Any]:
@@ -224,7 +225,9 @@ def _evaluator_config(facts: ModelFacts, data: pd.DataFrame) -> dict[str, Any]:
     return config
 
 
-def _evaluate(model: Any, facts: ModelFacts, data: pd.DataFrame, role: str) -> dict[str, float]:
+def _evaluate(
+    client: Any, model: Any, facts: ModelFacts, data: pd.DataFrame, role: str
+) -> dict[str, float]:
     import mlflow
 
     # Each model sees only its own inputs (the frame holds the union of both models').
@@ -236,12 +239,8 @@ def _evaluate(model: Any, facts: ModelFacts, data: pd.DataFrame, role: str) -> d
     start = time.perf_counter()
     model.predict(features)
     latency = (time.perf_counter() - start) * 1000 / max(len(features), 1)
-    # In the parent's experiment: nested runs without one land in "Default" (./mlruns).
-    parent = mlflow.active_run()
-    experiment_id = parent.info.experiment_id if parent else None
-    with mlflow.start_run(
-        run_name=f"{role} v{facts.version}", nested=True, experiment_id=experiment_id
-    ):
+    # Nested in the gate's audit run, in its experiment (see mlcycle.fluent).
+    with fluent.start_run(client, run_name=f"{role} v{facts.version}", nested=True):
         mlflow.set_tags({MLCYCLE_GATE_ROLE: role, MLCYCLE_GATE_VERSION: facts.version})
         result = mlflow.models.evaluate(
             model,
@@ -329,6 +328,8 @@ def gate(
     policy: GatePolicy = GatePolicy(),  # noqa: B008 - frozen dataclass, safe as default
     eval_data: pd.DataFrame | None = None,
     target: str | None = None,
+    *,
+    settings: Settings | None = None,
 ) -> GateDecision:
     """Score challenger and champion on the same data and apply the policy's thresholds.
 
@@ -339,13 +340,14 @@ def gate(
     it; in ``disabled`` mode nothing is evaluated.
 
     Args:
-        client: an ``MlflowClient``; ``mlflow``'s fluent tracking URI must name the same store
-            (``mlcycle.config.apply_tracking``), since evaluation logs through it.
+        client: an ``MlflowClient``; evaluation logs to its tracking store through
+            :func:`mlcycle.fluent.start_run`.
         name: registered model name.
         version: the challenger; ``None`` means the version ``@challenger`` names.
         policy: thresholds and mode.
         eval_data: features and target; default the challenger run's held-out test split.
         target: the column the models predict, for versions whose contract does not say.
+        settings: the CLI's settings (where a new audit experiment keeps artifacts).
 
     Raises:
         ModelNotFound: unknown model or version, or no ``@challenger``.
@@ -386,12 +388,13 @@ def gate(
         to_version=challenger.version,
         from_version=champ_v,
         tags={MLCYCLE_GATE_MODE: policy.mode, MLCYCLE_GATE_METRIC: metric},
+        settings=settings,
     )
-    nested = mlflow.active_run() is not None
-    with mlflow.start_run(run_id=parent, nested=nested):
-        challenger_metrics = _score(challenger, data, "challenger", policy.allow_pickle)
+    # MLflow's evaluate logs to the fluent active run: the audit run, resumed.
+    with fluent.start_run(client, run_id=parent, nested=True):
+        challenger_metrics = _score(client, challenger, data, "challenger", policy.allow_pickle)
         champion_metrics = (
-            _score(champion, data, "champion", policy.allow_pickle) if champion else {}
+            _score(client, champion, data, "champion", policy.allow_pickle) if champion else {}
         )
         reasons = _judge(policy, metric, challenger_metrics, champion_metrics) + reasons
         passed = not reasons

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlcycle.config import Settings
 from mlcycle.errors import ConfigError, GateRejected, ModelNotFound, RegistryConflict
 from mlcycle.register import audit
 from mlcycle.register.core import (
@@ -102,6 +103,10 @@ def _audited(
     return run_id
 
 
+def _lock_uri(settings: Settings | None) -> str | None:
+    return settings.registry_lock_uri if settings is not None else None
+
+
 def _audit_metrics(decision: GateDecision | None) -> dict[str, float]:
     if decision is None:
         return {}
@@ -129,6 +134,7 @@ def promote(
     reason: str | None = None,
     eval_data: pd.DataFrame | None = None,
     target: str | None = None,
+    settings: Settings | None = None,
 ) -> PromotionResult:
     """Make a version the champion: stage ``Production``, alias ``@champion``.
 
@@ -147,6 +153,8 @@ def promote(
         reason: why; recorded in the audit trail.
         eval_data: gate evaluation data (default: the challenger's held-out test split).
         target: the column the model predicts, for versions whose contract does not say.
+        settings: the CLI's settings: the promotion lock of an HTTP registry
+            (``registry_lock_uri``) and where a new audit experiment keeps artifacts.
 
     Raises:
         ConfigError: ``force`` without a reason.
@@ -162,13 +170,13 @@ def promote(
     if not force:
         _check_schema_against(client, name, v, champion_version(client, name), target)
         if policy.mode != "disabled":
-            decision = gate(client, name, v, policy, eval_data, target)
+            decision = gate(client, name, v, policy, eval_data, target, settings=settings)
             if policy.mode == "enabled" and not decision.passed:
                 raise GateRejected(
                     f"gate refused {name} version {v}: " + "; ".join(decision.reasons)
                 )
 
-    with registry_lock(client, name):
+    with registry_lock(client, name, _lock_uri(settings)):
         # Re-read: another promotion or rollback may have run while we evaluated.
         resolve_version(client, name, v)
         previous = champion_version(client, name)
@@ -178,7 +186,7 @@ def promote(
             # against the champion this promotion actually replaces.
             _check_schema_against(client, name, v, previous, target)
             if decision is not None and policy.mode == "enabled":
-                decision = gate(client, name, v, policy, eval_data, target)
+                decision = gate(client, name, v, policy, eval_data, target, settings=settings)
                 if not decision.passed:
                     raise GateRejected(
                         f"gate refused {name} version {v} against the new champion "
@@ -202,12 +210,15 @@ def promote(
             reason=reason,
             metrics=_audit_metrics(decision),
             tags={MLCYCLE_GATE_MODE: "forced" if force else policy.mode},
+            settings=settings,
         )
     logger.info("promoted %s v%s to Production/@champion (was %s)", name, v, previous)
     return PromotionResult(name, "promote", v, previous, force, reason, decision, run_id)
 
 
-def rollback(client: Any, name: str, reason: str) -> PromotionResult:
+def rollback(
+    client: Any, name: str, reason: str, *, settings: Settings | None = None
+) -> PromotionResult:
     """Restore the previous champion (stage and alias) and record why.
 
     The previous champion is the one the current champion replaced; rolling back again goes
@@ -217,6 +228,7 @@ def rollback(client: Any, name: str, reason: str) -> PromotionResult:
         client: an ``MlflowClient``.
         name: registered model name.
         reason: why; recorded in the audit trail and on the demoted version.
+        settings: the CLI's settings (as for :func:`promote`).
 
     Raises:
         ConfigError: no reason given.
@@ -226,7 +238,7 @@ def rollback(client: Any, name: str, reason: str) -> PromotionResult:
     if not (reason and reason.strip()):
         raise ConfigError("rollback needs --reason")
     get_registered_model(client, name)
-    with registry_lock(client, name):
+    with registry_lock(client, name, _lock_uri(settings)):
         current = champion_version(client, name)
         if current is None:
             raise RegistryConflict(f"model '{name}' has no champion to roll back from")
@@ -257,6 +269,7 @@ def rollback(client: Any, name: str, reason: str) -> PromotionResult:
             from_version=current,
             forced=True,
             reason=reason,
+            settings=settings,
         )
     logger.info("rolled back %s from v%s to v%s: %s", name, current, target, reason)
     return PromotionResult(name, "rollback", target, current, True, reason, None, run_id)

@@ -25,8 +25,9 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 import mlcycle
-from mlcycle import contract
+from mlcycle import contract, fluent
 from mlcycle import data as data_mod
+from mlcycle.config import Settings
 from mlcycle.data import DatasetSpec, Task
 from mlcycle.errors import ConfigError, TrainingError
 from mlcycle.tags import (
@@ -130,7 +131,7 @@ class _EndsFailed:
     MLflow ends a failed run with one ``set_terminated`` call inside the client's retry
     budget; when the store is down longer than that, the run stays RUNNING for good. On the
     way out of a failure this keeps trying (bounded) to mark the run and its RUNNING nested
-    trials FAILED. Enter it before ``mlflow.start_run`` and set :attr:`run_id`.
+    trials FAILED. Enter it before the run starts and set :attr:`run_id`.
     """
 
     def __init__(self, client: Any, budget: float = 120.0) -> None:
@@ -381,6 +382,7 @@ def train(
     client: Any,
     frame: pd.DataFrame | None = None,
     on_trial: TrialCallback | None = None,
+    settings: Settings | None = None,
 ) -> TrainResult:
     """Fit, evaluate and log one model (or a search of ``cfg.trials`` nested trials).
 
@@ -392,6 +394,7 @@ def train(
         client: an ``MlflowClient`` for the configured stores.
         frame: the data, when already loaded (``cfg.data`` is still recorded as the source).
         on_trial: progress callback for searches.
+        settings: the CLI's settings (where a new experiment keeps artifacts).
 
     Raises:
         DataError: the data are unusable.
@@ -400,7 +403,7 @@ def train(
     """
     import mlflow
 
-    from mlcycle.config import Settings, ensure_experiment
+    from mlcycle.config import ensure_experiment
 
     t_start = time.perf_counter()
     if cfg.search_engine not in SEARCH_ENGINES:
@@ -418,15 +421,16 @@ def train(
         for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))
     }
     digest = data_mod.digest(df)
-    settings = Settings(tracking_uri=client.tracking_uri)
     experiment_id = ensure_experiment(client, cfg.experiment, settings)
     t_prep = time.perf_counter()
 
     child_ids: list[str] = []
     with (
         _EndsFailed(client) as ends_failed,
-        mlflow.start_run(
-            experiment_id=experiment_id, run_name=cfg.run_name or default_run_name(cfg, model_key)
+        fluent.start_run(
+            client,
+            experiment_id=experiment_id,
+            run_name=cfg.run_name or default_run_name(cfg, model_key),
         ) as run,
         tempfile.TemporaryDirectory() as tmp,
         # Last in, first out: side work finishes before the files and the run are closed.
@@ -462,11 +466,11 @@ def train(
 
                 best_pipe, params, child_ids, best_id = search.optuna_search(
                     cfg, spec, model_key, overrides, frames, experiment_id, run.info.run_id,
-                    client.tracking_uri, on_trial,
+                    client, on_trial,
                 )  # fmt: skip
             else:
                 best_pipe, params, child_ids, best_id = _search(
-                    cfg, spec, model_key, overrides, frames, experiment_id, on_trial
+                    client, cfg, spec, model_key, overrides, frames, experiment_id, on_trial
                 )
             mlflow.set_tag(MLCYCLE_BEST_TRIAL_RUN_ID, best_id)
             mlflow.log_param("search_trials", cfg.trials)
@@ -514,6 +518,7 @@ def train(
 
 
 def run_trial(
+    client: Any,
     i: int,
     params: dict[str, Any],
     model_key: str,
@@ -526,17 +531,18 @@ def run_trial(
     """Fit one search trial as a nested run (params, val metrics); pipe, metrics, run id.
 
     ``parent_run_id`` nests it under a run of another process; without it, under the active
-    run.
+    run. The run is written to ``client``'s tracking store (:func:`mlcycle.fluent.start_run`).
     """
     import mlflow
 
     X_train, y_train = frames["train"]
     X_val, y_val = frames["val"]
-    nesting: dict[str, Any] = (
-        {"parent_run_id": parent_run_id} if parent_run_id else {"nested": True}
-    )
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"trial-{i:03d}", **nesting
+    with fluent.start_run(
+        client,
+        experiment_id=experiment_id,
+        run_name=f"trial-{i:03d}",
+        parent_run_id=parent_run_id,
+        nested=parent_run_id is None,
     ) as child:
         mlflow.set_tags(
             {MLCYCLE_KIND: "trial", MLCYCLE_TASK: spec.task, MLCYCLE_TRIAL: str(i)} | (tags or {})
@@ -551,6 +557,7 @@ def run_trial(
 
 
 def _search(
+    client: Any,
     cfg: TrainConfig,
     spec: DatasetSpec,
     model_key: str,
@@ -569,7 +576,7 @@ def _search(
     for i in range(1, cfg.trials + 1):
         drawn = pipelines.sample_params(model_key, spec.task, rng)
         params = pipelines.estimator_params(model_key, spec.task, {**drawn, **overrides}, cfg.seed)
-        pipe, m, run_id = run_trial(i, params, model_key, spec, frames, experiment_id)
+        pipe, m, run_id = run_trial(client, i, params, model_key, spec, frames, experiment_id)
         child_ids.append(run_id)
         score = m.get(f"val_{metric}", float("nan"))
         better = best is None or (score > best[0] if higher else score < best[0])

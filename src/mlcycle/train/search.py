@@ -147,6 +147,7 @@ def _storage(optuna: Any, url: str) -> Any:
 
 
 def _work(
+    client: Any,
     study: Any,
     attrs: dict[str, Any],
     spec: DatasetSpec,
@@ -180,7 +181,7 @@ def _work(
         )
         try:
             _, m, run_id = run_trial(
-                trial.number + 1, params, model_key, spec, frames, attrs["experiment_id"],
+                client, trial.number + 1, params, model_key, spec, frames, attrs["experiment_id"],
                 parent_run_id=None if nested_in_process else attrs["parent_run_id"],
                 tags={MLCYCLE_WORKER: worker, MLCYCLE_STUDY: study.study_name},
             )  # fmt: skip
@@ -250,7 +251,7 @@ def run_worker(
         ConfigError: no such study, or it was not started by mlcycle, or no tracking URI.
         TrainingError: a trial failed.
     """
-    import mlflow
+    from mlflow import MlflowClient
 
     optuna = _import_optuna()
     try:
@@ -266,9 +267,8 @@ def run_worker(
             "the study does not record its tracking URI (it holds a password); "
             "set MLFLOW_TRACKING_URI"
         )
-    mlflow.set_tracking_uri(uri)
     spec, overrides, frames = _prepare(attrs)
-    return _work(study, attrs, spec, overrides, frames, False, max_trials)
+    return _work(MlflowClient(uri), study, attrs, spec, overrides, frames, False, max_trials)
 
 
 def _worker_main(storage: str, study_name: str, tracking_uri: str | None) -> None:
@@ -284,7 +284,7 @@ def optuna_search(
     frames: dict[str, tuple[pd.DataFrame, pd.Series]],
     experiment_id: str,
     parent_run_id: str,
-    tracking_uri: str,
+    client: Any,
     on_trial: Callable[[int, int, dict[str, float]], None] | None,
 ) -> tuple[Any, dict[str, Any], list[str], str]:
     """Run ``cfg.trials`` trials of a new study (in ``cfg.search_workers`` processes).
@@ -338,7 +338,7 @@ def optuna_search(
         "metric": metric,
         "experiment_id": experiment_id,
         "parent_run_id": parent_run_id,
-        "tracking_uri": _safe_uri(tracking_uri),
+        "tracking_uri": _safe_uri(client.tracking_uri),
     }
     study.set_user_attr(ATTR, attrs)
     mlflow.set_tags({MLCYCLE_SEARCH_ENGINE: "optuna", MLCYCLE_STUDY: name})
@@ -361,13 +361,16 @@ def optuna_search(
                 on_trial(len(reported), cfg.trials, dict(t.user_attrs.get("metrics", {})))
 
     if cfg.search_workers == 1:
-        _work(study, attrs, spec, overrides, frames, nested_in_process=True, after_trial=report)
+        _work(
+            client, study, attrs, spec, overrides, frames, nested_in_process=True,
+            after_trial=report,
+        )  # fmt: skip
     else:
         ctx = multiprocessing.get_context("spawn")
         procs = [
             ctx.Process(
                 target=_worker_main,
-                args=(cfg.search_storage, name, tracking_uri),
+                args=(cfg.search_storage, name, client.tracking_uri),
                 name=f"mlcycle-search-{i}",
             )
             for i in range(cfg.search_workers)
