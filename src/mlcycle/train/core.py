@@ -37,11 +37,9 @@ from mlcycle.tags import (
     MLCYCLE_KIND,
     MLCYCLE_MODEL_URI,
     MLCYCLE_ONNX,
-    MLCYCLE_TASK,
-    MLCYCLE_TRIAL,
     MLCYCLE_VERSION,
 )
-from mlcycle.train import evaluate, model_log, onnx_export, pipelines
+from mlcycle.train import evaluate, model_log, onnx_export, pipelines, trial
 
 logger = logging.getLogger(__name__)
 
@@ -116,13 +114,6 @@ def pip_requirements() -> list[str]:
     """Pinned requirements of every model mlcycle logs (explicit: inferring costs seconds)."""
     names = ["mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy"]
     return [f"{name}=={pkg_version(name)}" for name in names]
-
-
-def _fit(pipe: Pipeline, X: pd.DataFrame, y: pd.Series) -> Pipeline:
-    try:
-        return pipe.fit(X, y)
-    except ValueError as exc:
-        raise TrainingError(f"fitting failed: {exc}") from exc
 
 
 class _EndsFailed:
@@ -413,13 +404,10 @@ def train(
         )
     model_key = pipelines.resolve_estimator(cfg.model)
     df = frame if frame is not None else data_mod.load_table(cfg.data)
-    spec = data_mod.infer_spec(df, cfg.target, cfg.task, cfg.time_column, cfg.drop, cfg.categorical)
-    overrides = pipelines.coerce_params(model_key, spec.task, cfg.params)
-    splits = data_mod.split(df, spec, cfg.seed)
-    frames = {
-        name: (data_mod.prepare_features(part, spec), part[spec.target])
-        for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))
-    }
+    spec, overrides, splits, frames = trial.prepare(
+        df, cfg.target, cfg.task, cfg.time_column, cfg.drop, cfg.categorical,
+        model_key, cfg.params, cfg.seed,
+    )  # fmt: skip
     digest = data_mod.digest(df)
     experiment_id = ensure_experiment(client, cfg.experiment, settings)
     t_prep = time.perf_counter()
@@ -476,7 +464,9 @@ def train(
             mlflow.log_param("search_trials", cfg.trials)
         else:
             params = pipelines.estimator_params(model_key, spec.task, overrides, cfg.seed)
-            best_pipe = _fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
+            best_pipe = trial.fit(
+                pipelines.build_pipeline(spec, model_key, params), X_train, y_train
+            )
         t_fit = time.perf_counter()
         # `mlflow run` has already logged the entry point's parameters on this run; MLflow
         # refuses to change a logged value, so those keep the project's spelling.
@@ -517,45 +507,6 @@ def train(
     )
 
 
-def run_trial(
-    client: Any,
-    i: int,
-    params: dict[str, Any],
-    model_key: str,
-    spec: DatasetSpec,
-    frames: dict[str, tuple[pd.DataFrame, pd.Series]],
-    experiment_id: str,
-    parent_run_id: str | None = None,
-    tags: dict[str, str] | None = None,
-) -> tuple[Pipeline, dict[str, float], str]:
-    """Fit one search trial as a nested run (params, val metrics); pipe, metrics, run id.
-
-    ``parent_run_id`` nests it under a run of another process; without it, under the active
-    run. The run is written to ``client``'s tracking store (:func:`mlcycle.fluent.start_run`).
-    """
-    import mlflow
-
-    X_train, y_train = frames["train"]
-    X_val, y_val = frames["val"]
-    with fluent.start_run(
-        client,
-        experiment_id=experiment_id,
-        run_name=f"trial-{i:03d}",
-        parent_run_id=parent_run_id,
-        nested=parent_run_id is None,
-    ) as child:
-        mlflow.set_tags(
-            {MLCYCLE_KIND: "trial", MLCYCLE_TASK: spec.task, MLCYCLE_TRIAL: str(i)} | (tags or {})
-        )
-        mlflow.log_params({"model": model_key, **{f"model__{k}": v for k, v in params.items()}})
-        pipe = _fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
-        m = evaluate.compute_metrics(
-            spec.task, evaluate.predict_all(pipe, X_val, y_val, spec.task), "val_"
-        )
-        mlflow.log_metrics(m)
-    return pipe, m, child.info.run_id
-
-
 def _search(
     client: Any,
     cfg: TrainConfig,
@@ -576,7 +527,7 @@ def _search(
     for i in range(1, cfg.trials + 1):
         drawn = pipelines.sample_params(model_key, spec.task, rng)
         params = pipelines.estimator_params(model_key, spec.task, {**drawn, **overrides}, cfg.seed)
-        pipe, m, run_id = run_trial(client, i, params, model_key, spec, frames, experiment_id)
+        pipe, m, run_id = trial.run_trial(client, i, params, model_key, spec, frames, experiment_id)
         child_ids.append(run_id)
         score = m.get(f"val_{metric}", float("nan"))
         better = best is None or (score > best[0] if higher else score < best[0])

@@ -47,6 +47,7 @@ from mlcycle.tags import (
     MLCYCLE_WORKER,
 )
 from mlcycle.train import evaluate, pipelines
+from mlcycle.train import trial as trial_mod
 
 logger = logging.getLogger(__name__)
 
@@ -158,8 +159,6 @@ def _work(
     after_trial: Callable[[], None] | None = None,
 ) -> int:
     """Run trials of ``study`` until it has ``attrs['trials']``; returns how many ran here."""
-    from mlcycle.train.core import run_trial
-
     optuna = _import_optuna()
     total = int(attrs["trials"])
     model_key = attrs["model"]
@@ -180,7 +179,7 @@ def _work(
             model_key, spec.task, {**drawn, **overrides}, int(attrs["seed"])
         )
         try:
-            _, m, run_id = run_trial(
+            _, m, run_id = trial_mod.run_trial(
                 client, trial.number + 1, params, model_key, spec, frames, attrs["experiment_id"],
                 parent_run_id=None if nested_in_process else attrs["parent_run_id"],
                 tags={MLCYCLE_WORKER: worker, MLCYCLE_STUDY: study.study_name},
@@ -211,21 +210,17 @@ def _prepare(attrs: dict[str, Any]) -> tuple[DatasetSpec, dict[str, Any], dict[s
     """The same spec, parameter overrides and splits as the process that started the study."""
     from mlcycle import data as data_mod
 
-    df = data_mod.load_table(attrs["data"])
-    spec = data_mod.infer_spec(
-        df,
+    spec, overrides, _, frames = trial_mod.prepare(
+        data_mod.load_table(attrs["data"]),
         attrs["target"],
         attrs["task"],
         attrs["time_column"],
         tuple(attrs["drop"]),
         tuple(attrs.get("categorical", ())),
+        attrs["model"],
+        attrs["params"],
+        int(attrs["seed"]),
     )
-    overrides = pipelines.coerce_params(attrs["model"], spec.task, attrs["params"])
-    splits = data_mod.split(df, spec, int(attrs["seed"]))
-    frames = {
-        name: (data_mod.prepare_features(part, spec), part[spec.target])
-        for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))
-    }
     return spec, overrides, frames
 
 
@@ -297,8 +292,6 @@ def optuna_search(
         TrainingError: workers failed before the study had its trials, or no trial scored.
     """
     import mlflow
-
-    from mlcycle.train.core import _fit
 
     optuna = _import_optuna()
     if cfg.search_workers < 1:
@@ -407,7 +400,7 @@ def optuna_search(
         model_key, spec.task, {**best.user_attrs["params"], **overrides}, cfg.seed
     )
     X_train, y_train = frames["train"]
-    pipe = _fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
+    pipe = trial_mod.fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
     mlflow.log_metric(f"best_val_{metric}", float(best.value))
     mlflow.set_tag(MLCYCLE_BEST_TRIAL_NUMBER, str(best.number + 1))
     child_ids = [t.user_attrs["mlflow_run_id"] for t in trials]
