@@ -330,10 +330,9 @@ def load_pyfunc(
                 None,
             )
         ):
-            from mlflow.sklearn import _SklearnModelWrapper
+            from mlcycle.mlflow_compat import sklearn_pyfunc
 
-            impl = _SklearnModelWrapper(load_sklearn(local, mlmodel))
-            return mlflow.pyfunc.PyFuncModel(model_meta=mlmodel, model_impl=impl)
+            return sklearn_pyfunc(mlmodel, load_sklearn(local, mlmodel))
         return mlflow.pyfunc.load_model(str(local))
     except UntrustedModel:
         raise

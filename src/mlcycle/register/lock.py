@@ -30,6 +30,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from mlcycle.mlflow_compat import registry_uri
 from mlcycle.redact import redact_uri
 from mlcycle.storage import lock_dir
 
@@ -40,11 +41,6 @@ def _key(uri: str, name: str) -> int:
     # pg advisory locks take a signed 64-bit key; hash so the key is stable across processes.
     digest = hashlib.sha256(f"mlcycle-registry:{uri}:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def registry_uri(client: Any) -> str:
-    """The store URI the client's registry writes to."""
-    return str(getattr(client, "_registry_uri", None) or client.tracking_uri)
 
 
 @contextmanager

@@ -30,6 +30,7 @@ from mlcycle import data as data_mod
 from mlcycle.config import Settings
 from mlcycle.data import DatasetSpec, Task
 from mlcycle.errors import ConfigError, TrainingError
+from mlcycle.mlflow_compat import preset_dataset_schema
 from mlcycle.tags import (
     MLCYCLE_BEST_TRIAL_RUN_ID,
     MLCYCLE_DATA_DIGEST,
@@ -179,14 +180,13 @@ def _dataset(frame: pd.DataFrame, source: str, target: str, digest: str) -> Any:
     mlcycle's own hash of the full table.
     """
     import mlflow
-    from mlflow.types.utils import _infer_schema
 
     ds = mlflow.data.from_pandas(  # type: ignore[attr-defined]
         frame, source=source, targets=target, name=Path(source).name, digest=digest
     )
     if len(frame) > SCHEMA_SAMPLE_ROWS:
         frame = frame.sample(SCHEMA_SAMPLE_ROWS, random_state=0)
-    ds.__dict__["schema"] = _infer_schema(frame)
+    preset_dataset_schema(ds, frame)
     return ds
 
 
