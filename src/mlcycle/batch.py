@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -37,7 +36,9 @@ import numpy as np
 import pandas as pd
 
 from mlcycle import trust
+from mlcycle.config import PYSPARK_PYTHON
 from mlcycle.errors import ConfigError, DataError
+from mlcycle.schema_types import DTYPE_NAMES
 from mlcycle.storage import filesystem
 
 logger = logging.getLogger(__name__)
@@ -46,14 +47,6 @@ Engine = Literal["pandas", "spark"]
 ENGINES: tuple[str, ...] = ("pandas", "spark")
 #: Rows per ``request_id`` (and per pyfunc call) of the pandas engine.
 CHUNK_ROWS = 100_000
-
-_PANDAS_DTYPES = {
-    "long": "int64",
-    "integer": "int32",
-    "double": "float64",
-    "float": "float32",
-    "boolean": "bool",
-}
 
 
 @dataclass(frozen=True)
@@ -175,7 +168,7 @@ def _cast_features(df: pd.DataFrame, schema: Any, source: str) -> pd.DataFrame:
             elif col.kind in ("long", "integer", "boolean") and series.isna().any():
                 raise ValueError("missing values in an integer/boolean column")
             else:
-                out[col.name] = series.astype(_PANDAS_DTYPES[col.kind])
+                out[col.name] = series.astype(DTYPE_NAMES[col.kind])
         except (ValueError, TypeError) as exc:
             raise DataError(
                 f"column '{col.name}' of '{source}' does not fit the model's type {col.kind}: {exc}"
@@ -285,10 +278,10 @@ def spark_session(master: str = "local[2]", app_name: str = "mlcycle-predict") -
         raise ConfigError(
             "the spark engine needs pyspark: pip install 'mlcycle[spark]' (and Java 17+)"
         ) from exc
-    if master.startswith("local"):
-        # Spark's workers default to `python3` on PATH, which may lack mlflow and the model's
-        # packages; a cluster's executors bring their own interpreter.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Spark's workers default to `python3` on PATH, which may lack mlflow and the model's
+    # packages; a cluster's executors bring their own interpreter.
+    if master.startswith("local") and not PYSPARK_PYTHON.is_set():
+        PYSPARK_PYTHON.set(sys.executable)
     builder = SparkSession.builder.master(master).appName(app_name)
     if master.startswith("local"):
         builder = builder.config("spark.ui.enabled", "false").config(

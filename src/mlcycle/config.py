@@ -4,13 +4,23 @@ MLflow's own variables (``MLFLOW_TRACKING_URI``, ``MLFLOW_REGISTRY_URI``,
 ``MLFLOW_S3_ENDPOINT_URL``, ``AWS_*``) keep their MLflow meaning; mlcycle's own start with
 ``MLCYCLE_``.
 
+Variables that are not settings of an mlcycle process (boto's S3 endpoint and region, the
+Prometheus multiprocess directory, the hand-off of ``mlcycle serve`` to its workers, …) are
+declared here as :class:`EnvVar` values, each with its type and default, like MLflow's
+``mlflow/environment_variables.py``; other modules read them only through these.
+
+The library never builds :class:`Settings`: the CLI and the server's startup do, and pass
+them (or the values they need) down.
+
 API: :class:`Settings`, :func:`load_settings`, :func:`apply_tracking`,
-:func:`ensure_experiment`.
+:func:`ensure_experiment`, :class:`EnvVar` and the variables declared with it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +32,66 @@ from mlcycle.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_ARTIFACT_ROOT = "./mlartifacts"
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """One environment variable outside :class:`Settings`: its name, default and meaning.
+
+    Each is a string (a path, URL, region or JSON document); an empty value counts as unset.
+    """
+
+    name: str
+    default: str | None = None
+    doc: str = ""
+
+    def is_set(self) -> bool:
+        """Whether the variable holds a non-empty value."""
+        return bool(os.environ.get(self.name))
+
+    def get(self) -> str | None:
+        """The value, or the default when unset."""
+        return os.environ.get(self.name) or self.default
+
+    def set(self, value: str) -> None:
+        """Put a value in this process's environment (inherited by child processes)."""
+        os.environ[self.name] = value
+
+    def unset(self) -> None:
+        """Remove the variable from this process's environment."""
+        os.environ.pop(self.name, None)
+
+
+# MLflow's and boto's own variables, honoured with their meaning there.
+MLFLOW_S3_ENDPOINT_URL = EnvVar("MLFLOW_S3_ENDPOINT_URL", doc="S3 endpoint (MinIO, moto).")
+AWS_ENDPOINT_URL = EnvVar("AWS_ENDPOINT_URL", doc="boto's endpoint, when MLflow's is unset.")
+AWS_DEFAULT_REGION = EnvVar("AWS_DEFAULT_REGION", doc="S3 region.")
+AWS_REGION = EnvVar("AWS_REGION", doc="S3 region, when AWS_DEFAULT_REGION is unset.")
+MLFLOW_TRACKING_USERNAME = EnvVar(
+    "MLFLOW_TRACKING_USERNAME", doc="Tracking-server user; the actor of audit records."
+)
+MLFLOW_FLASK_SERVER_SECRET_KEY = EnvVar(
+    "MLFLOW_FLASK_SERVER_SECRET_KEY", "", doc="Tracking server's session secret."
+)
+MLFLOW_SERVER_ENABLE_JOB_EXECUTION = EnvVar(
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
+    "false",
+    doc="MLflow's job runner in the tracking server (off unless asked for).",
+)
+# Other tools' variables.
+XDG_RUNTIME_DIR = EnvVar("XDG_RUNTIME_DIR", doc="Per-user runtime directory (lock files).")
+PROMETHEUS_MULTIPROC_DIR = EnvVar(
+    "PROMETHEUS_MULTIPROC_DIR", doc="prometheus_client's shared directory of worker counters."
+)
+PYSPARK_PYTHON = EnvVar("PYSPARK_PYTHON", doc="Python of Spark's workers.")
+# Set around `mlflow.projects.run` (monitoring/project.py), restored after it.
+MLFLOW_TRACKING_URI = EnvVar("MLFLOW_TRACKING_URI", doc="MLflow's tracking store.")
+PATH = EnvVar("PATH", default="", doc="Where child processes (python, uv) are looked up.")
+# mlcycle's process hand-offs (set by mlcycle for its own children, not by users).
+MLCYCLE_SERVE_CONFIG = EnvVar(
+    "MLCYCLE_SERVE_CONFIG", doc="JSON ServerConfig handed to `mlcycle serve` workers."
+)
 
 
 class Settings(BaseSettings):
@@ -43,7 +113,7 @@ class Settings(BaseSettings):
         description="Model registry store; the tracking store when unset.",
     )
     artifact_root: str = Field(
-        "./mlartifacts",
+        DEFAULT_ARTIFACT_ROOT,
         description="Where new experiments keep artifacts when the tracking store is local.",
     )
     experiment: str = Field("mlcycle", description="Experiment of training runs.")
@@ -195,18 +265,23 @@ def _is_local_store(tracking_uri: str) -> bool:
     )
 
 
-def ensure_experiment(client: Any, name: str, settings: Settings) -> str:
-    """Return the id of experiment ``name``, creating it (artifacts under the root) if needed."""
+def ensure_experiment(client: Any, name: str, settings: Settings | None = None) -> str:
+    """Return the id of experiment ``name``, creating it (artifacts under the root) if needed.
+
+    The artifact root is ``settings.artifact_root`` (:data:`DEFAULT_ARTIFACT_ROOT` without
+    settings); whether the store is local is read from the client.
+    """
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
         return str(exp.experiment_id)
+    root = settings.artifact_root if settings is not None else DEFAULT_ARTIFACT_ROOT
     location = None
-    if _is_local_store(settings.tracking_uri) and "://" not in settings.artifact_root:
-        location = (Path(settings.artifact_root).resolve() / name).as_uri()
-    elif "://" in settings.artifact_root:
-        location = settings.artifact_root.rstrip("/") + "/" + name
+    if _is_local_store(client.tracking_uri) and "://" not in root:
+        location = (Path(root).resolve() / name).as_uri()
+    elif "://" in root:
+        location = root.rstrip("/") + "/" + name
     try:
         return str(client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS))
     except Exception:

@@ -34,12 +34,13 @@ import numpy as np
 import pandas as pd
 
 from mlcycle.errors import DataError, MlcycleError
+from mlcycle.tags import MLCYCLE_POS_LABEL, MLCYCLE_TARGET, MLCYCLE_TASK
 
 logger = logging.getLogger(__name__)
 
-TAG_TARGET = "mlcycle.target"
-TAG_TASK = "mlcycle.task"
-TAG_POS_LABEL = "mlcycle.pos_label"
+TAG_TARGET = MLCYCLE_TARGET
+TAG_TASK = MLCYCLE_TASK
+TAG_POS_LABEL = MLCYCLE_POS_LABEL
 REFERENCE_DIR = "reference"
 PROFILE_FILE = "profile.json"
 SAMPLE_FILE = "sample.parquet"

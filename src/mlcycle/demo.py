@@ -133,6 +133,7 @@ def run_demo(settings: Settings, client: Any, workdir: Path, rows: int = 20_000)
             run_name="demo-search",
         ),
         client,
+        settings=settings,
     )
     yield (
         f"[train]    run {result.run_id}: test_roc_auc={result.metrics['test_roc_auc']:.3f} "
@@ -143,7 +144,7 @@ def run_demo(settings: Settings, client: Any, workdir: Path, rows: int = 20_000)
 
     name = settings.model_name
     version = register(client, result.run_id, name, description="demo: best of the search")
-    promoted = promote(client, name, str(version.version))
+    promoted = promote(client, name, str(version.version), settings=settings)
     gate_line = "; ".join(promoted.decision.reasons) if promoted.decision else "gate skipped"
     yield (
         f"[register] {name} version {promoted.version} → Production (@champion) "
@@ -187,7 +188,7 @@ def _serve_and_monitor(
     try:
         _wait_ready(server, log_path)
         yield (
-            f"[serve]    mlcycle serve on {url} follows models:/{name}@champion "
+            f"[serve]    mlcycle serve on {url} follows {model_uri(name)} "
             f"(pid {server.proc.pid}, log {log_path})"
         )
         sent: list[_Sent] = []

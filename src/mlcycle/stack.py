@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from mlcycle.config import MLFLOW_FLASK_SERVER_SECRET_KEY, MLFLOW_SERVER_ENABLE_JOB_EXECUTION
 from mlcycle.errors import ConfigError
 from mlcycle.redact import redact_uri  # re-exported: the one masker
 
@@ -199,7 +200,7 @@ def server_options(settings: Any, **overrides: Any) -> ServerOptions:
         admin_username=username,
         auth_cache_ttl=int(given.get("auth_cache_ttl", settings.auth_cache_ttl)),
         admin_password=check_admin_password(password, username),
-        secret_key=os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY", ""),
+        secret_key=MLFLOW_FLASK_SERVER_SECRET_KEY.get() or "",
     )
     check_store_uri(opts.backend_store_uri)
     check_store_uri(opts.auth_uri)
@@ -261,9 +262,7 @@ def server_env(opts: ServerOptions, config_path: str | Path) -> dict[str, str]:
         "MLFLOW_FLASK_SERVER_SECRET_KEY": opts.secret_key or secrets.token_hex(32),
         # The job runner (GenAI scorers, prompt optimisation) starts eight huey consumers in
         # sessions of their own that outlive a stopped server; mlcycle uses none of it.
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get(
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"
-        ),
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION.name: MLFLOW_SERVER_ENABLE_JOB_EXECUTION.get() or "",
     }
     if _has_password(opts.backend_store_uri):
         env["MLFLOW_BACKEND_STORE_URI"] = opts.backend_store_uri

@@ -20,12 +20,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mlcycle.config import (
+    AWS_DEFAULT_REGION,
+    AWS_ENDPOINT_URL,
+    AWS_REGION,
+    MLFLOW_S3_ENDPOINT_URL,
+    XDG_RUNTIME_DIR,
+)
 from mlcycle.errors import ConfigError
 from mlcycle.extras import require
 
 
 def _endpoint() -> str | None:
-    return os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+    return MLFLOW_S3_ENDPOINT_URL.get() or AWS_ENDPOINT_URL.get()
 
 
 def s3_client() -> Any:
@@ -56,7 +63,7 @@ def filesystem(root: str) -> tuple[Any, str]:
         if endpoint:
             scheme, _, host = endpoint.partition("://")
             kwargs.update(endpoint_override=host or endpoint, scheme=scheme if host else "https")
-        region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+        region = AWS_DEFAULT_REGION.get() or AWS_REGION.get()
         if region:
             kwargs["region"] = region
         return pafs.S3FileSystem(**kwargs), root[len("s3://") :].rstrip("/")
@@ -101,7 +108,7 @@ def lock_dir() -> Path:
     ``$XDG_RUNTIME_DIR/mlcycle`` when the session has one, else ``<tmp>/mlcycle-<uid>``
     (``0700``, checked to belong to this user, never a fixed name others can pre-create).
     """
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    runtime = XDG_RUNTIME_DIR.get()
     if runtime and Path(runtime).is_dir():
         return private_dir(Path(runtime) / "mlcycle")
     return private_dir(Path(tempfile.gettempdir()) / f"mlcycle-{os.getuid()}")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcycle.errors import ModelNotFound, ServingError, UntrustedModel
+from mlcycle.uris import logged_model_id
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +104,10 @@ def _download_mlmodel(download_uri: str, dst: str) -> str:
             )
         )
     except Exception:
-        if not download_uri.startswith("models:/m-"):
+        if logged_model_id(download_uri) is None:
             raise
     # A logged-model id (MLflow 3) takes no sub-path: its artifact location does.
-    model_id = download_uri[len("models:/") :].strip("/")
+    model_id = str(logged_model_id(download_uri))
     location = mlflow.MlflowClient().get_logged_model(model_id).artifact_location
     return str(
         mlflow.artifacts.download_artifacts(
@@ -329,10 +330,9 @@ def load_pyfunc(
                 None,
             )
         ):
-            from mlflow.sklearn import _SklearnModelWrapper
+            from mlcycle.mlflow_compat import sklearn_pyfunc
 
-            impl = _SklearnModelWrapper(load_sklearn(local, mlmodel))
-            return mlflow.pyfunc.PyFuncModel(model_meta=mlmodel, model_impl=impl)
+            return sklearn_pyfunc(mlmodel, load_sklearn(local, mlmodel))
         return mlflow.pyfunc.load_model(str(local))
     except UntrustedModel:
         raise

@@ -130,7 +130,7 @@ def test_concurrent_promotions_and_rollbacks_leave_exactly_one_champion(
 
 @pytest.mark.postgres
 def test_an_http_registry_is_locked_in_the_configured_postgres_across_machines(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
+    pg_url: str,
 ) -> None:
     import sqlalchemy as sa
 
@@ -140,12 +140,11 @@ def test_an_http_registry_is_locked_in_the_configured_postgres_across_machines(
         tracking_uri = "http://mlflow:5000"
         _registry_uri = None
 
-    monkeypatch.setenv("MLCYCLE_REGISTRY_LOCK_URI", pg_url)
     engine = sa.create_engine(pg_url)
     held, release = threading.Event(), threading.Event()
 
     def promoter() -> None:
-        with registry_lock(HttpClient(), "churn"):
+        with registry_lock(HttpClient(), "churn", lock_uri=pg_url):
             held.set()
             release.wait(10)
 

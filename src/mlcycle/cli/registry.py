@@ -125,7 +125,7 @@ def gate_cmd(
 
     settings, client = context()
     policy = gate_policy(policy_flags, allow_pickle or settings.allow_pickle)
-    d = gate(client, name, version, policy, eval_frame(eval_data), target)
+    d = gate(client, name, version, policy, eval_frame(eval_data), target, settings=settings)
     _echo_decision(d)
     d.enforce(name)
 
@@ -163,6 +163,7 @@ def promote_cmd(
         reason=reason,
         eval_data=eval_frame(eval_data),
         target=target,
+        settings=settings,
     )
     if result.unchanged:
         click.echo(f"unchanged  {name} version {result.version} is already the champion")
@@ -187,8 +188,8 @@ def rollback_cmd(name: str, reason: str) -> None:
     """Restore the previous champion (stage and alias)."""
     from mlcycle.register import rollback
 
-    _, client = context()
-    result = rollback(client, name, reason)
+    settings, client = context()
+    result = rollback(client, name, reason, settings=settings)
     click.echo(
         f"rolled back {name}: version {result.previous_version} → Archived, "
         f"version {result.version} → Production (@champion)"

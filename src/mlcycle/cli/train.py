@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import click
@@ -171,7 +170,7 @@ def train(
         bar.update(1)
 
     try:
-        result = train_fn(cfg, client, on_trial=on_trial if bar else None)
+        result = train_fn(cfg, client, on_trial=on_trial if bar else None, settings=settings)
     finally:
         if bar is not None:
             bar.close()
@@ -233,8 +232,9 @@ def search_worker_cmd(search_storage: str, study_name: str, max_trials: int | No
     """
     from mlcycle.train.search import run_worker
 
-    explicit = any(os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLCYCLE_TRACKING_URI"))
     settings, _ = context()
+    # Set by MLFLOW_TRACKING_URI / MLCYCLE_TRACKING_URI, rather than the built-in default.
+    explicit = "tracking_uri" in settings.model_fields_set and bool(settings.tracking_uri)
     done = run_worker(
         search_storage,
         study_name,

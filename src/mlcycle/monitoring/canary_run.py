@@ -43,6 +43,17 @@ from mlcycle.monitoring.inputs import (
 from mlcycle.monitoring.record import EXPERIMENT
 from mlcycle.register.core import alias_version, champion_version, get_registered_model
 from mlcycle.register.types import CANARY_SHARE_TAG, CHALLENGER, GatePolicy, PromotionResult
+from mlcycle.tags import (
+    MLCYCLE_CANARY_CHALLENGER,
+    MLCYCLE_CANARY_CHAMPION,
+    MLCYCLE_CANARY_DECISION,
+    MLCYCLE_CANARY_METRIC,
+    MLCYCLE_CANARY_REASONS,
+    MLCYCLE_CANARY_RUN_ID,
+    MLCYCLE_KIND,
+    MLCYCLE_MODEL,
+    MLCYCLE_WINDOW,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -160,13 +171,13 @@ def _record(
         experiment_id,
         run_name=f"canary-{cmp.name}-v{cmp.champion.version}-vs-v{cmp.challenger.version}",
         tags={
-            "mlcycle.kind": KIND,
-            "mlcycle.model": cmp.name,
-            "mlcycle.window": cmp.window or "",
-            "mlcycle.canary.champion": cmp.champion.version,
-            "mlcycle.canary.challenger": cmp.challenger.version,
-            "mlcycle.canary.metric": cmp.metric,
-            "mlcycle.canary.decision": dec.action,
+            MLCYCLE_KIND: KIND,
+            MLCYCLE_MODEL: cmp.name,
+            MLCYCLE_WINDOW: cmp.window or "",
+            MLCYCLE_CANARY_CHAMPION: cmp.champion.version,
+            MLCYCLE_CANARY_CHALLENGER: cmp.challenger.version,
+            MLCYCLE_CANARY_METRIC: cmp.metric,
+            MLCYCLE_CANARY_DECISION: dec.action,
         },
     )
     run_id = str(run.info.run_id)
@@ -174,7 +185,7 @@ def _record(
     metrics = [Metric(k, v, now, 0) for k, v in cmp.metrics().items()]
     if dec.next_share is not None:
         metrics.append(Metric("next_share", dec.next_share, now, 0))
-    tags = [RunTag("mlcycle.canary.reasons", "; ".join(dec.reasons)[:5000])]
+    tags = [RunTag(MLCYCLE_CANARY_REASONS, "; ".join(dec.reasons)[:5000])]
     for i in range(0, len(metrics), 1000):
         client.log_batch(run_id, metrics=metrics[i : i + 1000], tags=tags if i == 0 else [])
     client.log_text(run_id, json.dumps(outcome.evidence(policy), indent=2), "canary.json")
@@ -192,7 +203,9 @@ def _audit_metrics(cmp: ArmComparison) -> dict[str, float]:
     }
 
 
-def _act(client: Any, outcome: CanaryOutcome, policy: CanaryPolicy) -> PromotionResult | None:
+def _act(
+    client: Any, settings: Settings, outcome: CanaryOutcome, policy: CanaryPolicy
+) -> PromotionResult | None:
     from mlcycle.register.promote import end_canary, promote, set_canary_share
 
     assert outcome.comparison is not None and outcome.decision is not None
@@ -211,11 +224,18 @@ def _act(client: Any, outcome: CanaryOutcome, policy: CanaryPolicy) -> Promotion
             reason=reason,
             evidence=evidence,
             audit_metrics=metrics,
-            audit_tags={"mlcycle.canary.run_id": outcome.run_id or ""},
+            audit_tags={MLCYCLE_CANARY_RUN_ID: outcome.run_id or ""},
+            settings=settings,
         )
     if dec.action == "rollback":
         return end_canary(
-            client, name, version, reason=reason, evidence=evidence, audit_metrics=metrics
+            client,
+            name,
+            version,
+            reason=reason,
+            evidence=evidence,
+            audit_metrics=metrics,
+            settings=settings,
         )
     if dec.next_share is not None:
         return set_canary_share(
@@ -226,6 +246,7 @@ def _act(client: Any, outcome: CanaryOutcome, policy: CanaryPolicy) -> Promotion
             reason=reason,
             evidence=evidence,
             audit_metrics=metrics,
+            settings=settings,
         )
     return None
 
@@ -318,5 +339,5 @@ def evaluate(
     if record:
         out = replace(out, run_id=_record(client, settings, out, policy))
     if act:
-        out = replace(out, acted=_act(client, out, policy))
+        out = replace(out, acted=_act(client, settings, out, policy))
     return out

@@ -31,10 +31,9 @@ from mlcycle.errors import DataError, ModelNotFound, MonitoringError
 from mlcycle.monitoring.summary import WindowSummary
 from mlcycle.storage import filesystem
 from mlcycle.train import reference as reference_mod
+from mlcycle.uris import resolve_version
 
 logger = logging.getLogger(__name__)
-
-CHAMPION = "champion"
 
 
 @dataclass(frozen=True)
@@ -81,21 +80,6 @@ class ReferenceData:
 def _quality_from_run(metrics: dict[str, float], task: str) -> dict[str, float]:
     keys = ("accuracy", "f1") if task == "classification" else ("rmse", "mae", "r2")
     return {k: float(metrics[f"test_{k}"]) for k in keys if f"test_{k}" in metrics}
-
-
-def resolve_version(client: Any, name: str, version: str | None = None) -> Any:
-    """The registered version ``version``, or the ``@champion`` one.
-
-    Raises:
-        ModelNotFound: no such version, or no champion yet.
-    """
-    try:
-        if version is not None:
-            return client.get_model_version(name, str(version))
-        return client.get_model_version_by_alias(name, CHAMPION)
-    except Exception as exc:
-        what = f"version {version}" if version is not None else "@champion"
-        raise ModelNotFound(f"model '{name}' has no {what}: {exc}") from exc
 
 
 def load_reference(client: Any, name: str, version: str | None = None) -> ReferenceData:

@@ -58,6 +58,14 @@ from mlcycle.monitoring.policy import Decision, RetrainPolicy, WindowOutcome, de
 from mlcycle.monitoring.project import project_retrain
 from mlcycle.monitoring.summary import WindowSummary
 from mlcycle.monitoring.trigger import RetrainOutcome, retrain
+from mlcycle.tags import (
+    MLCYCLE_DUPLICATE_OF,
+    MLCYCLE_RETRAIN_PROMOTED,
+    MLCYCLE_RETRAIN_RUN_ID,
+    MLCYCLE_RETRAIN_SKIPPED,
+    MLCYCLE_RETRAIN_VERSION,
+    MLCYCLE_WINDOW,
+)
 
 if TYPE_CHECKING:
     from mlcycle.register import GatePolicy
@@ -205,7 +213,7 @@ def run_once(
     source = "file" if current is not None else "log"
     cutoff = int((time.time() - stale_after.total_seconds()) * 1000)
     stale = tuple(
-        f"{r.info.run_id} (window {r.data.tags.get('mlcycle.window') or '-'}, RUNNING since "
+        f"{r.info.run_id} (window {r.data.tags.get(MLCYCLE_WINDOW) or '-'}, RUNNING since "
         f"{pd.Timestamp(r.info.start_time, unit='ms', tz='UTC'):%Y-%m-%d %H:%M}Z)"
         for r in record.stale_runs(client, experiment_id, name, cutoff)
     )
@@ -263,9 +271,7 @@ def run_once(
         if key is not None:
             owner = record.claim(client, experiment_id, run_id, key, name)
             if owner:
-                record.finish(
-                    client, run_id, None, {"mlcycle.duplicate_of": owner}, status="KILLED"
-                )
+                record.finish(client, run_id, None, {MLCYCLE_DUPLICATE_OF: owner}, status="KILLED")
                 return MonitorOutcome(
                     key,
                     owner,
@@ -381,12 +387,12 @@ def _monitor(
         if ref.target in current.columns:
             labelled = int(current[ref.target].notna().sum())
         if not allow_retrain:
-            extra["mlcycle.retrain.skipped"] = "retrain disabled"
+            extra[MLCYCLE_RETRAIN_SKIPPED] = "retrain disabled"
         elif labelled < config.min_labels:
-            extra["mlcycle.retrain.skipped"] = (
+            extra[MLCYCLE_RETRAIN_SKIPPED] = (
                 f"{labelled} labelled rows; {config.min_labels} needed to retrain"
             )
-            logger.info("retrain wanted for %s but %s", name, extra["mlcycle.retrain.skipped"])
+            logger.info("retrain wanted for %s but %s", name, extra[MLCYCLE_RETRAIN_SKIPPED])
         else:
             retrained = retrain_fn(
                 client,
@@ -399,12 +405,13 @@ def _monitor(
                 seed=settings.seed,
                 data_path=output_dir / run_id / "retrain.parquet",
                 action=project_retrain(settings),
+                settings=settings,
             )
             extra.update(
                 {
-                    "mlcycle.retrain.run_id": retrained.run_id,
-                    "mlcycle.retrain.version": retrained.version,
-                    "mlcycle.retrain.promoted": str(retrained.promoted).lower(),
+                    MLCYCLE_RETRAIN_RUN_ID: retrained.run_id,
+                    MLCYCLE_RETRAIN_VERSION: retrained.version,
+                    MLCYCLE_RETRAIN_PROMOTED: str(retrained.promoted).lower(),
                 }
             )
     record.finish(client, run_id, decision, extra)

@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 import yaml
 
+from mlcycle.config import MLFLOW_TRACKING_URI, PATH
 from mlcycle.errors import ConfigError, MonitoringError
 
 logger = logging.getLogger(__name__)
@@ -207,20 +208,20 @@ def _project_environment(client: Any) -> Iterator[None]:
     import mlflow
 
     saved_uri = mlflow.get_tracking_uri()
-    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "PATH")}
+    saved_env = {var: var.get() if var.is_set() else None for var in (MLFLOW_TRACKING_URI, PATH)}
     mlflow.set_tracking_uri(_absolute_store(client.tracking_uri))
     # `local` means the environment mlcycle runs in, even when it was not activated; uv and
     # virtualenv are looked up there first too.
     bindir = str(Path(sys.executable).parent)
-    os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
+    PATH.set(os.pathsep.join([bindir, PATH.get() or ""]))
     try:
         yield
     finally:
-        for key, value in saved_env.items():
+        for var, value in saved_env.items():
             if value is None:
-                os.environ.pop(key, None)
+                var.unset()
             else:
-                os.environ[key] = value
+                var.set(value)
         mlflow.set_tracking_uri(saved_uri)
 
 

@@ -25,6 +25,21 @@ from mlflow.entities import Metric, RunTag
 
 from mlcycle.monitoring.drift import DriftResult
 from mlcycle.monitoring.policy import Decision, WindowOutcome
+from mlcycle.tags import (
+    MLCYCLE_DECISION,
+    MLCYCLE_DECISION_REASONS,
+    MLCYCLE_DRIFT_THRESHOLD,
+    MLCYCLE_DRIFTED,
+    MLCYCLE_FINDINGS,
+    MLCYCLE_KIND,
+    MLCYCLE_MODEL,
+    MLCYCLE_MODEL_VERSION,
+    MLCYCLE_MONTH,
+    MLCYCLE_SOURCE,
+    MLCYCLE_STATUS,
+    MLCYCLE_WINDOW,
+    MLCYCLE_WINDOW_INDEX,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +72,11 @@ def start_window_run(
 ) -> str:
     """Create the run of one window (status RUNNING) and return its id."""
     tags = {
-        "mlcycle.kind": KIND,
-        "mlcycle.model": name,
-        "mlcycle.model_version": version or "",
-        "mlcycle.window": window_key or "",
-        "mlcycle.source": source,
+        MLCYCLE_KIND: KIND,
+        MLCYCLE_MODEL: name,
+        MLCYCLE_MODEL_VERSION: version or "",
+        MLCYCLE_WINDOW: window_key or "",
+        MLCYCLE_SOURCE: source,
     }
     run = client.create_run(
         experiment_id, tags=tags, run_name=run_name(name, version, window_key, source)
@@ -74,9 +89,9 @@ def trend_run(client: Any, experiment_id: str, name: str, version: str | None, m
     runs = _runs(
         client,
         experiment_id,
-        f"tags.`mlcycle.kind` = '{TREND_KIND}' and tags.`mlcycle.model` = '{_esc(name)}' "
-        f"and tags.`mlcycle.model_version` = '{_esc(version or '')}' "
-        f"and tags.`mlcycle.month` = '{_esc(month)}'",
+        f"tags.`{MLCYCLE_KIND}` = '{TREND_KIND}' and tags.`{MLCYCLE_MODEL}` = '{_esc(name)}' "
+        f"and tags.`{MLCYCLE_MODEL_VERSION}` = '{_esc(version or '')}' "
+        f"and tags.`{MLCYCLE_MONTH}` = '{_esc(month)}'",
         max_results=1,
     )
     if runs:
@@ -84,10 +99,10 @@ def trend_run(client: Any, experiment_id: str, name: str, version: str | None, m
     run = client.create_run(
         experiment_id,
         tags={
-            "mlcycle.kind": TREND_KIND,
-            "mlcycle.model": name,
-            "mlcycle.model_version": version or "",
-            "mlcycle.month": month,
+            MLCYCLE_KIND: TREND_KIND,
+            MLCYCLE_MODEL: name,
+            MLCYCLE_MODEL_VERSION: version or "",
+            MLCYCLE_MONTH: month,
         },
         run_name=f"monitor-trend-{name}-v{version or '?'}-{month}",
     )
@@ -113,14 +128,14 @@ def covered_until(
     runs = _runs(
         client,
         experiment_id,
-        f"tags.`mlcycle.kind` = '{KIND}' and tags.`mlcycle.model` = '{_esc(name)}' "
-        f"and tags.`mlcycle.model_version` = '{_esc(version or '')}' "
+        f"tags.`{MLCYCLE_KIND}` = '{KIND}' and tags.`{MLCYCLE_MODEL}` = '{_esc(name)}' "
+        f"and tags.`{MLCYCLE_MODEL_VERSION}` = '{_esc(version or '')}' "
         "and attributes.status = 'FINISHED'",
         max_results=1000,
     )
     best: tuple[Any, str | None] = (None, None)
     for r in runs:
-        end = _window_end(r.data.tags.get("mlcycle.window", ""))
+        end = _window_end(r.data.tags.get(MLCYCLE_WINDOW, ""))
         if end is not None and (best[0] is None or end > best[0]):
             best = (end, str(r.info.run_id))
     return best
@@ -133,7 +148,7 @@ def stale_runs(
     runs = _runs(
         client,
         experiment_id,
-        f"tags.`mlcycle.kind` = '{KIND}' and tags.`mlcycle.model` = '{_esc(name)}' "
+        f"tags.`{MLCYCLE_KIND}` = '{KIND}' and tags.`{MLCYCLE_MODEL}` = '{_esc(name)}' "
         "and attributes.status = 'RUNNING'",
         max_results=1000,
     )
@@ -162,8 +177,8 @@ def claim(client: Any, experiment_id: str, run_id: str, window_key: str, name: s
         for r in _runs(
             client,
             experiment_id,
-            f"tags.`mlcycle.window` = '{_esc(window_key)}' "
-            f"and tags.`mlcycle.model` = '{_esc(name)}'",
+            f"tags.`{MLCYCLE_WINDOW}` = '{_esc(window_key)}' "
+            f"and tags.`{MLCYCLE_MODEL}` = '{_esc(name)}'",
         )
         if r.info.status in ("RUNNING", "FINISHED")
     ]
@@ -178,8 +193,8 @@ def finished_run_for(client: Any, experiment_id: str, name: str, window_key: str
     runs = _runs(
         client,
         experiment_id,
-        f"tags.`mlcycle.window` = '{_esc(window_key)}' and tags.`mlcycle.model` = '{_esc(name)}' "
-        "and attributes.status = 'FINISHED'",
+        f"tags.`{MLCYCLE_WINDOW}` = '{_esc(window_key)}' "
+        f"and tags.`{MLCYCLE_MODEL}` = '{_esc(name)}' and attributes.status = 'FINISHED'",
         max_results=5,
     )
     return str(runs[0].info.run_id) if runs else None
@@ -190,8 +205,8 @@ def history(
 ) -> list[WindowOutcome]:
     """Completed windows of a model version, oldest first."""
     flt = (
-        f"tags.`mlcycle.kind` = '{KIND}' and tags.`mlcycle.model` = '{_esc(name)}' "
-        f"and tags.`mlcycle.model_version` = '{_esc(version or '')}' "
+        f"tags.`{MLCYCLE_KIND}` = '{KIND}' and tags.`{MLCYCLE_MODEL}` = '{_esc(name)}' "
+        f"and tags.`{MLCYCLE_MODEL_VERSION}` = '{_esc(version or '')}' "
         "and attributes.status = 'FINISHED'"
     )
     runs = list(
@@ -205,11 +220,11 @@ def history(
     out = []
     for r in reversed(runs):
         drop = r.data.metrics.get("quality_drop")
-        drifted = r.data.tags.get("mlcycle.drifted", "")
+        drifted = r.data.tags.get(MLCYCLE_DRIFTED, "")
         out.append(
             WindowOutcome(
-                key=r.data.tags.get("mlcycle.window", r.info.run_id),
-                status=r.data.tags.get("mlcycle.status", "ok"),
+                key=r.data.tags.get(MLCYCLE_WINDOW, r.info.run_id),
+                status=r.data.tags.get(MLCYCLE_STATUS, "ok"),
                 drift_share=float(r.data.metrics.get("drift_share", 0.0)),
                 quality_drop=float(drop) if drop is not None else None,
                 drifted=tuple(c for c in drifted.split(",") if c),
@@ -241,13 +256,13 @@ def log_result(
         for i in range(0, len(trend), 900):
             client.log_batch(trend_run_id, metrics=trend[i : i + 900])
     tags = [
-        RunTag("mlcycle.status", result.status),
-        RunTag("mlcycle.drifted", ",".join(result.drifted)[:5000]),
+        RunTag(MLCYCLE_STATUS, result.status),
+        RunTag(MLCYCLE_DRIFTED, ",".join(result.drifted)[:5000]),
         RunTag(
-            "mlcycle.findings", "; ".join(f"{f.column}: {f.kind}" for f in result.findings)[:5000]
+            MLCYCLE_FINDINGS, "; ".join(f"{f.column}: {f.kind}" for f in result.findings)[:5000]
         ),
-        RunTag("mlcycle.window_index", str(step)),
-        *([RunTag("mlcycle.drift_threshold", f"{drift_share:g}")] if drift_share else []),
+        RunTag(MLCYCLE_WINDOW_INDEX, str(step)),
+        *([RunTag(MLCYCLE_DRIFT_THRESHOLD, f"{drift_share:g}")] if drift_share else []),
         *([RunTag("mlflow.parentRunId", trend_run_id)] if trend_run_id else []),
     ]
     for i in range(0, len(metrics), 900):
@@ -269,8 +284,8 @@ def finish(
     """Record the decision and any links, then end the run."""
     tags = dict(extra or {})
     if decision is not None:
-        tags["mlcycle.decision"] = "retrain" if decision.retrain else "none"
-        tags["mlcycle.decision.reasons"] = " | ".join(decision.reasons)[:5000]
+        tags[MLCYCLE_DECISION] = "retrain" if decision.retrain else "none"
+        tags[MLCYCLE_DECISION_REASONS] = " | ".join(decision.reasons)[:5000]
     if tags:
         client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     client.set_terminated(run_id, status)

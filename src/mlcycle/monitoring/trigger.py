@@ -28,6 +28,13 @@ from mlcycle.data import load_table
 from mlcycle.errors import DataError, GateRejected, MonitoringError
 from mlcycle.monitoring.inputs import ReferenceData, production_training_rows
 from mlcycle.monitoring.project import ProjectRetrain, run_project
+from mlcycle.tags import (
+    MLCYCLE_MONITORING_RUN_ID,
+    MLCYCLE_PROJECT_RUN_ID,
+    MLCYCLE_RETRAIN_OF_VERSION,
+    MLCYCLE_RETRAIN_PROJECT,
+    MLCYCLE_RETRAIN_ROWS_PRODUCTION,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +111,7 @@ def retrain(
     seed: int = 42,
     data_path: str | Path = "retrain.parquet",
     action: ProjectRetrain | None = None,
+    settings: Settings | None = None,
 ) -> RetrainOutcome:
     """Train on ``base`` + labelled window rows, register as challenger, promote via the gate.
 
@@ -125,6 +133,8 @@ def retrain(
         action: the retrain action: ``None`` is mlcycle's trainer; a
             :class:`~mlcycle.monitoring.project.ProjectRetrain` runs the user's MLflow
             project on the table instead.
+        settings: the caller's settings: the promotion lock of an HTTP registry and where a
+            new experiment keeps artifacts.
 
     Raises:
         MonitoringError: nothing to train on, or the project run failed.
@@ -138,28 +148,27 @@ def retrain(
     data_path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(data_path, index=False)
     links = {
-        "mlcycle.retrain_of_version": reference.model_version or "",
-        "mlcycle.retrain_rows_production": str(len(fresh)),
+        MLCYCLE_RETRAIN_OF_VERSION: reference.model_version or "",
+        MLCYCLE_RETRAIN_ROWS_PRODUCTION: str(len(fresh)),
     }
     if monitoring_run_id:
-        links["mlcycle.monitoring_run_id"] = monitoring_run_id
+        links[MLCYCLE_MONITORING_RUN_ID] = monitoring_run_id
     version_tags = dict(links)
     metrics: dict[str, float] = {}
     if action is None:
         run_id, metrics = _train_with_mlcycle(
-            client, name, reference, frame, data_path, time_column, experiment, seed
+            client, name, reference, frame, data_path, time_column, experiment, seed, settings
         )
     else:
-        settings = Settings(tracking_uri=client.tracking_uri)
         experiment_id = ensure_experiment(client, experiment, settings)
         run_id = run_project(client, action, data_path, experiment_id, f"retrain-{name}")
-        links["mlcycle.retrain_project"] = action.describe()[:500]
-        version_tags["mlcycle.project_run_id"] = run_id
+        links[MLCYCLE_RETRAIN_PROJECT] = action.describe()[:500]
+        version_tags[MLCYCLE_PROJECT_RUN_ID] = run_id
     for key, value in links.items():
         client.set_tag(run_id, key, value)
     version, ok, reasons = _register_and_promote(
         client, name, run_id, reference, frame, version_tags, monitoring_run_id, window,
-        gate_policy,
+        gate_policy, settings,
     )  # fmt: skip
     if action is not None:
         run = client.get_run(run_id)
@@ -204,6 +213,7 @@ def _train_with_mlcycle(
     time_column: str | None,
     experiment: str,
     seed: int,
+    settings: Settings | None,
 ) -> tuple[str, dict[str, float]]:
     from mlcycle.train import TrainConfig, train
 
@@ -218,7 +228,7 @@ def _train_with_mlcycle(
         run_name=f"retrain-{name}",
         plots=False,
     )
-    result = train(cfg, client, frame=frame)
+    result = train(cfg, client, frame=frame, settings=settings)
     return result.run_id, dict(result.metrics)
 
 
@@ -232,6 +242,7 @@ def _register_and_promote(
     monitoring_run_id: str | None,
     window: str | None,
     gate_policy: Any,
+    settings: Settings | None,
 ) -> tuple[str, bool, tuple[str, ...]]:
     """Register the run's model (adopting it when it carries no contract), tag, promote."""
     from mlcycle import register as reg
@@ -243,7 +254,7 @@ def _register_and_promote(
         logger.info("run %s has no lifecycle contract; adopting it", run_id)
         mv = reg.adopt(client, run_id, name, frame, target=reference.target, task=reference.task)
     version = str(mv.version)
-    for key in ("mlcycle.monitoring_run_id", "mlcycle.project_run_id"):
+    for key in (MLCYCLE_MONITORING_RUN_ID, MLCYCLE_PROJECT_RUN_ID):
         if version_tags.get(key):
             client.set_model_version_tag(name, version, key, version_tags[key])
     reason = f"retrain of v{reference.model_version or '?'}"
@@ -253,7 +264,12 @@ def _register_and_promote(
         reason += f" (window {window})"
     try:
         promoted = reg.promote(
-            client, name, version, policy=gate_policy or reg.GatePolicy(), reason=reason
+            client,
+            name,
+            version,
+            policy=gate_policy or reg.GatePolicy(),
+            reason=reason,
+            settings=settings,
         )
     except GateRejected as exc:
         return version, False, (str(exc),)

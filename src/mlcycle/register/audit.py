@@ -20,25 +20,25 @@ from __future__ import annotations
 import getpass
 import json
 import logging
-import os
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from mlcycle.config import Settings, ensure_experiment
+from mlcycle.config import MLFLOW_TRACKING_USERNAME, Settings, ensure_experiment
 from mlcycle.register.core import get_registered_model
 from mlcycle.register.types import AUDIT_EXPERIMENT, AuditEntry
+from mlcycle.tags import MLCYCLE_AUDIT_PREFIX
 
 logger = logging.getLogger(__name__)
 
-_T = "mlcycle.audit."
+_T = MLCYCLE_AUDIT_PREFIX
 #: Artifact of an audit run holding the evidence a decision was taken on.
 EVIDENCE_FILE = "evidence.json"
 
 
 def who() -> str:
     """The acting user: MLflow's tracking user when set, else the OS login."""
-    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    user = MLFLOW_TRACKING_USERNAME.get()
     if user:
         return user
     try:
@@ -47,13 +47,12 @@ def who() -> str:
         return "unknown"
 
 
-def audit_experiment_id(client: Any) -> str:
-    """Id of the audit experiment, created on first use."""
+def audit_experiment_id(client: Any, settings: Settings | None = None) -> str:
+    """Id of the audit experiment, created on first use (artifacts under
+    ``settings.artifact_root``; see :func:`mlcycle.config.ensure_experiment`)."""
     exp = client.get_experiment_by_name(AUDIT_EXPERIMENT)
     if exp is not None and exp.lifecycle_stage == "active":
         return str(exp.experiment_id)
-    # By alias: Settings ignores a `tracking_uri=` keyword (its field reads MLFLOW_TRACKING_URI).
-    settings = Settings.model_validate({"MLFLOW_TRACKING_URI": client.tracking_uri})
     return ensure_experiment(client, AUDIT_EXPERIMENT, settings)
 
 
@@ -69,6 +68,7 @@ def record(
     metrics: dict[str, float] | None = None,
     tags: dict[str, str] | None = None,
     parent_run_id: str | None = None,
+    settings: Settings | None = None,
 ) -> str:
     """Write one finished audit run and return its id (see :func:`begin` for its arguments)."""
     run_id = begin(
@@ -82,6 +82,7 @@ def record(
         metrics=metrics,
         tags=tags,
         parent_run_id=parent_run_id,
+        settings=settings,
     )
     finish(client, run_id)
     return run_id
@@ -100,6 +101,7 @@ def begin(
     tags: dict[str, str] | None = None,
     parent_run_id: str | None = None,
     evidence: dict[str, Any] | None = None,
+    settings: Settings | None = None,
 ) -> str:
     """Open an audit run (outcome ``pending``) before the change it records; return its id.
 
@@ -119,6 +121,7 @@ def begin(
         tags: extra tags.
         parent_run_id: nest the run under this one.
         evidence: what the decision was taken on, stored whole as ``evidence.json``.
+        settings: where a new audit experiment keeps artifacts (the CLI's settings).
     """
     from mlflow.entities import Metric
 
@@ -139,7 +142,7 @@ def begin(
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = client.create_run(
-        audit_experiment_id(client),
+        audit_experiment_id(client, settings),
         tags=all_tags,
         run_name=f"{action} {name} v{to_version}",
     )

@@ -1,7 +1,7 @@
 """Registering a training run's model and reading the registry's state.
 
-API: :func:`register`, :func:`adopt`, :func:`champion_version`, :func:`resolve_version`,
-:func:`production_versions`, :func:`snapshot`, :func:`set_stage`.
+API: :func:`register`, :func:`adopt`, :func:`champion_version`, :func:`production_versions`,
+:func:`snapshot`, :func:`set_stage`; versions are resolved by :func:`mlcycle.uris.resolve_version`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,17 @@ from mlflow.exceptions import MlflowException
 from mlcycle import contract
 from mlcycle.errors import ModelNotFound
 from mlcycle.register.types import CHALLENGER, CHAMPION
+from mlcycle.tags import (
+    MLCYCLE_DATA_DIGEST,
+    MLCYCLE_ESTIMATOR,
+    MLCYCLE_METRIC_PREFIX,
+    MLCYCLE_MODEL_URI,
+    MLCYCLE_TASK,
+)
+from mlcycle.uris import is_not_found, logged_model_id, logged_model_uri
 
 logger = logging.getLogger(__name__)
 
-_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
 _EXISTS = ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS")
 
 
@@ -31,7 +38,7 @@ def _get_run(client: Any, run_id: str) -> Any:
     try:
         return client.get_run(run_id)
     except MlflowException as exc:
-        if _is(exc, _NOT_FOUND):
+        if is_not_found(exc):
             raise ModelNotFound(f"no MLflow run with id '{run_id}'") from exc
         raise
 
@@ -42,14 +49,15 @@ def _model_source(client: Any, run: Any) -> tuple[str, str | None]:
     Raises:
         ModelNotFound: the run logged no model.
     """
-    tagged = run.data.tags.get("mlcycle.model_uri")
-    if tagged and tagged.startswith("models:/m-"):
-        return tagged, tagged.removeprefix("models:/")
+    tagged = run.data.tags.get(MLCYCLE_MODEL_URI) or ""
+    tagged_id = logged_model_id(tagged)
+    if tagged_id:
+        return tagged, tagged_id
     outputs = getattr(run, "outputs", None)
     model_outputs = list(getattr(outputs, "model_outputs", None) or [])
     if model_outputs:
         model_id = model_outputs[-1].model_id
-        return f"models:/{model_id}", model_id
+        return logged_model_uri(model_id), model_id
     # MLflow 2-style runs keep the model as run artifacts.
     if any(a.path == "model/MLmodel" for a in client.list_artifacts(run.info.run_id, "model")):
         return f"runs:/{run.info.run_id}/model", None
@@ -73,12 +81,12 @@ def _run_tags(run: Any) -> dict[str, str]:
     # run id is the version's own run_id field).
     tags: dict[str, str] = {}
     keys = (contract.TAG_TASK, contract.TAG_TARGET, contract.TAG_POS_LABEL)
-    for key in (*keys, "mlcycle.data_digest", "mlcycle.estimator"):
+    for key in (*keys, MLCYCLE_DATA_DIGEST, MLCYCLE_ESTIMATOR):
         if key in run.data.tags:
             tags[key] = run.data.tags[key]
-    headline = HEADLINE_METRIC.get(run.data.tags.get("mlcycle.task", ""))
+    headline = HEADLINE_METRIC.get(run.data.tags.get(MLCYCLE_TASK, ""))
     if headline in run.data.metrics:
-        tags[f"mlcycle.metric.{headline}"] = f"{run.data.metrics[headline]:.6g}"
+        tags[f"{MLCYCLE_METRIC_PREFIX}{headline}"] = f"{run.data.metrics[headline]:.6g}"
     return tags
 
 
@@ -203,7 +211,7 @@ def get_registered_model(client: Any, name: str) -> Any:
     try:
         return client.get_registered_model(name)
     except MlflowException as exc:
-        if _is(exc, _NOT_FOUND):
+        if is_not_found(exc):
             raise ModelNotFound(f"no registered model named '{name}'") from exc
         raise
 
@@ -222,25 +230,6 @@ def champion_version(client: Any, name: str) -> str | None:
         ModelNotFound: no registered model of that name.
     """
     return alias_version(client, name, CHAMPION)
-
-
-def resolve_version(client: Any, name: str, version: str | None, alias: str = CHALLENGER) -> Any:
-    """The ``ModelVersion`` given, or the one ``@alias`` names when ``version`` is ``None``.
-
-    Raises:
-        ModelNotFound: unknown model, version or unset alias.
-    """
-    get_registered_model(client, name)
-    if version is None:
-        version = alias_version(client, name, alias)
-        if version is None:
-            raise ModelNotFound(f"model '{name}' has no @{alias}; give a version")
-    try:
-        return client.get_model_version(name, str(version))
-    except MlflowException as exc:
-        if _is(exc, _NOT_FOUND):
-            raise ModelNotFound(f"model '{name}' has no version '{version}'") from exc
-        raise
 
 
 def all_versions(client: Any, name: str) -> list[Any]:

@@ -20,11 +20,29 @@ from typing import Any
 
 import pandas as pd
 
-from mlcycle import contract, trust
+from mlcycle import contract, fluent, trust
+from mlcycle.config import Settings
 from mlcycle.errors import DataError, ModelNotFound, SchemaMismatch
 from mlcycle.register import audit
-from mlcycle.register.core import champion_version, resolve_version
-from mlcycle.register.types import DEFAULT_METRIC, HIGHER_IS_BETTER, GateDecision, GatePolicy
+from mlcycle.register.core import champion_version
+from mlcycle.register.types import (
+    CHALLENGER,
+    DEFAULT_METRIC,
+    HIGHER_IS_BETTER,
+    GateDecision,
+    GatePolicy,
+)
+from mlcycle.tags import (
+    MLCYCLE_GATE_AUDIT_RUN_ID,
+    MLCYCLE_GATE_METRIC,
+    MLCYCLE_GATE_MODE,
+    MLCYCLE_GATE_PASSED,
+    MLCYCLE_GATE_REASONS,
+    MLCYCLE_GATE_ROLE,
+    MLCYCLE_GATE_SCORE,
+    MLCYCLE_GATE_VERSION,
+)
+from mlcycle.uris import resolve_version
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +200,7 @@ def _eval_frame(
 
 
 def _score(
-    facts: ModelFacts, data: pd.DataFrame, role: str, allow_pickle: bool = False
+    client: Any, facts: ModelFacts, data: pd.DataFrame, role: str, allow_pickle: bool = False
 ) -> dict[str, float]:
     """Evaluate one model in a nested run; returns its metrics plus latency per row.
 
@@ -194,7 +212,7 @@ def _score(
         model = trust.load_pyfunc(
             facts.download_uri, f"{role} v{facts.version}", allow_pickle=allow_pickle, dst=dst
         )
-        return _evaluate(model, facts, data, role)
+        return _evaluate(client, model, facts, data, role)
 
 
 def _evaluator_config(facts: ModelFacts, data: pd.DataFrame) -> dict[str, Any]:
@@ -207,7 +225,9 @@ def _evaluator_config(facts: ModelFacts, data: pd.DataFrame) -> dict[str, Any]:
     return config
 
 
-def _evaluate(model: Any, facts: ModelFacts, data: pd.DataFrame, role: str) -> dict[str, float]:
+def _evaluate(
+    client: Any, model: Any, facts: ModelFacts, data: pd.DataFrame, role: str
+) -> dict[str, float]:
     import mlflow
 
     # Each model sees only its own inputs (the frame holds the union of both models').
@@ -219,13 +239,9 @@ def _evaluate(model: Any, facts: ModelFacts, data: pd.DataFrame, role: str) -> d
     start = time.perf_counter()
     model.predict(features)
     latency = (time.perf_counter() - start) * 1000 / max(len(features), 1)
-    # In the parent's experiment: nested runs without one land in "Default" (./mlruns).
-    parent = mlflow.active_run()
-    experiment_id = parent.info.experiment_id if parent else None
-    with mlflow.start_run(
-        run_name=f"{role} v{facts.version}", nested=True, experiment_id=experiment_id
-    ):
-        mlflow.set_tags({"mlcycle.gate.role": role, "mlcycle.gate.version": facts.version})
+    # Nested in the gate's audit run, in its experiment (see mlcycle.fluent).
+    with fluent.start_run(client, run_name=f"{role} v{facts.version}", nested=True):
+        mlflow.set_tags({MLCYCLE_GATE_ROLE: role, MLCYCLE_GATE_VERSION: facts.version})
         result = mlflow.models.evaluate(
             model,
             data,
@@ -297,9 +313,9 @@ def _record(
         if key in decision.champion_metrics:
             score += f" vs {decision.champion_metrics[key]:.4g} (v{decision.champion_version})"
     tags = {
-        "mlcycle.gate.passed": str(decision.passed).lower(),
-        "mlcycle.gate.score": score,
-        "mlcycle.gate.audit_run_id": audit_run_id or "",
+        MLCYCLE_GATE_PASSED: str(decision.passed).lower(),
+        MLCYCLE_GATE_SCORE: score,
+        MLCYCLE_GATE_AUDIT_RUN_ID: audit_run_id or "",
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, decision.challenger_version, key, value)
@@ -312,6 +328,8 @@ def gate(
     policy: GatePolicy = GatePolicy(),  # noqa: B008 - frozen dataclass, safe as default
     eval_data: pd.DataFrame | None = None,
     target: str | None = None,
+    *,
+    settings: Settings | None = None,
 ) -> GateDecision:
     """Score challenger and champion on the same data and apply the policy's thresholds.
 
@@ -322,13 +340,14 @@ def gate(
     it; in ``disabled`` mode nothing is evaluated.
 
     Args:
-        client: an ``MlflowClient``; ``mlflow``'s fluent tracking URI must name the same store
-            (``mlcycle.config.apply_tracking``), since evaluation logs through it.
+        client: an ``MlflowClient``; evaluation logs to its tracking store through
+            :func:`mlcycle.fluent.start_run`.
         name: registered model name.
         version: the challenger; ``None`` means the version ``@challenger`` names.
         policy: thresholds and mode.
         eval_data: features and target; default the challenger run's held-out test split.
         target: the column the models predict, for versions whose contract does not say.
+        settings: the CLI's settings (where a new audit experiment keeps artifacts).
 
     Raises:
         ModelNotFound: unknown model or version, or no ``@challenger``.
@@ -337,7 +356,7 @@ def gate(
     """
     import mlflow
 
-    mv = resolve_version(client, name, version)
+    mv = resolve_version(client, name, version, alias=CHALLENGER)
     challenger = model_facts(client, mv, target)
     champ_v = champion_version(client, name)
     if champ_v == challenger.version:
@@ -368,20 +387,21 @@ def gate(
         "gate",
         to_version=challenger.version,
         from_version=champ_v,
-        tags={"mlcycle.gate.mode": policy.mode, "mlcycle.gate.metric": metric},
+        tags={MLCYCLE_GATE_MODE: policy.mode, MLCYCLE_GATE_METRIC: metric},
+        settings=settings,
     )
-    nested = mlflow.active_run() is not None
-    with mlflow.start_run(run_id=parent, nested=nested):
-        challenger_metrics = _score(challenger, data, "challenger", policy.allow_pickle)
+    # MLflow's evaluate logs to the fluent active run: the audit run, resumed.
+    with fluent.start_run(client, run_id=parent, nested=True):
+        challenger_metrics = _score(client, challenger, data, "challenger", policy.allow_pickle)
         champion_metrics = (
-            _score(champion, data, "champion", policy.allow_pickle) if champion else {}
+            _score(client, champion, data, "champion", policy.allow_pickle) if champion else {}
         )
         reasons = _judge(policy, metric, challenger_metrics, champion_metrics) + reasons
         passed = not reasons
         mlflow.set_tags(
             {
-                "mlcycle.gate.passed": str(passed).lower(),
-                "mlcycle.gate.reasons": "; ".join(reasons)[:4900],
+                MLCYCLE_GATE_PASSED: str(passed).lower(),
+                MLCYCLE_GATE_REASONS: "; ".join(reasons)[:4900],
             }
         )
         mlflow.log_metrics(

@@ -30,6 +30,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from mlcycle.mlflow_compat import registry_uri
 from mlcycle.redact import redact_uri
 from mlcycle.storage import lock_dir
 
@@ -40,11 +41,6 @@ def _key(uri: str, name: str) -> int:
     # pg advisory locks take a signed 64-bit key; hash so the key is stable across processes.
     digest = hashlib.sha256(f"mlcycle-registry:{uri}:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def registry_uri(client: Any) -> str:
-    """The store URI the client's registry writes to."""
-    return str(getattr(client, "_registry_uri", None) or client.tracking_uri)
 
 
 @contextmanager
@@ -89,21 +85,20 @@ def _lock_path(uri: str, name: str) -> Path:
     return lock_dir() / f"mlcycle-registry-{tag}-{safe}.lock"
 
 
-def _shared_lock_uri(uri: str) -> str | None:
-    """The PostgreSQL that serialises promotions of an HTTP registry, when one is configured."""
-    if not uri.startswith(("http://", "https://")):
-        return None
-    from mlcycle.config import load_settings
-
-    return load_settings().registry_lock_uri
-
-
 @contextmanager
-def registry_lock(client: Any, name: str) -> Iterator[None]:
-    """Hold the exclusive promotion lock of model ``name`` in the client's registry."""
+def registry_lock(client: Any, name: str, lock_uri: str | None = None) -> Iterator[None]:
+    """Hold the exclusive promotion lock of model ``name`` in the client's registry.
+
+    Args:
+        client: an ``MlflowClient``.
+        name: registered model name.
+        lock_uri: the PostgreSQL whose advisory locks serialise promotions when the registry
+            is a tracking server over HTTP (``Settings.registry_lock_uri``); ignored for
+            other registries.
+    """
     uri = registry_uri(client)
     scheme = uri.split(":", 1)[0]
-    shared = _shared_lock_uri(uri)
+    shared = lock_uri if uri.startswith(("http://", "https://")) else None
     if shared is not None:
         # Keyed by model name only: clients may reach one server under different host names.
         lock = _pg_lock(shared, name, key_uri="http-registry")

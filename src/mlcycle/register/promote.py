@@ -22,13 +22,13 @@ from typing import Any
 
 import pandas as pd
 
+from mlcycle.config import Settings
 from mlcycle.errors import ConfigError, GateRejected, ModelNotFound, RegistryConflict
 from mlcycle.register import audit
 from mlcycle.register.core import (
     alias_version,
     champion_version,
     get_registered_model,
-    resolve_version,
     set_stage,
 )
 from mlcycle.register.gate import check_schema, gate, model_facts
@@ -41,10 +41,12 @@ from mlcycle.register.types import (
     GatePolicy,
     PromotionResult,
 )
+from mlcycle.tags import MLCYCLE_GATE_MODE, MLCYCLE_PREVIOUS_CHAMPION, MLCYCLE_ROLLED_BACK
+from mlcycle.uris import resolve_version
 
 logger = logging.getLogger(__name__)
 
-PREVIOUS_TAG = "mlcycle.previous_champion"
+PREVIOUS_TAG = MLCYCLE_PREVIOUS_CHAMPION
 
 
 def _make_champion(client: Any, name: str, version: str) -> None:
@@ -108,6 +110,10 @@ def _audited(
     return run_id
 
 
+def _lock_uri(settings: Settings | None) -> str | None:
+    return settings.registry_lock_uri if settings is not None else None
+
+
 def _audit_metrics(decision: GateDecision | None) -> dict[str, float]:
     if decision is None:
         return {}
@@ -146,6 +152,7 @@ def promote(
     evidence: dict[str, Any] | None = None,
     audit_metrics: dict[str, float] | None = None,
     audit_tags: dict[str, str] | None = None,
+    settings: Settings | None = None,
 ) -> PromotionResult:
     """Make a version the champion: stage ``Production``, alias ``@champion``.
 
@@ -169,6 +176,8 @@ def promote(
         evidence: what the promotion was decided on (a canary's arm comparison); stored
             with the audit record (:func:`mlcycle.register.audit.evidence`).
         audit_metrics / audit_tags: extra numbers and tags on the audit record.
+        settings: the CLI's settings: the promotion lock of an HTTP registry
+            (``registry_lock_uri``) and where a new audit experiment keeps artifacts.
 
     Raises:
         ConfigError: ``force`` without a reason.
@@ -179,7 +188,7 @@ def promote(
     """
     if force and not (reason and reason.strip()):
         raise ConfigError("--force needs --reason: forced promotions are audited with a reason")
-    mv = resolve_version(client, name, version)
+    mv = resolve_version(client, name, version, alias=CHALLENGER)
     v = str(mv.version)
     if _already_champion(client, name, mv):
         # A re-run of the same promotion: gating the champion against itself would say
@@ -190,13 +199,13 @@ def promote(
     if not force:
         _check_schema_against(client, name, v, champion_version(client, name), target)
         if policy.mode != "disabled":
-            decision = gate(client, name, v, policy, eval_data, target)
+            decision = gate(client, name, v, policy, eval_data, target, settings=settings)
             if policy.mode == "enabled" and not decision.passed:
                 raise GateRejected(
                     f"gate refused {name} version {v}: " + "; ".join(decision.reasons)
                 )
 
-    with registry_lock(client, name):
+    with registry_lock(client, name, _lock_uri(settings)):
         # Re-read: another promotion or rollback may have run while we evaluated.
         resolve_version(client, name, v)
         previous = champion_version(client, name)
@@ -206,7 +215,7 @@ def promote(
             # against the champion this promotion actually replaces.
             _check_schema_against(client, name, v, previous, target)
             if decision is not None and policy.mode == "enabled":
-                decision = gate(client, name, v, policy, eval_data, target)
+                decision = gate(client, name, v, policy, eval_data, target, settings=settings)
                 if not decision.passed:
                     raise GateRejected(
                         f"gate refused {name} version {v} against the new champion "
@@ -229,14 +238,17 @@ def promote(
             forced=force,
             reason=reason,
             metrics=_audit_metrics(decision) | (audit_metrics or {}),
-            tags={"mlcycle.gate.mode": "forced" if force else policy.mode, **(audit_tags or {})},
+            tags={MLCYCLE_GATE_MODE: "forced" if force else policy.mode, **(audit_tags or {})},
             evidence=evidence,
+            settings=settings,
         )
     logger.info("promoted %s v%s to Production/@champion (was %s)", name, v, previous)
     return PromotionResult(name, "promote", v, previous, force, reason, decision, run_id)
 
 
-def rollback(client: Any, name: str, reason: str) -> PromotionResult:
+def rollback(
+    client: Any, name: str, reason: str, *, settings: Settings | None = None
+) -> PromotionResult:
     """Restore the previous champion (stage and alias) and record why.
 
     The previous champion is the one the current champion replaced; rolling back again goes
@@ -246,6 +258,7 @@ def rollback(client: Any, name: str, reason: str) -> PromotionResult:
         client: an ``MlflowClient``.
         name: registered model name.
         reason: why; recorded in the audit trail and on the demoted version.
+        settings: the CLI's settings (as for :func:`promote`).
 
     Raises:
         ConfigError: no reason given.
@@ -255,7 +268,7 @@ def rollback(client: Any, name: str, reason: str) -> PromotionResult:
     if not (reason and reason.strip()):
         raise ConfigError("rollback needs --reason")
     get_registered_model(client, name)
-    with registry_lock(client, name):
+    with registry_lock(client, name, _lock_uri(settings)):
         current = champion_version(client, name)
         if current is None:
             raise RegistryConflict(f"model '{name}' has no champion to roll back from")
@@ -274,7 +287,7 @@ def rollback(client: Any, name: str, reason: str) -> PromotionResult:
 
         def change() -> None:
             _make_champion(client, name, target)
-            client.set_model_version_tag(name, current, "mlcycle.rolled_back", reason)
+            client.set_model_version_tag(name, current, MLCYCLE_ROLLED_BACK, reason)
 
         run_id = _audited(
             client,
@@ -286,6 +299,7 @@ def rollback(client: Any, name: str, reason: str) -> PromotionResult:
             from_version=current,
             forced=True,
             reason=reason,
+            settings=settings,
         )
     logger.info("rolled back %s from v%s to v%s: %s", name, current, target, reason)
     return PromotionResult(name, "rollback", target, current, True, reason, None, run_id)
@@ -299,6 +313,7 @@ def end_canary(
     reason: str,
     evidence: dict[str, Any] | None = None,
     audit_metrics: dict[str, float] | None = None,
+    settings: Settings | None = None,
 ) -> PromotionResult:
     """Roll a canary back: the challenger goes to ``Archived`` and loses ``@challenger``.
 
@@ -312,6 +327,7 @@ def end_canary(
         reason: why; recorded in the audit trail and on the version (``mlcycle.rolled_back``).
         evidence: what the decision was taken on (stored as the audit run's evidence).
         audit_metrics: numbers logged on the audit run.
+        settings: the CLI's settings (the promotion lock of an HTTP registry).
 
     Raises:
         ConfigError: no reason given.
@@ -320,8 +336,8 @@ def end_canary(
     """
     if not (reason and reason.strip()):
         raise ConfigError("ending a canary needs a reason")
-    v = str(resolve_version(client, name, version).version)
-    with registry_lock(client, name):
+    v = str(resolve_version(client, name, version, alias=CHALLENGER).version)
+    with registry_lock(client, name, _lock_uri(settings)):
         resolve_version(client, name, v)
         champ = champion_version(client, name)
         if champ == v:
@@ -333,7 +349,7 @@ def end_canary(
             set_stage(client, name, v, "Archived")
             if alias_version(client, name, CHALLENGER) == v:
                 client.delete_registered_model_alias(name, CHALLENGER)
-            client.set_model_version_tag(name, v, "mlcycle.rolled_back", reason)
+            client.set_model_version_tag(name, v, MLCYCLE_ROLLED_BACK, reason)
 
         run_id = _audited(
             client,
@@ -347,6 +363,7 @@ def end_canary(
             reason=reason,
             metrics=audit_metrics or {},
             evidence=evidence,
+            settings=settings,
         )
     logger.info("canary of %s v%s rolled back (champion v%s stays): %s", name, v, champ, reason)
     return PromotionResult(name, "canary_rollback", v, champ, False, reason, None, run_id)
@@ -361,6 +378,7 @@ def set_canary_share(
     reason: str,
     evidence: dict[str, Any] | None = None,
     audit_metrics: dict[str, float] | None = None,
+    settings: Settings | None = None,
 ) -> PromotionResult:
     """Record the challenger's next traffic share (tag ``mlcycle.canary.share``), audited.
 
@@ -370,8 +388,8 @@ def set_canary_share(
     """
     if not 0 < share < 1:
         raise ConfigError(f"a canary share must be in (0, 1), not {share}")
-    v = str(resolve_version(client, name, version).version)
-    with registry_lock(client, name):
+    v = str(resolve_version(client, name, version, alias=CHALLENGER).version)
+    with registry_lock(client, name, _lock_uri(settings)):
         champ = champion_version(client, name)
         tags = dict(client.get_model_version(name, v).tags or {})
         before = tags.get(CANARY_SHARE_TAG)
@@ -394,6 +412,7 @@ def set_canary_share(
             reason=reason,
             metrics=(audit_metrics or {}) | {"canary_share": share},
             evidence=evidence,
+            settings=settings,
         )
         try:
             change()

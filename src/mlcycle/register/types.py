@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mlcycle.errors import ConfigError, GateRejected
+from mlcycle.tags import MLCYCLE_CANARY_SHARE
+from mlcycle.uris import CHALLENGER, CHAMPION
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+__all__ = ["CHALLENGER", "CHAMPION"]  # re-exported: the aliases are defined in mlcycle.uris
 AUDIT_EXPERIMENT = "mlcycle-registry-audit"
-#: Version tag: the traffic share a canary's challenger is at (raised step by step).
-CANARY_SHARE_TAG = "mlcycle.canary.share"
+CANARY_SHARE_TAG = MLCYCLE_CANARY_SHARE
 
 GateMode = Literal["enabled", "dry_run", "disabled"]
 

@@ -22,11 +22,12 @@ import tempfile
 from pathlib import Path
 
 from mlcycle.errors import ServingError
+from mlcycle.uris import model_uri
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
-DEFAULT_MODEL_URI = "models:/mlcycle-model@champion"
+DEFAULT_MODEL_URI = model_uri("mlcycle-model")
 DEFAULT_PORT = 8080
 #: s3: the stack's server reads models from MinIO and writes its inference log there (boto3).
 DEFAULT_EXTRAS = ("serve", "postgres", "s3")

@@ -34,6 +34,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from mlcycle.config import PROMETHEUS_MULTIPROC_DIR
+
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -59,7 +61,7 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 
 
 #: prometheus_client's variable naming the directory its multiprocess mode shares.
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROC_ENV = PROMETHEUS_MULTIPROC_DIR.name
 #: How often each worker copies its state into the shared files (multiprocess mode).
 SYNC_SECONDS = 0.5
 
@@ -86,16 +88,16 @@ def multiprocess_dir() -> Iterator[str]:
     directory is made and deleted on the way out (a clean shutdown, an error, or SIGTERM, which
     ``mlcycle serve`` turns into a normal return), so servers leave nothing in the temp dir.
     """
-    given = os.environ.get(MULTIPROC_ENV)
+    given = PROMETHEUS_MULTIPROC_DIR.get()
     if given:
         yield given
         return
     path = tempfile.mkdtemp(prefix="mlcycle-metrics-")
-    os.environ[MULTIPROC_ENV] = path
+    PROMETHEUS_MULTIPROC_DIR.set(path)
     try:
         yield path
     finally:
-        os.environ.pop(MULTIPROC_ENV, None)
+        PROMETHEUS_MULTIPROC_DIR.unset()
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -237,7 +239,7 @@ class ServeMetrics:
             ["reason"],
             registry=r,
         )
-        self._multiproc = bool(os.environ.get(MULTIPROC_ENV))
+        self._multiproc = PROMETHEUS_MULTIPROC_DIR.is_set()
         self.state = state
         self.state_collector = _StateCollector(state)
         self.shared: _SharedState | None = None

@@ -15,7 +15,6 @@ anything in it is loaded: formats that can run code are refused unless ``allow_p
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +25,17 @@ import numpy as np
 from mlcycle import trust
 from mlcycle.errors import ModelNotFound, ServingError, UntrustedModel
 from mlcycle.extras import available
+from mlcycle.schema_types import SUPPORTED_KINDS
 from mlcycle.serve.protocol import Column, InputSchema
-from mlcycle.uris import check_model_uri
+from mlcycle.uris import (
+    check_model_uri,
+    model_uri,
+    parse_model_uri,
+    resolve_version,
+    stage_name,
+)
 
 logger = logging.getLogger(__name__)
-
-_SUPPORTED_KINDS = {"long", "integer", "double", "float", "string", "boolean"}
-_STAGES = {"none", "staging", "production", "archived"}
 
 
 @dataclass(frozen=True)
@@ -51,10 +54,6 @@ class ModelRef:
     follow_kind: str | None = None  # "alias" or "stage"
 
 
-_GONE = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")  # vs unreachable
-_MODELS_RE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))$")
-
-
 def resolve(uri: str, client: Any) -> ModelRef:
     """Resolve ``uri`` to a registry version (``models:/NAME@alias``, ``/Stage``, ``/3``),
     a run model (``runs:/ID/path``) or a local directory.
@@ -64,31 +63,23 @@ def resolve(uri: str, client: Any) -> ModelRef:
         ConfigError: a ``models:/``/``runs:/`` URI with ``..`` path segments.
     """
     check_model_uri(uri)
-    m = _MODELS_RE.match(uri)
-    if m:
-        name = m.group("name")
-        alias, ref = m.group("alias"), m.group("ref")
+    parsed = parse_model_uri(uri)
+    if parsed:
+        name, alias, ref = parsed
+        stage = stage_name(ref) if ref else None
+        if ref and not ref.isdigit() and stage is None:
+            raise ModelNotFound(f"cannot resolve {uri}: unknown version or stage '{ref}'")
         try:
             if alias:
-                mv = client.get_model_version_by_alias(name, alias)
-                return ModelRef(
-                    uri, name, str(mv.version), f"models:/{name}/{mv.version}", alias, "alias"
-                )
-            if ref and ref.isdigit():
-                mv = client.get_model_version(name, ref)
-                return ModelRef(uri, name, str(mv.version), f"models:/{name}/{mv.version}")
-            if ref and ref.lower() in _STAGES:
-                stage = ref.lower().capitalize()
-                found = client.get_latest_versions(name, stages=[stage])
-                if not found:
-                    raise ModelNotFound(f"model '{name}' has no version in stage {stage}")
-                v = str(found[0].version)
-                return ModelRef(uri, name, v, f"models:/{name}/{v}", stage, "stage")
-        except ModelNotFound:
-            raise
+                v = str(resolve_version(client, name, alias=alias).version)
+                return ModelRef(uri, name, v, model_uri(name, version=v), alias, "alias")
+            if stage is not None:
+                v = str(resolve_version(client, name, stage=stage).version)
+                return ModelRef(uri, name, v, model_uri(name, version=v), stage, "stage")
+            v = str(resolve_version(client, name, ref).version)
+            return ModelRef(uri, name, v, model_uri(name, version=v))
         except Exception as exc:
             raise ModelNotFound(f"cannot resolve {uri}: {exc}") from exc
-        raise ModelNotFound(f"cannot resolve {uri}: unknown version or stage '{ref}'")
     if uri.startswith("runs:/"):
         run_id = uri[len("runs:/") :].split("/", 1)[0]
         return ModelRef(uri, f"run-{run_id[:8]}", run_id, uri)
@@ -110,14 +101,10 @@ def current_version(ref: ModelRef, client: Any) -> str | None:
     """
     if ref.follow is None:
         return None
+    follow = {"alias": ref.follow} if ref.follow_kind == "alias" else {"stage": ref.follow}
     try:
-        if ref.follow_kind == "alias":
-            return str(client.get_model_version_by_alias(ref.name, ref.follow).version)
-        found = client.get_latest_versions(ref.name, stages=[ref.follow])
-        return str(found[0].version) if found else None
-    except Exception as exc:
-        if getattr(exc, "error_code", None) not in _GONE:
-            raise
+        return str(resolve_version(client, ref.name, **follow).version)
+    except ModelNotFound as exc:
         logger.warning("cannot look up %s of %s: %s", ref.follow, ref.name, exc)
         return None
 
@@ -140,7 +127,7 @@ def schema_from_mlmodel(mlmodel: Any) -> InputSchema:
     cols = []
     for spec in sig.inputs.inputs:
         kind = getattr(spec.type, "name", str(spec.type))
-        if kind not in _SUPPORTED_KINDS:
+        if kind not in SUPPORTED_KINDS:
             raise ServingError(f"input '{spec.name}' has type {spec.type}; not supported here")
         allow = (not spec.required) or spec.name in imputed
         cols.append(Column(spec.name, kind, allow))

@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 
 from mlcycle.errors import ServingError
+from mlcycle.schema_types import NUMPY_DTYPES
 
 CONTENT_TYPE_JSON = "application/json"
 CONTENT_TYPE_CSV = "text/csv"
@@ -162,7 +163,7 @@ def _to_int(col: Column, v: Any, lo: int, hi: int) -> int:
 
 
 def _int_column(col: Column, values: Sequence[Any] | np.ndarray) -> np.ndarray:
-    dtype = np.int64 if col.kind == "long" else np.int32
+    dtype = NUMPY_DTYPES[col.kind]
     lo, hi = (_INT64_MIN, _INT64_MAX) if col.kind == "long" else (_INT32_MIN, _INT32_MAX)
     if isinstance(values, np.ndarray):
         if values.dtype.kind == "b" and values.size:
@@ -195,7 +196,7 @@ def _int_column(col: Column, values: Sequence[Any] | np.ndarray) -> np.ndarray:
 
 
 def _float_column(col: Column, values: Sequence[Any] | np.ndarray) -> np.ndarray:
-    dtype = np.float64 if col.kind == "double" else np.float32
+    dtype = NUMPY_DTYPES[col.kind]
     if isinstance(values, np.ndarray):
         if values.dtype.kind == "b" and values.size:
             raise _bad_value(col, bool(values[0]), "a boolean in a numeric column")

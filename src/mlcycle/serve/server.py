@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
 import signal
 import tempfile
@@ -22,12 +21,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlcycle.config import MLCYCLE_SERVE_CONFIG, PROMETHEUS_MULTIPROC_DIR
 from mlcycle.errors import ConfigError, UntrustedModel
 from mlcycle.serve import options as options_mod
 from mlcycle.serve.app import ServingApp, create_app
 from mlcycle.serve.holder import GONE, ModelSource
 from mlcycle.serve.inference_log import InferenceLog
-from mlcycle.serve.metrics import MULTIPROC_ENV
 from mlcycle.serve.model import (
     ModelRef,
     Predictor,
@@ -37,11 +36,11 @@ from mlcycle.serve.model import (
     resolve,
 )
 from mlcycle.serve.options import ServeOptions
-from mlcycle.uris import model_uri
+from mlcycle.uris import CHALLENGER, model_uri
 
 logger = logging.getLogger(__name__)
 
-CONFIG_ENV = "MLCYCLE_SERVE_CONFIG"
+CONFIG_ENV = MLCYCLE_SERVE_CONFIG.name
 
 
 @dataclass(frozen=True)
@@ -178,9 +177,8 @@ def model_source(
 
     poll_challenger = None
     if challenger and ref.follow is not None:
-        alias = "challenger"
         challenger_ref = ModelRef(
-            model_uri(ref.name, alias=alias), ref.name, "", "", alias, "alias"
+            model_uri(ref.name, alias=CHALLENGER), ref.name, "", "", CHALLENGER, "alias"
         )
 
         def poll_challenger(current: Predictor | None) -> Predictor | None:
@@ -213,7 +211,7 @@ def build_app(config: ServerConfig, client: Any | None = None) -> ServingApp:
         challenger=bool(config.options.shadow or config.options.canary),
     )
     log = InferenceLog(config.inference_log) if config.inference_log else None
-    shared = os.environ.get(MULTIPROC_ENV) if config.workers > 1 else None
+    shared = PROMETHEUS_MULTIPROC_DIR.get() if config.workers > 1 else None
     return create_app(source, config.options, log, config.workers, shared)
 
 
@@ -225,7 +223,7 @@ def _set_header_timeout(options: ServeOptions) -> None:
 
 def app_from_env() -> ServingApp:
     """uvicorn factory for worker processes."""
-    config = ServerConfig.from_json(os.environ[CONFIG_ENV])
+    config = ServerConfig.from_json(MLCYCLE_SERVE_CONFIG.get() or "")
     _set_header_timeout(config.options)
     return build_app(config)
 
@@ -272,7 +270,7 @@ def serve(config: ServerConfig, client: Any) -> None:
         app = build_app(config, client)
         uvicorn.run(app, **common)
         return
-    os.environ[CONFIG_ENV] = config.to_json()
+    MLCYCLE_SERVE_CONFIG.set(config.to_json())
     # This process imported MLflow and the model's libraries to check the model; the parent of
     # the workers answers no request, so it continues as a fresh, light interpreter.
     from mlcycle.serve.supervisor import exec_supervisor

@@ -6,6 +6,8 @@ API:
   trials are nested runs with the best summarised on the parent.
 - :func:`pip_requirements` — the pinned requirements every logged model carries.
 - :mod:`mlcycle.train.pipelines` — estimators, search spaces, skops trust list.
+- :mod:`mlcycle.train.trial` — data preparation, one fit and one search trial, shared by
+  both search engines.
 - :mod:`mlcycle.train.model_log` — ``mlflow.sklearn.log_model``'s guarantees, one load.
 - :mod:`mlcycle.train.search` — the Optuna engine (``search_engine="optuna"``): a study in
   the tracking PostgreSQL that worker processes share (``mlcycle search-worker``).

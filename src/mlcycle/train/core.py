@@ -25,11 +25,22 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 import mlcycle
-from mlcycle import contract
+from mlcycle import contract, fluent
 from mlcycle import data as data_mod
+from mlcycle.config import Settings
 from mlcycle.data import DatasetSpec, Task
 from mlcycle.errors import ConfigError, TrainingError
-from mlcycle.train import evaluate, model_log, onnx_export, pipelines
+from mlcycle.mlflow_compat import preset_dataset_schema
+from mlcycle.tags import (
+    MLCYCLE_BEST_TRIAL_RUN_ID,
+    MLCYCLE_DATA_DIGEST,
+    MLCYCLE_ESTIMATOR,
+    MLCYCLE_KIND,
+    MLCYCLE_MODEL_URI,
+    MLCYCLE_ONNX,
+    MLCYCLE_VERSION,
+)
+from mlcycle.train import evaluate, model_log, onnx_export, pipelines, trial
 
 logger = logging.getLogger(__name__)
 
@@ -127,20 +138,13 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={pkg_version(name)}" for name in names]
 
 
-def _fit(pipe: Pipeline, X: pd.DataFrame, y: pd.Series) -> Pipeline:
-    try:
-        return pipe.fit(X, y)
-    except ValueError as exc:
-        raise TrainingError(f"fitting failed: {exc}") from exc
-
-
 class _EndsFailed:
     """Make sure a failed run does not stay RUNNING when the tracking store is briefly away.
 
     MLflow ends a failed run with one ``set_terminated`` call inside the client's retry
     budget; when the store is down longer than that, the run stays RUNNING for good. On the
     way out of a failure this keeps trying (bounded) to mark the run and its RUNNING nested
-    trials FAILED. Enter it before ``mlflow.start_run`` and set :attr:`run_id`.
+    trials FAILED. Enter it before the run starts and set :attr:`run_id`.
     """
 
     def __init__(self, client: Any, budget: float = 120.0) -> None:
@@ -180,8 +184,8 @@ def _tags(spec: DatasetSpec, model: str) -> dict[str, str]:
     # mlcycle.data_digest is set by _log_data_side: hashing the table runs beside the fit.
     return {
         **contract.tags(spec.target, spec.task),
-        "mlcycle.version": mlcycle.__version__,
-        "mlcycle.estimator": model,
+        MLCYCLE_VERSION: mlcycle.__version__,
+        MLCYCLE_ESTIMATOR: model,
     }
 
 
@@ -197,14 +201,13 @@ def _dataset(frame: pd.DataFrame, source: str, target: str, digest: str) -> Any:
     mlcycle's own hash of the full table.
     """
     import mlflow
-    from mlflow.types.utils import _infer_schema
 
     ds = mlflow.data.from_pandas(  # type: ignore[attr-defined]
         frame, source=source, targets=target, name=Path(source).name, digest=digest
     )
     if len(frame) > SCHEMA_SAMPLE_ROWS:
         frame = frame.sample(SCHEMA_SAMPLE_ROWS, random_state=0)
-    ds.__dict__["schema"] = _infer_schema(frame)
+    preset_dataset_schema(ds, frame)
     return ds
 
 
@@ -229,7 +232,7 @@ def _log_data_side(
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     digest = data_mod.digest(source_frame)
-    client.set_tag(run_id, "mlcycle.data_digest", digest)
+    client.set_tag(run_id, MLCYCLE_DATA_DIGEST, digest)
     ds = _dataset(source_frame, cfg.data, spec.target, digest)
     client.log_inputs(
         run_id,
@@ -363,7 +366,7 @@ def _log_full(
             mlflow.log_artifact(str(onnx_path), "onnx")
             extra_files.append(str(onnx_path))
             onnx_exact = True
-    mlflow.set_tag("mlcycle.onnx", "exact" if onnx_exact else "none")
+    mlflow.set_tag(MLCYCLE_ONNX, "exact" if onnx_exact else "none")
 
     spec_doc = {
         "target": spec.target,
@@ -391,7 +394,7 @@ def _log_full(
         extra_files=extra_files or None,
         workdir=workdir,
     )
-    mlflow.set_tag("mlcycle.model_uri", info.model_uri)
+    mlflow.set_tag(MLCYCLE_MODEL_URI, info.model_uri)
     metrics, plots = scoring.result()
     # Logged with the model's id as well, so the MLflow UI shows them on run and model.
     mlflow.log_metrics(metrics, model_id=info.model_id)
@@ -405,6 +408,7 @@ def train(
     client: Any,
     frame: pd.DataFrame | None = None,
     on_trial: TrialCallback | None = None,
+    settings: Settings | None = None,
 ) -> TrainResult:
     """Fit, evaluate and log one model (or a search of ``cfg.trials`` nested trials).
 
@@ -416,6 +420,7 @@ def train(
         client: an ``MlflowClient`` for the configured stores.
         frame: the data, when already loaded (``cfg.data`` is still recorded as the source).
         on_trial: progress callback for searches.
+        settings: the CLI's settings (where a new experiment keeps artifacts).
 
     Raises:
         DataError: the data are unusable.
@@ -424,7 +429,7 @@ def train(
     """
     import mlflow
 
-    from mlcycle.config import Settings, ensure_experiment
+    from mlcycle.config import ensure_experiment
 
     t_start = time.perf_counter()
     if cfg.search_engine not in SEARCH_ENGINES:
@@ -434,8 +439,10 @@ def train(
         )
     model_key = pipelines.resolve_estimator(cfg.model)
     df = frame if frame is not None else data_mod.load_table(cfg.data)
-    spec = data_mod.infer_spec(df, cfg.target, cfg.task, cfg.time_column, cfg.drop, cfg.categorical)
-    overrides = pipelines.coerce_params(model_key, spec.task, cfg.params)
+    spec, overrides, splits, frames = trial.prepare(
+        df, cfg.target, cfg.task, cfg.time_column, cfg.drop, cfg.categorical,
+        model_key, cfg.params, cfg.seed,
+    )  # fmt: skip
     pipelines.check_trainable(
         model_key,
         spec,
@@ -443,20 +450,16 @@ def train(
         pipelines.estimator_params(model_key, spec.task, overrides, cfg.seed),
         cfg.allow_pickle,
     )
-    splits = data_mod.split(df, spec, cfg.seed)
-    frames = {
-        name: (data_mod.prepare_features(part, spec), part[spec.target])
-        for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))
-    }
-    settings = Settings(tracking_uri=client.tracking_uri)
     experiment_id = ensure_experiment(client, cfg.experiment, settings)
     t_prep = time.perf_counter()
 
     child_ids: list[str] = []
     with (
         _EndsFailed(client) as ends_failed,
-        mlflow.start_run(
-            experiment_id=experiment_id, run_name=cfg.run_name or default_run_name(cfg, model_key)
+        fluent.start_run(
+            client,
+            experiment_id=experiment_id,
+            run_name=cfg.run_name or default_run_name(cfg, model_key),
         ) as run,
         tempfile.TemporaryDirectory() as tmp,
         # Last in, first out: side work finishes before the files and the run are closed.
@@ -466,7 +469,7 @@ def train(
         # Under `mlflow run` the project's run (MLFLOW_RUN_ID) is resumed in its experiment.
         experiment_id = run.info.experiment_id
         mlflow.set_tags(_tags(spec, model_key))
-        mlflow.set_tag("mlcycle.kind", "search" if cfg.trials else "train")
+        mlflow.set_tag(MLCYCLE_KIND, "search" if cfg.trials else "train")
         base = {
             "model": model_key,
             "task": spec.task,
@@ -492,17 +495,19 @@ def train(
 
                 best_pipe, params, child_ids, best_id = search.optuna_search(
                     cfg, spec, model_key, overrides, frames, experiment_id, run.info.run_id,
-                    client.tracking_uri, on_trial,
+                    client, on_trial,
                 )  # fmt: skip
             else:
                 best_pipe, params, child_ids, best_id = _search(
-                    cfg, spec, model_key, overrides, frames, experiment_id, on_trial
+                    client, cfg, spec, model_key, overrides, frames, experiment_id, on_trial
                 )
-            mlflow.set_tag("mlcycle.best_trial_run_id", best_id)
+            mlflow.set_tag(MLCYCLE_BEST_TRIAL_RUN_ID, best_id)
             mlflow.log_param("search_trials", cfg.trials)
         else:
             params = pipelines.estimator_params(model_key, spec.task, overrides, cfg.seed)
-            best_pipe = _fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
+            best_pipe = trial.fit(
+                pipelines.build_pipeline(spec, model_key, params), X_train, y_train
+            )
         t_fit = time.perf_counter()
         # `mlflow run` has already logged the entry point's parameters on this run; MLflow
         # refuses to change a logged value, so those keep the project's spelling.
@@ -543,45 +548,8 @@ def train(
     )
 
 
-def run_trial(
-    i: int,
-    params: dict[str, Any],
-    model_key: str,
-    spec: DatasetSpec,
-    frames: dict[str, tuple[pd.DataFrame, pd.Series]],
-    experiment_id: str,
-    parent_run_id: str | None = None,
-    tags: dict[str, str] | None = None,
-) -> tuple[Pipeline, dict[str, float], str]:
-    """Fit one search trial as a nested run (params, val metrics); pipe, metrics, run id.
-
-    ``parent_run_id`` nests it under a run of another process; without it, under the active
-    run.
-    """
-    import mlflow
-
-    X_train, y_train = frames["train"]
-    X_val, y_val = frames["val"]
-    nesting: dict[str, Any] = (
-        {"parent_run_id": parent_run_id} if parent_run_id else {"nested": True}
-    )
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"trial-{i:03d}", **nesting
-    ) as child:
-        mlflow.set_tags(
-            {"mlcycle.kind": "trial", "mlcycle.task": spec.task, "mlcycle.trial": str(i)}
-            | (tags or {})
-        )
-        mlflow.log_params({"model": model_key, **{f"model__{k}": v for k, v in params.items()}})
-        pipe = _fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
-        m = evaluate.compute_metrics(
-            spec.task, evaluate.predict_all(pipe, X_val, y_val, spec.task), "val_"
-        )
-        mlflow.log_metrics(m)
-    return pipe, m, child.info.run_id
-
-
 def _search(
+    client: Any,
     cfg: TrainConfig,
     spec: DatasetSpec,
     model_key: str,
@@ -600,7 +568,7 @@ def _search(
     for i in range(1, cfg.trials + 1):
         drawn = pipelines.sample_params(model_key, spec.task, rng)
         params = pipelines.estimator_params(model_key, spec.task, {**drawn, **overrides}, cfg.seed)
-        pipe, m, run_id = run_trial(i, params, model_key, spec, frames, experiment_id)
+        pipe, m, run_id = trial.run_trial(client, i, params, model_key, spec, frames, experiment_id)
         child_ids.append(run_id)
         score = m.get(f"val_{metric}", float("nan"))
         better = best is None or (score > best[0] if higher else score < best[0])

@@ -34,6 +34,8 @@ import mlflow
 from sklearn.pipeline import Pipeline
 
 from mlcycle.errors import TrainingError
+from mlcycle.mlflow_compat import parse_serving_input, sklearn_pyfunc
+from mlcycle.uris import logged_model_uri
 
 logger = logging.getLogger(__name__)
 
@@ -70,18 +72,12 @@ def _check_serving_input(path: Path, mlflow_model: Any, pipe: Pipeline) -> None:
     Raises:
         TrainingError: the input example does not serve.
     """
-    from mlflow.pyfunc import PyFuncModel
-    from mlflow.pyfunc.scoring_server import _parse_json_data
-    from mlflow.sklearn import _SklearnModelWrapper
-
     serving_input = mlflow_model.get_serving_input(str(path))
     if serving_input is None:
         return
     try:
-        parsed = _parse_json_data(serving_input, mlflow_model, mlflow_model.get_input_schema())
-        PyFuncModel(model_meta=mlflow_model, model_impl=_SklearnModelWrapper(pipe)).predict(
-            parsed.data, params=parsed.params
-        )
+        parsed = parse_serving_input(serving_input, mlflow_model)
+        sklearn_pyfunc(mlflow_model, pipe).predict(parsed.data, params=parsed.params)
     except Exception as exc:
         raise TrainingError(f"the model's input example does not serve: {exc}") from exc
 
@@ -165,5 +161,5 @@ def log_sklearn_model(
     client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     logger.info("logged model %s of run %s", logged.model_id, run_id)
     return LoggedSklearnModel(
-        logged.model_id, f"models:/{logged.model_id}", logged.artifact_location
+        logged.model_id, logged_model_uri(logged.model_id), logged.artifact_location
     )

@@ -40,7 +40,14 @@ import pandas as pd
 from mlcycle.data import DatasetSpec
 from mlcycle.errors import ConfigError, TrainingError
 from mlcycle.redact import redact_uri
+from mlcycle.tags import (
+    MLCYCLE_BEST_TRIAL_NUMBER,
+    MLCYCLE_SEARCH_ENGINE,
+    MLCYCLE_STUDY,
+    MLCYCLE_WORKER,
+)
 from mlcycle.train import evaluate, pipelines
+from mlcycle.train import trial as trial_mod
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +148,7 @@ def _storage(optuna: Any, url: str) -> Any:
 
 
 def _work(
+    client: Any,
     study: Any,
     attrs: dict[str, Any],
     spec: DatasetSpec,
@@ -151,8 +159,6 @@ def _work(
     after_trial: Callable[[], None] | None = None,
 ) -> int:
     """Run trials of ``study`` until it has ``attrs['trials']``; returns how many ran here."""
-    from mlcycle.train.core import run_trial
-
     optuna = _import_optuna()
     total = int(attrs["trials"])
     model_key = attrs["model"]
@@ -173,10 +179,10 @@ def _work(
             model_key, spec.task, {**drawn, **overrides}, int(attrs["seed"])
         )
         try:
-            _, m, run_id = run_trial(
-                trial.number + 1, params, model_key, spec, frames, attrs["experiment_id"],
+            _, m, run_id = trial_mod.run_trial(
+                client, trial.number + 1, params, model_key, spec, frames, attrs["experiment_id"],
                 parent_run_id=None if nested_in_process else attrs["parent_run_id"],
-                tags={"mlcycle.worker": worker, "mlcycle.study": study.study_name},
+                tags={MLCYCLE_WORKER: worker, MLCYCLE_STUDY: study.study_name},
             )  # fmt: skip
         except Exception:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -204,21 +210,17 @@ def _prepare(attrs: dict[str, Any]) -> tuple[DatasetSpec, dict[str, Any], dict[s
     """The same spec, parameter overrides and splits as the process that started the study."""
     from mlcycle import data as data_mod
 
-    df = data_mod.load_table(attrs["data"])
-    spec = data_mod.infer_spec(
-        df,
+    spec, overrides, _, frames = trial_mod.prepare(
+        data_mod.load_table(attrs["data"]),
         attrs["target"],
         attrs["task"],
         attrs["time_column"],
         tuple(attrs["drop"]),
         tuple(attrs.get("categorical", ())),
+        attrs["model"],
+        attrs["params"],
+        int(attrs["seed"]),
     )
-    overrides = pipelines.coerce_params(attrs["model"], spec.task, attrs["params"])
-    splits = data_mod.split(df, spec, int(attrs["seed"]))
-    frames = {
-        name: (data_mod.prepare_features(part, spec), part[spec.target])
-        for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))
-    }
     return spec, overrides, frames
 
 
@@ -244,7 +246,7 @@ def run_worker(
         ConfigError: no such study, or it was not started by mlcycle, or no tracking URI.
         TrainingError: a trial failed.
     """
-    import mlflow
+    from mlflow import MlflowClient
 
     optuna = _import_optuna()
     try:
@@ -260,9 +262,8 @@ def run_worker(
             "the study does not record its tracking URI (it holds a password); "
             "set MLFLOW_TRACKING_URI"
         )
-    mlflow.set_tracking_uri(uri)
     spec, overrides, frames = _prepare(attrs)
-    return _work(study, attrs, spec, overrides, frames, False, max_trials)
+    return _work(MlflowClient(uri), study, attrs, spec, overrides, frames, False, max_trials)
 
 
 def _worker_main(storage: str, study_name: str, tracking_uri: str | None) -> None:
@@ -278,7 +279,7 @@ def optuna_search(
     frames: dict[str, tuple[pd.DataFrame, pd.Series]],
     experiment_id: str,
     parent_run_id: str,
-    tracking_uri: str,
+    client: Any,
     on_trial: Callable[[int, int, dict[str, float]], None] | None,
 ) -> tuple[Any, dict[str, Any], list[str], str]:
     """Run ``cfg.trials`` trials of a new study (in ``cfg.search_workers`` processes).
@@ -291,8 +292,6 @@ def optuna_search(
         TrainingError: workers failed before the study had its trials, or no trial scored.
     """
     import mlflow
-
-    from mlcycle.train.core import _fit
 
     optuna = _import_optuna()
     if cfg.search_workers < 1:
@@ -332,10 +331,10 @@ def optuna_search(
         "metric": metric,
         "experiment_id": experiment_id,
         "parent_run_id": parent_run_id,
-        "tracking_uri": _safe_uri(tracking_uri),
+        "tracking_uri": _safe_uri(client.tracking_uri),
     }
     study.set_user_attr(ATTR, attrs)
-    mlflow.set_tags({"mlcycle.search_engine": "optuna", "mlcycle.study": name})
+    mlflow.set_tags({MLCYCLE_SEARCH_ENGINE: "optuna", MLCYCLE_STUDY: name})
     mlflow.log_params(
         {
             "search_engine": "optuna",
@@ -355,13 +354,16 @@ def optuna_search(
                 on_trial(len(reported), cfg.trials, dict(t.user_attrs.get("metrics", {})))
 
     if cfg.search_workers == 1:
-        _work(study, attrs, spec, overrides, frames, nested_in_process=True, after_trial=report)
+        _work(
+            client, study, attrs, spec, overrides, frames, nested_in_process=True,
+            after_trial=report,
+        )  # fmt: skip
     else:
         ctx = multiprocessing.get_context("spawn")
         procs = [
             ctx.Process(
                 target=_worker_main,
-                args=(cfg.search_storage, name, tracking_uri),
+                args=(cfg.search_storage, name, client.tracking_uri),
                 name=f"mlcycle-search-{i}",
             )
             for i in range(cfg.search_workers)
@@ -398,8 +400,8 @@ def optuna_search(
         model_key, spec.task, {**best.user_attrs["params"], **overrides}, cfg.seed
     )
     X_train, y_train = frames["train"]
-    pipe = _fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
+    pipe = trial_mod.fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
     mlflow.log_metric(f"best_val_{metric}", float(best.value))
-    mlflow.set_tag("mlcycle.best_trial_number", str(best.number + 1))
+    mlflow.set_tag(MLCYCLE_BEST_TRIAL_NUMBER, str(best.number + 1))
     child_ids = [t.user_attrs["mlflow_run_id"] for t in trials]
     return pipe, params, child_ids, best.user_attrs["mlflow_run_id"]
