@@ -1,6 +1,16 @@
 """The inference log: every scored record, appended as Parquet off the request path.
 
-API: :class:`InferenceLog`, :func:`read_inference_log`, :func:`partition_path`.
+This module owns the log's contract; serving writes through it and monitoring reads through
+it. API:
+
+- schema — :data:`IDENTITY_COLUMNS`, :data:`BOOKKEEPING_COLUMNS`, :data:`PREDICTION`,
+  :data:`PROBA_PREFIX`, :data:`REQUIRED_COLUMNS`;
+- layout — :func:`partition_path`, :func:`hour_of`, :func:`partition_values`,
+  :func:`log_files`;
+- writer — :class:`InferenceLog` fed with :class:`LogItem` values;
+- reader — :func:`scan_inference_log` (one :class:`LogFile` at a time, read whole or as
+  bounded record batches) and :func:`read_inference_log` (a window as one DataFrame), over a
+  :class:`Window`.
 
 Layout (Hive-style, one directory per model, version and UTC hour)::
 
@@ -16,29 +26,45 @@ within the request), ``timestamp`` (timestamp[us, UTC]), ``model_name``, ``model
 (float64) per class, null in records scored with ``predict``. ``root`` is a directory or an
 ``s3://bucket/prefix`` (boto3, honouring ``MLFLOW_S3_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL``).
 Local files appear atomically (written under a hidden name, then renamed).
+
+Reading never trusts a file: one that is truncated, not Parquet, or lacks the log's columns
+fails alone (described in ``problems`` when the caller gives a list), and hidden files
+(``.``/``_``, still being written) are never opened.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from mlcycle.storage import s3_client, split_s3
+from mlcycle.errors import ConfigError, DataError
+from mlcycle.storage import filesystem, s3_client, split_s3
 
 logger = logging.getLogger(__name__)
 
+# --------------------------------------------------------------------------- schema
+
+#: Columns that identify and time a record (late labels join on them).
+IDENTITY_COLUMNS = ("record_id", "request_id", "record_index", "timestamp")
+#: The bookkeeping columns every record starts with, in file order; the model's inputs follow.
+BOOKKEEPING_COLUMNS = (*IDENTITY_COLUMNS, "model_name", "model_version", "role")
+#: The model's output column.
+PREDICTION = "prediction"
 #: Prefix of the probability columns (``proba_<class>``) of records scored with predict_proba.
 PROBA_PREFIX = "proba_"
+#: Columns a file must have to be read as part of the log (older files lack ``record_id``).
+REQUIRED_COLUMNS = ("request_id", "timestamp", PREDICTION)
 
 _ARROW_TYPES = {
     "long": "int64",
@@ -73,6 +99,9 @@ class LogItem:
         return len(self.predictions)
 
 
+# --------------------------------------------------------------------------- layout
+
+
 def hour_of(timestamp_us: int) -> str:
     """The ``hour=`` partition value of a timestamp in microseconds since the epoch."""
     return datetime.fromtimestamp(timestamp_us / 1e6, tz=UTC).strftime("%Y-%m-%dT%H")
@@ -81,6 +110,14 @@ def hour_of(timestamp_us: int) -> str:
 def partition_path(root: str, name: str, version: str, hour: str) -> str:
     """Directory (or S3 prefix) of one partition."""
     return f"{root.rstrip('/')}/model={name}/version={version}/hour={hour}"
+
+
+def partition_values(path: str) -> dict[str, str]:
+    """The ``key=value`` directories of a path under the log (``model``, ``version``, ``hour``)."""
+    return dict(p.split("=", 1) for p in path.split("/")[:-1] if "=" in p)
+
+
+# --------------------------------------------------------------------------- writer
 
 
 def _table(items: list[LogItem]) -> Any:
@@ -97,30 +134,29 @@ def _table(items: list[LogItem]) -> Any:
     uids = pa.array(
         np.repeat(np.array([it.record_uid for it in items], dtype=object), counts), pa.string()
     )
-    arrays: dict[str, Any] = {
+    per_item = [
         # Built column-wise in Arrow, not per record in Python, to keep the writer cheap.
-        "record_id": pc.binary_join_element_wise(uids, pc.cast(record_index, pa.string()), "-"),
-        "request_id": pa.array(
+        pc.binary_join_element_wise(uids, pc.cast(record_index, pa.string()), "-"),
+        pa.array(
             np.repeat(np.array([it.request_id for it in items], dtype=object), counts), pa.string()
         ),
-        "record_index": record_index,
-        "timestamp": pa.array(
+        record_index,
+        pa.array(
             np.repeat(np.array([it.timestamp_us for it in items], dtype="datetime64[us]"), counts),
             pa.timestamp("us", tz="UTC"),
         ),
-        "model_name": pa.array([first.model_name] * total, pa.string()),
-        "model_version": pa.array([first.model_version] * total, pa.string()),
-        "role": pa.array(
-            np.repeat(np.array([it.role for it in items], dtype=object), counts), pa.string()
-        ),
-    }
+        pa.array([first.model_name] * total, pa.string()),
+        pa.array([first.model_version] * total, pa.string()),
+        pa.array(np.repeat(np.array([it.role for it in items], dtype=object), counts), pa.string()),
+    ]
+    arrays: dict[str, Any] = dict(zip(BOOKKEEPING_COLUMNS, per_item, strict=True))
     for col, kind in first.kinds:
         values = np.concatenate([it.columns[col] for it in items])
         arrays[col] = pa.array(
             values, type=pa.type_for_alias(_ARROW_TYPES.get(kind, "string")), from_pandas=True
         )
     preds = np.concatenate([np.asarray(it.predictions) for it in items])
-    arrays["prediction"] = pa.array(preds if preds.dtype != object else preds.tolist())
+    arrays[PREDICTION] = pa.array(preds if preds.dtype != object else preds.tolist())
     classes = next((it.classes for it in items if it.proba is not None), ())
     for j, cls in enumerate(classes):
         # Null where the record was scored with plain predict.
@@ -328,82 +364,256 @@ def _concat(tables: list[Any]) -> Any:
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _list_files(root: str, model_name: str) -> list[tuple[str, str]]:
-    """(hour, location) of every part file of ``model_name``."""
-    out: list[tuple[str, str]] = []
-    if root.startswith("s3://"):
-        bucket, prefix = split_s3(
-            partition_path(root, model_name, "x", "x").rsplit("/version=", 1)[0]
+# --------------------------------------------------------------------------- reader
+
+
+def _utc(ts: datetime | str | pd.Timestamp) -> pd.Timestamp:
+    t = pd.Timestamp(ts)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open time range ``[start, end)`` in UTC."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+    @classmethod
+    def of(cls, start: datetime | str | pd.Timestamp, end: datetime | str | pd.Timestamp) -> Window:
+        """Build from anything ``pd.Timestamp`` reads; naive times are UTC.
+
+        Raises:
+            ConfigError: ``end`` is not after ``start``.
+        """
+        s, e = _utc(start), _utc(end)
+        if e <= s:
+            raise ConfigError(f"window end {e} is not after its start {s}")
+        return cls(s, e)
+
+    @classmethod
+    def latest(cls, every: timedelta, now: datetime | None = None) -> Window:
+        """The last complete window of length ``every`` aligned to the epoch."""
+        now_ts = _utc(now or datetime.now(UTC))
+        step = pd.Timedelta(every)
+        end = now_ts.floor(step)
+        return cls(end - step, end)
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the window (used for idempotence)."""
+        return (
+            f"{self.start.strftime('%Y-%m-%dT%H:%M:%SZ')}/{self.end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
         )
-        client = s3_client()
-        for page in client.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=prefix + "/"
-        ):
-            for obj in page.get("Contents", []):
-                key = obj["Key"]
-                if key.endswith(".parquet") and "/hour=" in key:
-                    out.append((key.split("/hour=")[1].split("/")[0], f"s3://{bucket}/{key}"))
-        return out
-    base = Path(root) / f"model={model_name}"
-    for f in base.glob("version=*/hour=*/part-*.parquet"):
-        out.append((f.parent.name[len("hour=") :], str(f)))
-    return out
+
+    def overlaps_hour(self, hour: str) -> bool:
+        """Whether the ``hour=`` partition ``hour`` can hold rows of the window."""
+        try:
+            start = pd.Timestamp(hour + ":00:00", tz="UTC")
+        except ValueError:
+            return True  # not an hour we wrote: let the timestamp filter decide
+        return start < self.end and start + pd.Timedelta(hours=1) > self.start
 
 
-def _read_one(location: str) -> Any:
-    import pyarrow.parquet as pq
+def log_files(
+    root: str, name: str, window: Window | None = None, version: str | None = None
+) -> tuple[Any, list[str]]:
+    """The filesystem and the Parquet files of model ``name`` whose hour overlaps ``window``.
 
-    if location.startswith("s3://"):
-        bucket, key = split_s3(location)
-        body = s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
-        return pq.read_table(io.BytesIO(body)).to_pandas()
-    return pq.read_table(location).to_pandas()
+    Raises:
+        DataError: the log root does not exist or cannot be listed.
+    """
+    import pyarrow.fs as pafs
+
+    fs, base = filesystem(root)
+    if not root.startswith("s3://") and fs.get_file_info(base).type != pafs.FileType.Directory:
+        raise DataError(f"the inference log root {root} does not exist (is --inference-log right?)")
+    model_dir = f"{base}/model={name}"
+    info = fs.get_file_info(model_dir)
+    if info.type != pafs.FileType.Directory and not root.startswith("s3://"):
+        logger.info("no inference log for %s under %s", name, root)
+        return fs, []
+    files: list[str] = []
+    try:
+        selector = pafs.FileSelector(model_dir, recursive=True, allow_not_found=True)
+        entries = fs.get_file_info(selector)
+    except Exception as exc:
+        raise DataError(f"cannot list the inference log at {root}: {exc}") from exc
+    for entry in entries:
+        if entry.type != pafs.FileType.File or not entry.path.endswith(".parquet"):
+            continue
+        if entry.base_name.startswith((".", "_")):  # files still being written
+            continue
+        parts = partition_values(entry.path[len(model_dir) :])
+        if version is not None and parts.get("version") != str(version):
+            continue
+        if window is not None and not window.overlaps_hour(parts.get("hour", "")):
+            continue
+        files.append(entry.path)
+    return fs, sorted(files)
+
+
+def log_filter(window: Window | None, since: pd.Timestamp | None = None) -> Any:
+    """The Arrow dataset filter of a window (and a start), or ``None`` for the whole log."""
+    import pyarrow.dataset as ds
+
+    expr = None
+    if window is not None:
+        lo = window.start.to_pydatetime()
+        hi = window.end.to_pydatetime()
+        expr = (ds.field("timestamp") >= lo) & (ds.field("timestamp") < hi)
+    if since is not None:
+        later = ds.field("timestamp") >= _utc(since).to_pydatetime()
+        expr = later if expr is None else expr & later
+    return expr
+
+
+#: Rows per Arrow record batch when a file is streamed (about 10 MB for 20 numbers).
+STREAM_BATCH_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class LogFile:
+    """One part file of the log, opened lazily; what :func:`scan_inference_log` yields.
+
+    :meth:`batches` and :meth:`table` check the file is an inference-log file before reading
+    and raise :class:`DataError` for anything wrong with it, so a caller can skip the file
+    whole (statistics of a file that breaks half-way must not count).
+    """
+
+    path: str
+    filesystem: Any
+    filter: Any = None
+    role: str | None = "champion"
+    columns: frozenset[str] | None = None
+
+    def _dataset(self) -> tuple[Any, Any, list[str] | None]:
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        try:
+            dataset = ds.dataset(self.path, filesystem=self.filesystem, format="parquet")
+        except Exception as exc:
+            raise DataError(f"unreadable ({type(exc).__name__}: {exc})") from exc
+        names = dataset.schema.names
+        missing = [c for c in REQUIRED_COLUMNS if c not in names]
+        if missing:
+            raise DataError(f"not an inference-log file (no {', '.join(missing)})")
+        if not pa.types.is_timestamp(dataset.schema.field("timestamp").type):
+            raise DataError(f"'timestamp' is {dataset.schema.field('timestamp').type}")
+        flt = self.filter
+        if self.role is not None and "role" in names:
+            by_role = ds.field("role") == self.role
+            flt = by_role if flt is None else flt & by_role
+        cols = None if self.columns is None else [c for c in names if c in self.columns]
+        return dataset, flt, cols
+
+    @property
+    def column_names(self) -> list[str]:
+        """The file's column names (read from its footer)."""
+        return list(self._dataset()[0].schema.names)
+
+    def batches(self, batch_rows: int = STREAM_BATCH_ROWS) -> Iterator[Any]:
+        """The file's rows as Arrow record batches, one held at a time.
+
+        Raises:
+            DataError: the file is not an inference-log file or cannot be read.
+        """
+        dataset, flt, cols = self._dataset()
+        try:
+            yield from dataset.to_batches(
+                columns=cols,
+                filter=flt,
+                batch_size=batch_rows,
+                batch_readahead=0,
+                fragment_readahead=0,
+            )
+        except Exception as exc:
+            raise DataError(f"unreadable ({type(exc).__name__}: {exc})") from exc
+
+    def table(self) -> Any:
+        """The file's rows as one Arrow table.
+
+        Raises:
+            DataError: the file is not an inference-log file or cannot be read.
+        """
+        dataset, flt, cols = self._dataset()
+        try:
+            return dataset.to_table(columns=cols, filter=flt)
+        except Exception as exc:
+            raise DataError(f"unreadable ({type(exc).__name__}: {exc})") from exc
+
+
+def scan_inference_log(
+    root: str,
+    name: str,
+    window: Window | None = None,
+    version: str | None = None,
+    role: str | None = "champion",
+    since: pd.Timestamp | None = None,
+    columns: set[str] | frozenset[str] | None = None,
+) -> Iterator[LogFile]:
+    """The part files of model ``name`` that can hold rows of ``window``, in path order.
+
+    Only hour partitions overlapping the window are listed, so the cost follows the window,
+    not the log's age. Each :class:`LogFile` reads only rows with ``role`` (``None``: all) in
+    ``window`` and after ``since``, and only ``columns`` when given.
+
+    Raises:
+        DataError: the log root does not exist or cannot be listed.
+    """
+    fs, files = log_files(root, name, window, version)
+    expr = log_filter(window, since)
+    keep = frozenset(columns) if columns is not None else None
+    for path in files:
+        yield LogFile(path, fs, expr, role, keep)
 
 
 def read_inference_log(
     root: str,
-    model_name: str,
-    start: datetime | None = None,
-    end: datetime | None = None,
-) -> Any:
-    """Records of ``model_name`` with ``start <= timestamp < end`` as one DataFrame.
+    name: str,
+    window: Window | None = None,
+    version: str | None = None,
+    role: str | None = "champion",
+    problems: list[str] | None = None,
+    since: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Rows logged for model ``name`` in ``window`` (all versions unless ``version``).
 
-    Hour partitions outside the window are not read. Naive datetimes are taken as UTC.
+    A model or window without rows gives an empty frame, not an error.
+
+    Args:
+        root: the inference log's directory or ``s3://`` prefix.
+        name: registered model name.
+        window: the time range; the whole log when ``None``.
+        version: only this version's partitions.
+        role: only rows of this role (``champion``; ``None`` for all).
+        problems: when a list is given, a file that cannot be read (truncated, not Parquet)
+            or does not have the log's schema is skipped and described there, and the rest
+            is read; without it such a file raises.
+        since: only rows with a timestamp at or after this one.
+
+    Raises:
+        DataError: the log root does not exist; a partition file cannot be read and
+            ``problems`` is ``None``.
     """
-    import pandas as pd
+    import pyarrow as pa
 
-    def utc(ts: datetime | None) -> pd.Timestamp | None:
-        if ts is None:
-            return None
-        t = pd.Timestamp(ts)
-        return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-    lo, hi = utc(start), utc(end)
-    lo_hour = lo.strftime("%Y-%m-%dT%H") if lo is not None else None
-    hi_hour = hi.strftime("%Y-%m-%dT%H") if hi is not None else None
-    frames = [
-        _read_one(loc)
-        for hour, loc in sorted(_list_files(root, model_name))
-        if (lo_hour is None or hour >= lo_hour) and (hi_hour is None or hour <= hi_hour)
-    ]
-    if not frames:
-        return pd.DataFrame(
-            columns=[
-                "record_id",
-                "request_id",
-                "record_index",
-                "timestamp",
-                "model_name",
-                "model_version",
-                "role",
-                "prediction",
-            ]
-        )
-    df = pd.concat(frames, ignore_index=True)
-    if lo is not None:
-        df = df[df["timestamp"] >= lo]
-    if hi is not None:
-        df = df[df["timestamp"] < hi]
-    return df.sort_values(["timestamp", "request_id", "record_index"], kind="stable").reset_index(
-        drop=True
-    )
+    tables = []
+    for part in scan_inference_log(root, name, window, version, role, since):
+        try:
+            tables.append(part.table())
+        except DataError as exc:
+            if problems is None:
+                raise DataError(f"cannot read the inference log file {part.path}: {exc}") from exc
+            problems.append(f"{part.path}: {str(exc)[:240]}")
+            logger.warning("inference log: skipped %s", problems[-1])
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return pd.DataFrame()
+    try:
+        # Files of one model can differ: a version's inputs, proba columns only when asked.
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+    return table.to_pandas()

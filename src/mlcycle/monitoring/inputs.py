@@ -5,10 +5,8 @@ API:
 - :class:`ReferenceData` — profile, bounded sample, spec and quality of a training run.
 - :func:`load_reference` — from a model version's training run (the champion by default).
 - :func:`reference_from_frame` — from a table given by the user.
-- :class:`Window` — a half-open time range ``[start, end)`` with a stable key.
-- :func:`read_inference_log` — the rows the serving process logged for a model in a window
-  (a local directory or an ``s3://`` prefix; layout
-  ``{root}/model={name}/version={v}/hour={YYYY-MM-DDTHH}/part-*.parquet``).
+- :class:`Window`, :func:`read_inference_log` — the inference log's time range and reader,
+  from :mod:`mlcycle.inference_log` (which owns the log's schema, layout and reading).
 - :func:`stream_inference_log` — the same rows folded batch by batch into a
   :class:`~mlcycle.monitoring.summary.WindowSummary` (bounded memory, any window size).
 - :func:`join_labels` — late labels joined by ``record_id`` or, when unambiguous, by
@@ -19,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -28,13 +25,35 @@ import pandas as pd
 from mlcycle import contract
 from mlcycle.data import DatasetSpec, load_table, prepare_features
 from mlcycle.errors import DataError, ModelNotFound, MonitoringError
-from mlcycle.monitoring.summary import WindowSummary
-from mlcycle.storage import filesystem
+from mlcycle.inference_log import (
+    IDENTITY_COLUMNS,
+    PREDICTION,
+    STREAM_BATCH_ROWS,
+    Window,
+    read_inference_log,
+    scan_inference_log,
+)
+from mlcycle.monitoring.summary import WindowSummary, class_labels
 from mlcycle.train import reference as reference_mod
 
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+#: Log columns a streamed window keeps besides the model's: labels join on the ids, retrain
+#: reads the time.
+STREAM_KEEP = (*IDENTITY_COLUMNS, PREDICTION)
+__all__ = [  # the log's reader and time range are re-exported: monitoring reads through them
+    "ReferenceData",
+    "Window",
+    "join_labels",
+    "load_current",
+    "load_reference",
+    "read_inference_log",
+    "reference_for_table",
+    "reference_from_frame",
+    "resolve_version",
+    "stream_inference_log",
+]
 
 
 @dataclass(frozen=True)
@@ -63,9 +82,7 @@ class ReferenceData:
         """Profile entry of the ``prediction`` column, built from the sample."""
         pred = self.sample["prediction"]
         if self.task == "classification":
-            from mlcycle.monitoring.drift import _labels
-
-            counts = _labels(pred).value_counts()
+            counts = class_labels(pred).value_counts()
             return {
                 "type": "categorical",
                 "categories": {str(k): int(v) for k, v in counts.items()},
@@ -234,202 +251,6 @@ def reference_for_table(
     )
 
 
-# --------------------------------------------------------------------------- windows
-
-
-def _utc(ts: datetime | str | pd.Timestamp) -> pd.Timestamp:
-    t = pd.Timestamp(ts)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
-@dataclass(frozen=True)
-class Window:
-    """A half-open time range ``[start, end)`` in UTC."""
-
-    start: pd.Timestamp
-    end: pd.Timestamp
-
-    @classmethod
-    def of(cls, start: datetime | str | pd.Timestamp, end: datetime | str | pd.Timestamp) -> Window:
-        """Build from anything ``pd.Timestamp`` reads; naive times are UTC.
-
-        Raises:
-            ConfigError: ``end`` is not after ``start``.
-        """
-        from mlcycle.errors import ConfigError
-
-        s, e = _utc(start), _utc(end)
-        if e <= s:
-            raise ConfigError(f"window end {e} is not after its start {s}")
-        return cls(s, e)
-
-    @classmethod
-    def latest(cls, every: timedelta, now: datetime | None = None) -> Window:
-        """The last complete window of length ``every`` aligned to the epoch."""
-        now_ts = _utc(now or datetime.now(UTC))
-        step = pd.Timedelta(every)
-        end = now_ts.floor(step)
-        return cls(end - step, end)
-
-    @property
-    def key(self) -> str:
-        """Stable identity of the window (used for idempotence)."""
-        return (
-            f"{self.start.strftime('%Y-%m-%dT%H:%M:%SZ')}/{self.end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-        )
-
-
-def _hours_overlap(hour: str, window: Window | None) -> bool:
-    if window is None:
-        return True
-    try:
-        start = pd.Timestamp(hour + ":00:00", tz="UTC")
-    except ValueError:
-        return True
-    return start < window.end and start + pd.Timedelta(hours=1) > window.start
-
-
-def log_files(
-    root: str, name: str, window: Window | None = None, version: str | None = None
-) -> tuple[Any, list[str]]:
-    """The filesystem and the Parquet files of model ``name`` whose hour overlaps ``window``.
-
-    Raises:
-        DataError: the log root does not exist or cannot be listed.
-    """
-    import pyarrow.fs as pafs
-
-    fs, base = filesystem(root)
-    if not root.startswith("s3://") and fs.get_file_info(base).type != pafs.FileType.Directory:
-        raise DataError(f"the inference log root {root} does not exist (is --inference-log right?)")
-    model_dir = f"{base}/model={name}"
-    info = fs.get_file_info(model_dir)
-    if info.type != pafs.FileType.Directory and not root.startswith("s3://"):
-        logger.info("no inference log for %s under %s", name, root)
-        return fs, []
-    files: list[str] = []
-    try:
-        selector = pafs.FileSelector(model_dir, recursive=True, allow_not_found=True)
-        entries = fs.get_file_info(selector)
-    except Exception as exc:
-        raise DataError(f"cannot list the inference log at {root}: {exc}") from exc
-    for entry in entries:
-        if entry.type != pafs.FileType.File or not entry.path.endswith(".parquet"):
-            continue
-        if entry.base_name.startswith((".", "_")):  # files still being written
-            continue
-        parts = dict(p.split("=", 1) for p in entry.path[len(model_dir) :].split("/") if "=" in p)
-        if version is not None and parts.get("version") != str(version):
-            continue
-        if not _hours_overlap(parts.get("hour", ""), window):
-            continue
-        files.append(entry.path)
-    return fs, sorted(files)
-
-
-def log_filter(window: Window | None, since: pd.Timestamp | None = None) -> Any:
-    """The Arrow dataset filter of a window (and a start), or ``None`` for the whole log."""
-    import pyarrow.dataset as ds
-
-    expr = None
-    if window is not None:
-        lo = window.start.to_pydatetime()
-        hi = window.end.to_pydatetime()
-        expr = (ds.field("timestamp") >= lo) & (ds.field("timestamp") < hi)
-    if since is not None:
-        later = ds.field("timestamp") >= _utc(since).to_pydatetime()
-        expr = later if expr is None else expr & later
-    return expr
-
-
-def read_inference_log(
-    root: str,
-    name: str,
-    window: Window | None = None,
-    version: str | None = None,
-    role: str | None = "champion",
-    problems: list[str] | None = None,
-    since: pd.Timestamp | None = None,
-) -> pd.DataFrame:
-    """Rows logged for model ``name`` in ``window`` (all versions unless ``version``).
-
-    Only hour partitions overlapping the window are opened, so the cost follows the window,
-    not the log's age. A model or window without rows gives an empty frame, not an error.
-
-    Args:
-        root: the inference log's directory or ``s3://`` prefix.
-        name: registered model name.
-        window: the time range; the whole log when ``None``.
-        version: only this version's partitions.
-        role: only rows of this role (``champion``; ``None`` for all).
-        problems: when a list is given, a file that cannot be read (truncated, not Parquet)
-            or does not have the log's schema is skipped and described there, and the rest
-            is read; without it such a file raises.
-        since: only rows with a timestamp at or after this one.
-
-    Raises:
-        DataError: the log root does not exist; a partition file cannot be read and
-            ``problems`` is ``None``.
-    """
-    import pyarrow.dataset as ds
-
-    fs, files = log_files(root, name, window, version)
-    if not files:
-        return pd.DataFrame()
-    expr = log_filter(window, since)
-    try:
-        dataset = ds.dataset(sorted(files), filesystem=fs, format="parquet")
-        if role is not None and "role" in dataset.schema.names:
-            role_expr = ds.field("role") == role
-            expr = role_expr if expr is None else expr & role_expr
-        table = dataset.to_table(filter=expr)
-    except Exception as exc:
-        if problems is None:
-            raise DataError(f"cannot read the inference log at {root}: {exc}") from exc
-        # One bad file must not cost the window: read file by file and report the bad ones.
-        return _read_file_by_file(fs, sorted(files), expr, role, problems)
-    return table.to_pandas()
-
-
-#: Columns every inference-log file has (the writer's schema, before the model's inputs).
-_LOG_REQUIRED = ("request_id", "timestamp", "prediction")
-
-
-def _read_file_by_file(
-    fs: Any, files: list[str], expr: Any, role: str | None, problems: list[str]
-) -> pd.DataFrame:
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-
-    tables = []
-    for path in files:
-        try:
-            part = ds.dataset(path, filesystem=fs, format="parquet")
-            missing = [c for c in _LOG_REQUIRED if c not in part.schema.names]
-            if missing:
-                problems.append(f"{path}: not an inference-log file (no {', '.join(missing)})")
-                continue
-            if not pa.types.is_timestamp(part.schema.field("timestamp").type):
-                problems.append(f"{path}: 'timestamp' is {part.schema.field('timestamp').type}")
-                continue
-            flt = expr
-            if role is not None and "role" in part.schema.names:
-                flt = ds.field("role") == role if flt is None else flt & (ds.field("role") == role)
-            tables.append(part.to_table(filter=flt).to_pandas())
-        except Exception as exc:
-            problems.append(f"{path}: unreadable ({type(exc).__name__}: {str(exc)[:200]})")
-    for p in problems:
-        logger.warning("inference log: skipped %s", p)
-    tables = [t for t in tables if len(t)]
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-
-
-#: Rows per Arrow record batch when a window is streamed (about 10 MB for 20 numbers).
-STREAM_BATCH_ROWS = 65_536
-#: Bookkeeping columns a streamed window keeps (labels join on them; retrain reads time).
-_STREAM_KEEP = ("record_id", "request_id", "record_index", "timestamp", "prediction")
-
-
 def stream_inference_log(
     root: str,
     name: str,
@@ -446,7 +267,8 @@ def stream_inference_log(
     Memory holds one batch and the summary, whatever the window's size: each file is
     scanned with read-ahead off, only the columns the reference knows (and the log's ids)
     are read, and a file's statistics join the window's only once the whole file was read,
-    so a file that breaks half-way is skipped whole, as :func:`read_inference_log` does.
+    so a file that breaks half-way is skipped whole, as :func:`read_inference_log` does
+    (both read through :func:`mlcycle.inference_log.scan_inference_log`).
 
     Args:
         root: the inference log's directory or ``s3://`` prefix.
@@ -463,41 +285,24 @@ def stream_inference_log(
         DataError: the log root does not exist; a file cannot be read and ``problems`` is
             ``None``.
     """
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-
-    fs, files = log_files(root, name, window, version)
-    expr = log_filter(window, since)
-    wanted = set(summary.profile["columns"]) | set(_STREAM_KEEP)
-    wanted.add(summary.profile.get("target", ""))
-    for path in files:
+    wanted = {*summary.profile["columns"], *STREAM_KEEP, summary.profile.get("target", "")}
+    for log_file in scan_inference_log(root, name, window, version, role, since, wanted):
         part = summary.fresh()
         try:
-            dataset = ds.dataset(path, filesystem=fs, format="parquet")
-            names = dataset.schema.names
-            missing = [c for c in _LOG_REQUIRED if c not in names]
-            if missing:
-                raise DataError(f"not an inference-log file (no {', '.join(missing)})")
-            if not pa.types.is_timestamp(dataset.schema.field("timestamp").type):
-                raise DataError(f"'timestamp' is {dataset.schema.field('timestamp').type}")
-            flt = expr
-            if role is not None and "role" in names:
-                flt = ds.field("role") == role if flt is None else flt & (ds.field("role") == role)
-            part.note_columns(names)
-            batches = dataset.to_batches(
-                columns=[c for c in names if c in wanted],
-                filter=flt,
-                batch_size=batch_rows,
-                batch_readahead=0,
-                fragment_readahead=0,
-            )
-            for batch in batches:
+            part.note_columns(log_file.column_names)
+            for batch in log_file.batches(batch_rows):
                 part.add(batch)
         except Exception as exc:
             if problems is None:
-                raise DataError(f"cannot read the inference log file {path}: {exc}") from exc
-            why = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
-            problems.append(f"{path}: unreadable ({why[:200]})")
+                raise DataError(
+                    f"cannot read the inference log file {log_file.path}: {exc}"
+                ) from exc
+            why = (
+                str(exc)
+                if isinstance(exc, DataError)
+                else f"unreadable ({type(exc).__name__}: {exc})"
+            )
+            problems.append(f"{log_file.path}: {why[:240]}")
             logger.warning("inference log: skipped %s", problems[-1])
             continue
         summary.merge(part)

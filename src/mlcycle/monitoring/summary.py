@@ -105,6 +105,15 @@ class CategoricalStats:
             self.counts[k] = self.counts.get(k, 0) + c
 
 
+def class_labels(s: pd.Series) -> pd.Series:
+    """Class labels as text, integers without a trailing ``.0`` (NaN-able ints arrive as floats)."""
+    if pd.api.types.is_float_dtype(s):
+        finite = s.dropna()
+        if len(finite) and (finite == finite.round()).all():
+            return s.astype("Int64").astype("str")
+    return s.astype("str")
+
+
 def numeric_values(s: pd.Series) -> tuple[np.ndarray, str | None, int, int]:
     """Floats of a column: ``(values, text dtype or None, given, not numbers)``."""
     if pd.api.types.is_bool_dtype(s):
@@ -305,9 +314,7 @@ class WindowSummary:
                 edges = self._edges_of("prediction", pp)
                 pred: Any = _numeric_stats(frame["prediction"], pp, edges)
             else:
-                from mlcycle.monitoring.drift import _labels
-
-                pred = _categorical_stats(_labels(frame["prediction"]))
+                pred = _categorical_stats(class_labels(frame["prediction"]))
             if self.prediction is None:
                 self.prediction = pred
             else:

@@ -29,10 +29,10 @@ from typing import Any
 import orjson
 
 import mlcycle
+from mlcycle.inference_log import InferenceLog, LogItem
 from mlcycle.serve import protocol
 from mlcycle.serve.batching import MicroBatcher, Shed
 from mlcycle.serve.heap import freeze_after_load
-from mlcycle.serve.inference_log import InferenceLog, LogItem
 from mlcycle.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mlcycle.serve.metrics import ServeMetrics
 

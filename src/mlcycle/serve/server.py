@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlcycle.errors import UntrustedModel
+from mlcycle.inference_log import InferenceLog
 from mlcycle.serve.app import ModelSource, ServeOptions, ServingApp, create_app
-from mlcycle.serve.inference_log import InferenceLog
 from mlcycle.serve.metrics import MULTIPROC_ENV
 from mlcycle.serve.model import (
     ModelRef,
