@@ -26,8 +26,8 @@ from mlflow import MlflowClient
 from mlcycle.config import load_settings
 from mlcycle.data import SCENARIO_DRIFT, SCENARIO_TARGET, SCENARIO_TIME, make_scenario
 from mlcycle.demo import run_demo
-from mlcycle.monitoring import EXPERIMENT
 from mlcycle.inference_log import read_inference_log
+from mlcycle.monitoring import EXPERIMENT
 
 pytestmark = pytest.mark.slow
 

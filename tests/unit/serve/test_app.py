@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from mlcycle.serve.app import ModelSource, ServeOptions, create_app
 from mlcycle.inference_log import InferenceLog, read_inference_log
+from mlcycle.serve.app import ModelSource, ServeOptions, create_app
 from mlcycle.serve.model import ModelRef
 from mlcycle.serve.protocol import Column, InputSchema
 
