@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -306,6 +307,62 @@ def stream_inference_log(
             logger.warning("inference log: skipped %s", problems[-1])
             continue
         summary.merge(part)
+    return summary
+
+
+#: Bytes the Parquet reader buffers per column: pages are read as they are decoded instead
+#: of a whole row group at once (a 1M-row row group would cost its full decoded size).
+READ_BUFFER_BYTES = 1 << 20
+
+
+def summarise_file(
+    path: str | Path,
+    summary: WindowSummary,
+    batch_rows: int = STREAM_BATCH_ROWS,
+) -> WindowSummary | None:
+    """Fold a Parquet window file into ``summary`` one record batch at a time.
+
+    The file is never held whole, nor a whole row group: the reader buffers pages
+    (:data:`READ_BUFFER_BYTES` per column), so memory holds about one batch and the summary.
+    Only the columns the reference knows, the prediction and the log's ids are read.
+    Returns ``None`` when the file must be read whole instead (:func:`load_current`): it is
+    not Parquet, or it carries the target column (its labels feed quality metrics and
+    retraining).
+
+    Raises:
+        DataError: the Parquet file cannot be read or has duplicate column names.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlcycle.storage import filesystem
+
+    source = str(path)
+    if not source.lower().endswith((".parquet", ".pq")):
+        return None
+    fs, where = filesystem(source)
+    target = summary.profile.get("target", "")
+    wanted = {*summary.profile["columns"], *STREAM_KEEP}
+    try:
+        with fs.open_input_file(where) as handle:
+            reader = pq.ParquetFile(handle, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
+            names = reader.schema_arrow.names
+            if target in names:
+                return None
+            if len(set(names)) != len(names):
+                raise DataError(f"'{source}' has duplicate column names")
+            summary.note_columns(names)
+            columns = [c for c in names if c in wanted]
+            for batch in reader.iter_batches(batch_size=batch_rows, columns=columns):
+                summary.add(batch)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"cannot read '{source}' as Parquet: {exc}") from exc
+    # Arrow's allocator keeps the freed batches' pages; hand them back, so the report step
+    # (Evidently's imports and plots) reuses them instead of raising the peak.
+    pa.default_memory_pool().release_unused()
+    logger.info("summarised %d rows of %s in %d batches", summary.rows, source, summary.batches)
     return summary
 
 

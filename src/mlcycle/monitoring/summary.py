@@ -148,6 +148,8 @@ class Bins:
         self.padded = np.append(edges, np.inf)
         self.lut: np.ndarray | None = None
         self.steps = 0
+        self._psi_key: bytes | None = None
+        self._psi_left = self._psi_split = np.zeros(0, dtype=np.int64)
         if len(edges) > 32 and edges[-1] > edges[0]:
             lo, hi = edges[0], edges[-1]
             grid = lo + (hi - lo) * (np.arange(LOOKUP_CELLS) / LOOKUP_CELLS)
@@ -157,6 +159,36 @@ class Bins:
             if steps <= 8:
                 self.lut, self.steps = lut, steps
                 self.scale = LOOKUP_CELLS / (hi - lo)
+
+    def psi_counts(
+        self, inner: np.ndarray, x: np.ndarray, idx: np.ndarray, st: NumericStats
+    ) -> np.ndarray:
+        """``np.bincount(np.searchsorted(inner, x, side="right"))`` from the quantile counts.
+
+        The values between two consecutive quantile points (``idx`` groups, already counted
+        in ``st``) share one PSI bin unless a bin edge falls strictly between the points;
+        only the values of such split groups (a few of a thousand) are searched again.
+        """
+        assert st.on_edge is not None and st.interior is not None
+        k = len(self.edges)
+        nb = len(inner) + 1
+        key = inner.tobytes()
+        if self._psi_key != key:
+            left = np.concatenate([[0], np.searchsorted(inner, self.edges, side="right")])
+            right = np.concatenate([np.searchsorted(inner, self.edges, side="left"), [nb - 1]])
+            self._psi_key, self._psi_left, self._psi_split = key, left, left != right
+        per_idx = np.empty(k + 1, dtype=np.int64)
+        per_idx[0] = st.below
+        per_idx[1:k] = st.on_edge[: k - 1] + st.interior
+        per_idx[k] = st.on_edge[k - 1] + st.above
+        split = self._psi_split
+        whole = ~split
+        out = np.bincount(self._psi_left[whole], weights=per_idx[whole], minlength=nb)
+        out = out.astype(np.int64)
+        if split.any():
+            rest = x[split[idx]]
+            out += np.bincount(np.searchsorted(inner, rest, side="right"), minlength=nb)
+        return out
 
     def index(self, x: np.ndarray) -> np.ndarray:
         """``np.searchsorted(edges, x, side="right")`` for finite ``x``."""
@@ -171,8 +203,10 @@ class Bins:
         return idx
 
 
-def _numeric_stats(s: pd.Series, ref: dict[str, Any], bins: Bins | None) -> NumericStats:
-    raw, text, given, bad = numeric_values(s)
+def _numeric_stats(
+    values: tuple[np.ndarray, str | None, int, int], ref: dict[str, Any], bins: Bins | None
+) -> NumericStats:
+    raw, text, given, bad = values
     st = NumericStats(rows=len(raw), given=given, not_numbers=bad, text=text)
     ok = np.isfinite(raw)
     st.infinite = int(np.isinf(raw).sum())
@@ -201,9 +235,12 @@ def _numeric_stats(s: pd.Series, ref: dict[str, Any], bins: Bins | None) -> Nume
         st.interior = np.bincount(idx[inside] - 1, minlength=k - 1)[: k - 1]
     if "bin_edges" in ref and len(ref["bin_edges"]) > 1:
         inner = np.asarray(ref["bin_edges"], dtype=float)[1:-1]
-        st.bins = np.bincount(
-            np.searchsorted(inner, finite, side="right"), minlength=len(inner) + 1
-        )
+        if bins is not None and idx is not None:
+            st.bins = bins.psi_counts(inner, finite, idx, st)
+        else:
+            st.bins = np.bincount(
+                np.searchsorted(inner, finite, side="right"), minlength=len(inner) + 1
+            )
     if "values" in ref:
         uniq, counts = np.unique(finite, return_counts=True)
         if len(uniq) <= MAX_TRACKED_VALUES:
@@ -222,6 +259,86 @@ def _categorical_stats(s: pd.Series) -> CategoricalStats:
     if not all(isinstance(k, str) for k in counts.index):
         counts = s.astype("str").value_counts()
     return CategoricalStats(len(s), {str(k): int(v) for k, v in counts.items()})
+
+
+class _Columns:
+    """The columns of one batch, as the summary reads them."""
+
+    names: list[str]
+    rows: int
+
+    def series(self, col: str) -> pd.Series:
+        raise NotImplementedError
+
+    def rows_at(self, index: np.ndarray) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def numbers(self, col: str) -> tuple[np.ndarray, str | None, int, int]:
+        return numeric_values(self.series(col))
+
+    def categories(self, col: str, labels: bool) -> CategoricalStats:
+        s = self.series(col)
+        return _categorical_stats(class_labels(s) if labels else s)
+
+
+class _FrameColumns(_Columns):
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.names = [str(c) for c in frame.columns]
+        self.rows = len(frame)
+
+    def series(self, col: str) -> pd.Series:
+        return self.frame[col]
+
+    def rows_at(self, index: np.ndarray) -> pd.DataFrame:
+        return self.frame.iloc[index].reset_index(drop=True)
+
+
+class _ArrowColumns(_Columns):
+    def __init__(self, batch: Any) -> None:
+        self.batch = batch
+        self.names = list(batch.schema.names)
+        self.rows = batch.num_rows
+
+    def series(self, col: str) -> pd.Series:
+        return self.batch.column(col).to_pandas()
+
+    def rows_at(self, index: np.ndarray) -> pd.DataFrame:
+        return self.batch.take(index).to_pandas()
+
+    def numbers(self, col: str) -> tuple[np.ndarray, str | None, int, int]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = self.batch.column(col)
+        t = arr.type
+        # pandas reads booleans with nulls as objects (a type finding): leave those to it.
+        boolean = pa.types.is_boolean(t) and not arr.null_count
+        if pa.types.is_floating(t) or pa.types.is_integer(t) or boolean:
+            # Nulls become NaN, as in pandas; no Python object per value.
+            values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+            return np.asarray(values, dtype=float), None, 0, 0
+        return super().numbers(col)
+
+    def categories(self, col: str, labels: bool) -> CategoricalStats:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = self.batch.column(col)
+        t = arr.type
+        text = pa.types.is_string(t) or pa.types.is_large_string(t)
+        # Integers print the same in Arrow and pandas; floats and booleans do not.
+        if not (text or (labels and pa.types.is_integer(t))):
+            return super().categories(col, labels)
+        if not text:
+            arr = pc.cast(arr, pa.string())
+        counts = pc.value_counts(arr)
+        keys = counts.field("values").to_pylist()
+        found = counts.field("counts").to_pylist()
+        return CategoricalStats(
+            self.rows,
+            {k: int(c) for k, c in zip(keys, found, strict=True) if k is not None},
+        )
 
 
 @dataclass
@@ -272,16 +389,24 @@ class WindowSummary:
                 self.columns.append(str(c))
 
     def add(self, batch: Any) -> WindowSummary:
-        """Add a pandas frame or an Arrow record batch / table (converted one batch at a time)."""
-        frame = batch if isinstance(batch, pd.DataFrame) else batch.to_pandas()
-        n = len(frame)
+        """Add a pandas frame, or an Arrow record batch / table read column by column.
+
+        Arrow columns of numbers and text are counted in Arrow and numpy without building a
+        pandas frame (the window's text never becomes Python objects); other types, the
+        timestamps and the sampled rows go through pandas, so the statistics are the same.
+        """
+        if isinstance(batch, pd.DataFrame):
+            cols: _Columns = _FrameColumns(batch)
+        else:
+            cols = _ArrowColumns(batch)
+        n = cols.rows
+        for c in cols.names:
+            if c not in self.columns:
+                self.columns.append(str(c))
         if not n:
-            for c in frame.columns:
-                if c not in self.columns:
-                    self.columns.append(str(c))
             return self
-        if "timestamp" in frame.columns:
-            ts = frame["timestamp"]
+        if "timestamp" in cols.names:
+            ts = cols.series("timestamp")
             if not isinstance(ts.dtype, pd.DatetimeTZDtype):
                 ts = pd.to_datetime(ts, utc=True)
             lo, hi = ts.min(), ts.max()
@@ -290,54 +415,58 @@ class WindowSummary:
         self.rows += n
         self.batches += 1
         self.max_batch_rows = max(self.max_batch_rows, n)
-        for c in frame.columns:
-            if c not in self.columns:
-                self.columns.append(str(c))
         for col, ref in self.profile["columns"].items():
-            if col not in frame.columns:
+            if col not in cols.names:
                 continue
             if ref["type"] == "numeric":
-                part: Any = _numeric_stats(frame[col], ref, self._edges_of(col, ref))
+                part: Any = _numeric_stats(cols.numbers(col), ref, self._edges_of(col, ref))
                 if col in self.numeric:
                     self.numeric[col].merge(part)
                 else:
                     self.numeric[col] = part
             else:
-                part = _categorical_stats(frame[col])
+                part = cols.categories(col, labels=False)
                 if col in self.categorical:
                     self.categorical[col].merge(part)
                 else:
                     self.categorical[col] = part
-        if "prediction" in frame.columns and self.prediction_profile is not None:
+        if "prediction" in cols.names and self.prediction_profile is not None:
             pp = self.prediction_profile
             if pp["type"] == "numeric":
                 edges = self._edges_of("prediction", pp)
-                pred: Any = _numeric_stats(frame["prediction"], pp, edges)
+                pred: Any = _numeric_stats(cols.numbers("prediction"), pp, edges)
             else:
-                pred = _categorical_stats(class_labels(frame["prediction"]))
+                pred = cols.categories("prediction", labels=True)
             if self.prediction is None:
                 self.prediction = pred
             else:
                 self.prediction.merge(pred)
-        self._sample(frame)
+        self._sample(cols)
         if self.label_keys:
             hit = np.zeros(n, dtype=bool)
             for key, ids in self.label_keys.items():
-                if key in frame.columns and ids:
-                    hit |= frame[key].astype("str").isin(ids).to_numpy()
+                if key in cols.names and ids:
+                    hit |= cols.series(key).astype("str").isin(ids).to_numpy()
             if hit.any():
-                self.labelled.append(frame[hit].reset_index(drop=True))
+                self.labelled.append(cols.rows_at(np.flatnonzero(hit)))
         return self
 
-    def _sample(self, frame: pd.DataFrame) -> None:
+    def _sample(self, cols: _Columns) -> None:
         # Uniform keys per row; the rows with the smallest keys form a uniform sample of the
         # whole window, whichever way it was split into batches.
-        rng = np.random.default_rng([self.seed, self.rows, len(frame)])
-        keys = rng.random(len(frame))
-        k = min(self.sample_rows, len(frame))
-        take = np.argpartition(keys, k - 1)[:k] if k < len(frame) else np.arange(len(frame))
-        part = frame.iloc[take].reset_index(drop=True)
-        self._merge_sample(part, keys[take])
+        n = cols.rows
+        rng = np.random.default_rng([self.seed, self.rows, n])
+        keys = rng.random(n)
+        candidates = np.arange(n)
+        if self.sample_keys is not None and len(self.sample_keys) >= self.sample_rows:
+            # Only rows under the largest key kept can enter: convert just those.
+            candidates = np.flatnonzero(keys < self.sample_keys.max())
+            if not len(candidates):
+                return
+        k = min(self.sample_rows, len(candidates))
+        if k < len(candidates):
+            candidates = candidates[np.argpartition(keys[candidates], k - 1)[:k]]
+        self._merge_sample(cols.rows_at(candidates), keys[candidates])
 
     def _merge_sample(self, part: pd.DataFrame | None, keys: np.ndarray | None) -> None:
         if part is None or keys is None:
