@@ -11,11 +11,13 @@ The reference and current tables are the demo scenario's eight features (covaria
 columns, three of them with injected drift. Each measurement runs in its own subprocess so
 its time and peak RSS (``resource.getrusage``) are its own:
 
-- **in memory** — :func:`mlcycle.monitoring.analyse_window` on the whole ``--rows`` current
-  window (a pandas frame) with the reference profile that training precomputes (timed
-  separately, as it happens at training time), including the Evidently HTML/JSON report on
-  bounded samples; against **stock** ``Report([DataDriftPreset()]).run(current, reference)``
-  on the full tables. Goals: analysis <= 2 s, peak RSS <= 500 MB.
+- **in memory** — what ``mlcycle monitor --current current.parquet`` does with the ``--rows``
+  window: the file read once in Arrow record batches into the window's summary
+  (:func:`mlcycle.monitoring.inputs.summarise_file`), the verdicts from it and the reference
+  profile that training precomputes (timed separately, as it happens at training time), then
+  the Evidently HTML/JSON report on bounded samples as its own step (timed apart); against
+  **stock** ``Report([DataDriftPreset()]).run(current, reference)`` on the full tables.
+  Goals: analysis <= 2 s, peak RSS <= 500 MB (the report's cost is printed beside them).
 - **streaming** — ``--stream-rows`` rows (default 20M) written once per run with pyarrow as
   an inference log (Hive partitions ``model=/version=/hour=``, copies of the current table
   with their own timestamps), folded batch by batch (the ``arrow`` engine,
@@ -126,40 +128,43 @@ def child_stock(workdir: Path) -> dict:
 
 
 def child_mlcycle(workdir: Path) -> dict:
-    """mlcycle in memory: the whole current frame, precomputed profile, report on samples.
+    """mlcycle in memory: the current file in record batches, precomputed profile, then report.
 
-    The phases are what :func:`mlcycle.monitoring.analyse_window` does, timed one by one:
-    the one pass over the window (summary), the verdicts, and the Evidently report (on
-    bounded samples: a constant cost, whatever the window's size).
+    The phases are what ``mlcycle monitor --current window.parquet`` does, timed one by one:
+    the one pass over the file (Arrow record batches into the window's summary, the file never
+    held whole), detection (the verdicts; no side effect), and the Evidently report as its
+    own step (on bounded samples: a constant cost, whatever the window's size).
     """
-    # Imported before the clock starts, as the stock side does (a one-time process cost).
-    import evidently.metrics
-    import evidently.presets  # noqa: F401
-
     from mlcycle.monitoring import DriftConfig
-    from mlcycle.monitoring.drift import analyse_summary, new_summary
+    from mlcycle.monitoring.drift import detect, new_summary
+    from mlcycle.monitoring.inputs import summarise_file
+    from mlcycle.monitoring.report import write_window_report
 
     t0 = time.perf_counter()
     ref = _reference(workdir)
-    cur = pd.read_parquet(workdir / "current.parquet")
     cfg = DriftConfig()
     t_loaded, c_loaded = time.perf_counter(), _cpu_seconds()
-    summary = new_summary(ref, cfg).add(cur)
+    summary = summarise_file(workdir / "current.parquet", new_summary(ref, cfg))
+    assert summary is not None
     t_pass, c_pass = time.perf_counter(), _cpu_seconds()
-    analyse_summary(ref, summary, cfg)
+    result = detect(ref, summary, cfg)
     t_verdicts, c_verdicts = time.perf_counter(), _cpu_seconds()
-    result = analyse_summary(ref, summary, cfg, output_dir=workdir / "report")
+    # Evidently is imported where the CLI first needs it, for the report, but off the clock
+    # (a one-time process cost, as on the stock side); its memory counts in the peak.
+    import evidently.metrics
+    import evidently.presets  # noqa: F401
+
+    t_imported, c_imported = time.perf_counter(), _cpu_seconds()
+    result = write_window_report(ref, summary, result, cfg, workdir / "report")
     t1, c1 = time.perf_counter(), _cpu_seconds()
-    report = (t1 - t_verdicts) - (t_verdicts - t_pass)  # the verdicts ran twice
-    report_cpu = (c1 - c_verdicts) - (c_verdicts - c_pass)
     return {
-        "seconds": t1 - t0 - (t_verdicts - t_pass),
-        "analyse_seconds": (t_verdicts - t_loaded) + report,
-        "analyse_cpu": (c_verdicts - c_loaded) + report_cpu,
+        "seconds": t1 - t0 - (t_imported - t_verdicts),
+        "analyse_seconds": t_verdicts - t_loaded,
+        "analyse_cpu": c_verdicts - c_loaded,
         "pass_seconds": t_pass - t_loaded,
         "pass_cpu": c_pass - c_loaded,
-        "report_seconds": report,
-        "report_cpu": report_cpu,
+        "report_seconds": t1 - t_imported,
+        "report_cpu": c1 - c_imported,
         "rss_mb": _peak_rss_mb(),
         "cpu": _cpu_seconds(),
         "verdicts": _verdicts(result),
@@ -421,7 +426,7 @@ def main() -> None:
     )
     print(f"{'':<22}{'rows':>12}{'seconds':>10}{'CPU s':>8}{'process s':>11}{'peak RSS MB':>14}")
     rows = [
-        ("in memory (pandas)", args.rows, mine),
+        ("in memory (file, arrow)", args.rows, mine),
         ("stock Evidently", args.rows, stock),
         ("streaming (arrow)", args.stream_rows, stream),
         ("spark local[2]", spark.get("rows", 0) if spark else 0, spark),
@@ -436,7 +441,7 @@ def main() -> None:
             f"{label:<22}{n:>12,}{d['seconds']:>10.1f}{d['cpu']:>8.1f}{d['process_seconds']:>11.1f}{d['rss_mb']:>14.0f}"
         )
     print(
-        "  seconds: read + analyse (+ report); in memory also reads the current table; spark excludes session start; process: the whole subprocess"
+        "  seconds: read + analyse (+ report); in memory reads the current file in record batches; spark excludes session start; process: the whole subprocess"
     )
     if stock and "error" not in stock and "error" not in mine:
         r = [stock[k] / mine[k] for k in ("seconds", "cpu", "process_seconds", "rss_mb")]
@@ -444,15 +449,17 @@ def main() -> None:
     print()
     print("goals")
     if "error" not in mine:
+        both = mine["analyse_cpu"] + mine["report_cpu"]
         print(
             f"  in memory: analysis {mine['analyse_seconds']:.2f} s wall <= 2 s: {_goal(mine['analyse_seconds'] <= 2.0)} "
             f"(CPU {mine['analyse_cpu']:.2f} s: {_goal(mine['analyse_cpu'] <= 2.0)}); "
             f"peak RSS {mine['rss_mb']:.0f} MB <= 500 MB: {_goal(mine['rss_mb'] <= 500)}"
         )
         print(
-            f"    one pass over the window {mine['pass_seconds']:.2f} s (CPU {mine['pass_cpu']:.2f}); "
-            f"Evidently report on {5000:,}-row samples {mine['report_seconds']:.2f} s (CPU {mine['report_cpu']:.2f}), the same at any window size"
+            f"    one pass over the file in record batches {mine['pass_seconds']:.2f} s (CPU {mine['pass_cpu']:.2f}), verdicts included in the analysis; "
+            f"the Evidently report on {5000:,}-row samples, a separate step, {mine['report_seconds']:.2f} s (CPU {mine['report_cpu']:.2f}), the same at any window size"
         )
+        print(f"    analysis + report CPU {both:.2f} s <= 2 s: {_goal(both <= 2.0)}")
     if stream and "error" not in stream:
         held = stream["max_batch_rows"]
         print(

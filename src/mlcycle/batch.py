@@ -11,7 +11,7 @@ and write the same layout: Hive-partitioned Parquet ::
 One row per input row: the input columns (features cast to the model signature's types, other
 columns as read), ``prediction``, ``model_name``, ``model_version``, ``batch_id`` (one per
 call), ``scored_at`` (UTC), and ``request_id`` + ``record_index``, the keys late labels join
-on when the rows are also appended to the inference log (:mod:`mlcycle.serve.inference_log`,
+on when the rows are also appended to the inference log (:mod:`mlcycle.inference_log`,
 through its own writer). A ``request_id`` is one chunk of rows (pandas) or one input partition
 (Spark).
 
@@ -123,7 +123,7 @@ def _log_frame(
     ``frame`` holds ``request_id``, ``record_index`` (0..n-1 within each request), the
     features and ``prediction``.
     """
-    from mlcycle.serve.inference_log import PROBA_PREFIX, InferenceLog, LogItem
+    from mlcycle.inference_log import PROBA_PREFIX, InferenceLog, LogItem
 
     proba_cols = [c for c in frame.columns if str(c).startswith(PROBA_PREFIX)]
     classes = tuple(str(c)[len(PROBA_PREFIX) :] for c in proba_cols)
@@ -179,7 +179,7 @@ def _cast_features(df: pd.DataFrame, schema: Any, source: str) -> pd.DataFrame:
 def _proba_frame(model: Any, features: pd.DataFrame, source: str) -> pd.DataFrame:
     """``proba_<class>`` columns for ``features``: sklearn's ``predict_proba``, or any other
     pyfunc asked with ``params={"predict_method": "predict_proba"}`` (MLflow's convention)."""
-    from mlcycle.serve.inference_log import PROBA_PREFIX
+    from mlcycle.inference_log import PROBA_PREFIX
 
     raw = model.get_raw_model() if hasattr(model, "get_raw_model") else None
     if raw is not None and hasattr(raw, "predict_proba") and hasattr(raw, "classes_"):

@@ -18,7 +18,7 @@ from container_support import Container, Docker, chown_tree, container, payload
 from serving_support import Registered, Store, start_mlcycle, train_and_register, wait_ready
 
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, make_scenario
-from mlcycle.serve.inference_log import read_inference_log
+from mlcycle.inference_log import read_inference_log
 from testkit import free_port
 
 # The first test also pays for the engine, the base image and the build (minutes when fresh).
@@ -175,7 +175,7 @@ def test_sigterm_drains_in_flight_requests_and_the_inference_log_matches_the_200
         logs = c.logs()
     assert code == 0, logs
     answered = dict(load.ok)
-    df = read_inference_log(str(log_root), "img_churn")
+    df = read_inference_log(str(log_root), "img_churn", role=None)
     assert len(df) == sum(answered.values()), logs
     assert df.groupby("request_id").size().to_dict() == answered
     # Once draining, the server refuses new work (503) or the port is gone; nothing else.

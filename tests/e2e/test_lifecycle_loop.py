@@ -26,8 +26,8 @@ from mlflow import MlflowClient
 from mlcycle.config import load_settings
 from mlcycle.data import SCENARIO_DRIFT, SCENARIO_TARGET, SCENARIO_TIME, make_scenario
 from mlcycle.demo import run_demo
+from mlcycle.inference_log import read_inference_log
 from mlcycle.monitoring import EXPERIMENT
-from mlcycle.serve.inference_log import read_inference_log
 
 pytestmark = pytest.mark.slow
 
@@ -167,7 +167,7 @@ def test_drifted_traffic_through_a_real_server_retrains_and_the_server_swaps_wit
     assert champion.tags["mlcycle.gate.passed"] == "true"
 
     # The inference log holds what the server answered: both windows by v1, then v2.
-    log = read_inference_log(settings.inference_log, settings.model_name)
+    log = read_inference_log(settings.inference_log, settings.model_name, role=None)
     counts = log["model_version"].value_counts()
     assert counts["1"] >= 2 * ROWS and counts["2"] > 0
     labels = pd.read_csv(tmp_path / "demo" / "labels.csv", dtype={"request_id": str})

@@ -1,7 +1,7 @@
 """A canary decided on live evidence: two real models, the real inference-log writer, the CLI.
 
 The two arms' inference-log rows are written with the server's own writer
-(:class:`~mlcycle.serve.inference_log.InferenceLog`) from the real models' predictions on a
+(:class:`~mlcycle.inference_log.InferenceLog`) from the real models' predictions on a
 seeded 20 % split (so the numbers are exact and the run is fast), then `mlcycle canary --act`
 decides and switches. `test_canary_serve.py` does the same against a live
 `mlcycle serve --canary` under load.
@@ -22,8 +22,8 @@ from click.testing import CliRunner
 from mlcycle import register as reg
 from mlcycle.cli import cli
 from mlcycle.data import SCENARIO_TARGET, make_scenario
+from mlcycle.inference_log import InferenceLog, LogItem, read_inference_log
 from mlcycle.register import audit
-from mlcycle.serve.inference_log import InferenceLog, LogItem, read_inference_log
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +111,7 @@ def test_a_better_challenger_is_promoted_and_a_shuffled_label_one_rolled_back(
     reg.promote(client, NAME, broken, policy=reg.GatePolicy(mode="disabled"))
     sound = _train(frame, tmp_path)
     labels = _serve_split(log_root, {"champion": broken, "challenger": sound}, seed=11)
-    logged = read_inference_log(str(log_root), NAME)
+    logged = read_inference_log(str(log_root), NAME, role=None)
     assert set(zip(logged["role"], logged["model_version"], strict=True)) == {
         ("champion", broken), ("challenger", sound),
     }  # fmt: skip

@@ -21,7 +21,7 @@ from serving_support import Server, Store, split_payload, start_mlcycle, start_s
 
 from mlcycle.cli import cli
 from mlcycle.data import SCENARIO_TARGET, make_scenario
-from mlcycle.serve.inference_log import read_inference_log
+from mlcycle.inference_log import read_inference_log
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("flavors")]
 
@@ -277,7 +277,7 @@ def test_a_boosted_champion_shadows_its_challenger_and_hot_reloads_on_promotion(
     finally:
         server.stop()
     # SIGTERM drains the log: the challenger was scored in shadow on the first request.
-    df = read_inference_log(str(log_root), name)
+    df = read_inference_log(str(log_root), name, role=None)
     shadow = df[df["role"] == "shadow"]
     assert len(shadow) >= ROWS, df["role"].value_counts().to_dict()
     assert set(shadow["model_version"].astype(str)) >= {"2"}

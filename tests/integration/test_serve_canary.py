@@ -28,8 +28,8 @@ from serving_support import (
 )
 
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, make_scenario
+from mlcycle.inference_log import read_inference_log
 from mlcycle.serve.canary import CanaryRouter
-from mlcycle.serve.inference_log import read_inference_log
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serve_canary")]
 
@@ -159,7 +159,7 @@ def test_the_share_holds_and_metrics_and_log_rows_equal_the_answers_per_arm(
     finally:
         server.stop()
         _set_challenger(store, None)
-    df = read_inference_log(str(log_root), NAME)
+    df = read_inference_log(str(log_root), NAME, role=None)
     assert Counter(zip(df["model_version"], df["role"], strict=True)) == arms
 
 

@@ -15,7 +15,7 @@ import pytest
 from serving_support import Registered, Store, split_payload, start_mlcycle, train_and_register
 
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, make_scenario
-from mlcycle.serve.inference_log import read_inference_log
+from mlcycle.inference_log import read_inference_log
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serve_lifecycle")]
 
@@ -114,7 +114,7 @@ def test_after_sigterm_under_load_records_logged_equal_records_answered(
         server.stop()
     assert server.proc.returncode == 0, server.log.read_text()[-2000:]
     answered = {rid: rows for rid, _, rows in load.ok}
-    df = read_inference_log(str(log_root), "life_churn")
+    df = read_inference_log(str(log_root), "life_churn", role=None)
     logged = df.groupby("request_id").size().to_dict()
     assert len(df) == sum(answered.values())
     assert logged == answered
@@ -169,7 +169,7 @@ def test_an_alias_move_under_load_swaps_versions_without_failing_a_request(
     versions = [v for _, v, _ in load.ok]
     runs = [v for i, v in enumerate(versions) if i == 0 or versions[i - 1] != v]
     assert runs[0] == churn.version and v2 in runs and runs[-1] == churn.version
-    df = read_inference_log(str(log_root), "life_churn")
+    df = read_inference_log(str(log_root), "life_churn", role=None)
     by_request = df.groupby("request_id")["model_version"].first().to_dict()
     assert by_request == {rid: v for rid, v, _ in load.ok}
     assert Counter(df["model_version"]).keys() == {churn.version, v2}

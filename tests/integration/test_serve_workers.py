@@ -23,7 +23,7 @@ from serving_support import (
 )
 
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, make_scenario
-from mlcycle.serve.inference_log import read_inference_log
+from mlcycle.inference_log import read_inference_log
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serve_workers")]
 
@@ -133,7 +133,7 @@ def test_two_workers_ready_together_and_one_scrape_counts_both(
     os.killpg(server.proc.pid, signal.SIGTERM)
     server.proc.wait(60)
     assert server.proc.returncode == 0, server.log.read_text()[-2000:]
-    assert len(read_inference_log(str(tmp_path / "ilog"), NAME)) == rows
+    assert len(read_inference_log(str(tmp_path / "ilog"), NAME, role=None)) == rows
 
 
 def test_predict_proba_on_the_onnx_path_answers_class_scores_and_logs_them(
@@ -162,7 +162,7 @@ def test_predict_proba_on_the_onnx_path_answers_class_scores_and_logs_them(
     assert bad.status_code == 400 and "predict, predict_proba" in bad.json()["message"]
     os.killpg(server.proc.pid, signal.SIGTERM)
     server.proc.wait(60)
-    df = read_inference_log(str(tmp_path / "ilog"), NAME)
+    df = read_inference_log(str(tmp_path / "ilog"), NAME, role=None)
     assert len(df) == 10
     scored = df[df["proba_1"].notna()]
     assert len(scored) == 5

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 from starlette.testclient import TestClient
 
+from mlcycle.inference_log import InferenceLog
 from mlcycle.monitoring import join_labels, read_inference_log
 from mlcycle.monitoring.inputs import ReferenceData, production_training_rows
 from mlcycle.serve.app import ModelSource, ServeOptions, create_app
-from mlcycle.serve.inference_log import InferenceLog
 from mlcycle.serve.model import ModelRef
 from mlcycle.serve.protocol import Column, InputSchema
 

@@ -17,7 +17,7 @@ import pytest
 
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, infer_spec, make_scenario
 from mlcycle.monitoring import analyse_window, reference_from_frame
-from mlcycle.monitoring.drift import script_json
+from mlcycle.monitoring.report import script_json
 
 PAYLOADS = [
     "</script><img src=x onerror=\"document.title='PWNED-img'\">",

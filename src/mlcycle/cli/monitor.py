@@ -134,7 +134,7 @@ def monitor_cmd(
     """
     import pandas as pd
 
-    from mlcycle.monitoring import Window, load_current, run_once
+    from mlcycle.monitoring import Window, run_once
 
     if current and (since or until):
         raise click.UsageError("give --current or --since/--until, not both")
@@ -145,14 +145,13 @@ def monitor_cmd(
         if not since:
             raise click.UsageError("--until needs --since")
         window = Window.of(since, until or pd.Timestamp.now(tz="UTC"))
-    frame = load_current(current) if current else None
     out = run_once(
         client,
         settings,
         opts["model_name"],
         version=opts["version"],
         window=window,
-        current=frame,
+        current=current or None,
         reference=reference,
         labels=labels,
         config=config,

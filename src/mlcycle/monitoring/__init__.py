@@ -2,10 +2,11 @@
 
 API:
 
-- detect — :func:`analyse_window` with :class:`DriftConfig` → :class:`DriftResult`
-  (:mod:`mlcycle.monitoring.drift`); inputs from :func:`load_reference`,
-  :func:`reference_for_table`,
-  :func:`read_inference_log`, :func:`join_labels` (:mod:`mlcycle.monitoring.inputs`).
+- detect — :func:`detect` (a window's summary, no side effect) or :func:`analyse_window`
+  (a frame) with :class:`DriftConfig` → :class:`DriftResult` (:mod:`mlcycle.monitoring.drift`);
+  the Evidently report is a separate step (:mod:`mlcycle.monitoring.report`); inputs from
+  :func:`load_reference`, :func:`reference_for_table`, :func:`read_inference_log`,
+  :func:`join_labels` (:mod:`mlcycle.monitoring.inputs`).
 - decide — :func:`decide` with :class:`RetrainPolicy` → :class:`Decision`
   (:mod:`mlcycle.monitoring.policy`).
 - act — :func:`retrain` → :class:`RetrainOutcome` (:mod:`mlcycle.monitoring.trigger`), by
@@ -20,7 +21,14 @@ API:
   ``mlcycle-monitoring`` (:mod:`mlcycle.monitoring.record`).
 """
 
-from mlcycle.monitoring.drift import ColumnDrift, DriftConfig, DriftResult, Finding, analyse_window
+from mlcycle.monitoring.drift import (
+    ColumnDrift,
+    DriftConfig,
+    DriftResult,
+    Finding,
+    analyse_window,
+    detect,
+)
 from mlcycle.monitoring.inputs import (
     ReferenceData,
     Window,
@@ -53,6 +61,7 @@ __all__ = [
     "WindowOutcome",
     "analyse_window",
     "decide",
+    "detect",
     "join_labels",
     "load_current",
     "load_reference",

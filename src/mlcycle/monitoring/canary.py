@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from mlcycle.errors import ConfigError, DataError
-from mlcycle.monitoring.drift import DriftConfig, DriftResult, _labels, analyse_window
+from mlcycle.monitoring.column_stats import class_labels as _labels
+from mlcycle.monitoring.drift import DriftConfig, DriftResult, analyse_window
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"

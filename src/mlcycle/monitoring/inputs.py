@@ -2,15 +2,13 @@
 
 API:
 
-- :class:`ReferenceData` — profile, bounded sample, spec and quality of a training run.
-- :func:`load_reference` — from a model version's training run (the champion by default).
-- :func:`reference_from_frame` — from a table given by the user.
-- :class:`Window` — a half-open time range ``[start, end)`` with a stable key.
-- :func:`read_inference_log` — the rows the serving process logged for a model in a window
-  (a local directory or an ``s3://`` prefix; layout
-  ``{root}/model={name}/version={v}/hour={YYYY-MM-DDTHH}/part-*.parquet``).
+- :class:`ReferenceData`, :func:`load_reference`, :func:`reference_from_frame`,
+  :func:`reference_for_table` — the reference (:mod:`mlcycle.monitoring.reference`).
+- :class:`Window`, :func:`read_inference_log` — the inference log's time range and reader,
+  from :mod:`mlcycle.inference_log` (which owns the log's schema, layout and reading).
 - :func:`stream_inference_log` — the same rows folded batch by batch into a
   :class:`~mlcycle.monitoring.summary.WindowSummary` (bounded memory, any window size).
+- :func:`summarise_file`, :func:`load_current` — a window given as a file.
 - :func:`join_labels` — late labels joined by ``record_id`` or, when unambiguous, by
   ``request_id`` (and ``record_index``).
 """
@@ -18,400 +16,49 @@ API:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mlcycle import contract
-from mlcycle.data import DatasetSpec, load_table, prepare_features
-from mlcycle.errors import DataError, ModelNotFound, MonitoringError
+from mlcycle.data import load_table
+from mlcycle.errors import DataError
+from mlcycle.inference_log import (
+    IDENTITY_COLUMNS,
+    PREDICTION,
+    STREAM_BATCH_ROWS,
+    Window,
+    read_inference_log,
+    scan_inference_log,
+)
+from mlcycle.monitoring.reference import (
+    CHAMPION,
+    ReferenceData,
+    load_reference,
+    reference_for_table,
+    reference_from_frame,
+    resolve_version,
+)
 from mlcycle.monitoring.summary import WindowSummary
-from mlcycle.storage import filesystem
-from mlcycle.train import reference as reference_mod
-from mlcycle.uris import resolve_version
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class ReferenceData:
-    """What the current window is compared with."""
-
-    profile: dict[str, Any]
-    sample: pd.DataFrame
-    task: str
-    target: str
-    numeric: tuple[str, ...]
-    categorical: tuple[str, ...]
-    classes: tuple[str, ...] = ()
-    quality: dict[str, float] = field(default_factory=dict)
-    run_id: str | None = None
-    model_name: str | None = None
-    model_version: str | None = None
-    params: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def features(self) -> list[str]:
-        """Feature columns in model input order."""
-        return [*self.numeric, *self.categorical]
-
-    def prediction_profile(self) -> dict[str, Any]:
-        """Profile entry of the ``prediction`` column, built from the sample."""
-        pred = self.sample["prediction"]
-        if self.task == "classification":
-            from mlcycle.monitoring.drift import _labels
-
-            counts = _labels(pred).value_counts()
-            return {
-                "type": "categorical",
-                "categories": {str(k): int(v) for k, v in counts.items()},
-                "n_categories": int(counts.size),
-            }
-        spec = DatasetSpec(
-            target=self.target, task="regression", numeric=("prediction",), categorical=()
-        )
-        frame = pd.DataFrame({"prediction": pd.to_numeric(pred, errors="coerce")})
-        return dict(reference_mod.profile(frame, spec)["columns"]["prediction"])
-
-
-def _quality_from_run(metrics: dict[str, float], task: str) -> dict[str, float]:
-    keys = ("accuracy", "f1") if task == "classification" else ("rmse", "mae", "r2")
-    return {k: float(metrics[f"test_{k}"]) for k in keys if f"test_{k}" in metrics}
-
-
-def load_reference(client: Any, name: str, version: str | None = None) -> ReferenceData:
-    """The reference that training stored for a registered model version.
-
-    Args:
-        client: an ``MlflowClient``.
-        name: registered model name.
-        version: a version number; the ``@champion`` when omitted.
-
-    Raises:
-        ModelNotFound: no such version or it has no training run.
-        MissingPiece: the run has no ``reference/`` artifacts (a model not trained by
-            mlcycle whose contract was never written; give a reference table instead).
-    """
-    mv = resolve_version(client, name, version)
-    if not mv.run_id:
-        raise ModelNotFound(f"model '{name}' version {mv.version} has no training run")
-    run = client.get_run(mv.run_id)
-    profile, sample = contract.load_reference_files(client, mv.run_id, f"'{name}' v{mv.version}")
-    cols = profile["columns"]
-    terms = contract.read(run.data.tags, {"task": profile.get("task"), "target": None})
-    task = terms.task
-    target = terms.target or profile.get("target", "")
-    classes: tuple[str, ...] = ()
-    if task == "classification" and target in sample.columns:
-        classes = tuple(sorted(map(str, pd.unique(sample[target]))))
-    return ReferenceData(
-        profile=profile,
-        sample=sample,
-        task=task,
-        target=target,
-        numeric=tuple(c for c, v in cols.items() if v["type"] == "numeric"),
-        categorical=tuple(c for c, v in cols.items() if v["type"] == "categorical"),
-        classes=classes,
-        quality=_quality_from_run(run.data.metrics, task),
-        run_id=mv.run_id,
-        model_name=name,
-        model_version=str(mv.version),
-        params=dict(run.data.params),
-    )
-
-
-def reference_from_frame(
-    df: pd.DataFrame,
-    like: ReferenceData | None = None,
-    spec: DatasetSpec | None = None,
-    seed: int = 0,
-) -> ReferenceData:
-    """A reference built from a table (features, target, optionally ``prediction``).
-
-    The columns and task come from ``like`` (the model's own reference) or ``spec``.
-
-    Raises:
-        ConfigError: neither ``like`` nor ``spec`` is given.
-        DataError: the table lacks feature columns.
-    """
-    if spec is None:
-        if like is None:
-            raise MonitoringError("a reference table needs the model's spec (give the model)")
-        spec = DatasetSpec(
-            target=like.target,
-            task=like.task,  # type: ignore[arg-type]
-            numeric=like.numeric,
-            categorical=like.categorical,
-            classes=like.classes,
-        )
-    X = prepare_features(df, spec)
-    profile = reference_mod.profile(X, spec)
-    sample = X.copy()
-    if spec.target in df.columns:
-        sample[spec.target] = df[spec.target].to_numpy()
-    if "prediction" in df.columns:
-        sample["prediction"] = df["prediction"].to_numpy()
-    if len(sample) > reference_mod.MAX_REFERENCE_ROWS:
-        sample = sample.sample(reference_mod.MAX_REFERENCE_ROWS, random_state=seed)
-    return ReferenceData(
-        profile=profile,
-        sample=sample.reset_index(drop=True),
-        task=spec.task,
-        target=spec.target,
-        numeric=spec.numeric,
-        categorical=spec.categorical,
-        classes=spec.classes or (like.classes if like else ()),
-        quality=dict(like.quality) if like else {},
-        run_id=like.run_id if like else None,
-        model_name=like.model_name if like else None,
-        model_version=like.model_version if like else None,
-        params=dict(like.params) if like else {},
-    )
-
-
-def reference_for_table(
-    client: Any,
-    name: str,
-    version: str | None,
-    df: pd.DataFrame,
-    target: str | None = None,
-    seed: int = 0,
-) -> ReferenceData:
-    """A reference table given by the user, used as given.
-
-    When the version has its own reference, its columns, task and quality frame the table
-    (:func:`reference_from_frame`); otherwise the table alone defines them, with the target
-    from ``target`` or the version's contract, so no artifacts are needed.
-
-    Raises:
-        ModelNotFound: no such version.
-        MissingPiece: neither the version nor ``target`` says which column it predicts.
-        DataError: the table lacks the target or is unusable.
-    """
-    from mlcycle.data import infer_spec
-
-    try:
-        like = load_reference(client, name, version)
-    except contract.MissingPiece:
-        like = None
-    if like is not None and (target is None or target == like.target):
-        return reference_from_frame(df, like=like, seed=seed)
-    mv = resolve_version(client, name, version)
-    terms = contract.read(dict(mv.tags or {}))
-    col = contract.require_target(target or terms.target, f"'{name}' v{mv.version}")
-    if col not in df.columns:
-        raise DataError(f"the reference table lacks the target column '{col}'")
-    # A task the contract states is kept; otherwise the target's values decide.
-    task = terms.task if contract.TAG_TASK in (mv.tags or {}) else None
-    spec = infer_spec(df, col, task)  # type: ignore[arg-type]
-    ref = reference_from_frame(df, spec=spec, seed=seed)
-    return ReferenceData(
-        **{
-            **ref.__dict__,
-            "run_id": mv.run_id,
-            "model_name": name,
-            "model_version": str(mv.version),
-        }
-    )
-
-
-# --------------------------------------------------------------------------- windows
-
-
-def _utc(ts: datetime | str | pd.Timestamp) -> pd.Timestamp:
-    t = pd.Timestamp(ts)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
-@dataclass(frozen=True)
-class Window:
-    """A half-open time range ``[start, end)`` in UTC."""
-
-    start: pd.Timestamp
-    end: pd.Timestamp
-
-    @classmethod
-    def of(cls, start: datetime | str | pd.Timestamp, end: datetime | str | pd.Timestamp) -> Window:
-        """Build from anything ``pd.Timestamp`` reads; naive times are UTC.
-
-        Raises:
-            ConfigError: ``end`` is not after ``start``.
-        """
-        from mlcycle.errors import ConfigError
-
-        s, e = _utc(start), _utc(end)
-        if e <= s:
-            raise ConfigError(f"window end {e} is not after its start {s}")
-        return cls(s, e)
-
-    @classmethod
-    def latest(cls, every: timedelta, now: datetime | None = None) -> Window:
-        """The last complete window of length ``every`` aligned to the epoch."""
-        now_ts = _utc(now or datetime.now(UTC))
-        step = pd.Timedelta(every)
-        end = now_ts.floor(step)
-        return cls(end - step, end)
-
-    @property
-    def key(self) -> str:
-        """Stable identity of the window (used for idempotence)."""
-        return (
-            f"{self.start.strftime('%Y-%m-%dT%H:%M:%SZ')}/{self.end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-        )
-
-
-def _hours_overlap(hour: str, window: Window | None) -> bool:
-    if window is None:
-        return True
-    try:
-        start = pd.Timestamp(hour + ":00:00", tz="UTC")
-    except ValueError:
-        return True
-    return start < window.end and start + pd.Timedelta(hours=1) > window.start
-
-
-def log_files(
-    root: str, name: str, window: Window | None = None, version: str | None = None
-) -> tuple[Any, list[str]]:
-    """The filesystem and the Parquet files of model ``name`` whose hour overlaps ``window``.
-
-    Raises:
-        DataError: the log root does not exist or cannot be listed.
-    """
-    import pyarrow.fs as pafs
-
-    fs, base = filesystem(root)
-    if not root.startswith("s3://") and fs.get_file_info(base).type != pafs.FileType.Directory:
-        raise DataError(f"the inference log root {root} does not exist (is --inference-log right?)")
-    model_dir = f"{base}/model={name}"
-    info = fs.get_file_info(model_dir)
-    if info.type != pafs.FileType.Directory and not root.startswith("s3://"):
-        logger.info("no inference log for %s under %s", name, root)
-        return fs, []
-    files: list[str] = []
-    try:
-        selector = pafs.FileSelector(model_dir, recursive=True, allow_not_found=True)
-        entries = fs.get_file_info(selector)
-    except Exception as exc:
-        raise DataError(f"cannot list the inference log at {root}: {exc}") from exc
-    for entry in entries:
-        if entry.type != pafs.FileType.File or not entry.path.endswith(".parquet"):
-            continue
-        if entry.base_name.startswith((".", "_")):  # files still being written
-            continue
-        parts = dict(p.split("=", 1) for p in entry.path[len(model_dir) :].split("/") if "=" in p)
-        if version is not None and parts.get("version") != str(version):
-            continue
-        if not _hours_overlap(parts.get("hour", ""), window):
-            continue
-        files.append(entry.path)
-    return fs, sorted(files)
-
-
-def log_filter(window: Window | None, since: pd.Timestamp | None = None) -> Any:
-    """The Arrow dataset filter of a window (and a start), or ``None`` for the whole log."""
-    import pyarrow.dataset as ds
-
-    expr = None
-    if window is not None:
-        lo = window.start.to_pydatetime()
-        hi = window.end.to_pydatetime()
-        expr = (ds.field("timestamp") >= lo) & (ds.field("timestamp") < hi)
-    if since is not None:
-        later = ds.field("timestamp") >= _utc(since).to_pydatetime()
-        expr = later if expr is None else expr & later
-    return expr
-
-
-def read_inference_log(
-    root: str,
-    name: str,
-    window: Window | None = None,
-    version: str | None = None,
-    role: str | None = "champion",
-    problems: list[str] | None = None,
-    since: pd.Timestamp | None = None,
-) -> pd.DataFrame:
-    """Rows logged for model ``name`` in ``window`` (all versions unless ``version``).
-
-    Only hour partitions overlapping the window are opened, so the cost follows the window,
-    not the log's age. A model or window without rows gives an empty frame, not an error.
-
-    Args:
-        root: the inference log's directory or ``s3://`` prefix.
-        name: registered model name.
-        window: the time range; the whole log when ``None``.
-        version: only this version's partitions.
-        role: only rows of this role (``champion``; ``None`` for all).
-        problems: when a list is given, a file that cannot be read (truncated, not Parquet)
-            or does not have the log's schema is skipped and described there, and the rest
-            is read; without it such a file raises.
-        since: only rows with a timestamp at or after this one.
-
-    Raises:
-        DataError: the log root does not exist; a partition file cannot be read and
-            ``problems`` is ``None``.
-    """
-    import pyarrow.dataset as ds
-
-    fs, files = log_files(root, name, window, version)
-    if not files:
-        return pd.DataFrame()
-    expr = log_filter(window, since)
-    try:
-        dataset = ds.dataset(sorted(files), filesystem=fs, format="parquet")
-        if role is not None and "role" in dataset.schema.names:
-            role_expr = ds.field("role") == role
-            expr = role_expr if expr is None else expr & role_expr
-        table = dataset.to_table(filter=expr)
-    except Exception as exc:
-        if problems is None:
-            raise DataError(f"cannot read the inference log at {root}: {exc}") from exc
-        # One bad file must not cost the window: read file by file and report the bad ones.
-        return _read_file_by_file(fs, sorted(files), expr, role, problems)
-    return table.to_pandas()
-
-
-#: Columns every inference-log file has (the writer's schema, before the model's inputs).
-_LOG_REQUIRED = ("request_id", "timestamp", "prediction")
-
-
-def _read_file_by_file(
-    fs: Any, files: list[str], expr: Any, role: str | None, problems: list[str]
-) -> pd.DataFrame:
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-
-    tables = []
-    for path in files:
-        try:
-            part = ds.dataset(path, filesystem=fs, format="parquet")
-            missing = [c for c in _LOG_REQUIRED if c not in part.schema.names]
-            if missing:
-                problems.append(f"{path}: not an inference-log file (no {', '.join(missing)})")
-                continue
-            if not pa.types.is_timestamp(part.schema.field("timestamp").type):
-                problems.append(f"{path}: 'timestamp' is {part.schema.field('timestamp').type}")
-                continue
-            flt = expr
-            if role is not None and "role" in part.schema.names:
-                flt = ds.field("role") == role if flt is None else flt & (ds.field("role") == role)
-            tables.append(part.to_table(filter=flt).to_pandas())
-        except Exception as exc:
-            problems.append(f"{path}: unreadable ({type(exc).__name__}: {str(exc)[:200]})")
-    for p in problems:
-        logger.warning("inference log: skipped %s", p)
-    tables = [t for t in tables if len(t)]
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-
-
-#: Rows per Arrow record batch when a window is streamed (about 10 MB for 20 numbers).
-STREAM_BATCH_ROWS = 65_536
-#: Bookkeeping columns a streamed window keeps (labels join on them; retrain reads time).
-_STREAM_KEEP = ("record_id", "request_id", "record_index", "timestamp", "prediction")
+#: Log columns a streamed window keeps besides the model's: labels join on the ids, retrain
+#: reads the time.
+STREAM_KEEP = (*IDENTITY_COLUMNS, PREDICTION)
+__all__ = [  # the reference and the log's reader are re-exported: a window's inputs, in one place
+    "CHAMPION",
+    "ReferenceData",
+    "Window",
+    "join_labels",
+    "load_current",
+    "load_reference",
+    "read_inference_log",
+    "reference_for_table",
+    "reference_from_frame",
+    "resolve_version",
+    "stream_inference_log",
+]
 
 
 def stream_inference_log(
@@ -430,7 +77,8 @@ def stream_inference_log(
     Memory holds one batch and the summary, whatever the window's size: each file is
     scanned with read-ahead off, only the columns the reference knows (and the log's ids)
     are read, and a file's statistics join the window's only once the whole file was read,
-    so a file that breaks half-way is skipped whole, as :func:`read_inference_log` does.
+    so a file that breaks half-way is skipped whole, as :func:`read_inference_log` does
+    (both read through :func:`mlcycle.inference_log.scan_inference_log`).
 
     Args:
         root: the inference log's directory or ``s3://`` prefix.
@@ -447,44 +95,83 @@ def stream_inference_log(
         DataError: the log root does not exist; a file cannot be read and ``problems`` is
             ``None``.
     """
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-
-    fs, files = log_files(root, name, window, version)
-    expr = log_filter(window, since)
-    wanted = set(summary.profile["columns"]) | set(_STREAM_KEEP)
-    wanted.add(summary.profile.get("target", ""))
-    for path in files:
+    wanted = {*summary.profile["columns"], *STREAM_KEEP, summary.profile.get("target", "")}
+    for log_file in scan_inference_log(root, name, window, version, role, since, wanted):
         part = summary.fresh()
         try:
-            dataset = ds.dataset(path, filesystem=fs, format="parquet")
-            names = dataset.schema.names
-            missing = [c for c in _LOG_REQUIRED if c not in names]
-            if missing:
-                raise DataError(f"not an inference-log file (no {', '.join(missing)})")
-            if not pa.types.is_timestamp(dataset.schema.field("timestamp").type):
-                raise DataError(f"'timestamp' is {dataset.schema.field('timestamp').type}")
-            flt = expr
-            if role is not None and "role" in names:
-                flt = ds.field("role") == role if flt is None else flt & (ds.field("role") == role)
-            part.note_columns(names)
-            batches = dataset.to_batches(
-                columns=[c for c in names if c in wanted],
-                filter=flt,
-                batch_size=batch_rows,
-                batch_readahead=0,
-                fragment_readahead=0,
-            )
-            for batch in batches:
+            part.note_columns(log_file.column_names)
+            for batch in log_file.batches(batch_rows):
                 part.add(batch)
         except Exception as exc:
             if problems is None:
-                raise DataError(f"cannot read the inference log file {path}: {exc}") from exc
-            why = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
-            problems.append(f"{path}: unreadable ({why[:200]})")
+                raise DataError(
+                    f"cannot read the inference log file {log_file.path}: {exc}"
+                ) from exc
+            why = (
+                str(exc)
+                if isinstance(exc, DataError)
+                else f"unreadable ({type(exc).__name__}: {exc})"
+            )
+            problems.append(f"{log_file.path}: {why[:240]}")
             logger.warning("inference log: skipped %s", problems[-1])
             continue
         summary.merge(part)
+    return summary
+
+
+#: Bytes the Parquet reader buffers per column: pages are read as they are decoded instead
+#: of a whole row group at once (a 1M-row row group would cost its full decoded size).
+READ_BUFFER_BYTES = 1 << 20
+
+
+def summarise_file(
+    path: str | Path,
+    summary: WindowSummary,
+    batch_rows: int = STREAM_BATCH_ROWS,
+) -> WindowSummary | None:
+    """Fold a Parquet window file into ``summary`` one record batch at a time.
+
+    The file is never held whole, nor a whole row group: the reader buffers pages
+    (:data:`READ_BUFFER_BYTES` per column), so memory holds about one batch and the summary.
+    Only the columns the reference knows, the prediction and the log's ids are read.
+    Returns ``None`` when the file must be read whole instead (:func:`load_current`): it is
+    not Parquet, or it carries the target column (its labels feed quality metrics and
+    retraining).
+
+    Raises:
+        DataError: the Parquet file cannot be read or has duplicate column names.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlcycle.storage import filesystem
+
+    source = str(path)
+    if not source.lower().endswith((".parquet", ".pq")):
+        return None
+    fs, where = filesystem(source)
+    target = summary.profile.get("target", "")
+    wanted = {*summary.profile["columns"], *STREAM_KEEP}
+    try:
+        with fs.open_input_file(where) as handle:
+            reader = pq.ParquetFile(handle, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
+            names = reader.schema_arrow.names
+            if target in names:
+                return None
+            if len(set(names)) != len(names):
+                raise DataError(f"'{source}' has duplicate column names")
+            summary.note_columns(names)
+            columns = [c for c in names if c in wanted]
+            for batch in reader.iter_batches(batch_size=batch_rows, columns=columns):
+                summary.add(batch)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"cannot read '{source}' as Parquet: {exc}") from exc
+    # Arrow's allocator keeps the freed batches' pages; hand them back, so the report step
+    # (Evidently's imports and plots) reuses them instead of raising the peak.
+    pa.default_memory_pool().release_unused()
+    logger.info("summarised %d rows of %s in %d batches", summary.rows, source, summary.batches)
     return summary
 
 

@@ -50,9 +50,11 @@ from mlcycle.monitoring.inputs import (
     ReferenceData,
     Window,
     join_labels,
+    load_current,
     load_reference,
     read_inference_log,
     stream_inference_log,
+    summarise_file,
 )
 from mlcycle.monitoring.policy import Decision, RetrainPolicy, WindowOutcome, decide
 from mlcycle.monitoring.project import project_retrain
@@ -150,7 +152,7 @@ def run_once(
     *,
     version: str | None = None,
     window: Window | None = None,
-    current: pd.DataFrame | None = None,
+    current: pd.DataFrame | str | Path | None = None,
     reference: ReferenceData | None = None,
     labels: pd.DataFrame | None = None,
     config: DriftConfig | None = None,
@@ -176,7 +178,10 @@ def run_once(
             idempotence. Without it and without ``current`` the log is read from the end of
             the last window monitored for the version, and the window is the time range of
             the rows found.
-        current: the window's rows when given directly (a file).
+        current: the window's rows when given directly: a frame, or a CSV/Parquet file. A
+            Parquet file without the target column is streamed into the window's summary
+            one record batch at a time (:func:`~mlcycle.monitoring.inputs.summarise_file`);
+            other files are read whole.
         reference: what to compare with; the version's training reference when omitted.
         labels: late labels (``request_id``, optional ``record_index``, target).
         config: drift thresholds and methods; its ``drift_share`` is replaced by the
@@ -210,7 +215,7 @@ def run_once(
     ref = reference or load_reference(client, name, version)
     version = version or ref.model_version
     experiment_id = ensure_experiment(client, record.EXPERIMENT, settings)
-    source = "file" if current is not None else "log"
+    source = "file" if current is not None else "log"  # before a file becomes its summary
     cutoff = int((time.time() - stale_after.total_seconds()) * 1000)
     stale = tuple(
         f"{r.info.run_id} (window {r.data.tags.get(MLCYCLE_WINDOW) or '-'}, RUNNING since "
@@ -223,13 +228,19 @@ def run_once(
         raise ConfigError(f"unknown engine '{engine}'; choose one of {', '.join(ENGINES)}")
     problems: list[str] = []
     summary: WindowSummary | None = None
-    if window is None and current is None:
+    frame: pd.DataFrame | None = None
+    if isinstance(current, (str, Path)):
+        summary = summarise_file(current, _new_summary(ref, config, labels))
+        frame = None if summary is not None else load_current(str(current))
+    else:
+        frame = current
+    if window is None and frame is None and summary is None:
         since, by = record.covered_until(client, experiment_id, name, version)
         if engine == "pandas":
-            current = read_inference_log(
+            frame = read_inference_log(
                 settings.inference_log, name, None, version=version, problems=problems, since=since
             )
-            empty = current.empty or "timestamp" not in current.columns
+            empty = frame.empty or "timestamp" not in frame.columns
         else:
             summary = _summarise_log(
                 settings, name, None, version, problems, since, ref, config, labels, engine,
@@ -246,8 +257,8 @@ def run_once(
         if summary is not None:
             first, last = pd.Timestamp(summary.first_ts), pd.Timestamp(summary.last_ts)
         else:
-            assert current is not None
-            ts = pd.to_datetime(current["timestamp"], utc=True)
+            assert frame is not None
+            ts = pd.to_datetime(frame["timestamp"], utc=True)
             first, last = ts.min(), ts.max()
         window = Window.of(first.floor("s"), last.floor("s") + pd.Timedelta(seconds=1))
     key = window.key if window is not None else None
@@ -288,7 +299,7 @@ def run_once(
                 name,
                 version,
                 window,
-                current,
+                frame,
                 ref,
                 labels,
                 config,
@@ -431,12 +442,7 @@ def _summarise_log(
     engine: Engine,
     spark_master: str,
 ) -> WindowSummary:
-    keys: dict[str, frozenset[str]] = {}
-    if labels is not None:
-        for col in ("record_id", "request_id"):
-            if col in labels.columns:
-                keys[col] = frozenset(labels[col].dropna().astype("str"))
-    summary = new_summary(ref, config, keys or None)
+    summary = _new_summary(ref, config, labels)
     if engine == "spark":
         from mlcycle.monitoring.spark import spark_summary
 
@@ -446,6 +452,18 @@ def _summarise_log(
     return stream_inference_log(
         settings.inference_log, name, summary, window, version, problems=problems, since=since
     )
+
+
+def _new_summary(
+    ref: ReferenceData, config: DriftConfig, labels: pd.DataFrame | None
+) -> WindowSummary:
+    """An empty summary that keeps the rows ``labels`` name (they join after the pass)."""
+    keys: dict[str, frozenset[str]] = {}
+    if labels is not None:
+        for col in ("record_id", "request_id"):
+            if col in labels.columns:
+                keys[col] = frozenset(labels[col].dropna().astype("str"))
+    return new_summary(ref, config, keys or None)
 
 
 def loop(

@@ -18,7 +18,8 @@ from typing import Any
 import pandas as pd
 
 from mlcycle.errors import DataError
-from mlcycle.monitoring.inputs import _STREAM_KEEP, Window, log_files
+from mlcycle.inference_log import Window, log_files
+from mlcycle.monitoring.inputs import STREAM_KEEP
 from mlcycle.monitoring.summary import WindowSummary
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def spark_summary(
             df = df.where(F.col("timestamp") >= F.lit(pd.Timestamp(since).to_pydatetime()))
         if role is not None and "role" in names:
             df = df.where(F.col("role") == role)
-        wanted = set(summary.profile["columns"]) | set(_STREAM_KEEP)
+        wanted = set(summary.profile["columns"]) | set(STREAM_KEEP)
         wanted.add(summary.profile.get("target", ""))
         df = df.select(*[c for c in names if c in wanted and c not in ("model", "hour")])
         empty = summary.fresh()

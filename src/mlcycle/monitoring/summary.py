@@ -23,196 +23,38 @@ methods that need raw values (``ks``, ``chisquare``…).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-#: Distinct values tracked per numeric column with a discrete reference (Evidently treats
-#: numbers with at most five values as categories).
-MAX_TRACKED_VALUES = 5
+from mlcycle.monitoring.column_stats import (
+    MAX_TRACKED_VALUES,
+    Bins,
+    CategoricalStats,
+    Columns,
+    NumericStats,
+    batch_columns,
+    class_labels,
+    numeric_stats,
+    numeric_values,
+    reference_edges,
+    wasserstein_from,
+)
 
-
-def reference_edges(ref: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct reference quantile points and the reference CDF just before and at each.
-
-    Returns:
-        ``(edges, cdf_left, cdf_right)``: the CDF jumps at an edge repeated in the quantile
-        function (a point mass of the reference) from ``cdf_left`` to ``cdf_right``.
-    """
-    q = np.asarray(ref.get("quantiles") or ref["bin_edges"], dtype=float)
-    p = np.linspace(0.0, 1.0, len(q))
-    edges, first, counts = np.unique(q, return_index=True, return_counts=True)
-    left = p[first]
-    right = p[first + counts - 1]
-    return edges, left, right
-
-
-@dataclass
-class NumericStats:
-    """Counts of one numeric column against the reference's quantile points."""
-
-    rows: int = 0
-    given: int = 0
-    not_numbers: int = 0
-    text: str | None = None
-    infinite: int = 0
-    finite: int = 0
-    below: int = 0
-    above: int = 0
-    below_excess: float = 0.0
-    above_excess: float = 0.0
-    vmin: float = np.inf
-    vmax: float = -np.inf
-    first: float | None = None
-    interior: np.ndarray | None = None
-    on_edge: np.ndarray | None = None
-    bins: np.ndarray | None = None
-    values: dict[str, int] | None = field(default_factory=dict)
-
-    def merge(self, o: NumericStats) -> None:
-        """Add ``o``'s counts to these."""
-        for k in ("rows", "given", "not_numbers", "infinite", "finite", "below", "above"):
-            setattr(self, k, getattr(self, k) + getattr(o, k))
-        self.below_excess += o.below_excess
-        self.above_excess += o.above_excess
-        self.text = self.text or o.text
-        self.vmin, self.vmax = min(self.vmin, o.vmin), max(self.vmax, o.vmax)
-        self.first = self.first if self.first is not None else o.first
-        for k in ("interior", "on_edge", "bins"):
-            a, b = getattr(self, k), getattr(o, k)
-            setattr(self, k, b if a is None else a if b is None else a + b)
-        if self.values is None or o.values is None:
-            self.values = None
-        else:
-            for v, c in o.values.items():
-                self.values[v] = self.values.get(v, 0) + c
-            if len(self.values) > MAX_TRACKED_VALUES:
-                self.values = None
-
-
-@dataclass
-class CategoricalStats:
-    """Category counts of one column (text as logged; ``str`` of other values)."""
-
-    rows: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def merge(self, o: CategoricalStats) -> None:
-        """Add ``o``'s counts to these."""
-        self.rows += o.rows
-        for k, c in o.counts.items():
-            self.counts[k] = self.counts.get(k, 0) + c
-
-
-def numeric_values(s: pd.Series) -> tuple[np.ndarray, str | None, int, int]:
-    """Floats of a column: ``(values, text dtype or None, given, not numbers)``."""
-    if pd.api.types.is_bool_dtype(s):
-        s = s.astype(float)
-    text = None
-    given = bad = 0
-    if not pd.api.types.is_numeric_dtype(s):
-        coerced = pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
-        given = int(s.notna().sum())
-        bad = given - int(coerced.notna().sum())
-        text = str(s.dtype)
-        s = coerced
-    return s.to_numpy(dtype=float, na_value=np.nan), text, given, bad
-
-
-#: Cells of the lookup table that replaces a binary search per value (see :class:`Bins`).
-LOOKUP_CELLS = 1 << 16
-
-
-class Bins:
-    """Reference quantile points with a lookup table: the index of each value in one pass.
-
-    A binary search over 1,000 points per value costs ~10 dependent comparisons; instead the
-    value's cell in a uniform grid over the reference range gives a lower bound on its index,
-    and a few vectorised steps (at most the points in one cell, usually one) finish it. The
-    result is exactly ``np.searchsorted(edges, x, side="right")``; when the points crowd into
-    few cells (extreme outliers in the reference) the binary search is used instead.
-    """
-
-    def __init__(self, edges: np.ndarray) -> None:
-        self.edges = edges
-        self.padded = np.append(edges, np.inf)
-        self.lut: np.ndarray | None = None
-        self.steps = 0
-        if len(edges) > 32 and edges[-1] > edges[0]:
-            lo, hi = edges[0], edges[-1]
-            grid = lo + (hi - lo) * (np.arange(LOOKUP_CELLS) / LOOKUP_CELLS)
-            # One below the first point >= the cell's start: a lower bound despite rounding.
-            lut = np.maximum(np.searchsorted(edges, grid, side="left") - 1, 0)
-            steps = int(np.max(np.diff(np.append(lut, len(edges))))) + 1
-            if steps <= 8:
-                self.lut, self.steps = lut, steps
-                self.scale = LOOKUP_CELLS / (hi - lo)
-
-    def index(self, x: np.ndarray) -> np.ndarray:
-        """``np.searchsorted(edges, x, side="right")`` for finite ``x``."""
-        if self.lut is None:
-            return np.searchsorted(self.edges, x, side="right")
-        lo = self.edges[0]
-        cell = np.clip((x - lo) * self.scale, 0, LOOKUP_CELLS - 1).astype(np.int64)
-        idx = self.lut[cell]
-        for _ in range(self.steps):
-            idx += self.padded[idx] <= x
-        idx[x < lo] = 0
-        return idx
-
-
-def _numeric_stats(s: pd.Series, ref: dict[str, Any], bins: Bins | None) -> NumericStats:
-    raw, text, given, bad = numeric_values(s)
-    st = NumericStats(rows=len(raw), given=given, not_numbers=bad, text=text)
-    ok = np.isfinite(raw)
-    st.infinite = int(np.isinf(raw).sum())
-    finite = raw if ok.all() else raw[ok]
-    st.finite = len(finite)
-    if not len(finite):
-        return st
-    st.vmin, st.vmax = float(finite.min()), float(finite.max())
-    st.first = float(finite[0])
-    if bins is not None and len(bins.edges):
-        edges = bins.edges
-        lo, hi = edges[0], edges[-1]
-        below = finite < lo
-        above = finite > hi
-        st.below, st.above = int(below.sum()), int(above.sum())
-        if st.below:
-            st.below_excess = float(np.sum(lo - finite[below]))
-        if st.above:
-            st.above_excess = float(np.sum(finite[above] - hi))
-        # idx - 1 is the last edge <= v: v lies on it or inside the interval that follows.
-        idx = bins.index(finite)
-        k = len(edges)
-        exact = bins.padded[np.maximum(idx - 1, 0)] == finite
-        st.on_edge = np.bincount(idx[exact] - 1, minlength=k)[:k]
-        inside = ~exact & (idx > 0) & (idx < k)
-        st.interior = np.bincount(idx[inside] - 1, minlength=k - 1)[: k - 1]
-    if "bin_edges" in ref and len(ref["bin_edges"]) > 1:
-        inner = np.asarray(ref["bin_edges"], dtype=float)[1:-1]
-        st.bins = np.bincount(
-            np.searchsorted(inner, finite, side="right"), minlength=len(inner) + 1
-        )
-    if "values" in ref:
-        uniq, counts = np.unique(finite, return_counts=True)
-        if len(uniq) <= MAX_TRACKED_VALUES:
-            st.values = {repr(float(v)): int(c) for v, c in zip(uniq, counts, strict=True)}
-        else:
-            st.values = None
-    else:
-        st.values = None
-    return st
-
-
-def _categorical_stats(s: pd.Series) -> CategoricalStats:
-    counts = s.value_counts()
-    # Counting first and converting the few keys is much faster than converting every value;
-    # it is the same when the keys are already text (3 and 3.0 would be one key otherwise).
-    if not all(isinstance(k, str) for k in counts.index):
-        counts = s.astype("str").value_counts()
-    return CategoricalStats(len(s), {str(k): int(v) for k, v in counts.items()})
+__all__ = [  # the column statistics are re-exported: the summary is where callers meet them
+    "MAX_TRACKED_VALUES",
+    "Bins",
+    "CategoricalStats",
+    "NumericStats",
+    "WindowSummary",
+    "class_labels",
+    "numeric_values",
+    "reference_edges",
+    "summarise_batches",
+    "summarise_frame",
+    "wasserstein_from",
+]
 
 
 @dataclass
@@ -263,16 +105,21 @@ class WindowSummary:
                 self.columns.append(str(c))
 
     def add(self, batch: Any) -> WindowSummary:
-        """Add a pandas frame or an Arrow record batch / table (converted one batch at a time)."""
-        frame = batch if isinstance(batch, pd.DataFrame) else batch.to_pandas()
-        n = len(frame)
+        """Add a pandas frame, or an Arrow record batch / table read column by column.
+
+        Arrow columns of numbers and text are counted in Arrow and numpy without building a
+        pandas frame (the window's text never becomes Python objects); other types, the
+        timestamps and the sampled rows go through pandas, so the statistics are the same.
+        """
+        cols = batch_columns(batch)
+        n = cols.rows
+        for c in cols.names:
+            if c not in self.columns:
+                self.columns.append(str(c))
         if not n:
-            for c in frame.columns:
-                if c not in self.columns:
-                    self.columns.append(str(c))
             return self
-        if "timestamp" in frame.columns:
-            ts = frame["timestamp"]
+        if "timestamp" in cols.names:
+            ts = cols.series("timestamp")
             if not isinstance(ts.dtype, pd.DatetimeTZDtype):
                 ts = pd.to_datetime(ts, utc=True)
             lo, hi = ts.min(), ts.max()
@@ -281,56 +128,58 @@ class WindowSummary:
         self.rows += n
         self.batches += 1
         self.max_batch_rows = max(self.max_batch_rows, n)
-        for c in frame.columns:
-            if c not in self.columns:
-                self.columns.append(str(c))
         for col, ref in self.profile["columns"].items():
-            if col not in frame.columns:
+            if col not in cols.names:
                 continue
             if ref["type"] == "numeric":
-                part: Any = _numeric_stats(frame[col], ref, self._edges_of(col, ref))
+                part: Any = numeric_stats(cols.numbers(col), ref, self._edges_of(col, ref))
                 if col in self.numeric:
                     self.numeric[col].merge(part)
                 else:
                     self.numeric[col] = part
             else:
-                part = _categorical_stats(frame[col])
+                part = cols.categories(col, labels=False)
                 if col in self.categorical:
                     self.categorical[col].merge(part)
                 else:
                     self.categorical[col] = part
-        if "prediction" in frame.columns and self.prediction_profile is not None:
+        if "prediction" in cols.names and self.prediction_profile is not None:
             pp = self.prediction_profile
             if pp["type"] == "numeric":
                 edges = self._edges_of("prediction", pp)
-                pred: Any = _numeric_stats(frame["prediction"], pp, edges)
+                pred: Any = numeric_stats(cols.numbers("prediction"), pp, edges)
             else:
-                from mlcycle.monitoring.drift import _labels
-
-                pred = _categorical_stats(_labels(frame["prediction"]))
+                pred = cols.categories("prediction", labels=True)
             if self.prediction is None:
                 self.prediction = pred
             else:
                 self.prediction.merge(pred)
-        self._sample(frame)
+        self._sample(cols)
         if self.label_keys:
             hit = np.zeros(n, dtype=bool)
             for key, ids in self.label_keys.items():
-                if key in frame.columns and ids:
-                    hit |= frame[key].astype("str").isin(ids).to_numpy()
+                if key in cols.names and ids:
+                    hit |= cols.series(key).astype("str").isin(ids).to_numpy()
             if hit.any():
-                self.labelled.append(frame[hit].reset_index(drop=True))
+                self.labelled.append(cols.rows_at(np.flatnonzero(hit)))
         return self
 
-    def _sample(self, frame: pd.DataFrame) -> None:
+    def _sample(self, cols: Columns) -> None:
         # Uniform keys per row; the rows with the smallest keys form a uniform sample of the
         # whole window, whichever way it was split into batches.
-        rng = np.random.default_rng([self.seed, self.rows, len(frame)])
-        keys = rng.random(len(frame))
-        k = min(self.sample_rows, len(frame))
-        take = np.argpartition(keys, k - 1)[:k] if k < len(frame) else np.arange(len(frame))
-        part = frame.iloc[take].reset_index(drop=True)
-        self._merge_sample(part, keys[take])
+        n = cols.rows
+        rng = np.random.default_rng([self.seed, self.rows, n])
+        keys = rng.random(n)
+        candidates = np.arange(n)
+        if self.sample_keys is not None and len(self.sample_keys) >= self.sample_rows:
+            # Only rows under the largest key kept can enter: convert just those.
+            candidates = np.flatnonzero(keys < self.sample_keys.max())
+            if not len(candidates):
+                return
+        k = min(self.sample_rows, len(candidates))
+        if k < len(candidates):
+            candidates = candidates[np.argpartition(keys[candidates], k - 1)[:k]]
+        self._merge_sample(cols.rows_at(candidates), keys[candidates])
 
     def _merge_sample(self, part: pd.DataFrame | None, keys: np.ndarray | None) -> None:
         if part is None or keys is None:
@@ -383,39 +232,6 @@ class WindowSummary:
         )
         out._bins = self._bins  # built once per column from the reference, then read-only
         return out
-
-
-Kind = Literal["numeric", "categorical"]
-
-
-def wasserstein_from(ref: dict[str, Any], st: NumericStats) -> float:
-    """Normed Wasserstein-1 between the reference and the window, from the summary.
-
-    W1 is the area between the two distribution functions. Below the reference minimum the
-    reference CDF is 0, so the area is the mean excess of the values below it (exact); above
-    the maximum likewise. Within the reference range both CDFs are linear on each interval
-    between consecutive quantile points (the reference by construction of its quantile
-    function, the window by spreading each interval's interior count evenly), with jumps at
-    point masses, so each interval's area is exact for those lines.
-    """
-    edges, left, right = reference_edges(ref)
-    n = st.finite
-    if not n or st.interior is None or st.on_edge is None:
-        return float("nan")
-    area = (st.below_excess + st.above_excess) / n
-    # Window CDF at each edge: just before (c_left) and at it (c_right).
-    c_right = (st.below + np.cumsum(st.on_edge) + np.concatenate([[0], np.cumsum(st.interior)])) / n
-    c_left = c_right - st.on_edge / n
-    # On (e_j, e_{j+1}): reference runs from right[j] to left[j+1]; window from c_right[j]
-    # to c_left[j+1]; the difference is linear, its absolute value integrated exactly.
-    a0 = right[:-1] - c_right[:-1]
-    a1 = left[1:] - c_left[1:]
-    w = np.diff(edges)
-    same = a0 * a1 >= 0
-    s = np.abs(a0) + np.abs(a1)
-    crossing = np.divide(a0 * a0 + a1 * a1, 2.0 * s, out=np.zeros_like(s), where=s > 0)
-    area += float(np.sum(w * np.where(same, s / 2.0, crossing)))
-    return area / max(float(ref.get("std", 0.0)), 0.001)
 
 
 def summarise_frame(

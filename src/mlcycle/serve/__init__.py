@@ -5,7 +5,6 @@ Modules (see docs/serving.md):
 - :mod:`~mlcycle.serve.protocol` — parse ``/invocations`` requests, build responses.
 - :mod:`~mlcycle.serve.model` — resolve a model URI, load a predictor (ONNX fast path).
 - :mod:`~mlcycle.serve.batching` — micro-batching of concurrent requests.
-- :mod:`~mlcycle.serve.inference_log` — the Parquet inference log and its reader.
 - :mod:`~mlcycle.serve.metrics` — Prometheus metrics.
 - :mod:`~mlcycle.serve.options` — :class:`ServeOptions`, every serve default declared once.
 - :mod:`~mlcycle.serve.holder` — the models of one worker: load with backoff, hot reload,

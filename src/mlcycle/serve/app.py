@@ -27,13 +27,13 @@ from typing import Any
 
 import orjson
 
+from mlcycle.inference_log import InferenceLog, LogItem
 from mlcycle.serve import protocol, status
 from mlcycle.serve.asgi import Receive, Scope, Send, read_request, request_id, respond
 from mlcycle.serve.asgi import run_lifespan as _run_lifespan
 from mlcycle.serve.batching import MicroBatcher, Shed
 from mlcycle.serve.canary import CanaryRouter
 from mlcycle.serve.holder import ModelHolder, ModelSource, WorkerMarks
-from mlcycle.serve.inference_log import InferenceLog, LogItem
 from mlcycle.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mlcycle.serve.metrics import ServeMetrics
 from mlcycle.serve.options import ServeOptions

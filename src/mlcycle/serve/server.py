@@ -23,10 +23,10 @@ from typing import Any
 
 from mlcycle.config import MLCYCLE_SERVE_CONFIG, PROMETHEUS_MULTIPROC_DIR
 from mlcycle.errors import ConfigError, UntrustedModel
+from mlcycle.inference_log import InferenceLog
 from mlcycle.serve import options as options_mod
 from mlcycle.serve.app import ServingApp, create_app
 from mlcycle.serve.holder import GONE, ModelSource
-from mlcycle.serve.inference_log import InferenceLog
 from mlcycle.serve.model import (
     ModelRef,
     Predictor,

@@ -16,8 +16,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from mlcycle.inference_log import InferenceLog, LogItem
 from mlcycle.serve.batching import MicroBatcher, Shed
-from mlcycle.serve.inference_log import InferenceLog, LogItem
 from mlcycle.serve.metrics import ServeMetrics
 
 logger = logging.getLogger(__name__)

@@ -193,3 +193,56 @@ def test_a_log_on_s3_streams_like_the_same_log_on_disk(
     assert remote.rows == local.rows == 3_000
     a, b = analyse_summary(scenario_reference, remote), analyse_summary(scenario_reference, local)
     assert [(c.column, c.score) for c in a.columns] == [(c.column, c.score) for c in b.columns]
+
+
+def test_arrow_batches_count_like_the_frame_they_convert_to(scenario_reference) -> None:
+    import pyarrow as pa
+
+    frame = _window(3_000, "covariate", seed=8)
+    frame.loc[::7, "region"] = None
+    frame["age"] = frame["age"].astype("string")  # numbers as text: a type finding
+    frame.loc[::11, "monthly_charges"] = np.nan
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    by_frame = new_summary(scenario_reference, DriftConfig()).add(frame)
+    by_arrow = new_summary(scenario_reference, DriftConfig())
+    for batch in table.to_batches(max_chunksize=700):
+        by_arrow.add(batch)
+    a = analyse_summary(scenario_reference, by_arrow)
+    b = analyse_window(scenario_reference, frame)
+    assert [(c.column, c.method, c.drifted) for c in a.columns] == [
+        (c.column, c.method, c.drifted) for c in b.columns
+    ]
+    for x, y in zip(a.columns, b.columns, strict=True):
+        assert x.score == pytest.approx(y.score, rel=1e-9)
+        assert x.missing_share == pytest.approx(y.missing_share)
+    assert sorted((f.column, f.kind) for f in a.findings) == sorted(
+        (f.column, f.kind) for f in b.findings
+    )
+    assert by_arrow.categorical["region"].counts == by_frame.categorical["region"].counts
+    assert by_arrow.prediction.counts == by_frame.prediction.counts  # type: ignore[union-attr]
+
+
+def test_a_parquet_window_file_is_summarised_batch_by_batch(
+    tmp_path: Path, scenario_reference
+) -> None:
+    from mlcycle.errors import DataError
+    from mlcycle.monitoring.inputs import summarise_file
+
+    frame = _window(5_000, "covariate", seed=9).drop(columns=["churned"])
+    path = tmp_path / "window.parquet"
+    frame.to_parquet(path, index=False)
+    summary = summarise_file(path, new_summary(scenario_reference, DriftConfig()), batch_rows=800)
+    assert summary is not None and summary.rows == 5_000 and summary.max_batch_rows <= 800
+    assert _verdicts(analyse_summary(scenario_reference, summary)) == _verdicts(
+        analyse_window(scenario_reference, frame)
+    )
+    labelled = tmp_path / "labelled.parquet"
+    _window(500, "reference", seed=9).to_parquet(labelled, index=False)
+    csv = tmp_path / "window.csv"
+    frame.head(10).to_csv(csv, index=False)
+    for whole in (labelled, csv):  # labels (quality, retrain) and CSV are read whole
+        assert summarise_file(whole, new_summary(scenario_reference, DriftConfig())) is None
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataError, match=r"cannot read .*broken.parquet"):
+        summarise_file(broken, new_summary(scenario_reference, DriftConfig()))

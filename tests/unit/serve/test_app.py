@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
+from mlcycle.inference_log import InferenceLog, read_inference_log
 from mlcycle.serve.app import ModelSource, ServeOptions, create_app
-from mlcycle.serve.inference_log import InferenceLog, read_inference_log
 from mlcycle.serve.model import ModelRef
 from mlcycle.serve.protocol import Column, InputSchema
 
@@ -319,7 +319,7 @@ def test_scored_records_reach_the_inference_log(make_client, tmp_path: Path) -> 
     assert r.status_code == 200
     score(client, [{"x": "bad", "n": 1}])  # refused: not logged
     client.__exit__(None, None, None)  # shutdown flushes
-    df = read_inference_log(str(tmp_path), "fake")
+    df = read_inference_log(str(tmp_path), "fake", role=None)
     assert df["request_id"].tolist() == ["r1", "r1"]
     assert df["record_index"].tolist() == [0, 1]
     assert df["prediction"].tolist() == [3.0, 6.0]
@@ -369,7 +369,7 @@ def test_shadow_scores_off_the_response_path_and_logs_role_shadow(make_client, t
     assert r.json() == {"predictions": [3.0, 2.0]} and r.headers["x-model-version"] == "1"
     assert client.get("/info").json()["shadow"]["version"] == "2"
     client.__exit__(None, None, None)
-    df = read_inference_log(str(tmp_path), "fake")
+    df = read_inference_log(str(tmp_path), "fake", role=None)
     by_role = {role: part for role, part in df.groupby("role")}
     assert by_role["champion"]["prediction"].tolist() == [3.0, 2.0]
     assert by_role["shadow"]["prediction"].tolist() == [0, 1]
@@ -394,7 +394,7 @@ def test_shadow_starts_once_a_challenger_is_registered_after_startup(make_client
         time.sleep(0.02)
     score(client, headers={"X-Request-Id": "after"})
     client.__exit__(None, None, None)
-    df = read_inference_log(str(tmp_path), "fake")
+    df = read_inference_log(str(tmp_path), "fake", role=None)
     shadow = df[df["role"] == "shadow"]
     assert set(shadow["request_id"]) == {"after"}
 
@@ -413,7 +413,7 @@ def test_predict_proba_answers_scores_by_class_and_logs_them(make_client, tmp_pa
     text = client.get("/metrics").text
     assert 'mlcycle_predictions_total{label="1",role="champion",version="1"} 2.0' in text
     log.close()
-    df = read_inference_log(str(tmp_path), "fake")
+    df = read_inference_log(str(tmp_path), "fake", role=None)
     proba = df[df["proba_1"].notna()]
     assert proba["prediction"].tolist() == [0, 1]
     assert proba["proba_1"].tolist() == [0.25, 0.75]

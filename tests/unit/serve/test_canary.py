@@ -15,10 +15,10 @@ from test_app import ROW, FakePredictor, score
 
 from mlcycle.cli import cli
 from mlcycle.errors import ConfigError
+from mlcycle.inference_log import InferenceLog, read_inference_log
 from mlcycle.serve.app import ModelSource, ServeOptions, create_app
 from mlcycle.serve.canary import BUCKETS, CanaryRouter, bucket
 from mlcycle.serve.holder import GONE
-from mlcycle.serve.inference_log import InferenceLog, read_inference_log
 from mlcycle.serve.options import parse_share
 
 
@@ -135,7 +135,7 @@ def test_a_canary_answers_its_share_and_every_response_names_version_and_role(
         assert f"mlcycle_requests_total{{{series}}} {float(n)}" in text
     assert 'mlcycle_model_info{backend="fake",name="fake",pid=' in text
     client.__exit__(None, None, None)
-    df = read_inference_log(str(tmp_path), "fake")
+    df = read_inference_log(str(tmp_path), "fake", role=None)
     assert Counter(zip(df["model_version"], df["role"], strict=True)) == counts
 
 

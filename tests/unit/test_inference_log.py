@@ -1,4 +1,4 @@
-"""The inference-log contract: layout, column types, bounded queue, reader."""
+"""The inference-log contract (:mod:`mlcycle.inference_log`): layout, types, queue, reader."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mlcycle.serve.inference_log import InferenceLog, LogItem, read_inference_log
+from mlcycle.inference_log import InferenceLog, LogItem, Window, read_inference_log
 
 KINDS = (("age", "long"), ("charges", "double"), ("plan", "string"))
 T0 = int(datetime(2026, 3, 1, 10, 59, 59, tzinfo=UTC).timestamp() * 1e6)
@@ -103,12 +103,14 @@ def test_the_reader_filters_by_time_window(tmp_path: Path) -> None:
     log.append(item("early"))
     log.append(item("late", T0 + 3_600_000_000))
     log.close()
-    every = read_inference_log(str(tmp_path), "churn")
+    every = read_inference_log(str(tmp_path), "churn", role=None)
     assert every["request_id"].tolist() == ["early", "early", "late", "late"]
     start = datetime(2026, 3, 1, 11, tzinfo=UTC)
-    assert set(read_inference_log(str(tmp_path), "churn", start=start)["request_id"]) == {"late"}
-    assert set(read_inference_log(str(tmp_path), "churn", end=start)["request_id"]) == {"early"}
-    assert read_inference_log(str(tmp_path), "other").empty
+    later = Window.of(start, datetime(2027, 1, 1))
+    earlier = Window.of(datetime(2000, 1, 1), start)
+    assert set(read_inference_log(str(tmp_path), "churn", later)["request_id"]) == {"late"}
+    assert set(read_inference_log(str(tmp_path), "churn", earlier)["request_id"]) == {"early"}
+    assert read_inference_log(str(tmp_path), "other", role=None).empty
 
 
 @pytest.mark.s3
@@ -117,7 +119,7 @@ def test_the_log_writes_to_and_reads_from_s3(s3_bucket: str) -> None:
     log = InferenceLog(root)
     log.append(item("s3"))
     log.close()
-    df = read_inference_log(root, "churn")
+    df = read_inference_log(root, "churn", role=None)
     assert df["request_id"].tolist() == ["s3", "s3"] and log.write_errors == 0
 
 
@@ -135,7 +137,7 @@ def test_probabilities_are_float_columns_per_class_null_where_predict_was_used(
     schema = pq.read_schema(path)
     assert schema.names[-3:] == ["prediction", "proba_0", "proba_1"]
     assert schema.field("proba_1").type == pa.float64()
-    df = read_inference_log(str(tmp_path), "churn")
+    df = read_inference_log(str(tmp_path), "churn", role=None)
     assert df["proba_1"].tolist()[:2] == [0.1, 0.8]
     assert df["proba_1"].isna().tolist() == [False, False, True, True]
 
@@ -173,7 +175,7 @@ def test_no_record_is_lost_when_closed_while_clients_append(tmp_path: Path) -> N
         stop.set()
         for t in threads:
             t.join()
-    df = read_inference_log(str(tmp_path), "churn")
+    df = read_inference_log(str(tmp_path), "churn", role=None)
     assert log.written == sum(accepted) == len(df) and log.pending == 0
     assert len(list(tmp_path.rglob("*.parquet"))) > 1
     assert df.groupby("request_id").size().eq(3).all()
@@ -192,4 +194,7 @@ def test_appended_items_leave_the_python_heap_before_the_flush(tmp_path: Path) -
     assert ref() is None
     assert list(tmp_path.rglob("*.parquet")) == [] and log.pending == 2
     log.close()
-    assert read_inference_log(str(tmp_path), "churn")["request_id"].tolist() == ["held", "held"]
+    assert read_inference_log(str(tmp_path), "churn", role=None)["request_id"].tolist() == [
+        "held",
+        "held",
+    ]
