@@ -52,7 +52,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int]]:
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
-    while not srv.started:
+    while not (srv.started and app.ready):  # the model loads on a thread: 503 until then
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.02)
     yield "127.0.0.1", port

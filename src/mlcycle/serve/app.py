@@ -87,6 +87,9 @@ class ServingApp:
                 max_wait=options.max_wait,
                 max_queue_rows=options.max_queue_rows,
                 on_batch=lambda *batch: self.metrics.observe_batch("challenger", *batch),
+                # One predict thread for both arms, as for one model: a second one only
+                # contends for the GIL and the cores.
+                executor=self.batcher.executor,
             )
         self.metrics = ServeMetrics(lambda: status.state(self))
         #: Scores copies of requests on @challenger off the response path (``--shadow``).
@@ -165,9 +168,9 @@ class ServingApp:
         """Drain: finish queued work, stop reloading, flush the inference log."""
         self.draining = True
         self.holder.stop()
-        await self.batcher.stop()
         if self.challenger_batcher is not None:
-            await self.challenger_batcher.stop()
+            await self.challenger_batcher.stop()  # before the predict thread it shares stops
+        await self.batcher.stop()
         if self.shadow_scorer is not None:
             await self.shadow_scorer.stop()
         if self.log is not None:

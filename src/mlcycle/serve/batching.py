@@ -73,6 +73,7 @@ class MicroBatcher:
         max_wait: float = DEFAULTS.max_wait,
         max_queue_rows: int = DEFAULTS.max_queue_rows,
         on_batch: Callable[[int, int, np.ndarray, Any], None] | None = None,
+        executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self.get_predictor = get_predictor
         self.max_rows = max_rows
@@ -85,9 +86,11 @@ class MicroBatcher:
         self.arriving = 0
         self.busy = False
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(
+        #: The predict thread; another batcher's when given (its owner shuts it down).
+        self.executor = executor or ThreadPoolExecutor(
             1, thread_name_prefix="predict", initializer=_single_native_thread
         )
+        self._owns_executor = executor is None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -103,7 +106,8 @@ class MicroBatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._executor.shutdown(wait=True)
+        if self._owns_executor:
+            self.executor.shutdown(wait=True)
 
     @property
     def depth(self) -> int:
@@ -180,7 +184,7 @@ class MicroBatcher:
         rows = sum(it.n for it in batch)
         try:
             fn = getattr(predictor, batch[0].method)
-            preds = await loop.run_in_executor(self._executor, fn, columns)
+            preds = await loop.run_in_executor(self.executor, fn, columns)
         except Exception as exc:
             if len(batch) > 1:
                 # One request must not fail its neighbours: score them one by one.
