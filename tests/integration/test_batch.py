@@ -194,7 +194,7 @@ def test_predict_proba_of_an_unknown_method_or_on_spark_is_a_usage_error(
     [
         ("missing file", "does not exist"),
         ("missing columns", "lacks the model's feature column(s): monthly_charges, region"),
-        ("unknown model", "Registered Model with name=no_such_model not found"),
+        ("unknown model", "no registered model named 'no_such_model'"),
         ("bad values", "column 'tenure_months'"),
     ],
 )
