@@ -372,8 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--ceiling-only", action="store_true", help="Only measure the generator's own ceiling."
     )
-    ap.add_argument("--models", nargs="+", choices=["random_forest", "logistic"],
-                    default=["random_forest", "logistic"], help="Models to measure.")  # fmt: skip
+    models = ["random_forest", "logistic", "xgboost"]
+    ap.add_argument("--models", nargs="+", choices=models, default=models,
+                    help="Models to measure.")  # fmt: skip
     ap.add_argument("--trivial-server", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.trivial_server is not None:
