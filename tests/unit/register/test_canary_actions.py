@@ -85,3 +85,21 @@ def test_canary_actions_refuse_bad_requests(client: Any, two_versions: tuple[str
         reg.end_canary(client, NAME, "99", reason="x")
     with pytest.raises(ConfigError, match="share"):
         reg.set_canary_share(client, NAME, v2, 1.0, reason="x")
+
+
+def test_a_second_decision_on_an_ended_canary_is_a_conflict_and_records_nothing(
+    client: Any, two_versions: tuple[str, str]
+) -> None:
+    """Two `mlcycle canary --act` at once both decide on v2; only the first may act."""
+    _, v2 = two_versions
+    reg.set_canary_share(client, NAME, v2, 0.5, reason="good so far")
+    with pytest.raises(RegistryConflict, match="already at 50%"):
+        reg.set_canary_share(client, NAME, v2, 0.5, reason="good so far (again)")
+    reg.end_canary(client, NAME, v2, reason="worse on live traffic")
+    entries = len(reg.history(client, NAME))
+    with pytest.raises(RegistryConflict, match="already over: @challenger names no version"):
+        reg.end_canary(client, NAME, v2, reason="worse on live traffic (again)")
+    with pytest.raises(RegistryConflict, match="already over"):
+        reg.set_canary_share(client, NAME, v2, 0.9, reason="late step")
+    assert len(reg.history(client, NAME)) == entries
+    assert [e.action for e in reg.history(client, NAME)].count("canary_rollback") == 1
