@@ -136,6 +136,7 @@ def canary_lines(out: Any) -> list[str]:
                 f"  {diff.measure:<11} gain={diff.gain:+.4f} {diff.confidence:.0%} CI "
                 f"[{diff.ci_low:+.4f}, {diff.ci_high:+.4f}] p={diff.p_value:.3g} ({diff.method})"
             )
+    lines.extend(f"problem    {p}" for p in out.problems)
     share = "" if d.next_share is None else f" (next share {d.next_share:.0%})"
     lines.append(f"decision   {d.action}{share}: " + "; ".join(d.reasons))
     if out.acted is not None:
