@@ -141,7 +141,10 @@ def canary_lines(out: Any) -> list[str]:
     lines.append(f"decision   {d.action}{share}: " + "; ".join(d.reasons))
     if out.acted is not None:
         a = out.acted
-        lines.append(f"acted      {a.action} v{a.version} (audit run {a.audit_run_id})")
+        if a.unchanged:
+            lines.append(f"acted      nothing: v{a.version} is already the champion")
+        else:
+            lines.append(f"acted      {a.action} v{a.version} (audit run {a.audit_run_id})")
     if out.run_id:
         lines.append(f"run        {out.run_id} (experiment mlcycle-monitoring)")
     return lines

@@ -207,7 +207,10 @@ def promote(
 
     with registry_lock(client, name, _lock_uri(settings)):
         # Re-read: another promotion or rollback may have run while we evaluated.
-        resolve_version(client, name, v)
+        if _already_champion(client, name, resolve_version(client, name, v)):
+            # The same promotion ran concurrently (two `canary --act`): record it once.
+            logger.info("%s v%s was promoted meanwhile; nothing to do", name, v)
+            return PromotionResult(name, "promote", v, v, force, reason, None, None, unchanged=True)
         previous = champion_version(client, name)
         compared = None if previous == v else previous
         if not force and (decision is None or decision.champion_version != compared):
