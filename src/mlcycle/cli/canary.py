@@ -136,11 +136,15 @@ def canary_lines(out: Any) -> list[str]:
                 f"  {diff.measure:<11} gain={diff.gain:+.4f} {diff.confidence:.0%} CI "
                 f"[{diff.ci_low:+.4f}, {diff.ci_high:+.4f}] p={diff.p_value:.3g} ({diff.method})"
             )
+    lines.extend(f"problem    {p}" for p in out.problems)
     share = "" if d.next_share is None else f" (next share {d.next_share:.0%})"
     lines.append(f"decision   {d.action}{share}: " + "; ".join(d.reasons))
     if out.acted is not None:
         a = out.acted
-        lines.append(f"acted      {a.action} v{a.version} (audit run {a.audit_run_id})")
+        if a.unchanged:
+            lines.append(f"acted      nothing: v{a.version} is already the champion")
+        else:
+            lines.append(f"acted      {a.action} v{a.version} (audit run {a.audit_run_id})")
     if out.run_id:
         lines.append(f"run        {out.run_id} (experiment mlcycle-monitoring)")
     return lines

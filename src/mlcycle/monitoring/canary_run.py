@@ -251,6 +251,29 @@ def _act(
     return None
 
 
+def _check_label_classes(rows: pd.DataFrame, ref: Any) -> None:
+    """Labels of a classifier must be its classes: 'yes'/'no' for a 0/1 target would score
+    both arms 0 and could promote on nothing.
+
+    Raises:
+        DataError: a joined label is not one of the model's classes.
+    """
+    from mlcycle.monitoring.column_stats import class_labels
+
+    given = rows[ref.target].dropna() if ref.target in rows.columns else pd.Series([])
+    known = set(ref.classes) or set(class_labels(ref.sample[ref.target].dropna()))
+    if ref.task != "classification" or given.empty or not known:
+        return
+    unknown = sorted(set(class_labels(pd.Series(list(given)))) - known)
+    if unknown:
+        shown = ", ".join(repr(v[:40]) for v in unknown[:5])
+        raise DataError(
+            f"labels: {ref.target} values {shown}{' …' if len(unknown) > 5 else ''} are not "
+            f"classes of the model ({', '.join(sorted(known))}); send the label as the model "
+            "predicts it"
+        )
+
+
 def evaluate(
     client: Any,
     settings: Settings,
@@ -308,6 +331,12 @@ def evaluate(
     rows = read_inference_log(settings.inference_log, name, window, role=None, problems=problems)
     if labels is not None and not rows.empty:
         rows = join_labels(rows, labels, ref.target, problems)
+        _check_label_classes(rows, ref)
+        if ref.target not in rows.columns or rows[ref.target].notna().sum() == 0:
+            problems.append(
+                f"none of the {len(labels)} labels matched a record of the window (record_id "
+                "is <X-Record-Id-Prefix>-<i>)"
+            )
     try:
         traffic = arm_traffic(metrics_text) if metrics_text else None
     except ValueError as exc:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pandas.api.types import is_float_dtype, is_object_dtype
 
 from mlcycle import contract
 from mlcycle.config import Settings, ensure_experiment
@@ -199,6 +200,14 @@ def _retrain_table(
     )
     if frame.empty:
         raise MonitoringError("nothing to retrain on")
+    y = frame.get(reference.target)
+    loose = y is not None and (is_float_dtype(y) or is_object_dtype(y))
+    if reference.task == "classification" and loose:
+        # Labels joined from the window arrive as floats or objects; 0.0/1.0 made a project's
+        # log_contract infer a regression, so the retrain changed the model's task.
+        num = pd.to_numeric(y, errors="coerce")
+        if num.notna().all() and (num == num.round()).all():
+            frame[reference.target] = num.astype("int64")
     if time_column:
         frame[time_column] = pd.to_datetime(frame[time_column])
     return time_column, frame, fresh

@@ -119,7 +119,7 @@ def check_schema(challenger: ModelFacts, champion: ModelFacts) -> None:
     """Refuse a challenger that cannot take the champion's requests.
 
     Compatible means: every input the challenger requires is one the champion takes, with
-    the same type, and both predict the same column.
+    the same type, and both predict the same column for the same task.
 
     Raises:
         SchemaMismatch: with the offending columns.
@@ -127,6 +127,8 @@ def check_schema(challenger: ModelFacts, champion: ModelFacts) -> None:
     problems = []
     if challenger.target != champion.target:
         problems.append(f"predicts '{challenger.target}', champion predicts '{champion.target}'")
+    if challenger.task != champion.task:
+        problems.append(f"is a {challenger.task} model, champion is a {champion.task} model")
     if challenger.inputs and champion.inputs:
         new = [c for c in challenger.required if c not in champion.inputs]
         if new:

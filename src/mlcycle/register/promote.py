@@ -207,7 +207,10 @@ def promote(
 
     with registry_lock(client, name, _lock_uri(settings)):
         # Re-read: another promotion or rollback may have run while we evaluated.
-        resolve_version(client, name, v)
+        if _already_champion(client, name, resolve_version(client, name, v)):
+            # The same promotion ran concurrently (two `canary --act`): record it once.
+            logger.info("%s v%s was promoted meanwhile; nothing to do", name, v)
+            return PromotionResult(name, "promote", v, v, force, reason, None, None, unchanged=True)
         previous = champion_version(client, name)
         compared = None if previous == v else previous
         if not force and (decision is None or decision.champion_version != compared):
@@ -305,6 +308,21 @@ def rollback(
     return PromotionResult(name, "rollback", target, current, True, reason, None, run_id)
 
 
+def _check_canary_open(client: Any, name: str, version: str) -> None:
+    """Under the lock: ``version`` is still ``@challenger``, so no other decision ended it.
+
+    Raises:
+        RegistryConflict: ``@challenger`` moved or was removed since the check decided.
+    """
+    current = alias_version(client, name, CHALLENGER)
+    if current != version:
+        now = f"v{current}" if current else "no version"
+        raise RegistryConflict(
+            f"the canary of {name} v{version} is already over: @challenger names {now} "
+            "(another decision came first); nothing changed"
+        )
+
+
 def end_canary(
     client: Any,
     name: str,
@@ -344,6 +362,7 @@ def end_canary(
             raise RegistryConflict(
                 f"{name} version {v} is the champion; a promoted canary is undone by rollback"
             )
+        _check_canary_open(client, name, v)
 
         def change() -> None:
             set_stage(client, name, v, "Archived")
@@ -391,8 +410,14 @@ def set_canary_share(
     v = str(resolve_version(client, name, version, alias=CHALLENGER).version)
     with registry_lock(client, name, _lock_uri(settings)):
         champ = champion_version(client, name)
+        _check_canary_open(client, name, v)
         tags = dict(client.get_model_version(name, v).tags or {})
         before = tags.get(CANARY_SHARE_TAG)
+        if before is not None and float(before) >= share:
+            raise RegistryConflict(
+                f"the canary of {name} v{v} is already at {float(before):.0%} "
+                f"(not raised to {share:.0%}): a concurrent decision took it there"
+            )
 
         def change() -> None:
             client.set_model_version_tag(name, v, CANARY_SHARE_TAG, f"{share:g}")

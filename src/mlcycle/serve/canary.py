@@ -7,7 +7,7 @@ the first ``share`` of :data:`BUCKETS` buckets, so a client keeps its arm across
 workers and restarts, and raising the share only moves clients from the champion to the
 challenger, never back. A request without the key is drawn from a ``random.Random(seed)``:
 reproducible for one worker; with ``--workers N`` each worker draws its own sequence from the
-same seed, each holding the share.
+same seed, each holding the share. An empty (or blank) key counts as no key.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ class CanaryRouter:
     def to_challenger(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
         """Whether a request with these (lower-case ASGI) headers goes to the challenger."""
         for k, v in headers:
-            if k == self._header:
-                return bucket(v) < self._threshold
+            # An empty key is no key: otherwise every client that sends the header blank
+            # shares one bucket and lands on one arm together, whatever the share.
+            if k == self._header and v.strip():
+                return bucket(v.strip()) < self._threshold
         return self._rng.random() < self.share

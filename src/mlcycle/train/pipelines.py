@@ -204,6 +204,14 @@ def _user_callable(spec: str) -> Callable[[], Any]:
     import os
     import sys
 
+    top = module_name.strip().split(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        # os:system, subprocess:…, shutil:rmtree… are no estimator factories: refuse before
+        # anything is imported or called (the spec also comes back from a run's 'model' param).
+        raise ConfigError(
+            f"--estimator '{spec}': '{top}' is Python's standard library, not your estimator "
+            "module (e.g. mypackage.models:make_estimator)"
+        )
     # As uvicorn and gunicorn do for their app: a module beside the user is importable.
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())

@@ -85,3 +85,55 @@ def test_canary_actions_refuse_bad_requests(client: Any, two_versions: tuple[str
         reg.end_canary(client, NAME, "99", reason="x")
     with pytest.raises(ConfigError, match="share"):
         reg.set_canary_share(client, NAME, v2, 1.0, reason="x")
+
+
+def test_a_second_decision_on_an_ended_canary_is_a_conflict_and_records_nothing(
+    client: Any, two_versions: tuple[str, str]
+) -> None:
+    """Two `mlcycle canary --act` at once both decide on v2; only the first may act."""
+    _, v2 = two_versions
+    reg.set_canary_share(client, NAME, v2, 0.5, reason="good so far")
+    with pytest.raises(RegistryConflict, match="already at 50%"):
+        reg.set_canary_share(client, NAME, v2, 0.5, reason="good so far (again)")
+    reg.end_canary(client, NAME, v2, reason="worse on live traffic")
+    entries = len(reg.history(client, NAME))
+    with pytest.raises(RegistryConflict, match="already over: @challenger names no version"):
+        reg.end_canary(client, NAME, v2, reason="worse on live traffic (again)")
+    with pytest.raises(RegistryConflict, match="already over"):
+        reg.set_canary_share(client, NAME, v2, 0.9, reason="late step")
+    assert len(reg.history(client, NAME)) == entries
+    assert [e.action for e in reg.history(client, NAME)].count("canary_rollback") == 1
+
+
+def test_two_concurrent_promotions_of_one_version_record_one_promotion(
+    client: Any, two_versions: tuple[str, str]
+) -> None:
+    """Both pass the checks before the lock (held here), then queue on it: one records."""
+    import threading
+    import time
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    from mlcycle.register.lock import registry_lock
+
+    _, v2 = two_versions
+    uri = mlflow.get_tracking_uri()
+    results: list[Any] = []
+
+    def promote() -> None:
+        results.append(
+            reg.promote(MlflowClient(uri), NAME, v2, policy=reg.GatePolicy(mode="disabled"),
+                        reason="canary: better")
+        )  # fmt: skip
+
+    threads = [threading.Thread(target=promote) for _ in range(2)]
+    with registry_lock(client, NAME, None):
+        for t in threads:
+            t.start()
+        time.sleep(3)  # both past the checks, waiting on the lock (a slower one returns early)
+    for t in threads:
+        t.join(60)
+    assert sorted(r.unchanged for r in results) == [False, True]
+    promotions = [e for e in reg.history(client, NAME) if e.to_version == v2]
+    assert [(e.action, e.from_version) for e in promotions] == [("promote", "1")]

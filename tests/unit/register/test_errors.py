@@ -129,6 +129,28 @@ def test_a_challenger_with_an_incompatible_input_schema_needs_force(
     assert assert_one_champion(client, NAME) == "2"
 
 
+def test_a_challenger_of_another_task_needs_force(
+    client: Any, champion: str, tmp_path: Path, scenario_frame: pd.DataFrame
+) -> None:
+    # A retrain through a project once registered a 0/1 classifier as a regression and the
+    # gate promoted it over the classification champion.
+    import mlflow
+    from mlflow import MlflowClient
+
+    from mlcycle.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=str(tmp_path / "s.csv"), target="churned", model="linear", task="regression",
+        onnx=False, plots=False,
+    )  # fmt: skip
+    run_id = train(cfg, MlflowClient(mlflow.get_tracking_uri()), frame=scenario_frame).run_id
+    reg.register(client, run_id, NAME)
+    before = state(client, NAME)
+    with pytest.raises(SchemaMismatch, match="is a regression model, champion is a classif"):
+        reg.promote(client, NAME, policy=OFF)
+    assert state(client, NAME) == before
+
+
 def test_the_cli_registers_promotes_and_prints_the_history(
     client: Any, train_run: Callable[..., str]
 ) -> None:

@@ -93,6 +93,18 @@ def test_without_a_key_the_draw_is_reproducible_from_the_seed() -> None:
     assert [c.to_challenger([]) for _ in range(500)] != [a.to_challenger([]) for _ in range(500)]
 
 
+def test_an_empty_key_is_no_key_and_does_not_pin_every_blank_client_to_one_arm() -> None:
+    # sha256(b"") falls in bucket 1652: at 20 % every blank key went to the challenger.
+    router, seeded = CanaryRouter(0.2, "X-Canary-Key"), CanaryRouter(0.2, "X-Canary-Key")
+    blank = [router.to_challenger([(b"x-canary-key", b" " * (i % 2))]) for i in range(1000)]
+    assert blank == [seeded.to_challenger([]) for _ in range(1000)]
+    assert 120 <= sum(blank) <= 280
+    # Surrounding blanks do not change a key's arm.
+    assert router.to_challenger([(b"x-canary-key", b" user-1 ")]) == router.to_challenger(
+        [(b"x-canary-key", b"user-1")]
+    )
+
+
 @pytest.fixture
 def canary_client() -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []

@@ -293,6 +293,23 @@ def test_a_bad_estimator_exits_1_naming_the_option_and_leaves_no_run(
 
 
 @pytest.mark.parametrize(
+    "spec", ["os:abort", "posix:system", "subprocess:getoutput", "builtins:exit"]
+)
+def test_an_estimator_from_the_standard_library_is_refused_without_calling_it(
+    cancer_csv: str, spec: str
+) -> None:
+    # A subprocess: before, os:abort was called and killed the process (SIGABRT).
+    res = subprocess.run(
+        [sys.executable, "-m", "mlcycle", "train", "--data", cancer_csv, "--target", "target",
+         "--estimator", spec],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 1, (res.returncode, res.stderr)
+    assert "is Python's standard library, not your estimator module" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--estimator", "no_colon"], "is not MODULE:CALLABLE"),
