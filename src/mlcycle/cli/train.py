@@ -203,7 +203,7 @@ def train(
     click.echo(f"model      {result.model_uri}  (runs:/{result.run_id}/model)")
     click.echo(f"onnx       {result.onnx_note}")
     if registered is not None:
-        click.echo(f"registered {register_as} version {registered.version} (@challenger, Staging)")
+        click.echo(f"registered {register_as} version {registered.version} (Staging, @challenger)")
     click.echo(f"ui         {ui_hint(settings, result.experiment_id, result.run_id)}")
 
 

@@ -358,3 +358,19 @@ def test_an_onnx_check_of_no_rows_claims_nothing(tmp_path: Path) -> None:
     pipe = pipelines.build_pipeline(spec, "linear", {}).fit(X, frame["target"])
     blob, check = onnx_export.convert(pipe, spec, X.head(0))
     assert blob is None and not check.exact and check.rows_checked == 0
+
+
+def test_train_register_as_prints_the_version_as_register_does(cancer_csv: str) -> None:
+    from click.testing import CliRunner
+
+    from mlcycle.cli import cli
+
+    result = CliRunner().invoke(
+        cli,
+        ["train", "--data", cancer_csv, "--target", "target", "--model", "linear",
+         "--no-onnx", "--register-as", "cancer"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    # The same words and order as `mlcycle register`.
+    assert "registered cancer version 1 (Staging, @challenger)" in result.output
