@@ -127,6 +127,17 @@ def test_a_better_challenger_is_promoted_and_a_shuffled_label_one_rolled_back(
     assert text.exit_code == 0, text.output
     assert f"champion   v{broken}" in text.output and f"challenger v{sound}" in text.output
     assert "decision   continue: not enough evidence" in text.output
+    # `mlcycle monitor --canary` compares the arms beside the drift window.
+    monitored = runner.invoke(
+        cli,
+        ["monitor", "--model", NAME, "--canary", "--json", "--output", str(tmp_path / "reports")],
+        catch_exceptions=False,
+    )
+    assert monitored.exit_code == 0, monitored.output
+    both = json.loads(monitored.output)
+    assert both["canary"]["decision"]["action"] == "continue"
+    arms = both["canary"]["comparison"]
+    assert (arms["champion"]["version"], arms["challenger"]["version"]) == (broken, sound)
 
     labels_path = tmp_path / "labels.parquet"
     labels.to_parquet(labels_path)

@@ -117,12 +117,20 @@ def _fail_on_stale(out: Any) -> None:
     show_default=True,
     help="Retrain when the policy says so.",
 )
+@click.option(
+    "--canary",
+    "with_canary",
+    is_flag=True,
+    help="Also compare @champion and @challenger on the same window of the inference log, "
+    "with the MLCYCLE_CANARY_* policy (as `mlcycle canary`; docs/canary.md).",
+)
 @json_option()
 def monitor_cmd(
     current: str | None,
     since: str | None,
     until: str | None,
     retrain: bool,
+    with_canary: bool,
     as_json: bool,
     **opts: Any,
 ) -> None:
@@ -138,6 +146,10 @@ def monitor_cmd(
 
     if current and (since or until):
         raise click.UsageError("give --current or --since/--until, not both")
+    if current and with_canary:
+        raise click.UsageError(
+            "--canary compares the arms the inference log recorded; a --current file has none"
+        )
     settings, client, reference, labels, config, policy = _monitor_setup(opts)
     gate = gate_policy(opts, opts.pop("allow_pickle") or settings.allow_pickle, prefix="gate-")
     window = None
@@ -162,8 +174,16 @@ def monitor_cmd(
         spark_master=opts["spark_master"],
         gate_policy=gate,
     )
+    canary = None
+    if with_canary:
+        from mlcycle.cli.canary import canary_check
+
+        canary = canary_check(client, settings, opts["model_name"], window)
     if as_json:
-        click.echo(json.dumps(out.as_dict(), indent=2, default=str))
+        doc = out.as_dict()
+        if canary is not None:
+            doc["canary"] = canary.as_dict()
+        click.echo(json.dumps(doc, indent=2, default=str))
         _fail_on_stale(out)
         return
     click.echo(_window_line(out))
@@ -196,6 +216,11 @@ def monitor_cmd(
             + "; ".join(out.decision.reasons)
         )
     click.echo(f"run        {out.run_id} (experiment mlcycle-monitoring)  ui: {ui_hint(settings)}")
+    if canary is not None:
+        from mlcycle.cli.canary import canary_lines
+
+        for line in canary_lines(canary):
+            click.echo(line)
     _fail_on_stale(out)
 
 

@@ -19,6 +19,7 @@ from mlcycle.cli import cli
         (["canary", "m", "--steps", "0.5,0.1"], 1, "increasing shares"),
         (["canary", "nosuch"], 1, "nosuch"),
         (["canary", "m", "--since", "2026-01-02", "--until", "2026-01-01"], 1, "not after"),
+        (["monitor", "--model", "m", "--current", "x.csv", "--canary"], 2, "has none"),
     ],
 )
 def test_bad_canary_input_is_refused(args: list[str], code: int, message: str) -> None:
