@@ -4,6 +4,7 @@ and predict_proba answers (ONNX fast path) and lands in the inference log."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -134,6 +135,21 @@ def test_two_workers_ready_together_and_one_scrape_counts_both(
     server.proc.wait(60)
     assert server.proc.returncode == 0, server.log.read_text()[-2000:]
     assert len(read_inference_log(str(tmp_path / "ilog"), NAME, role=None)) == rows
+
+
+def test_each_worker_logs_as_a_single_worker_server_does(server: Server, churn: Registered) -> None:
+    # Workers are fresh interpreters: without their own set-up, their INFO lines (the load,
+    # each refused request, the inference log's final counts) were silently dropped.
+    _wait_ready(server)
+    bad = {"dataframe_records": [{"no_such_column": 1}]}
+    for _ in range(4):  # new connections: either worker may answer
+        assert httpx.post(server.url + "/invocations", json=bad, timeout=30).status_code == 400
+    os.killpg(server.proc.pid, signal.SIGTERM)
+    server.proc.wait(60)
+    text = server.log.read_text()
+    assert text.count(f"loaded {NAME} version {churn.version}") == 2, text[-2000:]
+    assert len(re.findall(r"mlcycle\.serve\.app: \w+ 400 [A-Z_]+: ", text)) == 4, text[-2000:]
+    assert text.count("stopped; inference log:") == 2, text[-2000:]
 
 
 def test_predict_proba_on_the_onnx_path_answers_class_scores_and_logs_them(

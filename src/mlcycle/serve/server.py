@@ -57,6 +57,8 @@ class ServerConfig:
     registry_uri: str | None = None
     grace: float = options_mod.GRACE
     options: ServeOptions = field(default_factory=ServeOptions)
+    #: Level of the ``mlcycle`` loggers in worker processes (the CLI's, handed on by ``serve``).
+    log_level: int = logging.INFO
 
     def to_json(self) -> str:
         """For worker processes."""
@@ -221,9 +223,22 @@ def _set_header_timeout(options: ServeOptions) -> None:
     HeaderTimeoutProtocol.header_timeout = options.header_timeout
 
 
+def _worker_logging(level: int) -> None:
+    """Log in a worker as ``mlcycle serve`` logs with one worker: same level, same format, and
+    passwords masked. A worker is a fresh interpreter that inherits none of the CLI's set-up."""
+    from mlcycle.redact import RedactingFilter
+
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mlcycle").setLevel(level)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
 def app_from_env() -> ServingApp:
     """uvicorn factory for worker processes."""
     config = ServerConfig.from_json(MLCYCLE_SERVE_CONFIG.get() or "")
+    _worker_logging(config.log_level)
     _set_header_timeout(config.options)
     return build_app(config)
 
@@ -270,7 +285,8 @@ def serve(config: ServerConfig, client: Any) -> None:
         app = build_app(config, client)
         uvicorn.run(app, **common)
         return
-    MLCYCLE_SERVE_CONFIG.set(config.to_json())
+    level = logging.getLogger("mlcycle").getEffectiveLevel()
+    MLCYCLE_SERVE_CONFIG.set(dataclasses.replace(config, log_level=level).to_json())
     # This process imported MLflow and the model's libraries to check the model; the parent of
     # the workers answers no request, so it continues as a fresh, light interpreter.
     from mlcycle.serve.supervisor import exec_supervisor
