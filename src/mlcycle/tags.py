@@ -74,7 +74,7 @@ MLCYCLE_MONITORING_RUN_ID = "mlcycle.monitoring_run_id"
 MLCYCLE_RETRAIN_PROJECT = "mlcycle.retrain_project"
 MLCYCLE_PROJECT_RUN_ID = "mlcycle.project_run_id"
 
-# Canary checks (monitoring/canary_run.py) and the canary's share (register/promote.py).
+# Canary checks (monitoring/canary_run.py) and the canary's share (register/canary.py).
 MLCYCLE_CANARY_CHAMPION = "mlcycle.canary.champion"
 MLCYCLE_CANARY_CHALLENGER = "mlcycle.canary.challenger"
 MLCYCLE_CANARY_METRIC = "mlcycle.canary.metric"

@@ -8,8 +8,8 @@ reads the window's inference-log rows (labels joined), :func:`~mlcycle.monitorin
 applies the declared :class:`~mlcycle.monitoring.canary.CanaryPolicy`, and with ``act=True``
 the decision goes through the registry's lock and audit trail with the comparison attached as
 evidence: ``promote`` makes the challenger the champion, ``rollback`` archives it and removes
-``@challenger`` (:func:`mlcycle.register.promote.end_canary`), ``continue`` with a next share
-records it on the challenger (:func:`mlcycle.register.promote.set_canary_share`). Every check
+``@challenger`` (:func:`mlcycle.register.canary.end_canary`), ``continue`` with a next share
+records it on the challenger (:func:`mlcycle.register.canary.set_canary_share`). Every check
 is one MLflow run (``mlcycle.kind=canary``) in experiment ``mlcycle-monitoring``.
 """
 
@@ -206,7 +206,8 @@ def _audit_metrics(cmp: ArmComparison) -> dict[str, float]:
 def _act(
     client: Any, settings: Settings, outcome: CanaryOutcome, policy: CanaryPolicy
 ) -> PromotionResult | None:
-    from mlcycle.register.promote import end_canary, promote, set_canary_share
+    from mlcycle.register.canary import end_canary, set_canary_share
+    from mlcycle.register.promote import promote
 
     assert outcome.comparison is not None and outcome.decision is not None
     cmp, dec = outcome.comparison, outcome.decision
