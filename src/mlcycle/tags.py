@@ -84,3 +84,5 @@ MLCYCLE_CANARY_REASONS = "mlcycle.canary.reasons"
 MLCYCLE_CANARY_RUN_ID = "mlcycle.canary.run_id"
 #: Version tag: the traffic share a canary's challenger is at (raised step by step).
 MLCYCLE_CANARY_SHARE = "mlcycle.canary.share"
+#: Run tag of a check a concurrent check beat to the decision (the run is then deleted).
+MLCYCLE_CANARY_SUPERSEDED = "mlcycle.canary.superseded"

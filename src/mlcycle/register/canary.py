@@ -41,6 +41,16 @@ def _check_canary_open(client: Any, name: str, version: str) -> None:
         )
 
 
+def _already_ended(client: Any, name: str, version: str) -> bool:
+    """``version`` lost ``@challenger`` to a canary rollback: Archived, tagged rolled back."""
+    mv = client.get_model_version(name, version)
+    return (
+        alias_version(client, name, CHALLENGER) != version
+        and str(mv.current_stage or "") == "Archived"
+        and MLCYCLE_ROLLED_BACK in dict(mv.tags or {})
+    )
+
+
 def end_canary(
     client: Any,
     name: str,
@@ -54,7 +64,9 @@ def end_canary(
     """Roll a canary back: the challenger goes to ``Archived`` and loses ``@challenger``.
 
     The champion is untouched, so a server splitting traffic sends everything to it again.
-    Recorded in the audit trail as ``canary_rollback`` with the evidence attached.
+    Recorded in the audit trail as ``canary_rollback`` with the evidence attached. Ending a
+    canary that a concurrent decision already rolled back changes and records nothing: the
+    result says ``unchanged``.
 
     Args:
         client: an ``MlflowClient``.
@@ -79,6 +91,12 @@ def end_canary(
         if champ == v:
             raise RegistryConflict(
                 f"{name} version {v} is the champion; a promoted canary is undone by rollback"
+            )
+        if _already_ended(client, name, v):
+            # The same rollback ran concurrently (two `canary --act`): it is recorded once.
+            logger.info("canary of %s v%s was rolled back meanwhile; nothing to do", name, v)
+            return PromotionResult(
+                name, "canary_rollback", v, champ, False, reason, None, None, unchanged=True
             )
         _check_canary_open(client, name, v)
 
@@ -119,9 +137,13 @@ def set_canary_share(
 ) -> PromotionResult:
     """Record the challenger's next traffic share (tag ``mlcycle.canary.share``), audited.
 
+    A share the challenger is already at (a concurrent decision took the same step) changes
+    and records nothing: the result says ``unchanged``.
+
     Raises:
         ConfigError: a share outside ``(0, 1)``.
         ModelNotFound: unknown model or version.
+        RegistryConflict: the canary is over, or already past ``share``.
     """
     if not 0 < share < 1:
         raise ConfigError(f"a canary share must be in (0, 1), not {share}")
@@ -131,7 +153,13 @@ def set_canary_share(
         _check_canary_open(client, name, v)
         tags = dict(client.get_model_version(name, v).tags or {})
         before = tags.get(CANARY_SHARE_TAG)
-        if before is not None and float(before) >= share:
+        if before is not None and float(before) == share:
+            # The same step ran concurrently (two `canary --act`): it is recorded once.
+            logger.info("canary of %s v%s was raised to %s meanwhile", name, v, before)
+            return PromotionResult(
+                name, "canary_step", v, champ, False, reason, None, None, unchanged=True
+            )
+        if before is not None and float(before) > share:
             raise RegistryConflict(
                 f"the canary of {name} v{v} is already at {float(before):.0%} "
                 f"(not raised to {share:.0%}): a concurrent decision took it there"

@@ -92,6 +92,18 @@ class GateDecision:
         if self.mode == "enabled" and not self.passed:
             raise GateRejected(f"{name} version {self.challenger_version} did not pass the gate")
 
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {
+            "passed": self.passed,
+            "mode": self.mode,
+            "reasons": list(self.reasons),
+            "challenger_version": self.challenger_version,
+            "champion_version": self.champion_version,
+            "challenger_metrics": dict(self.challenger_metrics),
+            "champion_metrics": dict(self.champion_metrics),
+        }
+
 
 @dataclass(frozen=True)
 class PromotionResult:
@@ -105,9 +117,24 @@ class PromotionResult:
     reason: str | None
     decision: GateDecision | None
     audit_run_id: str | None
-    #: True when the version already was the champion (``Production`` and ``@champion``):
-    #: nothing was gated, changed or audited.
+    #: True when the change had already been made (the version already was the champion; a
+    #: concurrent decision already ended the canary or took the same step): nothing was
+    #: gated, changed or audited.
     unchanged: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {
+            "name": self.name,
+            "action": self.action,
+            "version": self.version,
+            "previous_version": self.previous_version,
+            "forced": self.forced,
+            "reason": self.reason,
+            "decision": self.decision.as_dict() if self.decision is not None else None,
+            "audit_run_id": self.audit_run_id,
+            "unchanged": self.unchanged,
+        }
 
 
 @dataclass(frozen=True)
