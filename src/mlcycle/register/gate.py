@@ -29,6 +29,7 @@ from mlcycle.register.scoring import LATENCY, eval_frame, score
 from mlcycle.register.types import (
     CHALLENGER,
     DEFAULT_METRIC,
+    EVALUATE_NAMES,
     HIGHER_IS_BETTER,
     GateDecision,
     GatePolicy,
@@ -46,18 +47,6 @@ from mlcycle.uris import resolve_version
 __all__ = ["EVALUATE_NAMES", "LATENCY", "check_schema", "gate", "model_facts"]
 
 logger = logging.getLogger(__name__)
-
-#: mlcycle's metric names → the names ``mlflow.models.evaluate`` reports.
-EVALUATE_NAMES = {
-    "accuracy": "accuracy_score",
-    "f1": "f1_score",
-    "precision": "precision_score",
-    "recall": "recall_score",
-    "rmse": "root_mean_squared_error",
-    "mae": "mean_absolute_error",
-    "mse": "mean_squared_error",
-    "r2": "r2_score",
-}
 
 
 def _judge(

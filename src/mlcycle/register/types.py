@@ -19,6 +19,18 @@ CANARY_SHARE_TAG = MLCYCLE_CANARY_SHARE
 
 GateMode = Literal["enabled", "dry_run", "disabled"]
 
+#: mlcycle's metric names → the names ``mlflow.models.evaluate`` reports.
+EVALUATE_NAMES = {
+    "accuracy": "accuracy_score",
+    "f1": "f1_score",
+    "precision": "precision_score",
+    "recall": "recall_score",
+    "rmse": "root_mean_squared_error",
+    "mae": "mean_absolute_error",
+    "mse": "mean_squared_error",
+    "r2": "r2_score",
+}
+
 #: Default gate metric per task, and whether higher is better for known metrics.
 DEFAULT_METRIC = {"classification": "roc_auc", "regression": "rmse"}
 HIGHER_IS_BETTER = {
@@ -155,6 +167,15 @@ class AuditEntry:
     #: ``pending`` while it runs, or when the process died before finishing it.
     outcome: str = "done"
     error: str | None = None
+
+    def score(self) -> tuple[str, float] | None:
+        """The challenger's headline gate metric in mlcycle's name (``roc_auc``, ``rmse``)."""
+        for task in ("classification", "regression"):
+            metric = DEFAULT_METRIC[task]
+            value = self.metrics.get(f"challenger_{EVALUATE_NAMES.get(metric, metric)}")
+            if value is not None:
+                return metric, value
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
