@@ -48,4 +48,4 @@ bench: install
 
 clean:
 	rm -rf $(VENV) mlflow.db mlflow.db*.lock mlruns mlartifacts inference-log demo-output \
-		monitoring-reports data scored *.csv *.parquet
+		monitoring-reports
