@@ -47,4 +47,5 @@ bench: install
 	$(BIN)/python benchmarks/batch.py
 
 clean:
-	rm -rf $(VENV) mlflow.db mlflow.db*.lock mlruns mlartifacts inference-log demo-output
+	rm -rf $(VENV) mlflow.db mlflow.db*.lock mlruns mlartifacts inference-log demo-output \
+		monitoring-reports

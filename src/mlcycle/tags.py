@@ -74,7 +74,7 @@ MLCYCLE_MONITORING_RUN_ID = "mlcycle.monitoring_run_id"
 MLCYCLE_RETRAIN_PROJECT = "mlcycle.retrain_project"
 MLCYCLE_PROJECT_RUN_ID = "mlcycle.project_run_id"
 
-# Canary checks (monitoring/canary_run.py) and the canary's share (register/promote.py).
+# Canary checks (monitoring/canary_run.py) and the canary's share (register/canary.py).
 MLCYCLE_CANARY_CHAMPION = "mlcycle.canary.champion"
 MLCYCLE_CANARY_CHALLENGER = "mlcycle.canary.challenger"
 MLCYCLE_CANARY_METRIC = "mlcycle.canary.metric"
@@ -84,3 +84,5 @@ MLCYCLE_CANARY_REASONS = "mlcycle.canary.reasons"
 MLCYCLE_CANARY_RUN_ID = "mlcycle.canary.run_id"
 #: Version tag: the traffic share a canary's challenger is at (raised step by step).
 MLCYCLE_CANARY_SHARE = "mlcycle.canary.share"
+#: Run tag of a check a concurrent check beat to the decision (the run is then deleted).
+MLCYCLE_CANARY_SUPERSEDED = "mlcycle.canary.superseded"

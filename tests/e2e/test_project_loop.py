@@ -24,10 +24,10 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from mlcycle import demo
 from mlcycle.cli import cli
 from mlcycle.config import ensure_experiment, load_settings
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, make_scenario
+from mlcycle.demo import server as demo
 from mlcycle.monitoring import EXPERIMENT, Window
 from testkit import CI
 
@@ -149,18 +149,18 @@ def _loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env_manager: str) -> 
     assert client.get_model_version_by_alias(NAME, "champion").run_id == first_run
 
     # 3. A real server following @champion, hot reload every second.
-    server = demo._start_server(settings, f"models:/{NAME}@champion", tmp_path / "serve.log")
+    server = demo.start_server(settings, f"models:/{NAME}@champion", tmp_path / "serve.log")
     try:
-        demo._wait_ready(server, tmp_path / "serve.log")
+        demo.wait_ready(server, tmp_path / "serve.log")
         url = f"http://127.0.0.1:{server.port}"
 
         # 4. Drifted traffic (price rise + new churn rule), labels kept by request id.
         traffic = make_scenario(WINDOW_ROWS, "both", seed=7, days=1)[
             [*NUMERIC, SCENARIO_TARGET, SCENARIO_TIME]
         ]
-        sent = demo._send(server.port, traffic)
-        window = Window.of(sent.start.floor("s"), demo._window_end(sent.end))
-        demo._wait_for_log(settings.inference_log, NAME, "1", [window], WINDOW_ROWS)
+        sent = demo.send(server.port, traffic)
+        window = Window.of(sent.start.floor("s"), demo.window_end(sent.end))
+        demo.wait_for_log(settings.inference_log, NAME, "1", [window], WINDOW_ROWS)
         labels = tmp_path / "labels.csv"
         sent.labels.to_csv(labels, index=False)
 
@@ -180,7 +180,7 @@ def _loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env_manager: str) -> 
             load.wait_for("2")
             time.sleep(1.0)
     finally:
-        demo._stop(server)
+        demo.stop(server)
 
     assert load.failures == []
     seen = Counter(load.versions)

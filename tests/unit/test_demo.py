@@ -11,7 +11,8 @@ from mlflow import MlflowClient
 
 from mlcycle.cli import cli
 from mlcycle.config import load_settings
-from mlcycle.demo import MARKER, _probe_summary, fresh_store
+from mlcycle.demo import MARKER, fresh_store
+from mlcycle.demo.server import probe_summary
 from mlcycle.errors import ConfigError
 
 
@@ -73,7 +74,7 @@ def test_the_demo_command_refuses_a_foreign_workdir_with_exit_1(tmp_path: Path) 
 
 def test_the_swap_line_counts_the_answers_per_version() -> None:
     # The old line said "6 requests, none failed ... answers with v2" when five came from v1.
-    text = _probe_summary(Counter({"1": 5, "2": 1}))
+    text = probe_summary(Counter({"1": 5, "2": 1}))
     assert text == "6 probe requests, none failed: answered 5 by v1, 1 by v2"
-    assert _probe_summary(Counter({"2": 1})) == "1 probe request, none failed: answered 1 by v2"
-    assert _probe_summary(Counter({"10": 1, "9": 2})).endswith("2 by v9, 1 by v10")
+    assert probe_summary(Counter({"2": 1})) == "1 probe request, none failed: answered 1 by v2"
+    assert probe_summary(Counter({"10": 1, "9": 2})).endswith("2 by v9, 1 by v10")

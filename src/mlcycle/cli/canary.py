@@ -139,12 +139,11 @@ def canary_lines(out: Any) -> list[str]:
     lines.extend(f"problem    {p}" for p in out.problems)
     share = "" if d.next_share is None else f" (next share {d.next_share:.0%})"
     lines.append(f"decision   {d.action}{share}: " + "; ".join(d.reasons))
-    if out.acted is not None:
+    if out.superseded:
+        lines.append(f"acted      nothing: {out.superseded}")
+    elif out.acted is not None:
         a = out.acted
-        if a.unchanged:
-            lines.append(f"acted      nothing: v{a.version} is already the champion")
-        else:
-            lines.append(f"acted      {a.action} v{a.version} (audit run {a.audit_run_id})")
+        lines.append(f"acted      {a.action} v{a.version} (audit run {a.audit_run_id})")
     if out.run_id:
         lines.append(f"run        {out.run_id} (experiment mlcycle-monitoring)")
     return lines

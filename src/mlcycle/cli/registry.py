@@ -211,12 +211,9 @@ def history_cmd(name: str, as_json: bool) -> None:
     if not entries:
         click.echo(f"no promotions of {name} yet")
         return
-    # The gate's metric names are MLflow's; show them as `mlcycle train` and `gate` print them.
-    shown = {"challenger_roc_auc": "roc_auc", "challenger_root_mean_squared_error": "rmse"}
     for e in entries:
-        score = next(
-            (f" {shown[k]}={v:.4f}" for k, v in sorted(e.metrics.items()) if k in shown), ""
-        )
+        headline = e.score()
+        score = f" {headline[0]}={headline[1]:.4f}" if headline else ""
         forced = " forced" if e.forced and e.action == "promote" else ""
         why = f" reason: {e.reason}" if e.reason else ""
         failed = ""

@@ -9,6 +9,19 @@ import click
 
 from mlcycle.cli._common import cli, context, parse_kv, ui_hint
 from mlcycle.cli._options import json_option
+from mlcycle.errors import ConfigError
+
+
+def _estimator_spec(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A malformed ``--estimator`` is a usage error (exit 2), judged before anything runs."""
+    if not value:  # MLproject passes an unset parameter as an empty string
+        return None
+    from mlcycle.train.pipelines import check_estimator_spec
+
+    try:
+        return check_estimator_spec(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 @cli.command()
@@ -24,6 +37,7 @@ from mlcycle.cli._options import json_option
     "--estimator",
     default=None,
     metavar="MODULE:CALLABLE",
+    callback=_estimator_spec,
     help="Your own estimator instead of --model: CALLABLE() returns an unfitted "
     "scikit-learn estimator, fitted after mlcycle's preprocessing.",
 )
@@ -133,10 +147,6 @@ def train(
     register_as = register_as or None
     if model and estimator:
         raise click.UsageError("give --model or --estimator, not both")
-    if estimator is not None and ":" not in estimator:
-        raise click.UsageError(
-            f"--estimator '{estimator}' is not MODULE:CALLABLE (e.g. mypackage.models:make)"
-        )
     settings, client = context(experiment=experiment, seed=seed)
     cfg = TrainConfig(
         data=data,

@@ -8,9 +8,10 @@ reads the window's inference-log rows (labels joined), :func:`~mlcycle.monitorin
 applies the declared :class:`~mlcycle.monitoring.canary.CanaryPolicy`, and with ``act=True``
 the decision goes through the registry's lock and audit trail with the comparison attached as
 evidence: ``promote`` makes the challenger the champion, ``rollback`` archives it and removes
-``@challenger`` (:func:`mlcycle.register.promote.end_canary`), ``continue`` with a next share
-records it on the challenger (:func:`mlcycle.register.promote.set_canary_share`). Every check
-is one MLflow run (``mlcycle.kind=canary``) in experiment ``mlcycle-monitoring``.
+``@challenger`` (:func:`mlcycle.register.canary.end_canary`), ``continue`` with a next share
+records it on the challenger (:func:`mlcycle.register.canary.set_canary_share`). Every check
+is one MLflow run (``mlcycle.kind=canary``) in experiment ``mlcycle-monitoring``, except one
+a concurrent check beat to the same decision: it changes nothing and its run is deleted.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from mlcycle.tags import (
     MLCYCLE_CANARY_METRIC,
     MLCYCLE_CANARY_REASONS,
     MLCYCLE_CANARY_RUN_ID,
+    MLCYCLE_CANARY_SUPERSEDED,
     MLCYCLE_KIND,
     MLCYCLE_MODEL,
     MLCYCLE_WINDOW,
@@ -72,6 +74,8 @@ class CanaryOutcome:
     acted: PromotionResult | None = None
     skipped: str | None = None
     problems: tuple[str, ...] = ()
+    #: Why nothing was done or recorded: a concurrent check made the same decision first.
+    superseded: str | None = None
 
     def evidence(self, policy: CanaryPolicy) -> dict[str, Any]:
         """The comparison, the decision and the policy: what an audit record carries."""
@@ -84,19 +88,13 @@ class CanaryOutcome:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (the CLI's ``--json``)."""
-        acted = None
-        if self.acted is not None:
-            acted = {
-                "action": self.acted.action,
-                "version": self.acted.version,
-                "previous_version": self.acted.previous_version,
-                "audit_run_id": self.acted.audit_run_id,
-            }
+        acted = self.acted.as_dict() if self.acted is not None else None
         return {
             "name": self.name,
             "window": self.window,
             "run_id": self.run_id,
             "skipped": self.skipped,
+            "superseded": self.superseded,
             "comparison": self.comparison.as_dict() if self.comparison else None,
             "decision": self.decision.as_dict() if self.decision else None,
             "acted": acted,
@@ -206,7 +204,8 @@ def _audit_metrics(cmp: ArmComparison) -> dict[str, float]:
 def _act(
     client: Any, settings: Settings, outcome: CanaryOutcome, policy: CanaryPolicy
 ) -> PromotionResult | None:
-    from mlcycle.register.promote import end_canary, promote, set_canary_share
+    from mlcycle.register.canary import end_canary, set_canary_share
+    from mlcycle.register.promote import promote
 
     assert outcome.comparison is not None and outcome.decision is not None
     cmp, dec = outcome.comparison, outcome.decision
@@ -249,6 +248,16 @@ def _act(
             settings=settings,
         )
     return None
+
+
+def _withdraw(client: Any, run_id: str | None, why: str) -> None:
+    """Delete a superseded check's run (kept, tagged why, if this user may not delete runs)."""
+    try:
+        if run_id is not None:
+            client.set_tag(run_id, MLCYCLE_CANARY_SUPERSEDED, why[:5000])
+            client.delete_run(run_id)
+    except Exception as exc:
+        logger.warning("could not delete the superseded canary check run %s: %s", run_id, exc)
 
 
 def _check_label_classes(rows: pd.DataFrame, ref: Any) -> None:
@@ -368,5 +377,17 @@ def evaluate(
     if record:
         out = replace(out, run_id=_record(client, settings, out, policy))
     if act:
-        out = replace(out, acted=_act(client, settings, out, policy))
+        try:
+            acted = _act(client, settings, out, policy)
+        except RegistryConflict as exc:  # another check decided otherwise first
+            _withdraw(client, out.run_id, str(exc))
+            raise RegistryConflict(f"{exc}; this check was not recorded") from exc
+        if acted is not None and acted.unchanged:
+            why = (
+                f"a concurrent check already made the same decision ({acted.action} "
+                f"v{acted.version}); nothing done or recorded by this one"
+            )
+            _withdraw(client, out.run_id, why)
+            return replace(out, run_id=None, acted=acted, superseded=why)
+        out = replace(out, acted=acted)
     return out

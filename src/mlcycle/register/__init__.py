@@ -15,9 +15,10 @@ API:
 """
 
 from mlcycle.register.audit import history
+from mlcycle.register.canary import end_canary, set_canary_share
 from mlcycle.register.core import adopt, champion_version, register
 from mlcycle.register.gate import gate
-from mlcycle.register.promote import end_canary, promote, rollback, set_canary_share
+from mlcycle.register.promote import promote, rollback
 from mlcycle.register.types import (
     AUDIT_EXPERIMENT,
     CHALLENGER,

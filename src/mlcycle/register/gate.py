@@ -1,33 +1,35 @@
 """The champion/challenger gate: both models scored on the same data, thresholds as data.
 
-API: :func:`gate`, :func:`check_schema`, :func:`model_facts`.
+API: :func:`gate` (the version facts and schema check it uses, :func:`model_facts` and
+:func:`check_schema`, live in :mod:`mlcycle.register.facts`; the scoring in
+:mod:`mlcycle.register.scoring`).
 
-Scoring uses ``mlflow.models.evaluate`` (the default evaluator, explainability off) in two
-nested runs under a ``gate`` run of the audit experiment. The thresholds are compared here
-rather than with ``mlflow.validate_evaluation_results``: MLflow's ``MetricThreshold`` cannot
-express "no worse than the champion" (its ``min_absolute_change`` must be > 0) and reports
-failures as one exception message, while mlcycle records a reason per threshold.
+Both models are scored in two nested runs under a ``gate`` run of the audit experiment. The
+thresholds are compared here rather than with ``mlflow.validate_evaluation_results``:
+MLflow's ``MetricThreshold`` cannot express "no worse than the champion" (its
+``min_absolute_change`` must be > 0) and reports failures as one exception message, while
+mlcycle records a reason per threshold.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import tempfile
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from mlcycle import contract, fluent, trust
+from mlcycle import fluent
 from mlcycle.config import Settings
-from mlcycle.errors import DataError, ModelNotFound, SchemaMismatch
+from mlcycle.errors import SchemaMismatch
 from mlcycle.register import audit
 from mlcycle.register.core import champion_version
+from mlcycle.register.facts import check_schema, model_facts
+from mlcycle.register.scoring import LATENCY, eval_frame, score
 from mlcycle.register.types import (
     CHALLENGER,
     DEFAULT_METRIC,
+    EVALUATE_NAMES,
     HIGHER_IS_BETTER,
     GateDecision,
     GatePolicy,
@@ -38,229 +40,13 @@ from mlcycle.tags import (
     MLCYCLE_GATE_MODE,
     MLCYCLE_GATE_PASSED,
     MLCYCLE_GATE_REASONS,
-    MLCYCLE_GATE_ROLE,
     MLCYCLE_GATE_SCORE,
-    MLCYCLE_GATE_VERSION,
 )
 from mlcycle.uris import resolve_version
 
+__all__ = ["EVALUATE_NAMES", "LATENCY", "check_schema", "gate", "model_facts"]
+
 logger = logging.getLogger(__name__)
-
-#: mlcycle's metric names → the names ``mlflow.models.evaluate`` reports.
-EVALUATE_NAMES = {
-    "accuracy": "accuracy_score",
-    "f1": "f1_score",
-    "precision": "precision_score",
-    "recall": "recall_score",
-    "rmse": "root_mean_squared_error",
-    "mae": "mean_absolute_error",
-    "mse": "mean_squared_error",
-    "r2": "r2_score",
-}
-LATENCY = "latency_ms_per_row"
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What the gate needs to know about one registered version."""
-
-    version: str
-    download_uri: str
-    run_id: str | None
-    task: str
-    target: str
-    inputs: dict[str, str]  # input column → MLflow type
-    required: tuple[str, ...]
-    pos_label: str | None = None
-
-
-def model_facts(client: Any, mv: Any, target: str | None = None) -> ModelFacts:
-    """Task, target and input schema of a version, from its MLmodel file and its run.
-
-    Args:
-        client: an ``MlflowClient``.
-        mv: the ``ModelVersion``.
-        target: the column it predicts, when the version's contract does not say.
-
-    Raises:
-        ModelNotFound: the version's model files cannot be read.
-        MissingPiece: neither the version nor ``target`` says which column it predicts.
-    """
-    import mlflow
-    from mlflow.models import Model
-
-    uri = client.get_model_version_download_uri(mv.name, mv.version)
-    try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri.rstrip("/") + "/MLmodel")
-        model = Model.load(local)
-    except Exception as exc:
-        raise ModelNotFound(
-            f"cannot read the model of {mv.name} version {mv.version}: {exc}"
-        ) from exc
-    terms = contract.read(dict(mv.tags or {}), (model.metadata or {}).get("mlcycle"))
-    inputs: dict[str, str] = {}
-    required: list[str] = []
-    if model.signature is not None and model.signature.inputs is not None:
-        for col in model.signature.inputs.to_dict():
-            name = col.get("name")
-            if name is None:
-                continue
-            inputs[name] = str(col.get("type"))
-            if col.get("required", True):
-                required.append(name)
-    target = contract.require_target(terms.target or target, f"{mv.name} version {mv.version}")
-    return ModelFacts(
-        str(mv.version), uri, mv.run_id, terms.task, target, inputs, tuple(required),
-        terms.pos_label,
-    )  # fmt: skip
-
-
-def check_schema(challenger: ModelFacts, champion: ModelFacts) -> None:
-    """Refuse a challenger that cannot take the champion's requests.
-
-    Compatible means: every input the challenger requires is one the champion takes, with
-    the same type, and both predict the same column for the same task.
-
-    Raises:
-        SchemaMismatch: with the offending columns.
-    """
-    problems = []
-    if challenger.target != champion.target:
-        problems.append(f"predicts '{challenger.target}', champion predicts '{champion.target}'")
-    if challenger.task != champion.task:
-        problems.append(f"is a {challenger.task} model, champion is a {champion.task} model")
-    if challenger.inputs and champion.inputs:
-        new = [c for c in challenger.required if c not in champion.inputs]
-        if new:
-            problems.append(f"requires inputs the champion does not take: {', '.join(new)}")
-        changed = [
-            f"{c} ({champion.inputs[c]} → {t})"
-            for c, t in challenger.inputs.items()
-            if c in champion.inputs and champion.inputs[c] != t
-        ]
-        if changed:
-            problems.append(f"changes input types: {', '.join(changed)}")
-    if problems:
-        raise SchemaMismatch(
-            f"version {challenger.version} is incompatible with champion version "
-            f"{champion.version}: " + "; ".join(problems) + " (use --force --reason to override)"
-        )
-
-
-def _default_eval_data(client: Any, facts: ModelFacts) -> pd.DataFrame:
-    return contract.load_eval_split(client, facts.run_id, f"version {facts.version}")
-
-
-def _missing(data: pd.DataFrame, models: list[ModelFacts]) -> list[str]:
-    needed = dict.fromkeys(c for m in models for c in (*m.required, m.target))
-    return [c for c in needed if c not in data.columns]
-
-
-def _eval_frame(
-    client: Any, challenger: ModelFacts, champion: ModelFacts | None, given: pd.DataFrame | None
-) -> pd.DataFrame:
-    """The one frame both models are scored on, with every column either of them needs.
-
-    By default the challenger's held-out test split; when that lacks columns the champion
-    needs, the champion's test split (the same rows when both were trained on the same data
-    and seed).
-
-    Raises:
-        DataError: no usable frame, or columns missing.
-    """
-    models = [challenger] + ([champion] if champion else [])
-    if given is not None:
-        missing = _missing(given, models)
-        if missing:
-            raise DataError(f"evaluation data lacks columns: {', '.join(missing)}")
-        data = given
-    else:
-        data = _default_eval_data(client, challenger)
-        missing = _missing(data, models)
-        if missing and champion is not None:
-            logger.info("challenger's test split lacks %s; using the champion's", missing)
-            data = _default_eval_data(client, champion)
-            missing = _missing(data, models)
-        if missing:
-            raise DataError(
-                f"the default evaluation data lack columns {', '.join(missing)}; "
-                "give evaluation data with every column both models use"
-            )
-    cols = list(dict.fromkeys(c for m in models for c in m.inputs if c in data.columns))
-    if not cols:
-        cols = [c for c in data.columns if c != challenger.target]
-    frame = data[[*cols, challenger.target]].dropna(subset=[challenger.target])
-    # Raw tables hold integers where the signature (inferred from prepared features) says
-    # double, and MLflow's schema enforcement refuses int64 → float64; cast as training did.
-    floats = {
-        c for m in models for c, t in m.inputs.items() if t in ("double", "float") and c in cols
-    }
-    frame = frame.astype({c: "float64" for c in floats if frame[c].dtype.kind in "iub"})
-    if frame.empty:
-        raise DataError("evaluation data have no labelled rows")
-    return frame.reset_index(drop=True)
-
-
-def _score(
-    client: Any, facts: ModelFacts, data: pd.DataFrame, role: str, allow_pickle: bool = False
-) -> dict[str, float]:
-    """Evaluate one model in a nested run; returns its metrics plus latency per row.
-
-    Raises:
-        UntrustedModel: the trust policy refused the model (nothing of it was loaded).
-    """
-    # The copy lives as long as the evaluation (a pyfunc may read its files lazily).
-    with tempfile.TemporaryDirectory(prefix="mlcycle-gate-") as dst:
-        model = trust.load_pyfunc(
-            facts.download_uri, f"{role} v{facts.version}", allow_pickle=allow_pickle, dst=dst
-        )
-        return _evaluate(client, model, facts, data, role)
-
-
-def _evaluator_config(facts: ModelFacts, data: pd.DataFrame) -> dict[str, Any]:
-    config: dict[str, Any] = {"log_model_explainability": False}
-    if facts.pos_label is not None and facts.task == "classification":
-        # The tag is text; MLflow compares the label with the target's own values.
-        for value in pd.unique(data[facts.target]):
-            if str(value) == facts.pos_label:
-                config["pos_label"] = value
-    return config
-
-
-def _evaluate(
-    client: Any, model: Any, facts: ModelFacts, data: pd.DataFrame, role: str
-) -> dict[str, float]:
-    import mlflow
-
-    # Each model sees only its own inputs (the frame holds the union of both models').
-    names = [c for c in facts.inputs if c in data.columns] or [
-        c for c in data.columns if c != facts.target
-    ]
-    features = data[names]
-    model.predict(features.head(5))  # warm-up: first calls pay for lazy imports
-    start = time.perf_counter()
-    model.predict(features)
-    latency = (time.perf_counter() - start) * 1000 / max(len(features), 1)
-    # Nested in the gate's audit run, in its experiment (see mlcycle.fluent).
-    with fluent.start_run(client, run_name=f"{role} v{facts.version}", nested=True):
-        mlflow.set_tags({MLCYCLE_GATE_ROLE: role, MLCYCLE_GATE_VERSION: facts.version})
-        result = mlflow.models.evaluate(
-            model,
-            data,
-            targets=facts.target,
-            feature_names=names,
-            model_type="classifier" if facts.task == "classification" else "regressor",
-            evaluators=["default"],
-            evaluator_config={"default": _evaluator_config(facts, data)},
-        )
-        mlflow.log_metric(LATENCY, latency)
-    metrics = {
-        k: float(v)
-        for k, v in result.metrics.items()
-        if isinstance(v, int | float) or hasattr(v, "__float__")
-    }
-    metrics[LATENCY] = latency
-    return metrics
 
 
 def _judge(
@@ -381,7 +167,7 @@ def gate(
         except SchemaMismatch as exc:
             reasons.append(str(exc))
             champion = None
-    data = _eval_frame(client, challenger, champion, eval_data)
+    data = eval_frame(client, challenger, champion, eval_data)
 
     parent = audit.record(
         client,
@@ -394,9 +180,9 @@ def gate(
     )
     # MLflow's evaluate logs to the fluent active run: the audit run, resumed.
     with fluent.start_run(client, run_id=parent, nested=True):
-        challenger_metrics = _score(client, challenger, data, "challenger", policy.allow_pickle)
+        challenger_metrics = score(client, challenger, data, "challenger", policy.allow_pickle)
         champion_metrics = (
-            _score(client, champion, data, "champion", policy.allow_pickle) if champion else {}
+            score(client, champion, data, "champion", policy.allow_pickle) if champion else {}
         )
         reasons = _judge(policy, metric, challenger_metrics, champion_metrics) + reasons
         passed = not reasons

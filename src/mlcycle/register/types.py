@@ -19,6 +19,18 @@ CANARY_SHARE_TAG = MLCYCLE_CANARY_SHARE
 
 GateMode = Literal["enabled", "dry_run", "disabled"]
 
+#: mlcycle's metric names → the names ``mlflow.models.evaluate`` reports.
+EVALUATE_NAMES = {
+    "accuracy": "accuracy_score",
+    "f1": "f1_score",
+    "precision": "precision_score",
+    "recall": "recall_score",
+    "rmse": "root_mean_squared_error",
+    "mae": "mean_absolute_error",
+    "mse": "mean_squared_error",
+    "r2": "r2_score",
+}
+
 #: Default gate metric per task, and whether higher is better for known metrics.
 DEFAULT_METRIC = {"classification": "roc_auc", "regression": "rmse"}
 HIGHER_IS_BETTER = {
@@ -92,6 +104,18 @@ class GateDecision:
         if self.mode == "enabled" and not self.passed:
             raise GateRejected(f"{name} version {self.challenger_version} did not pass the gate")
 
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {
+            "passed": self.passed,
+            "mode": self.mode,
+            "reasons": list(self.reasons),
+            "challenger_version": self.challenger_version,
+            "champion_version": self.champion_version,
+            "challenger_metrics": dict(self.challenger_metrics),
+            "champion_metrics": dict(self.champion_metrics),
+        }
+
 
 @dataclass(frozen=True)
 class PromotionResult:
@@ -105,9 +129,24 @@ class PromotionResult:
     reason: str | None
     decision: GateDecision | None
     audit_run_id: str | None
-    #: True when the version already was the champion (``Production`` and ``@champion``):
-    #: nothing was gated, changed or audited.
+    #: True when the change had already been made (the version already was the champion; a
+    #: concurrent decision already ended the canary or took the same step): nothing was
+    #: gated, changed or audited.
     unchanged: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return {
+            "name": self.name,
+            "action": self.action,
+            "version": self.version,
+            "previous_version": self.previous_version,
+            "forced": self.forced,
+            "reason": self.reason,
+            "decision": self.decision.as_dict() if self.decision is not None else None,
+            "audit_run_id": self.audit_run_id,
+            "unchanged": self.unchanged,
+        }
 
 
 @dataclass(frozen=True)
@@ -128,6 +167,15 @@ class AuditEntry:
     #: ``pending`` while it runs, or when the process died before finishing it.
     outcome: str = "done"
     error: str | None = None
+
+    def score(self) -> tuple[str, float] | None:
+        """The challenger's headline gate metric in mlcycle's name (``roc_auc``, ``rmse``)."""
+        for task in ("classification", "regression"):
+            metric = DEFAULT_METRIC[task]
+            value = self.metrics.get(f"challenger_{EVALUATE_NAMES.get(metric, metric)}")
+            if value is not None:
+                return metric, value
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -190,28 +191,53 @@ def is_user_estimator(model: str) -> bool:
     return ":" in model
 
 
+def check_estimator_spec(spec: str) -> str:
+    """Check the form of a ``module:callable`` spec without importing or calling anything.
+
+    Returns:
+        ``spec`` unchanged.
+
+    Raises:
+        ConfigError: no ``:``, an empty module or callable, a second ``:``, or a module of
+            Python's standard library (``os:system`` is no estimator factory); the message
+            starts with the spec and says which.
+    """
+    module_name, colon, attr = spec.partition(":")
+    example = "(e.g. mypackage.models:make_estimator)"
+    why = None
+    if not colon:
+        why = "no ':' between the module and the callable"
+    elif ":" in attr:
+        why = "more than one ':'"
+    elif not module_name.strip():
+        why = "the module before ':' is empty"
+    elif not attr.strip():
+        why = "the callable after ':' is empty"
+    if why is not None:
+        raise ConfigError(f"'{spec}' is not MODULE:CALLABLE: {why} {example}")
+    top = module_name.strip().split(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        # os:system, subprocess:…, shutil:rmtree… are no estimator factories: refuse before
+        # anything is imported or called (the spec also comes back from a run's 'model' param).
+        raise ConfigError(
+            f"'{spec}': '{top}' is Python's standard library, not your estimator module {example}"
+        )
+    return spec
+
+
 def _user_callable(spec: str) -> Callable[[], Any]:
     """The callable named by ``module:callable`` (``--estimator``).
 
     Raises:
         ConfigError: malformed spec, module not importable, missing or non-callable attribute.
     """
+    try:
+        check_estimator_spec(spec)
+    except ConfigError as exc:
+        raise ConfigError(f"--estimator {exc}") from None
     module_name, _, attr = spec.partition(":")
-    if not module_name.strip() or not attr.strip() or ":" in attr:
-        raise ConfigError(
-            f"--estimator '{spec}' is not module:callable (e.g. mypackage.models:make_estimator)"
-        )
     import os
-    import sys
 
-    top = module_name.strip().split(".")[0]
-    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
-        # os:system, subprocess:…, shutil:rmtree… are no estimator factories: refuse before
-        # anything is imported or called (the spec also comes back from a run's 'model' param).
-        raise ConfigError(
-            f"--estimator '{spec}': '{top}' is Python's standard library, not your estimator "
-            "module (e.g. mypackage.models:make_estimator)"
-        )
     # As uvicorn and gunicorn do for their app: a module beside the user is importable.
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())

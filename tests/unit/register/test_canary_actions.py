@@ -87,22 +87,39 @@ def test_canary_actions_refuse_bad_requests(client: Any, two_versions: tuple[str
         reg.set_canary_share(client, NAME, v2, 1.0, reason="x")
 
 
-def test_a_second_decision_on_an_ended_canary_is_a_conflict_and_records_nothing(
+def test_a_decision_already_taken_is_a_no_op_and_a_different_one_a_conflict(
     client: Any, two_versions: tuple[str, str]
 ) -> None:
     """Two `mlcycle canary --act` at once both decide on v2; only the first may act."""
     _, v2 = two_versions
     reg.set_canary_share(client, NAME, v2, 0.5, reason="good so far")
-    with pytest.raises(RegistryConflict, match="already at 50%"):
-        reg.set_canary_share(client, NAME, v2, 0.5, reason="good so far (again)")
+    entries = len(reg.history(client, NAME))
+    again = reg.set_canary_share(client, NAME, v2, 0.5, reason="good so far (again)")
+    assert (again.action, again.unchanged, again.audit_run_id) == ("canary_step", True, None)
+    with pytest.raises(RegistryConflict, match="already at 50% \\(not raised to 20%\\)"):
+        reg.set_canary_share(client, NAME, v2, 0.2, reason="a step behind")
+    assert len(reg.history(client, NAME)) == entries
+
     reg.end_canary(client, NAME, v2, reason="worse on live traffic")
     entries = len(reg.history(client, NAME))
+    again = reg.end_canary(client, NAME, v2, reason="worse on live traffic (again)")
+    assert (again.action, again.unchanged, again.audit_run_id) == ("canary_rollback", True, None)
+    assert client.get_model_version(NAME, v2).tags["mlcycle.rolled_back"] == (
+        "worse on live traffic"
+    )
     with pytest.raises(RegistryConflict, match="already over: @challenger names no version"):
-        reg.end_canary(client, NAME, v2, reason="worse on live traffic (again)")
-    with pytest.raises(RegistryConflict, match="already over"):
         reg.set_canary_share(client, NAME, v2, 0.9, reason="late step")
     assert len(reg.history(client, NAME)) == entries
     assert [e.action for e in reg.history(client, NAME)].count("canary_rollback") == 1
+
+
+def test_ending_a_canary_that_was_promoted_meanwhile_is_a_conflict(
+    client: Any, two_versions: tuple[str, str]
+) -> None:
+    _, v2 = two_versions
+    reg.promote(client, NAME, v2, policy=reg.GatePolicy(mode="disabled"))
+    with pytest.raises(RegistryConflict, match="is the champion; a promoted canary is undone"):
+        reg.end_canary(client, NAME, v2, reason="worse on live traffic")
 
 
 def test_two_concurrent_promotions_of_one_version_record_one_promotion(

@@ -63,3 +63,16 @@ def test_only_an_enabled_gate_that_failed_refuses_the_version(
             decision.enforce("churn")
     else:
         decision.enforce("churn")
+
+
+def test_an_audit_entry_shows_the_gate_metric_in_mlcycle_names() -> None:
+    from mlcycle.register import AuditEntry
+
+    def entry(metrics: dict[str, float]) -> AuditEntry:
+        return AuditEntry("m", "promote", "me", "now", None, "1", False, None, metrics)
+
+    assert entry({"challenger_roc_auc": 0.91, "champion_roc_auc": 0.9}).score() == (
+        "roc_auc", 0.91,
+    )  # fmt: skip
+    assert entry({"challenger_root_mean_squared_error": 2.5}).score() == ("rmse", 2.5)
+    assert entry({"canary_share": 0.5}).score() is None

@@ -18,7 +18,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from mlcycle import trust
 from mlcycle.cli import cli
 from mlcycle.errors import ConfigError, UntrustedModel
-from mlcycle.train import TrainConfig, train
+from mlcycle.train import TrainConfig, pipelines, train
 
 USER_MODULE = '''
 import numpy as np
@@ -276,7 +276,6 @@ def test_an_unreviewed_user_class_needs_allow_pickle_and_then_loads_only_with_it
         ("user_estimators:not_an_estimator", "returned str, not a scikit-learn classifier"),
         ("user_estimators:raises", "calling it raised RuntimeError: no licence server"),
         ("user_estimators:fitted", "returned a fitted LogisticRegression"),
-        ("user_estimators:", "is not module:callable"),
     ],
 )
 def test_a_bad_estimator_exits_1_naming_the_option_and_leaves_no_run(
@@ -304,7 +303,7 @@ def test_an_estimator_from_the_standard_library_is_refused_without_calling_it(
          "--estimator", spec],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert res.returncode == 1, (res.returncode, res.stderr)
+    assert res.returncode == 2, (res.returncode, res.stderr)
     assert "is Python's standard library, not your estimator module" in res.stderr
     assert "Traceback" not in res.stderr
 
@@ -312,11 +311,26 @@ def test_an_estimator_from_the_standard_library_is_refused_without_calling_it(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--estimator", "no_colon"], "is not MODULE:CALLABLE"),
+        (["--estimator", "nocolon"], "no ':' between the module and the callable"),
+        (["--estimator", "a:b:c"], "more than one ':'"),
+        (["--estimator", ":make"], "the module before ':' is empty"),
+        (["--estimator", "user_estimators:"], "the callable after ':' is empty"),
+        (["--estimator", "os:system"], "'os' is Python's standard library"),
         (["--estimator", "a:b", "--model", "rf"], "give --model or --estimator, not both"),
     ],
 )
-def test_estimator_usage_errors_exit_2(cancer_csv: str, args: list[str], message: str) -> None:
+def test_a_malformed_estimator_is_a_usage_error_exiting_2_and_naming_the_problem(
+    cancer_csv: str, args: list[str], message: str
+) -> None:
     res = CliRunner().invoke(cli, ["train", "--data", cancer_csv, "--target", "target", *args])
-    assert res.exit_code == 2
+    assert res.exit_code == 2, res.output
     assert message in res.output
+    if "--model" not in args:
+        assert f"Invalid value for '--estimator': '{args[1]}'" in res.output
+    assert mlflow.search_runs(search_all_experiments=True).empty
+
+
+def test_a_malformed_estimator_stored_on_a_run_is_refused_by_the_stage_too() -> None:
+    """The spec also comes back from a run's 'model' param, past the CLI's check."""
+    with pytest.raises(ConfigError, match=r"--estimator 'a:b:c' is not MODULE:CALLABLE"):
+        pipelines.resolve_estimator("a:b:c")
