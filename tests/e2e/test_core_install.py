@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import venv
 from collections.abc import Callable
 from pathlib import Path
@@ -26,11 +27,13 @@ EXTRA_ONLY = ["skl2onnx", "onnx", "onnxruntime", "boto3", "botocore", "evidently
 #: Linux x86_64, Python 3.11, Nov 2026), the yardstick of its "under 60 %" goal.
 BASELINE_MB = 977
 GOAL = 0.60
-#: What the core may weigh without a test failing: 786 MB measured with this change (80 %),
+#: What the core may weigh without a test failing: 787 MB measured with this change (80.5 %),
 #: plus room for new releases of its dependencies. It goes down as the core gets lighter.
 CEILING = 0.83
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
+#: Wheels weigh differently on macOS and Windows; the baseline is a Linux measurement.
+on_linux = pytest.mark.skipif(sys.platform != "linux", reason="sizes are measured on Linux")
 
 
 def _venv_python(root: Path) -> Path:
@@ -74,7 +77,10 @@ def core(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def mlcycle(core: tuple[Path, Path]) -> Run:
     python, work = core
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{(work / 'mlflow.db').as_posix()}"}
+    # The module's own store (the per-test one of conftest would change between tests).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLCYCLE_"))}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{(work / 'mlflow.db').as_posix()}"
+    env["MLCYCLE_ARTIFACT_ROOT"] = str(work / "mlartifacts")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -147,6 +153,7 @@ def test_the_core_install_names_the_extra_a_command_needs(
     assert "Traceback" not in res.stderr and "no-such-window" not in res.stderr
 
 
+@on_linux
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_the_core_install_stays_under_its_size_ceiling(core: tuple[Path, Path]) -> None:
@@ -160,13 +167,14 @@ def test_the_core_install_stays_under_its_size_ceiling(core: tuple[Path, Path]) 
     assert share < CEILING
 
 
+@on_linux
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @pytest.mark.xfail(
     strict=True,
     reason="pyarrow (176 MB: the contract's Parquet files at training) and matplotlib with "
     "fonttools and pillow (96 MB: training plots, and MLflow's evaluator in the gate imports "
-    "it) are core; see docs/operations.md 'Install size'",
+    "it) are core; see README 'Install from a checkout'",
 )
 def test_the_core_install_is_under_60_percent_of_the_baseline(core: tuple[Path, Path]) -> None:
     assert _site_packages_bytes(core[0]) / 1e6 < BASELINE_MB * GOAL
