@@ -12,7 +12,7 @@ $(BIN)/python:
 
 # The demo needs the runtime extras only; tests and lint need the dev extras too.
 $(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[serve,monitoring]"
+	$(BIN)/python -m pip install -q -e ".[serve,monitoring,ui]"
 	touch $@
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python

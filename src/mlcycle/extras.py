@@ -2,10 +2,11 @@
 
 API: :func:`require`, :func:`available`, :class:`MissingExtra`, :data:`MODULES`.
 
-The core install trains, registers, promotes and scores in batch; serving, monitoring, S3
-and the ONNX copy come with extras (README "Install"). A feature calls :func:`require`
-before doing any work, so a missing extra ends in one line that says what to install
-instead of a ``ModuleNotFoundError`` halfway through.
+The core install trains, registers, gates, promotes and scores in batch on MLflow's skinny
+package; serving, monitoring, S3, the ONNX copy and the full MLflow (web UI, ``mlflow
+server``, ``mlflow models build-docker``) come with extras (README "Install"). A feature
+calls :func:`require` before doing any work, so a missing extra ends in one line that says
+what to install instead of a ``ModuleNotFoundError`` halfway through.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ MODULES: dict[str, tuple[str, ...]] = {
     "serve": ("uvicorn", "prometheus_client"),
     "monitoring": ("evidently",),
     "s3": ("boto3",),
+    # What the `mlflow` distribution adds to the core's mlflow-skinny that mlcycle's features
+    # reach: Flask runs the UI and `mlflow server`, docker-py runs `models build-docker`.
+    "ui": ("flask", "docker"),
+    "server": ("flask", "flask_wtf", "psycopg2", "boto3"),
 }
 
 

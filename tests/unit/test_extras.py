@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
 import pytest
@@ -111,3 +112,17 @@ def test_serving_without_onnxruntime_uses_sklearn_for_a_model_with_an_onnx_copy(
     assert load_predictor(ref).backend == "onnx"
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert load_predictor(ref).backend == "sklearn"
+
+
+def test_the_mlflow_ui_hint_names_the_ui_extra_only_when_flask_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlcycle.cli._common import ui_hint
+
+    settings = SimpleNamespace(tracking_uri="sqlite:///mlflow.db")
+    assert ui_hint(settings) == "mlflow ui --backend-store-uri sqlite:///mlflow.db"
+    # The core install (mlflow-skinny) has no Flask, so its `mlflow ui` would stop on it.
+    monkeypatch.setitem(sys.modules, "flask", None)
+    assert ui_hint(settings) == (
+        "pip install 'mlcycle[ui]', then mlflow ui --backend-store-uri sqlite:///mlflow.db"
+    )

@@ -16,6 +16,7 @@ import click
 
 from mlcycle import __version__
 from mlcycle.errors import MlcycleError, access_error
+from mlcycle.extras import available
 from mlcycle.redact import RedactingFilter, redact_text, redact_uri
 
 logger = logging.getLogger("mlcycle")
@@ -109,6 +110,9 @@ def ui_hint(settings: Any, experiment_id: str | None = None, run_id: str | None 
     if uri.startswith(("http://", "https://")):
         return f"open {uri.rstrip('/')}{page}"
     hint = f"mlflow ui --backend-store-uri {uri}"
+    if not available("flask"):
+        # The core install has mlflow-skinny, whose `mlflow ui` stops on a missing Flask.
+        hint = f"pip install 'mlcycle[ui]', then {hint}"
     return f"{hint}, then http://127.0.0.1:5000{page}" if page else hint
 
 

@@ -235,6 +235,9 @@ def build_docker(
     if stock:
         if not model_uri:
             raise click.UsageError("--model is required with --stock")
+        from mlcycle.extras import require
+
+        require("ui", "docker", feature="mlcycle build-docker --stock")
         image_mod.build_stock_image(model_uri, image, env_manager)
     else:
         text = image_mod.render_dockerfile(**given(model_uri=model_uri))

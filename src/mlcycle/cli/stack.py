@@ -74,7 +74,12 @@ def server_cmd(
     admin's name and password come from MLCYCLE_ADMIN_USERNAME and MLCYCLE_ADMIN_PASSWORD.
     """
     from mlcycle.config import load_settings
+    from mlcycle.extras import require
     from mlcycle.stack import run_server, server_options
+
+    # The core has mlflow-skinny: no Flask, no auth app. The store's own driver (psycopg2,
+    # boto3) is MLflow's to report, for a server that may well run on SQLite and a directory.
+    require("server", "flask", "flask_wtf", feature="mlcycle server")
 
     opts = server_options(
         load_settings(),

@@ -134,8 +134,12 @@ class TrainResult:
 
 def pip_requirements() -> list[str]:
     """Pinned requirements of every model mlcycle logs (explicit: inferring costs seconds)."""
-    names = ["mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy"]
-    return [f"{name}=={pkg_version(name)}" for name in names]
+    import mlflow
+
+    # The core install has mlflow-skinny, which ships the `mlflow` package but not the `mlflow`
+    # distribution; the model still names `mlflow`, at the version of the package that logged it.
+    names = ["scikit-learn", "skops", "numpy", "pandas", "scipy"]
+    return [f"mlflow=={mlflow.__version__}", *(f"{name}=={pkg_version(name)}" for name in names)]
 
 
 class _EndsFailed:
