@@ -228,9 +228,17 @@ def history(
                 drift_share=float(r.data.metrics.get("drift_share", 0.0)),
                 quality_drop=float(drop) if drop is not None else None,
                 drifted=tuple(c for c in drifted.split(",") if c),
+                drift_threshold=_float(r.data.tags.get(MLCYCLE_DRIFT_THRESHOLD)),
             )
         )
     return out
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 def log_result(
