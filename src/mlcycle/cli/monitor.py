@@ -82,6 +82,8 @@ def _window_line(out: Any) -> str:
     if r.quality_drop is not None:
         line += f" quality_drop={r.quality_drop:.3f}"
     line += f" decision={'retrain' if out.decision and out.decision.retrain else 'none'}"
+    if out.note:
+        line += f" (only new data: {out.note})"
     if out.retrain is not None:
         state = (
             "promoted to @champion"

@@ -60,7 +60,7 @@ ENGINES: tuple[str, ...] = ("pandas", "arrow", "spark")
 
 @dataclass(frozen=True)
 class MonitorOutcome:
-    """What one monitoring pass did."""
+    """What one monitoring pass did (``note``: how the window asked for was narrowed)."""
 
     window: str | None
     run_id: str | None
@@ -70,6 +70,7 @@ class MonitorOutcome:
     skipped: str | None = None
     source: str = "log"
     stale: tuple[str, ...] = ()
+    note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping (what ``mlcycle monitor --json`` prints)."""
@@ -81,6 +82,7 @@ class MonitorOutcome:
             "decision": asdict(self.decision) if self.decision else None,
             "retrain": asdict(self.retrain) if self.retrain else None,
             "stale": list(self.stale),
+            "note": self.note,
         }
 
 

@@ -1,7 +1,8 @@
 """Schedule: monitor one window (detect → decide → act), or keep doing it every period.
 
-API: :func:`run_once`, :func:`loop`; re-exported: :class:`MonitorOutcome` and :data:`ENGINES`
-(:mod:`mlcycle.monitoring.cycle`, the read → detect → decide → act of one window),
+API: :func:`run_once`, :func:`loop`, :func:`unmonitored`; re-exported: :class:`MonitorOutcome`
+and :data:`ENGINES` (:mod:`mlcycle.monitoring.cycle`, the read → detect → decide → act of one
+window),
 :func:`parse_period` (:mod:`mlcycle.monitoring.period`).
 
 ``run_once`` is safe to run twice at once for the same window: a file lock serialises
@@ -11,7 +12,10 @@ two retrains.
 
 A window is the data it covers. Without a time range, ``run_once`` reads the inference log
 from the end of the last window already monitored for the model version, so re-running it on
-an unchanged log monitors nothing twice (it says the data is already monitored).
+an unchanged log monitors nothing twice (it says the data is already monitored). A time range
+that overlaps ranges already monitored (a whole-log run, an earlier ``--since``, a loop
+period) is narrowed to what is new, skipped when nothing is, and refused when what is new is
+in several pieces (the error names them).
 
 Monitoring degrades, never dies: a log file that cannot be read or has a foreign schema
 becomes a finding and the rest of the window is analysed. A window run left ``RUNNING`` for
@@ -37,7 +41,8 @@ from filelock import FileLock
 
 from mlcycle import storage
 from mlcycle.config import Settings, ensure_experiment
-from mlcycle.errors import ConfigError
+from mlcycle.errors import ConfigError, DataError
+from mlcycle.inference_log import scan_inference_log
 from mlcycle.monitoring import record
 from mlcycle.monitoring.cycle import (
     ENGINES,
@@ -158,6 +163,7 @@ def run_once(
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine '{engine}'; choose one of {', '.join(ENGINES)}")
     problems: list[str] = []
+    note: str | None = None
     summary: WindowSummary | None = None
     frame: pd.DataFrame | None = None
     if isinstance(current, (str, Path)):
@@ -192,6 +198,32 @@ def run_once(
             ts = pd.to_datetime(frame["timestamp"], utc=True)
             first, last = ts.min(), ts.max()
         window = Window.of(first.floor("s"), last.floor("s") + pd.Timedelta(seconds=1))
+    elif window is not None and frame is None and summary is None:
+        parts, owners = unmonitored(
+            window, record.covered_windows(client, experiment_id, name, version)
+        )
+        runs = ", ".join(owners)
+        if len(parts) > 1:
+            # Around a monitored range: the pieces with no rows (before the log began, say)
+            # are not data to monitor.
+            parts = [p for p in parts if _has_rows(settings.inference_log, name, version, p)]
+        if not parts:
+            why = f"already monitored: the data of {window.key} is in run(s) {runs}"
+            logger.info("window %s of %s %s", window.key, name, why)
+            return MonitorOutcome(
+                window.key, owners[-1], None, None, skipped=why, source=source, stale=stale
+            )
+        if len(parts) > 1:
+            raise ConfigError(
+                f"part of the window {window.key} is already monitored (run(s) {runs}); monitor "
+                "the rest one range at a time: "
+                + "; ".join(f"--since {p.start:%Y-%m-%dT%H:%M:%SZ} --until "
+                            f"{p.end:%Y-%m-%dT%H:%M:%SZ}" for p in parts)
+            )  # fmt: skip
+        if parts[0] != window:
+            note = f"asked for {window.key}; the rest is already monitored in run(s) {runs}"
+            logger.info("window of %s: %s", name, note)
+            window = parts[0]
     key = window.key if window is not None else None
     lock_key = f"{settings.tracking_uri}|{name}|{version}|{key or time.time_ns()}"
     locks = Path(lock_dir) if lock_dir else storage.lock_dir() / "monitor"
@@ -248,7 +280,50 @@ def run_once(
         except BaseException:
             record.finish(client, run_id, None, status="FAILED")
             raise
-        return replace(out, source=source, stale=stale)
+        return replace(out, source=source, stale=stale, note=note)
+
+
+def _has_rows(root: str, name: str, version: str | None, window: Window) -> bool:
+    """Whether the log holds a row of the version in ``window`` (reads timestamps only)."""
+    for part in scan_inference_log(root, name, window, version, columns={"timestamp"}):
+        try:
+            if any(batch.num_rows for batch in part.batches()):
+                return True
+        except DataError:
+            continue  # the window's read reports it
+    return False
+
+
+def unmonitored(
+    window: Window, covered: list[tuple[pd.Timestamp, pd.Timestamp, str]]
+) -> tuple[list[Window], list[str]]:
+    """The parts of ``window`` that no monitored range covers, and the runs that cover the rest.
+
+    A window is the data it covers: data already in a finished window run (a whole-log run,
+    an earlier ``--since`` range, a loop period) is never counted again.
+
+    Args:
+        window: the range asked for.
+        covered: ``(start, end, run id)`` of the ranges already monitored
+            (:func:`mlcycle.monitoring.record.covered_windows`).
+    """
+    parts = [window]
+    by: list[str] = []
+    for start, end, run_id in covered:
+        if end <= window.start or start >= window.end:
+            continue
+        by.append(run_id)
+        rest = []
+        for p in parts:
+            if end <= p.start or start >= p.end:
+                rest.append(p)
+                continue
+            if p.start < start:
+                rest.append(Window(p.start, start))
+            if end < p.end:
+                rest.append(Window(end, p.end))
+        parts = rest
+    return parts, list(dict.fromkeys(by))
 
 
 def loop(
