@@ -243,9 +243,9 @@ def monitor_options(fn: Any) -> Any:
         click.option(
             "--drift-share",
             cls=LibraryDefault,
-            default_of=field_default("mlcycle.monitoring", "RetrainPolicy", "drift_share"),
+            default_of=field_default("mlcycle.monitoring", "DriftConfig", "drift_share"),
             type=click.FloatRange(0, 1, min_open=True),
-            help="Policy: a window with this share of drifted features is bad.",
+            help="A window with this share of drifted features is drift (and bad for the policy).",
         ),
         click.option(
             "--quality-drop",

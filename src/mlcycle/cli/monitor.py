@@ -32,7 +32,6 @@ def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
     try:
         policy = RetrainPolicy(
             **given(
-                drift_share=opts["drift_share"],
                 quality_drop=opts["quality_drop"],
                 bad_windows=opts["bad_windows"],
                 of_last=opts["of_last"],
@@ -63,7 +62,7 @@ def _monitor_setup(opts: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any, Any]:
         raise click.UsageError("--target describes a --reference table; give --reference")
     labels = load_table(opts["labels"]) if opts["labels"] else None
     config = DriftConfig(
-        **given(min_rows=opts["min_rows"]),
+        **given(min_rows=opts["min_rows"], drift_share=opts["drift_share"]),
         per_column_method=parse_kv(opts["methods"], "--method"),
         seed=settings.seed,
     )
@@ -83,6 +82,8 @@ def _window_line(out: Any) -> str:
     if r.quality_drop is not None:
         line += f" quality_drop={r.quality_drop:.3f}"
     line += f" decision={'retrain' if out.decision and out.decision.retrain else 'none'}"
+    if out.note:
+        line += f" (only new data: {out.note})"
     if out.retrain is not None:
         state = (
             "promoted to @champion"
@@ -275,7 +276,7 @@ def loop_cmd(
     gate = gate_policy(opts, opts.pop("allow_pickle") or settings.allow_pickle, prefix="gate-")
     click.echo(
         f"monitoring {opts['model_name']} every {every} (policy: {policy.bad_windows} bad of "
-        f"{policy.of_last}; drift share >= {policy.drift_share})"
+        f"{policy.of_last}; drift share >= {config.drift_share})"
     )
     for out in loop(
         client,

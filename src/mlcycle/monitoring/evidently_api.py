@@ -1,7 +1,7 @@
 """The one place mlcycle touches Evidently's private stat-test registry.
 
 API: :func:`stattest_registry`, :func:`run_stattest`, :func:`register_verdict`,
-:func:`unregister`.
+:func:`unregister`, :func:`lean_drift_report`.
 
 Evidently 0.7 has no public way to run one stat test on two series, nor to make a report
 show a score computed elsewhere; both live in ``evidently.legacy.calculations.stattests.
@@ -12,6 +12,8 @@ names mlcycle uses are still there and fails with a clear error (and
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -111,3 +113,129 @@ def unregister(names: list[str]) -> None:
             impls = registry._impls.pop(test, {})
             for impl in impls.values():
                 registry._registered_stat_test_funcs.pop(getattr(impl, "func", None), None)
+
+
+@contextlib.contextmanager
+def lean_drift_report(hidden: Iterable[str]) -> Iterator[None]:
+    """Evidently's ``DataDriftPreset`` without the work its page never shows, while inside.
+
+    The preset computes a ``ValueDrift`` per column and then renders its own table instead
+    of their widgets, so their plotly figures (two per column, a third of the report's CPU)
+    are built and thrown away: for the ``hidden`` columns their rendering is skipped (their
+    values stay in ``report.json``). Its headline metric and its table also compute the
+    same per-column statistics twice over the same frames: the second asks for what the
+    first computed. Both patches are private Evidently names, checked by
+    :func:`_lean_targets` (and ``tests/unit/monitoring/test_evidently_api.py``).
+
+    Raises:
+        MonitoringError: this Evidently version moved a name the patches need.
+    """
+    column_statistics, modules = _lean_targets()
+    calc = column_statistics.ValueDriftCalculation
+    render = calc._render
+    skip = frozenset(hidden)
+
+    def lean_render(self: Any, result: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.metric.column in skip:
+            return []
+        return render(self, result, *args, **kwargs)
+
+    originals = [(m, m.get_drift_for_columns) for m in modules]
+    seen: list[tuple[dict[str, Any], Any]] = []
+
+    def once(**kwargs: Any) -> Any:
+        for key, value in seen:
+            if _same_call(key, kwargs):
+                return _with_threshold(value, kwargs)
+        value = originals[0][1](**kwargs)
+        seen.append((kwargs, value))
+        return value
+
+    one_column = column_statistics.get_one_column_drift
+
+    def column_once(**kwargs: Any) -> Any:
+        # A ValueDrift of a column the headline already computed, on the same frames.
+        name, kind = kwargs["column_name"], kwargs["column_type"].value
+        options = kwargs["options"]
+        for key, value in seen:
+            done = value.drift_by_columns.get(name)
+            other = key["data_drift_options"]
+            if (
+                done is not None
+                and key["current_data"] is kwargs["current_data"]
+                and key["reference_data"] is kwargs["reference_data"]
+                and key["agg_data"] == kwargs["agg_data"]
+                and other.get_feature_stattest_func(name, kind)
+                == options.get_feature_stattest_func(name, kind)
+                and other.get_threshold(name, kind) == options.get_threshold(name, kind)
+            ):
+                return done
+        return one_column(**kwargs)
+
+    calc._render = lean_render
+    column_statistics.get_one_column_drift = column_once
+    for m, _ in originals:
+        m.get_drift_for_columns = once
+    try:
+        yield
+    finally:
+        calc._render = render
+        column_statistics.get_one_column_drift = one_column
+        for m, f in originals:
+            m.get_drift_for_columns = f
+
+
+def _same_call(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same statistics: the same frames (identity) and equal options and columns."""
+    # The drift share only sets the dataset verdict, recomputed by _with_threshold.
+    keys = (a.keys() | b.keys()) - {"drift_share_threshold"}
+    for k in keys:
+        if k not in a or k not in b:
+            return False
+        v, w = a[k], b[k]
+        if isinstance(v, pd.DataFrame) or isinstance(w, pd.DataFrame):
+            if v is not w:
+                return False
+        elif v != w:
+            return False
+    return True
+
+
+def _with_threshold(value: Any, kwargs: dict[str, Any]) -> Any:
+    """The dataset verdict of the same per-column results under this call's drift share."""
+    from evidently.legacy.calculations.data_drift import get_dataset_drift
+
+    threshold = kwargs.get("drift_share_threshold")
+    if threshold is None:
+        threshold = kwargs["data_drift_options"].drift_share
+    verdict = get_dataset_drift(value.drift_by_columns, threshold)
+    return value.copy(
+        update={
+            "number_of_drifted_columns": verdict.number_of_drifted_columns,
+            "share_of_drifted_columns": verdict.dataset_drift_score,
+            "dataset_drift": verdict.dataset_drift,
+        }
+    )
+
+
+def _lean_targets() -> tuple[Any, list[Any]]:
+    """The Evidently modules :func:`lean_drift_report` patches, checked to have the names."""
+    try:
+        from evidently.legacy.metrics.data_drift import data_drift_table, dataset_drift_metric
+        from evidently.metrics import column_statistics
+    except ImportError as exc:
+        raise MonitoringError(
+            f"this Evidently version moved its drift metrics ({exc}); mlcycle needs 0.7.x"
+        ) from exc
+    calc = getattr(column_statistics, "ValueDriftCalculation", None)
+    modules = [dataset_drift_metric, data_drift_table]
+    if (
+        calc is None
+        or not callable(getattr(calc, "_render", None))
+        or not callable(getattr(column_statistics, "get_one_column_drift", None))
+        or not all(callable(getattr(m, "get_drift_for_columns", None)) for m in modules)
+    ):
+        raise MonitoringError(
+            "Evidently's ValueDrift or its drift calculations changed; mlcycle needs 0.7.x"
+        )
+    return column_statistics, modules

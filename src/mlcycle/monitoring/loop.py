@@ -1,6 +1,9 @@
 """Schedule: monitor one window (detect → decide → act), or keep doing it every period.
 
-API: :class:`MonitorOutcome`, :func:`run_once`, :func:`loop`, :func:`parse_period`.
+API: :func:`run_once`, :func:`loop`, :func:`unmonitored`; re-exported: :class:`MonitorOutcome`
+and :data:`ENGINES` (:mod:`mlcycle.monitoring.cycle`, the read → detect → decide → act of one
+window),
+:func:`parse_period` (:mod:`mlcycle.monitoring.period`).
 
 ``run_once`` is safe to run twice at once for the same window: a file lock serialises
 monitors on one machine, a completed run for the window makes later ones skip, and the
@@ -9,7 +12,10 @@ two retrains.
 
 A window is the data it covers. Without a time range, ``run_once`` reads the inference log
 from the end of the last window already monitored for the model version, so re-running it on
-an unchanged log monitors nothing twice (it says the data is already monitored).
+an unchanged log monitors nothing twice (it says the data is already monitored). A time range
+that overlaps ranges already monitored (a whole-log run, an earlier ``--since``, a loop
+period) is narrowed to what is new, skipped when nothing is, and refused when what is new is
+in several pieces (the error names them).
 
 Monitoring degrades, never dies: a log file that cannot be read or has a foreign schema
 becomes a finding and the rest of the window is analysed. A window run left ``RUNNING`` for
@@ -23,118 +29,51 @@ import contextlib
 import functools
 import hashlib
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from filelock import FileLock
 
 from mlcycle import storage
 from mlcycle.config import Settings, ensure_experiment
-from mlcycle.errors import ConfigError
+from mlcycle.errors import ConfigError, DataError
+from mlcycle.inference_log import scan_inference_log
 from mlcycle.monitoring import record
-from mlcycle.monitoring.drift import (
-    DriftConfig,
-    DriftResult,
-    Finding,
-    analyse_summary,
-    analyse_window,
-    new_summary,
+from mlcycle.monitoring.cycle import (
+    ENGINES,
+    Engine,
+    MonitorOutcome,
+    RetrainFn,
+    monitor_window,
+    summarise_log,
+    window_summary,
 )
+from mlcycle.monitoring.drift import DriftConfig
 from mlcycle.monitoring.inputs import (
     ReferenceData,
     Window,
-    join_labels,
     load_current,
     load_reference,
     read_inference_log,
-    stream_inference_log,
     summarise_file,
 )
-from mlcycle.monitoring.policy import Decision, RetrainPolicy, WindowOutcome, decide
-from mlcycle.monitoring.project import project_retrain
+from mlcycle.monitoring.period import parse_period
+from mlcycle.monitoring.policy import RetrainPolicy
 from mlcycle.monitoring.summary import WindowSummary
-from mlcycle.monitoring.trigger import RetrainOutcome, retrain
-from mlcycle.tags import (
-    MLCYCLE_DUPLICATE_OF,
-    MLCYCLE_RETRAIN_PROMOTED,
-    MLCYCLE_RETRAIN_RUN_ID,
-    MLCYCLE_RETRAIN_SKIPPED,
-    MLCYCLE_RETRAIN_VERSION,
-    MLCYCLE_WINDOW,
-)
+from mlcycle.monitoring.trigger import retrain
+from mlcycle.tags import MLCYCLE_DUPLICATE_OF, MLCYCLE_WINDOW
 
 if TYPE_CHECKING:
     from mlcycle.register import GatePolicy
 
+__all__ = ["ENGINES", "MonitorOutcome", "loop", "parse_period", "run_once"]
+
 logger = logging.getLogger(__name__)
-
-RetrainFn = Callable[..., RetrainOutcome]
-Engine = Literal["pandas", "arrow", "spark"]
-#: How a window from the inference log is read: whole into pandas, streamed as Arrow
-#: record batches (bounded memory), or summarised by Spark where the log lies.
-ENGINES: tuple[str, ...] = ("pandas", "arrow", "spark")
-
-
-#: A plain number is seconds.
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
-
-
-def parse_period(text: str) -> timedelta:
-    """A window length such as ``30s``, ``15m``, ``1h30m``, ``1d`` or ``1 day``, via pandas.
-
-    Units are case-insensitive (``1M`` is a minute, as ``1m``); a plain number is seconds;
-    ISO 8601 durations (``PT90M``) are read as pandas reads them.
-
-    Raises:
-        ConfigError: not a duration, or not a positive one.
-    """
-    raw = text.strip()
-    if raw.startswith(("P", "-P")):
-        spec = raw  # ISO 8601: its letters are upper case by definition
-    else:
-        # pandas spells days and weeks D and W; people write 1d, 1H, 1M (a minute).
-        spec = re.sub(r"(?<![a-z])([dw])(?![a-z])", lambda m: m.group(1).upper(), raw.lower())
-    try:
-        value = pd.Timedelta(seconds=float(raw)) if _NUMBER.fullmatch(raw) else pd.Timedelta(spec)
-    except (ValueError, OverflowError):
-        value = pd.NaT
-    if pd.isna(value):
-        raise ConfigError(f"'{text}' is not a duration like 30s, 15m, 1h30m, 1d")
-    if value <= pd.Timedelta(0):
-        raise ConfigError(f"the period must be positive, not '{text}'")
-    return value.to_pytimedelta()
-
-
-@dataclass(frozen=True)
-class MonitorOutcome:
-    """What one monitoring pass did."""
-
-    window: str | None
-    run_id: str | None
-    result: DriftResult | None
-    decision: Decision | None
-    retrain: RetrainOutcome | None = None
-    skipped: str | None = None
-    source: str = "log"
-    stale: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready mapping (what ``mlcycle monitor --json`` prints)."""
-        return {
-            "window": self.window,
-            "run_id": self.run_id,
-            "skipped": self.skipped,
-            "result": self.result.as_dict() if self.result else None,
-            "decision": asdict(self.decision) if self.decision else None,
-            "retrain": asdict(self.retrain) if self.retrain else None,
-            "stale": list(self.stale),
-        }
 
 
 @contextlib.contextmanager
@@ -184,8 +123,8 @@ def run_once(
             other files are read whole.
         reference: what to compare with; the version's training reference when omitted.
         labels: late labels (``request_id``, optional ``record_index``, target).
-        config: drift thresholds and methods; its ``drift_share`` is replaced by the
-            policy's, so the window's status, its report and the policy use one threshold.
+        config: drift thresholds and methods; its ``drift_share`` is the one threshold:
+            the window's status, its report, its run's tags and the policy's "bad window".
         policy: the retrain policy.
         allow_retrain: ``False`` records the decision but never trains.
         output_dir: where reports are written (one sub-directory per window).
@@ -209,9 +148,6 @@ def run_once(
     config = config or DriftConfig()
     if gate_policy is not None:
         retrain_fn = functools.partial(retrain_fn, gate_policy=gate_policy)
-    if config.drift_share != policy.drift_share:
-        # One threshold: the status, the report's headline and the policy must agree.
-        config = replace(config, drift_share=policy.drift_share)
     ref = reference or load_reference(client, name, version)
     version = version or ref.model_version
     experiment_id = ensure_experiment(client, record.EXPERIMENT, settings)
@@ -227,10 +163,11 @@ def run_once(
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine '{engine}'; choose one of {', '.join(ENGINES)}")
     problems: list[str] = []
+    note: str | None = None
     summary: WindowSummary | None = None
     frame: pd.DataFrame | None = None
     if isinstance(current, (str, Path)):
-        summary = summarise_file(current, _new_summary(ref, config, labels))
+        summary = summarise_file(current, window_summary(ref, config, labels))
         frame = None if summary is not None else load_current(str(current))
     else:
         frame = current
@@ -242,7 +179,7 @@ def run_once(
             )
             empty = frame.empty or "timestamp" not in frame.columns
         else:
-            summary = _summarise_log(
+            summary = summarise_log(
                 settings, name, None, version, problems, since, ref, config, labels, engine,
                 spark_master,
             )  # fmt: skip
@@ -261,6 +198,32 @@ def run_once(
             ts = pd.to_datetime(frame["timestamp"], utc=True)
             first, last = ts.min(), ts.max()
         window = Window.of(first.floor("s"), last.floor("s") + pd.Timedelta(seconds=1))
+    elif window is not None and frame is None and summary is None:
+        parts, owners = unmonitored(
+            window, record.covered_windows(client, experiment_id, name, version)
+        )
+        runs = ", ".join(owners)
+        if len(parts) > 1:
+            # Around a monitored range: the pieces with no rows (before the log began, say)
+            # are not data to monitor.
+            parts = [p for p in parts if _has_rows(settings.inference_log, name, version, p)]
+        if not parts:
+            why = f"already monitored: the data of {window.key} is in run(s) {runs}"
+            logger.info("window %s of %s %s", window.key, name, why)
+            return MonitorOutcome(
+                window.key, owners[-1], None, None, skipped=why, source=source, stale=stale
+            )
+        if len(parts) > 1:
+            raise ConfigError(
+                f"part of the window {window.key} is already monitored (run(s) {runs}); monitor "
+                "the rest one range at a time: "
+                + "; ".join(f"--since {p.start:%Y-%m-%dT%H:%M:%SZ} --until "
+                            f"{p.end:%Y-%m-%dT%H:%M:%SZ}" for p in parts)
+            )  # fmt: skip
+        if parts[0] != window:
+            note = f"asked for {window.key}; the rest is already monitored in run(s) {runs}"
+            logger.info("window of %s: %s", name, note)
+            window = parts[0]
     key = window.key if window is not None else None
     lock_key = f"{settings.tracking_uri}|{name}|{version}|{key or time.time_ns()}"
     locks = Path(lock_dir) if lock_dir else storage.lock_dir() / "monitor"
@@ -293,7 +256,7 @@ def run_once(
                     stale=stale,
                 )
         try:
-            out = _monitor(
+            out = monitor_window(
                 client,
                 settings,
                 name,
@@ -317,153 +280,50 @@ def run_once(
         except BaseException:
             record.finish(client, run_id, None, status="FAILED")
             raise
-        return replace(out, source=source, stale=stale)
+        return replace(out, source=source, stale=stale, note=note)
 
 
-def _monitor(
-    client: Any,
-    settings: Settings,
-    name: str,
-    version: str | None,
-    window: Window | None,
-    current: pd.DataFrame | None,
-    ref: ReferenceData,
-    labels: pd.DataFrame | None,
-    config: DriftConfig,
-    policy: RetrainPolicy,
-    allow_retrain: bool,
-    output_dir: Path,
-    retrain_fn: RetrainFn,
-    experiment_id: str,
-    run_id: str,
-    problems: list[str],
-    summary: WindowSummary | None = None,
-    engine: Engine = "pandas",
-    spark_master: str = "local[2]",
-) -> MonitorOutcome:
-    key = window.key if window is not None else None
-    if current is None and summary is None:
-        if engine == "pandas":
-            current = read_inference_log(
-                settings.inference_log, name, window, version=version, problems=problems
-            )
-        else:
-            summary = _summarise_log(
-                settings, name, window, version, problems, None, ref, config, labels, engine,
-                spark_master,
-            )  # fmt: skip
-    findings = [Finding("inference_log", "unreadable_file", p) for p in problems]
-    refused: list[str] = []
-    if summary is not None:
-        # Streamed: only the rows labels name were kept; they are the window's labelled
-        # rows (quality, retrain data), and the report's sample gets its labels too.
-        current = summary.labelled_frame()
-        if labels is not None:
-            current = join_labels(current, labels, ref.target, problems=refused)
-            if summary.sample is not None:
-                summary.sample = join_labels(summary.sample, labels, ref.target, problems=[])
-    elif labels is not None:
-        assert current is not None
-        current = join_labels(current, labels, ref.target, problems=refused)
-    findings += [Finding(ref.target, "labels_refused", p) for p in refused]
-    assert current is not None
-    before = record.history(client, experiment_id, name, version)
-    step = len(before)
-    if summary is not None:
-        labelled = current if ref.target in current.columns else None
-        result = analyse_summary(ref, summary, config, output_dir / run_id, labelled=labelled)
-    else:
-        result = analyse_window(ref, current, config, output_dir / run_id)
-    if findings:
-        result = replace(result, findings=(*findings, *result.findings))
-    trend = None
-    stamp = None
-    if window is not None:
-        end = window.end - pd.Timedelta(microseconds=1)
-        trend = record.trend_run(client, experiment_id, name, version, f"{end:%Y-%m}")
-        stamp = int(window.end.timestamp() * 1000)
-    record.log_result(client, run_id, result, step, trend, stamp, config.drift_share)
-    outcome = WindowOutcome(
-        key=key or run_id,
-        status=result.status,
-        drift_share=result.drift_share,
-        quality_drop=result.quality_drop,
-        drifted=tuple(result.drifted),
-    )
-    decision = decide([*before, outcome], policy)
-    extra: dict[str, str] = {}
-    retrained = None
-    if decision.retrain:
-        labelled = 0
-        if ref.target in current.columns:
-            labelled = int(current[ref.target].notna().sum())
-        if not allow_retrain:
-            extra[MLCYCLE_RETRAIN_SKIPPED] = "retrain disabled"
-        elif labelled < config.min_labels:
-            extra[MLCYCLE_RETRAIN_SKIPPED] = (
-                f"{labelled} labelled rows; {config.min_labels} needed to retrain"
-            )
-            logger.info("retrain wanted for %s but %s", name, extra[MLCYCLE_RETRAIN_SKIPPED])
-        else:
-            retrained = retrain_fn(
-                client,
-                name,
-                ref,
-                current,
-                monitoring_run_id=run_id,
-                window=key,
-                experiment=settings.experiment,
-                seed=settings.seed,
-                data_path=output_dir / run_id / "retrain.parquet",
-                action=project_retrain(settings),
-                settings=settings,
-            )
-            extra.update(
-                {
-                    MLCYCLE_RETRAIN_RUN_ID: retrained.run_id,
-                    MLCYCLE_RETRAIN_VERSION: retrained.version,
-                    MLCYCLE_RETRAIN_PROMOTED: str(retrained.promoted).lower(),
-                }
-            )
-    record.finish(client, run_id, decision, extra)
-    return MonitorOutcome(key, run_id, result, decision, retrained)
+def _has_rows(root: str, name: str, version: str | None, window: Window) -> bool:
+    """Whether the log holds a row of the version in ``window`` (reads timestamps only)."""
+    for part in scan_inference_log(root, name, window, version, columns={"timestamp"}):
+        try:
+            if any(batch.num_rows for batch in part.batches()):
+                return True
+        except DataError:
+            continue  # the window's read reports it
+    return False
 
 
-def _summarise_log(
-    settings: Settings,
-    name: str,
-    window: Window | None,
-    version: str | None,
-    problems: list[str],
-    since: pd.Timestamp | None,
-    ref: ReferenceData,
-    config: DriftConfig,
-    labels: pd.DataFrame | None,
-    engine: Engine,
-    spark_master: str,
-) -> WindowSummary:
-    summary = _new_summary(ref, config, labels)
-    if engine == "spark":
-        from mlcycle.monitoring.spark import spark_summary
+def unmonitored(
+    window: Window, covered: list[tuple[pd.Timestamp, pd.Timestamp, str]]
+) -> tuple[list[Window], list[str]]:
+    """The parts of ``window`` that no monitored range covers, and the runs that cover the rest.
 
-        return spark_summary(
-            settings.inference_log, name, summary, window, version, since=since, master=spark_master
-        )
-    return stream_inference_log(
-        settings.inference_log, name, summary, window, version, problems=problems, since=since
-    )
+    A window is the data it covers: data already in a finished window run (a whole-log run,
+    an earlier ``--since`` range, a loop period) is never counted again.
 
-
-def _new_summary(
-    ref: ReferenceData, config: DriftConfig, labels: pd.DataFrame | None
-) -> WindowSummary:
-    """An empty summary that keeps the rows ``labels`` name (they join after the pass)."""
-    keys: dict[str, frozenset[str]] = {}
-    if labels is not None:
-        for col in ("record_id", "request_id"):
-            if col in labels.columns:
-                keys[col] = frozenset(labels[col].dropna().astype("str"))
-    return new_summary(ref, config, keys or None)
+    Args:
+        window: the range asked for.
+        covered: ``(start, end, run id)`` of the ranges already monitored
+            (:func:`mlcycle.monitoring.record.covered_windows`).
+    """
+    parts = [window]
+    by: list[str] = []
+    for start, end, run_id in covered:
+        if end <= window.start or start >= window.end:
+            continue
+        by.append(run_id)
+        rest = []
+        for p in parts:
+            if end <= p.start or start >= p.end:
+                rest.append(p)
+                continue
+            if p.start < start:
+                rest.append(Window(p.start, start))
+            if end < p.end:
+                rest.append(Window(end, p.end))
+        parts = rest
+    return parts, list(dict.fromkeys(by))
 
 
 def loop(

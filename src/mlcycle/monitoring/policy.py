@@ -3,10 +3,12 @@
 API: :class:`RetrainPolicy`, :class:`WindowOutcome`, :class:`Decision`, :func:`is_bad`,
 :func:`decide`.
 
-A window is *bad* when its share of drifted features reaches ``drift_share`` or its quality
-drop reaches ``quality_drop``; the policy retrains when at least ``bad_windows`` of the last
-``of_last`` windows with data are bad and (by default) the latest one is. Windows with
-insufficient data neither count as bad nor as good, and never trigger a retrain themselves.
+A window is *bad* when detection found drift (its status is ``drift``: the share of drifted
+features reached :attr:`mlcycle.monitoring.DriftConfig.drift_share`, the one threshold, whose
+only owner is detection) or its quality drop reaches ``quality_drop``; the policy retrains
+when at least ``bad_windows`` of the last ``of_last`` windows with data are bad and (by
+default) the latest one is. Windows with insufficient data neither count as bad nor as good,
+and never trigger a retrain themselves.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from mlcycle.errors import ConfigError
 class RetrainPolicy:
     """When to retrain: values, not code paths.
 
+    A window whose status is ``drift`` is bad: what counts as drift (the share of drifted
+    features) is detection's to say, :class:`~mlcycle.monitoring.DriftConfig`'s
+    ``drift_share``, so the status, the report and the policy cannot disagree.
+
     Attributes:
-        drift_share: a window with at least this share of drifted features is bad.
         quality_drop: a window whose quality dropped at least this much is bad
             (accuracy points for classifiers, relative RMSE rise for regressors).
         bad_windows: N — bad windows needed among the last ``of_last``.
@@ -30,7 +35,6 @@ class RetrainPolicy:
         latest_must_be_bad: only retrain when the newest window is bad.
     """
 
-    drift_share: float = 0.3
     quality_drop: float = 0.05
     bad_windows: int = 2
     of_last: int = 3
@@ -39,19 +43,27 @@ class RetrainPolicy:
     def __post_init__(self) -> None:
         if not 1 <= self.bad_windows <= self.of_last:
             raise ConfigError("retrain policy needs 1 <= bad_windows <= of_last")
-        if not 0 < self.drift_share <= 1:
-            raise ConfigError("retrain policy drift_share must be in (0, 1]")
 
 
 @dataclass(frozen=True)
 class WindowOutcome:
-    """What the policy needs to know about one window."""
+    """What the policy needs to know about one window.
+
+    Attributes:
+        key: the window's key (or its run id).
+        status: detection's verdict (``ok``, ``drift``, ``insufficient_data``).
+        drift_share: the share of features that drifted (for the reasons).
+        quality_drop: how much quality dropped, when labels were joined.
+        drifted: the drifted features.
+        drift_threshold: the share detection judged against (for the reasons), when known.
+    """
 
     key: str
     status: str
     drift_share: float
     quality_drop: float | None = None
     drifted: tuple[str, ...] = ()
+    drift_threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -69,11 +81,10 @@ def is_bad(outcome: WindowOutcome, policy: RetrainPolicy) -> tuple[bool, list[st
     if outcome.status == "insufficient_data":
         return False, []
     reasons = []
-    if outcome.drift_share >= policy.drift_share:
+    if outcome.status == "drift":
         cols = ", ".join(outcome.drifted) or "features"
-        reasons.append(
-            f"drift share {outcome.drift_share:.2f} >= {policy.drift_share:.2f} ({cols})"
-        )
+        limit = "" if outcome.drift_threshold is None else f" >= {outcome.drift_threshold:.2f}"
+        reasons.append(f"drift share {outcome.drift_share:.2f}{limit} ({cols})")
     if outcome.quality_drop is not None and outcome.quality_drop >= policy.quality_drop:
         reasons.append(f"quality drop {outcome.quality_drop:.3f} >= {policy.quality_drop:.3f}")
     return bool(reasons), reasons

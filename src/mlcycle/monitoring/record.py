@@ -2,7 +2,7 @@
 
 API: :data:`EXPERIMENT`, :func:`start_window_run`, :func:`log_result`, :func:`finish`,
 :func:`history`, :func:`finished_run_for`, :func:`claim`, :func:`trend_run`,
-:func:`covered_until`, :func:`stale_runs`, :func:`run_name`.
+:func:`covered_windows`, :func:`covered_until`, :func:`stale_runs`, :func:`run_name`.
 
 Each window run is named ``monitor-<model>-v<version>-<window>``. MLflow draws one dot per run,
 so the same metrics also go to one *trend* run per model version and month
@@ -112,19 +112,25 @@ def trend_run(client: Any, experiment_id: str, name: str, version: str | None, m
     return str(run.info.run_id)
 
 
-def _window_end(key: str) -> Any:
+def _window_bounds(key: str) -> tuple[Any, Any] | None:
     import pandas as pd
 
+    start, sep, end = key.partition("/")
+    if not sep:
+        return None
     try:
-        return pd.Timestamp(key.split("/", 1)[1])
-    except (IndexError, ValueError):
+        return pd.Timestamp(start), pd.Timestamp(end)
+    except ValueError:
         return None
 
 
-def covered_until(
+def covered_windows(
     client: Any, experiment_id: str, name: str, version: str | None
-) -> tuple[Any, str | None]:
-    """The latest window end monitored for a model version (and its run), or ``(None, None)``."""
+) -> list[tuple[Any, Any, str]]:
+    """The time ranges monitored for a model version: ``(start, end, run id)`` by start.
+
+    Each finished window run covers its window's data; runs of files have no range.
+    """
     runs = _runs(
         client,
         experiment_id,
@@ -133,11 +139,22 @@ def covered_until(
         "and attributes.status = 'FINISHED'",
         max_results=1000,
     )
-    best: tuple[Any, str | None] = (None, None)
+    out = []
     for r in runs:
-        end = _window_end(r.data.tags.get(MLCYCLE_WINDOW, ""))
-        if end is not None and (best[0] is None or end > best[0]):
-            best = (end, str(r.info.run_id))
+        bounds = _window_bounds(r.data.tags.get(MLCYCLE_WINDOW, ""))
+        if bounds is not None:
+            out.append((*bounds, str(r.info.run_id)))
+    return sorted(out, key=lambda c: (c[0], c[1]))
+
+
+def covered_until(
+    client: Any, experiment_id: str, name: str, version: str | None
+) -> tuple[Any, str | None]:
+    """The latest window end monitored for a model version (and its run), or ``(None, None)``."""
+    best: tuple[Any, str | None] = (None, None)
+    for _, end, run_id in covered_windows(client, experiment_id, name, version):
+        if best[0] is None or end > best[0]:
+            best = (end, run_id)
     return best
 
 
@@ -228,9 +245,17 @@ def history(
                 drift_share=float(r.data.metrics.get("drift_share", 0.0)),
                 quality_drop=float(drop) if drop is not None else None,
                 drifted=tuple(c for c in drifted.split(",") if c),
+                drift_threshold=_float(r.data.tags.get(MLCYCLE_DRIFT_THRESHOLD)),
             )
         )
     return out
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 def log_result(

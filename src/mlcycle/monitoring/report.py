@@ -22,7 +22,7 @@ import pandas as pd
 
 from mlcycle.errors import MonitoringError
 from mlcycle.inference_log import PREDICTION
-from mlcycle.monitoring.evidently_api import register_verdict, unregister
+from mlcycle.monitoring.evidently_api import lean_drift_report, register_verdict, unregister
 from mlcycle.monitoring.results import ColumnDrift, DriftConfig, DriftResult, Finding
 from mlcycle.monitoring.sanitise import class_labels, clean_numeric, display_text
 
@@ -255,10 +255,11 @@ def write_report(
     keep = list(dict.fromkeys(keep))
     try:
         dd = DataDefinition(**definition)
-        snapshot = Report(items).run(
-            Dataset.from_pandas(current[keep].reset_index(drop=True), data_definition=dd),
-            Dataset.from_pandas(reference[keep].reset_index(drop=True), data_definition=dd),
-        )
+        with lean_drift_report(hidden=features):
+            snapshot = Report(items).run(
+                Dataset.from_pandas(current[keep].reset_index(drop=True), data_definition=dd),
+                Dataset.from_pandas(reference[keep].reset_index(drop=True), data_definition=dd),
+            )
         html = output_dir / "report.html"
         html.write_text(safe_report_html(snapshot), encoding="utf-8")
         js = output_dir / "report.json"

@@ -26,7 +26,8 @@ class DriftConfig:
         min_rows: windows with fewer rows are ``insufficient_data`` (no verdict, no retrain).
         min_labels: labelled rows needed before quality metrics are computed.
         drift_share: share of drifted features at or above which the window's status is
-            ``drift``.
+            ``drift`` — the one threshold: the report's headline, the run's tags and the
+            retrain policy's "bad window" all read this verdict.
         num_method / cat_method: ``auto`` follows Evidently's choice for large data; or any
             Evidently stat-test name.
         per_column_method / per_column_threshold: overrides by column.

@@ -96,3 +96,28 @@ def test_monitor_engine_arrow_streams_a_log_window(
 def test_an_unknown_engine_is_a_usage_error():
     res = CliRunner().invoke(cli, ["monitor", "--model", "m", "--engine", "dask"])
     assert res.exit_code == 2 and "dask" in res.output
+
+
+def test_monitor_since_over_a_whole_log_run_says_the_data_is_already_monitored(
+    champion, predictor, log_writer, tmp_path: Path, monkeypatch
+):
+    frame = predictor(champion, make_scenario(600, "covariate", seed=7, start="2026-03-01", days=1))
+    log_writer(champion.log_root, champion.name, champion.version, frame)
+    monkeypatch.setenv("MLCYCLE_INFERENCE_LOG", str(champion.log_root))
+    base = ["monitor", "--model", champion.name, "--output", str(tmp_path / "rep")]
+    whole = CliRunner().invoke(cli, base, catch_exceptions=False)
+    assert whole.exit_code == 0 and "rows=600 status=drift" in whole.output, whole.output
+    day = ["--since", "2026-03-01", "--until", "2026-03-02"]
+    again = CliRunner().invoke(cli, [*base, *day], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert "skipped: already monitored" in again.output and "rows=" not in again.output
+    # Data on both sides of the monitored range: refused, naming the ranges to monitor.
+    later = predictor(champion, make_scenario(300, "covariate", seed=8, start="2026-03-03", days=1))
+    log_writer(champion.log_root, champion.name, champion.version, later)
+    earlier = predictor(
+        champion, make_scenario(300, "covariate", seed=9, start="2026-02-27", days=1)
+    )
+    log_writer(champion.log_root, champion.name, champion.version, earlier)
+    both = CliRunner().invoke(cli, [*base, "--since", "2026-02-20", "--until", "2026-03-05"])
+    assert both.exit_code == 1 and "already monitored" in both.output
+    assert "--since 2026-02-20T00:00:00Z --until 2026-03-01" in both.output, both.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,3 +51,68 @@ def test_an_unknown_method_is_a_monitoring_error() -> None:
     s = pd.Series(np.arange(50.0))
     with pytest.raises(MonitoringError, match="drift method 'nope' failed"):
         evidently_api.run_stattest("nope", "numeric", s, s, None)
+
+
+def _drift_report(lean: bool) -> tuple[dict, list]:
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    rng = np.random.default_rng(1)
+    ref = pd.DataFrame({"a": rng.normal(0, 1, 400), "b": rng.choice(["x", "y"], 400)})
+    cur = pd.DataFrame({"a": rng.normal(1, 1, 400), "b": rng.choice(["x", "y"], 400)})
+    dd = DataDefinition(numerical_columns=["a"], categorical_columns=["b"])
+    report = Report([DataDriftPreset(columns=["a", "b"], drift_share=0.3)])
+    args = (
+        Dataset.from_pandas(cur, data_definition=dd),
+        Dataset.from_pandas(ref, data_definition=dd),
+    )
+    if lean:
+        with evidently_api.lean_drift_report(hidden=["a", "b"]):
+            snapshot = report.run(*args)
+    else:
+        snapshot = report.run(*args)
+    metrics = {m["metric_name"]: m["value"] for m in snapshot.dict()["metrics"]}
+    return metrics, snapshot._widgets
+
+
+def test_the_lean_drift_report_shows_and_stores_what_the_stock_one_does() -> None:
+    from evidently.legacy.metrics.data_drift import data_drift_table, dataset_drift_metric
+    from evidently.metrics import column_statistics
+
+    before = (
+        column_statistics.ValueDriftCalculation._render,
+        column_statistics.get_one_column_drift,
+        data_drift_table.get_drift_for_columns,
+        dataset_drift_metric.get_drift_for_columns,
+    )
+    stock_values, stock_widgets = _drift_report(lean=False)
+    lean_values, lean_widgets = _drift_report(lean=True)
+    assert lean_values == stock_values and any("ValueDrift" in k for k in lean_values)
+
+    def shown(widgets: list) -> list:
+        # The page: headline counter and table rows (ids and figures' uids aside).
+        text = str([w.dict() for w in widgets])
+        return sorted(set(re.findall(r"'(?:Not )?Detected'|Dataset Drift is[^']*", text)))
+
+    assert shown(lean_widgets) == shown(stock_widgets) != []
+    # Everything patched is put back.
+    assert before == (
+        column_statistics.ValueDriftCalculation._render,
+        column_statistics.get_one_column_drift,
+        data_drift_table.get_drift_for_columns,
+        dataset_drift_metric.get_drift_for_columns,
+    )
+
+
+def test_the_lean_report_fails_loudly_when_evidently_moves_a_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from evidently.legacy.metrics.data_drift import data_drift_table
+
+    evidently_api._lean_targets()  # today's Evidently has every name
+    monkeypatch.delattr(data_drift_table, "get_drift_for_columns")
+    with (
+        pytest.raises(MonitoringError, match="drift calculations changed"),
+        evidently_api.lean_drift_report(hidden=[]),
+    ):
+        pass

@@ -227,34 +227,39 @@ def test_window_runs_are_named_and_a_monthly_trend_run_draws_lines(
 
 
 @pytest.mark.slow
-def test_the_status_the_report_and_the_policy_use_one_threshold(
-    champion, predictor, log_writer, tmp_path: Path
+@pytest.mark.parametrize(("share", "status"), [(0.3, "drift"), (0.5, "ok")])
+def test_the_status_the_report_the_tags_and_the_policy_use_one_threshold(
+    champion, predictor, log_writer, tmp_path: Path, share: float, status: str
 ):
     import json
 
     from mlcycle.monitoring import DriftConfig
 
     window, _ = _drifted_day(champion, predictor, log_writer, rows=600)
-    # 3 of 8 features drift; the detect config says 0.5, the policy 0.3: the policy's wins.
+    # 3 of 8 features drift: drift at detection's threshold 0.3, fine at 0.5. The policy
+    # has no threshold of its own, so it cannot disagree with the status.
     out = run_once(
         champion.client,
         champion.settings,
         champion.name,
         window=window,
-        config=DriftConfig(drift_share=0.5),
+        config=DriftConfig(drift_share=share),
         policy=ONE_OF_ONE,
         allow_retrain=False,
         output_dir=tmp_path / "r",
     )
     r = out.result
-    assert r is not None and r.status == "drift" and 0.3 <= r.drift_share < 0.5
-    assert out.decision is not None and out.decision.retrain
+    assert r is not None and r.status == status and 0.3 <= r.drift_share < 0.5
+    assert out.decision is not None and out.decision.retrain == (status == "drift")
+    if status == "ok":
+        assert "latest window is fine" in out.decision.reasons
     tags = champion.client.get_run(out.run_id).data.tags
-    assert tags["mlcycle.status"] == "drift" and tags["mlcycle.decision"] == "retrain"
-    assert tags["mlcycle.drift_threshold"] == "0.3"
+    assert tags["mlcycle.status"] == status
+    assert tags["mlcycle.decision"] == ("retrain" if status == "drift" else "none")
+    assert tags["mlcycle.drift_threshold"] == f"{share:g}"
     doc = json.loads(Path(r.report_json).read_text())
     (count,) = [m for m in doc["metrics"] if "DriftedColumnsCount" in m["metric_name"]]
-    assert "drift_share=0.3" in count["metric_name"]
+    assert f"drift_share={share:g}" in count["metric_name"]
     assert count["value"]["count"] == len(r.drifted)
     assert count["value"]["share"] == pytest.approx(r.drift_share)
 
@@ -292,3 +297,63 @@ def test_an_unknown_engine_is_a_config_error(champion):
 
     with pytest.raises(ConfigError, match="unknown engine 'dask'"):
         run_once(champion.client, champion.settings, champion.name, engine="dask")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_a_since_window_over_a_whole_log_window_counts_no_data_twice(
+    champion, predictor, log_writer, tmp_path: Path
+):
+    from mlcycle.monitoring import record
+
+    client, exp_name = champion.client, EXPERIMENT
+    _drifted_day(champion, predictor, log_writer, "2026-03-01", rows=600)
+    kw = dict(
+        policy=RetrainPolicy(bad_windows=2, of_last=2),
+        allow_retrain=False,
+        output_dir=tmp_path / "r",
+    )
+    whole = run_once(client, champion.settings, champion.name, **kw)
+    assert whole.result is not None and whole.result.rows == 600
+    assert whole.decision is not None and not whole.decision.retrain  # 1 bad of 1; 2 needed
+    exp = client.get_experiment_by_name(exp_name).experiment_id
+
+    def windows() -> int:
+        return len(record.history(client, exp, champion.name, champion.version))
+
+    # The same day again as a --since range: already monitored, not a second bad window.
+    day = Window.of("2026-03-01", "2026-03-02")
+    again = run_once(client, champion.settings, champion.name, window=day, **kw)
+    assert again.result is None and again.skipped and "already monitored" in again.skipped
+    assert whole.run_id in again.skipped and windows() == 1
+    # A wider range, starting before the log and reaching a new day: only the new day.
+    _drifted_day(champion, predictor, log_writer, "2026-03-02", rows=400)
+    wide = run_once(
+        client, champion.settings, champion.name, window=Window.of("2026-02-27", "2026-03-03"), **kw
+    )
+    assert wide.result is not None and wide.result.rows == 400
+    assert wide.note and whole.run_id in wide.note
+    assert whole.window is not None and wide.window is not None
+    assert wide.window.split("/") == [whole.window.split("/")[1], "2026-03-03T00:00:00Z"]
+    assert windows() == 2 and wide.decision is not None and wide.decision.retrain  # 2 of 2
+    # And the whole log after it: nothing new.
+    last = run_once(client, champion.settings, champion.name, **kw)
+    assert last.result is None and last.skipped and windows() == 2
+
+
+def test_unmonitored_leaves_the_parts_no_run_covers():
+    from mlcycle.monitoring.loop import unmonitored
+
+    t = pd.Timestamp
+    w = Window.of("2026-03-01", "2026-03-05")
+    covered = [
+        (t("2026-02-01", tz="UTC"), t("2026-02-02", tz="UTC"), "far"),
+        (t("2026-03-02", tz="UTC"), t("2026-03-03", tz="UTC"), "mid"),
+    ]
+    parts, by = unmonitored(w, covered)
+    assert parts == [Window.of("2026-03-01", "2026-03-02"), Window.of("2026-03-03", "2026-03-05")]
+    assert by == ["mid"]
+    assert unmonitored(w, [(t("2026-01-01", tz="UTC"), t("2026-04-01", tz="UTC"), "all")]) == (
+        [],
+        ["all"],
+    )
+    assert unmonitored(w, []) == ([w], [])
