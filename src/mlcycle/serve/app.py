@@ -295,7 +295,8 @@ class ServingApp:
             )
             return await self._unavailable(send, why, rid, self._version()), "", ""
         batcher, role = self.batcher, "champion"  # one batcher; the role names the arm
-        if self.router is not None and arms.split and self.router.to_challenger(scope["headers"]):
+        router = self.router
+        if router is not None and arms.split and router.to_challenger(scope["headers"], arms.share):
             predictor, role = arms.challenger, "challenger"
         version = str(predictor.version)
         vb, rb = version.encode(), role.encode()
