@@ -295,6 +295,40 @@ def test_removing_the_challenger_ends_the_canary_under_load_with_no_failure(
     assert load.failures == []
 
 
+def test_a_share_raised_in_the_registry_is_followed_by_the_running_server(
+    store: Store, churn: Registered
+) -> None:
+    from mlcycle.register import set_canary_share
+
+    v2 = _new_version(store, churn)
+    _set_challenger(store, v2)
+    server = start_mlcycle(
+        store, f"models:/{NAME}@champion", "raise", "--canary", "10%",
+        "--reload-interval", "0.3", "--no-inference-log",
+    )  # fmt: skip
+    body = split_payload(churn.features.head(1))
+    try:
+        _ready(server)
+        before = httpx.get(server.url + "/info", timeout=5).json()["canary"]
+        at_10 = _fire(server.url, body, 2000)
+        with store.active():  # what `mlcycle canary --act` does on good evidence at 10 %
+            set_canary_share(_client(store), NAME, v2, 0.5, reason="canary test")
+        deadline = time.monotonic() + 30
+        while httpx.get(server.url + "/info", timeout=5).json()["canary"]["share"] != 0.5:
+            assert time.monotonic() < deadline, "the server kept its startup share"
+            time.sleep(0.1)
+        at_50 = _fire(server.url, body, 2000)
+        _stop(server)
+    finally:
+        server.stop()
+        _set_challenger(store, None)
+    assert before["share"] == 0.1 and before["active"] is True
+    assert {status for status, *_ in at_10 + at_50} == {200}
+    for answers, share in ((at_10, 0.1), (at_50, 0.5)):
+        observed = sum(role == "challenger" for _, _, role, _ in answers)
+        assert _within_binomial(observed, len(answers), share), f"{observed} at {share}"
+
+
 def test_a_canary_on_a_model_that_follows_no_alias_exits_non_zero(
     store: Store, churn: Registered
 ) -> None:

@@ -73,23 +73,20 @@ class ServingApp:
             max_wait=options.max_wait,
             max_queue_rows=options.max_queue_rows,
             on_batch=lambda *batch: self.metrics.observe_batch("champion", *batch),
+            arm="champion",
         )
-        #: ``--canary``: which requests @challenger answers, and its own batcher.
+        #: ``--canary``: which requests @challenger answers.
         self.router: CanaryRouter | None = None
-        self.challenger_batcher: MicroBatcher | None = None
         if options.canary:
             self.router = CanaryRouter(options.canary, options.canary_key, options.canary_seed)
-            self.challenger_batcher = MicroBatcher(
+            # The same queue and predict thread as the champion: one turn scores both arms,
+            # rather than a 1-row challenger call between every champion batch.
+            self.batcher.add_arm(
+                "challenger",
                 # The last challenger, not None: a request routed to it just before its alias
                 # moved is still answered by the version it was parsed for.
                 lambda: self.holder.last_challenger,
-                max_rows=options.max_batch_rows,
-                max_wait=options.max_wait,
-                max_queue_rows=options.max_queue_rows,
-                on_batch=lambda *batch: self.metrics.observe_batch("challenger", *batch),
-                # One predict thread for both arms, as for one model: a second one only
-                # contends for the GIL and the cores.
-                executor=self.batcher.executor,
+                lambda *batch: self.metrics.observe_batch("challenger", *batch),
             )
         self.metrics = ServeMetrics(lambda: status.state(self))
         #: Scores copies of requests on @challenger off the response path (``--shadow``).
@@ -122,8 +119,7 @@ class ServingApp:
 
     def depth(self) -> int:
         """Rows waiting for a model call, both arms."""
-        cb = self.challenger_batcher
-        return self.batcher.depth + (cb.depth if cb is not None else 0)
+        return self.batcher.depth
 
     @property
     def loaded(self) -> bool:
@@ -154,8 +150,6 @@ class ServingApp:
         self.batcher.start()
         if self.shadow_scorer is not None:
             self.shadow_scorer.start()
-        if self.challenger_batcher is not None:
-            self.challenger_batcher.start()
         if self.log is not None:
             self.log.start()
         self._hook_sigterm()
@@ -168,8 +162,6 @@ class ServingApp:
         """Drain: finish queued work, stop reloading, flush the inference log."""
         self.draining = True
         self.holder.stop()
-        if self.challenger_batcher is not None:
-            await self.challenger_batcher.stop()  # before the predict thread it shares stops
         await self.batcher.stop()
         if self.shadow_scorer is not None:
             await self.shadow_scorer.stop()
@@ -302,10 +294,10 @@ class ServingApp:
                 else "the server is shutting down"
             )
             return await self._unavailable(send, why, rid, self._version()), "", ""
-        batcher, role = self.batcher, "champion"
-        if self.router is not None and arms.split and self.router.to_challenger(scope["headers"]):
-            assert self.challenger_batcher is not None
-            predictor, batcher, role = arms.challenger, self.challenger_batcher, "challenger"
+        batcher, role = self.batcher, "champion"  # one batcher; the role names the arm
+        router = self.router
+        if router is not None and arms.split and router.to_challenger(scope["headers"], arms.share):
+            predictor, role = arms.challenger, "challenger"
         version = str(predictor.version)
         vb, rb = version.encode(), role.encode()
         batcher.arriving += 1
@@ -314,7 +306,7 @@ class ServingApp:
             parsed, method = await read_request(scope, receive, predictor, self.options)
             batcher.arriving -= 1
             arriving = False
-            fut = batcher.submit(parsed.columns, parsed.n_rows, method)
+            fut = batcher.submit(parsed.columns, parsed.n_rows, method, role)
             remaining = self.options.timeout - (time.perf_counter() - t0)
             try:
                 preds, used = await asyncio.wait_for(asyncio.shield(fut), max(remaining, 0.0))

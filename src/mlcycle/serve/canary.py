@@ -7,7 +7,9 @@ the first ``share`` of :data:`BUCKETS` buckets, so a client keeps its arm across
 workers and restarts, and raising the share only moves clients from the champion to the
 challenger, never back. A request without the key is drawn from a ``random.Random(seed)``:
 reproducible for one worker; with ``--workers N`` each worker draws its own sequence from the
-same seed, each holding the share. An empty (or blank) key counts as no key.
+same seed, each holding the share. An empty (or blank) key counts as no key. The share may
+change while the server runs (the registry records a raised one): a request is routed by the
+share passed with it.
 """
 
 from __future__ import annotations
@@ -35,11 +37,18 @@ class CanaryRouter:
         self._threshold = round(share * BUCKETS)
         self._rng = random.Random(seed)
 
-    def to_challenger(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
-        """Whether a request with these (lower-case ASGI) headers goes to the challenger."""
+    def to_challenger(
+        self, headers: Iterable[tuple[bytes, bytes]], share: float | None = None
+    ) -> bool:
+        """Whether a request with these (lower-case ASGI) headers goes to the challenger, at
+        ``share`` (default: the router's own)."""
+        if share is None:
+            share, threshold = self.share, self._threshold
+        else:
+            threshold = round(share * BUCKETS)
         for k, v in headers:
             # An empty key is no key: otherwise every client that sends the header blank
             # shares one bucket and lands on one arm together, whatever the share.
             if k == self._header and v.strip():
-                return bucket(v.strip()) < self._threshold
-        return self._rng.random() < self.share
+                return bucket(v.strip()) < threshold
+        return self._rng.random() < share

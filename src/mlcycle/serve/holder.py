@@ -6,10 +6,11 @@ API: :class:`ModelSource`, :class:`Arms`, :class:`ModelHolder`, :class:`WorkerMa
 A :class:`ModelHolder` owns the predictors of one worker: the champion (loaded in the
 background, retried with backoff while the registry is away or nothing is promoted yet) and,
 for ``--shadow`` or ``--canary``, the ``@challenger`` of the same registered model. Every
-``reload_interval`` it polls its :class:`ModelSource` and swaps in what moved. Both predictors
-live in one immutable :class:`Arms` value replaced by a single assignment, so a request sees
-either the old pair or the new one, never half of each: promotion and rollback happen between
-requests.
+``reload_interval`` it polls its :class:`ModelSource` and swaps in what moved, and for
+``--canary`` the traffic share recorded on the challenger (``mlcycle canary`` raising it step by
+step). Both predictors and the share live in one immutable :class:`Arms` value replaced by a
+single assignment, so a request sees either the old pair or the new one, never half of each:
+promotion and rollback happen between requests.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class ModelSource:
 
     ``load()`` gives the first champion; ``poll(current)`` a newer champion or ``None``;
     ``poll_challenger(current)`` the ``@challenger`` when it is new (``current`` may be
-    ``None``), ``None`` when unchanged and :data:`GONE` when the alias was removed. The
+    ``None``), ``None`` when unchanged and :data:`GONE` when the alias was removed;
+    ``poll_share(challenger)`` the traffic share recorded on that version (``None``: none). The
     server's startup builds one from a model URI and an ``MlflowClient``; tests pass their own.
     ``refused`` counts the versions the trust policy refused; ``close()`` removes downloaded
     copies at shutdown.
@@ -77,11 +79,13 @@ class ModelSource:
         poll: Callable[[Any], Any | None] | None = None,
         poll_challenger: Callable[[Any | None], Any | None] | None = None,
         close: Callable[[], None] | None = None,
+        poll_share: Callable[[Any], float | None] | None = None,
     ) -> None:
         self.load = load
         self.poll = poll
         self.poll_challenger = poll_challenger
         self.close = close
+        self.poll_share = poll_share
         self.refused = 0
 
     @classmethod
@@ -102,6 +106,8 @@ class Arms:
 
     champion: Any = None
     challenger: Any = None
+    #: The canary share recorded on the challenger; ``None``: the server's ``--canary``.
+    share: float | None = None
 
     @property
     def split(self) -> bool:
@@ -252,7 +258,7 @@ class ModelHolder:
                 logger.warning("no @challenger yet: it starts once one is registered")
         # Before the first request: this one full collection takes ~200 ms.
         freeze_after_load()
-        self._swap(Arms(champion, challenger))
+        self._swap(Arms(champion, challenger, self._share(challenger, None)))
         self.load_error = None
         self.marks.mark(True)
         return True
@@ -284,10 +290,19 @@ class ModelHolder:
                 logger.info("@challenger removed: %s ends", self._mode)
             elif found is not None:
                 challenger = found
-        if champion is None and challenger is arms.challenger:
+        # A new challenger starts at the server's share unless one is recorded on it.
+        share = self._share(challenger, arms.share if challenger is arms.challenger else None)
+        if champion is None and challenger is arms.challenger and share == arms.share:
             return
-        new = Arms(champion if champion is not None else arms.champion, challenger)
+        new = Arms(champion if champion is not None else arms.champion, challenger, share)
         self._swap(new)
+        if new.share != arms.share and challenger is not None:
+            logger.info(
+                "canary share of version %s now %s (was %s)",
+                challenger.version,
+                _percent(new.share if new.share is not None else self.options.canary),
+                _percent(arms.share if arms.share is not None else self.options.canary),
+            )
         for role, old, now in (
             ("champion", arms.champion, new.champion),
             ("challenger", arms.challenger, new.challenger),
@@ -303,6 +318,19 @@ class ModelHolder:
                 )
         freeze_after_load()
 
+    def _share(self, challenger: Any, current: float | None) -> float | None:
+        """The share recorded on ``challenger`` (``current`` when the registry is away)."""
+        poll = self.source.poll_share
+        if not self.options.canary or challenger is None or poll is None:
+            return None
+        try:
+            return poll(challenger)
+        except Exception as exc:
+            logger.warning(
+                "cannot read the canary share of version %s: %s", challenger.version, exc
+            )
+            return current
+
     @property
     def _mode(self) -> str:
         return "the canary" if self.options.canary else "shadow scoring"
@@ -312,3 +340,7 @@ class ModelHolder:
             self.last_challenger = arms.challenger
         # One reference assignment: a request reads both arms from the same value.
         self.arms = arms
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.2%}".replace(".00%", "%")

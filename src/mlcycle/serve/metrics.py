@@ -19,7 +19,8 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,8 @@ _LATENCY_BUCKETS = (
     10,
 )
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+#: Up to this many predictions are counted in Python rather than with ``np.unique``.
+_SMALL_BATCH = 256
 
 
 #: prometheus_client's variable naming the directory its multiprocess mode shares.
@@ -286,8 +289,14 @@ class ServeMetrics:
     ) -> None:
         """Count labels (classifiers) or add values to the summary (regressors)."""
         if classifier:
-            labels, counts = np.unique(preds, return_counts=True)
-            for label, count in zip(labels.tolist(), counts.tolist(), strict=True):
+            if len(preds) <= _SMALL_BATCH:
+                # A Counter is ~8x faster than np.unique on a few rows, and a model call of a
+                # few rows (one client, a canary's small arm) is the common case.
+                pairs: Iterable[tuple[Any, int]] = Tally(np.asarray(preds).tolist()).items()
+            else:
+                labels, counts = np.unique(preds, return_counts=True)
+                pairs = zip(labels.tolist(), counts.tolist(), strict=True)
+            for label, count in pairs:
                 self.predictions.labels(role, version, str(label)).inc(count)
         else:
             values = np.asarray(preds, dtype=float)

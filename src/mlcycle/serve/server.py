@@ -36,6 +36,7 @@ from mlcycle.serve.model import (
     resolve,
 )
 from mlcycle.serve.options import ServeOptions
+from mlcycle.tags import MLCYCLE_CANARY_SHARE as CANARY_SHARE_TAG
 from mlcycle.uris import CHALLENGER, model_uri
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ def model_source(
     def poll(current: Predictor | None) -> Predictor | None:
         return newer(ref, current, "champion")
 
-    poll_challenger = None
+    poll_challenger = poll_share = None
     if challenger and ref.follow is not None:
         challenger_ref = ModelRef(
             model_uri(ref.name, alias=CHALLENGER), ref.name, "", "", CHALLENGER, "alias"
@@ -186,11 +187,31 @@ def model_source(
         def poll_challenger(current: Predictor | None) -> Predictor | None:
             return newer(challenger_ref, current, "challenger")
 
+        def poll_share(challenger: Predictor) -> float | None:
+            tags = client.get_model_version(ref.name, str(challenger.version)).tags or {}
+            raw = tags.get(CANARY_SHARE_TAG)
+            if raw is None:
+                return None
+            try:
+                share = float(raw)
+            except ValueError:
+                share = -1.0
+            if not 0 < share <= 1:
+                logger.warning(
+                    "ignoring %s=%r on version %s", CANARY_SHARE_TAG, raw, challenger.version
+                )
+                return None
+            return share
+
     def close() -> None:
         shutil.rmtree(downloads, ignore_errors=True)
 
     source = ModelSource(
-        load, poll if ref.follow is not None else None, poll_challenger, close=close
+        load,
+        poll if ref.follow is not None else None,
+        poll_challenger,
+        close=close,
+        poll_share=poll_share,
     )
     return source
 

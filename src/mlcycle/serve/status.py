@@ -83,7 +83,8 @@ def info(app: ServingApp) -> dict[str, Any]:
         "canary": None
         if router is None
         else {
-            "share": router.share,
+            # The share recorded on the challenger by `mlcycle canary`, else --canary.
+            "share": app.holder.arms.share if app.holder.arms.share is not None else router.share,
             "key_header": router.key_header,
             "active": app.holder.arms.split,
         },

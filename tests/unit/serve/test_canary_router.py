@@ -199,3 +199,45 @@ def test_a_challenger_removed_or_promoted_ends_the_canary_between_requests(canar
         time.sleep(0.02)
     versions = Counter(score(client, [ROW]).headers["x-model-version"] for _ in range(60))
     assert versions.keys() == {"2", "3"}
+
+
+def test_the_share_recorded_on_the_challenger_replaces_the_startup_share_between_requests(
+    canary_client,
+) -> None:
+    champion, challenger = FakePredictor("1"), FakePredictor("2")
+    state: dict[str, Any] = {"challenger": challenger, "shares": {}}
+
+    def poll_challenger(current: Any) -> Any:
+        now = state["challenger"]
+        return now if now is not current else None
+
+    source = ModelSource(
+        lambda: champion,
+        None,
+        poll_challenger,
+        poll_share=lambda ch: state["shares"].get(ch.version),
+    )
+    client = canary_client(source, canary=0.1, reload_interval=0.02)
+
+    def wait_share(share: float) -> None:
+        deadline = time.monotonic() + 10
+        while client.get("/info").json()["canary"]["share"] != share:
+            assert time.monotonic() < deadline, f"the share never became {share}"
+            time.sleep(0.02)
+
+    assert client.get("/info").json()["canary"]["share"] == 0.1
+    state["shares"]["2"] = 1.0  # every keyless request on the challenger: easy to see
+    wait_share(1.0)
+    assert {score(client).headers["x-model-role"] for _ in range(30)} == {"challenger"}
+    state["challenger"] = FakePredictor("3")  # a new challenger: no share recorded on it
+    wait_share(0.1)
+    roles = Counter(score(client).headers["x-model-role"] for _ in range(200))
+    assert roles["challenger"] < 60
+
+
+def test_a_router_routes_by_the_share_passed_with_the_request() -> None:
+    router = CanaryRouter(0.1, "X-User")
+    keys = [f"user-{i}".encode() for i in range(2000)]
+    at_10 = {k for k in keys if router.to_challenger([(b"x-user", k)])}
+    at_50 = {k for k in keys if router.to_challenger([(b"x-user", k)], 0.5)}
+    assert at_10 < at_50 and 850 < len(at_50) < 1150
