@@ -163,10 +163,12 @@ def test_skops_models_still_load_by_default(tmp_path) -> None:
     assert pred.predict({"x": np.array([10.0])}).round(6).tolist() == [21.0]
 
 
+@pytest.mark.parametrize("mode", ["canary", "shadow"])
 @pytest.mark.parametrize("kind", ATTACKS)
-def test_a_canary_refuses_a_crafted_challenger_and_keeps_serving_the_champion(
-    kind, crafted, tmp_path, monkeypatch
+def test_a_canary_or_shadow_refuses_a_crafted_challenger_and_keeps_serving_the_champion(
+    kind, mode, crafted, tmp_path, monkeypatch
 ) -> None:
+    """Both ways of loading @challenger beside the champion (``--canary``, ``--shadow``)."""
     from mlcycle.serve.options import ServeOptions
     from mlcycle.serve.server import ServerConfig, build_app
 
@@ -179,7 +181,7 @@ def test_a_canary_refuses_a_crafted_challenger_and_keeps_serving_the_champion(
         "canaried", "challenger", register_dir(client, "canaried", model.path)
     )
     config = ServerConfig(
-        model_uri="models:/canaried@champion", inference_log=None, options=ServeOptions(canary=0.5)
+        model_uri="models:/canaried@champion", inference_log=None, options=ServeOptions(**({"canary": 0.5} if mode == "canary" else {"shadow": True})),
     )
     app = build_app(config, client)
     assert app.source.poll_challenger is not None
