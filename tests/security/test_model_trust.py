@@ -180,8 +180,9 @@ def test_a_canary_or_shadow_refuses_a_crafted_challenger_and_keeps_serving_the_c
     client.set_registered_model_alias(
         "canaried", "challenger", register_dir(client, "canaried", model.path)
     )
+    options = ServeOptions(canary=0.5) if mode == "canary" else ServeOptions(shadow=True)
     config = ServerConfig(
-        model_uri="models:/canaried@champion", inference_log=None, options=ServeOptions(**({"canary": 0.5} if mode == "canary" else {"shadow": True})),
+        model_uri="models:/canaried@champion", inference_log=None, options=options
     )
     app = build_app(config, client)
     assert app.source.poll_challenger is not None

@@ -102,11 +102,22 @@ def current_version(ref: ModelRef, client: Any) -> str | None:
     if ref.follow is None:
         return None
     follow = {"alias": ref.follow} if ref.follow_kind == "alias" else {"stage": ref.follow}
+    key = (ref.name, ref.follow)
     try:
-        return str(resolve_version(client, ref.name, **follow).version)
+        version = str(resolve_version(client, ref.name, **follow).version)
     except ModelNotFound as exc:
-        logger.warning("cannot look up %s of %s: %s", ref.follow, ref.name, exc)
+        # Said once when it goes missing (an ended canary leaves no @challenger for hours),
+        # not on every reload poll; said again after it came back and went away.
+        if key not in _MISSING:
+            _MISSING.add(key)
+            logger.warning("cannot look up %s of %s: %s", ref.follow, ref.name, exc)
         return None
+    _MISSING.discard(key)
+    return version
+
+
+#: (model, alias or stage) whose lookup failed at the last poll, so it is logged once.
+_MISSING: set[tuple[str, str]] = set()
 
 
 def schema_from_mlmodel(mlmodel: Any) -> InputSchema:
