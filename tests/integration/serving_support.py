@@ -23,7 +23,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from testkit import free_port, stop_group, wait_for_port
+from testkit import free_port, stop_group, wait_for_answer
 
 BIN = Path(sys.executable).parent
 # Stock startup measured at ~5 s alone; give slow shared CI machines plenty of room.
@@ -176,17 +176,13 @@ def start_mlcycle(store: Store, model_uri: str, tag: str, *extra: str) -> Server
 
 def wait_ready(server: Server, path: str = "/ping", timeout: float = START_TIMEOUT) -> float:
     """Block until ``path`` answers 200; return the seconds waited. Fail with the server log."""
-    t0 = time.monotonic()
     try:
-        wait_for_port(server.port, timeout, server.proc)
-        while time.monotonic() - t0 < timeout:
-            if server.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {server.proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(server.url + path, timeout=5).status_code == 200:
-                    return time.monotonic() - t0
-            time.sleep(0.1)
-        raise TimeoutError(f"{path} not 200 after {timeout}s")
+        return wait_for_answer(
+            server.proc,
+            server.port,
+            lambda: httpx.get(server.url + path, timeout=5).status_code == 200,
+            timeout,
+        )
     except (RuntimeError, TimeoutError) as exc:
         tail = server.log.read_text(errors="replace")[-3000:] if server.log.exists() else ""
         pytest.fail(f"{exc}\n--- server log ---\n{tail}")
