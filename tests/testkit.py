@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,36 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | Non
                 return
         time.sleep(0.1)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def wait_for_answer(
+    proc: subprocess.Popen,
+    port: int,
+    answered: Callable[[], bool],
+    timeout: float,
+    pause: float = 0.1,
+) -> float:
+    """Block until ``answered()`` is true (an ``httpx.HTTPError`` counts as not yet); return
+    the seconds waited.
+
+    Raises:
+        RuntimeError: the process exited first.
+        TimeoutError: no answer within ``timeout`` seconds.
+    """
+    import httpx
+
+    t0 = time.monotonic()
+    wait_for_port(port, timeout, proc)
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if answered():
+                return time.monotonic() - t0
+        except httpx.HTTPError:
+            pass
+        time.sleep(pause)
+    raise TimeoutError(f"no answer after {timeout}s")
 
 
 def stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:

@@ -6,7 +6,6 @@ host network, exactly as a user runs it, and is held to what the native server d
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,14 @@ import httpx
 import pandas as pd
 import pytest
 from container_support import Container, Docker, chown_tree, container, payload
-from serving_support import Registered, Store, start_mlcycle, train_and_register, wait_ready
+from serving_support import (
+    Registered,
+    Store,
+    Traffic,
+    start_mlcycle,
+    train_and_register,
+    wait_ready,
+)
 
 from mlcycle.data import SCENARIO_TARGET, SCENARIO_TIME, make_scenario
 from mlcycle.inference_log import read_inference_log
@@ -110,49 +116,6 @@ def test_the_healthcheck_turns_healthy(served) -> None:
     assert c.health() == "healthy", c.logs()
 
 
-class Load:
-    """Threads posting 1-3 rows until stopped; records (request id, rows) of each 200."""
-
-    def __init__(self, url: str, features: pd.DataFrame, threads: int = 4) -> None:
-        self.url = url
-        self.bodies = [payload(features.head(n)) for n in (1, 2, 3)]
-        self.stop = threading.Event()
-        self.ok: list[tuple[str, int]] = []
-        self.other: list[str] = []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(60)
-
-    def _run(self, k: int) -> None:
-        i = k
-        with httpx.Client(timeout=60) as client:
-            while not self.stop.is_set():
-                rows = i % 3 + 1
-                i += 1
-                try:
-                    r = client.post(self.url + "/invocations", json=self.bodies[rows - 1])
-                except httpx.HTTPError as exc:
-                    with self.lock:
-                        self.other.append(type(exc).__name__)
-                    time.sleep(0.02)
-                    continue
-                with self.lock:
-                    if r.status_code == 200:
-                        assert len(r.json()["predictions"]) == rows
-                        self.ok.append((r.headers["x-request-id"], rows))
-                    else:
-                        self.other.append(str(r.status_code))
-
-
 def test_sigterm_drains_in_flight_requests_and_the_inference_log_matches_the_200s(
     docker: Docker, serve_image: str, store: Store, churn: Registered
 ) -> None:
@@ -166,20 +129,21 @@ def test_sigterm_drains_in_flight_requests_and_the_inference_log_matches_the_200
         mounts=(store.root,),
     ) as c:  # fmt: skip
         c.wait_http(url + "/ready")
-        with Load(url, churn.features) as load:
-            while len(load.ok) < 100:
-                time.sleep(0.05)
+        with Traffic.of_rows(url, churn.features) as load:
+            load.wait_records(200)
             # What `docker stop` sends: SIGTERM to PID 1, the server itself.
             docker.run("kill", "--signal", "TERM", c.name)
             code = c.exit_code(timeout=90)
         logs = c.logs()
     assert code == 0, logs
-    answered = dict(load.ok)
+    answered = {a.request_id: a.rows for a in load.answers}
     df = read_inference_log(str(log_root), "img_churn", role=None)
     assert len(df) == sum(answered.values()), logs
     assert df.groupby("request_id").size().to_dict() == answered
     # Once draining, the server refuses new work (503) or the port is gone; nothing else.
-    assert all(o.startswith(("Connect", "Remote", "Read", "503")) for o in load.other), load.other
+    assert all(o.startswith(("Connect", "Remote", "Read", "503")) for o in load.failures), (
+        load.failures
+    )
 
 
 def test_the_image_refuses_a_pickled_model(

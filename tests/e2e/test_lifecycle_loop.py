@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import httpx
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from serving_support import Traffic
 
 from mlcycle.config import load_settings
 from mlcycle.data import SCENARIO_DRIFT, SCENARIO_TARGET, SCENARIO_TIME, make_scenario
@@ -36,47 +35,12 @@ STABLE = {"age", "tenure_months", "support_calls", "contract", "payment_method"}
 ROWS = 3000
 
 
-class Load:
-    """Threads posting 1-3 drifted records until stopped; every outcome is kept."""
-
-    def __init__(self, url: str, threads: int = 2) -> None:
-        frame = make_scenario(20, period="both", seed=99)
-        features = frame.drop(columns=[SCENARIO_TARGET, SCENARIO_TIME]).dropna()  # JSON-safe
-        self.bodies = [
-            {"dataframe_split": features.head(n).to_dict(orient="split", index=False)}
-            for n in (1, 2, 3)
-        ]
-        self.url = url
-        self.stop = threading.Event()
-        self.versions: list[str] = []
-        self.failures: list[str] = []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
-
-    def start(self) -> None:
-        for t in self.threads:
-            t.start()
-
-    def finish(self) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(30)
-
-    def _run(self, k: int) -> None:
-        i = k
-        with httpx.Client(timeout=30) as client:
-            while not self.stop.is_set():
-                body = self.bodies[i % 3]
-                try:
-                    r = client.post(self.url + "/invocations", json=body)
-                    ok = r.status_code == 200 and len(r.json()["predictions"]) == i % 3 + 1
-                    outcome = r.headers["x-model-version"] if ok else f"{r.status_code} {r.text}"
-                except httpx.HTTPError as exc:
-                    ok, outcome = False, type(exc).__name__
-                with self.lock:
-                    (self.versions if ok else self.failures).append(outcome)
-                i += 1
-                time.sleep(0.02)  # steady traffic, not a benchmark: leave CPU to the retrain
+def _drifted_load(url: str) -> Traffic:
+    """Two threads posting 1-3 drifted records, paced: steady traffic, not a benchmark, so
+    the retrain keeps its CPU."""
+    frame = make_scenario(20, period="both", seed=99)
+    features = frame.drop(columns=[SCENARIO_TARGET, SCENARIO_TIME]).dropna()  # JSON-safe
+    return Traffic.of_rows(url, features, threads=2, pause=0.02, timeout=30)
 
 
 def _settings_and_client() -> tuple[Any, MlflowClient]:
@@ -97,7 +61,7 @@ def test_drifted_traffic_through_a_real_server_retrains_and_the_server_swaps_wit
 ) -> None:
     settings, client = _settings_and_client()
     lines: list[str] = []
-    load: Load | None = None
+    load: Traffic | None = None
     url = pid = None
     try:
         for line in run_demo(settings, client, tmp_path / "demo", rows=ROWS):
@@ -108,8 +72,7 @@ def test_drifted_traffic_through_a_real_server_retrains_and_the_server_swaps_wit
                 # After window 1: the load's records fall after both windows, so they never
                 # reach the monitor, and it runs through window 2's retrain and the swap.
                 assert url is not None
-                load = Load(url)
-                load.start()
+                load = _drifted_load(url).start()
             if line.startswith("[serve]    the running server answers with") and load:
                 load.finish()
     finally:
@@ -125,9 +88,10 @@ def test_drifted_traffic_through_a_real_server_retrains_and_the_server_swaps_wit
     # Zero failed requests while the server swapped v1 -> v2 under load.
     assert load is not None
     assert load.failures == []
-    seen = Counter(load.versions)
+    versions = [a.version for a in load.answers]
+    seen = Counter(versions)
     assert seen["1"] > 0 and seen["2"] > 0, seen
-    assert load.versions[-1] == "2"
+    assert versions[-1] == "2"
 
     # Monitoring runs: two windows of v1, drift on exactly the covariate columns.
     exp = client.get_experiment_by_name(EXPERIMENT)

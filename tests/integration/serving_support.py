@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from testkit import free_port, stop_group, wait_for_port
+from testkit import free_port, stop_group, wait_for_answer
 
 BIN = Path(sys.executable).parent
 # Stock startup measured at ~5 s alone; give slow shared CI machines plenty of room.
@@ -174,17 +176,13 @@ def start_mlcycle(store: Store, model_uri: str, tag: str, *extra: str) -> Server
 
 def wait_ready(server: Server, path: str = "/ping", timeout: float = START_TIMEOUT) -> float:
     """Block until ``path`` answers 200; return the seconds waited. Fail with the server log."""
-    t0 = time.monotonic()
     try:
-        wait_for_port(server.port, timeout, server.proc)
-        while time.monotonic() - t0 < timeout:
-            if server.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {server.proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(server.url + path, timeout=5).status_code == 200:
-                    return time.monotonic() - t0
-            time.sleep(0.1)
-        raise TimeoutError(f"{path} not 200 after {timeout}s")
+        return wait_for_answer(
+            server.proc,
+            server.port,
+            lambda: httpx.get(server.url + path, timeout=5).status_code == 200,
+            timeout,
+        )
     except (RuntimeError, TimeoutError) as exc:
         tail = server.log.read_text(errors="replace")[-3000:] if server.log.exists() else ""
         pytest.fail(f"{exc}\n--- server log ---\n{tail}")
@@ -194,3 +192,131 @@ def split_payload(features: pd.DataFrame) -> dict[str, Any]:
     """An MLflow ``dataframe_split`` body with JSON-native values."""
     doc = features.to_dict(orient="split")
     return {"dataframe_split": {"columns": doc["columns"], "data": doc["data"]}}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One 200 of :class:`Traffic`: which body was sent and what the server said about it."""
+
+    body: int  # index into Traffic.bodies
+    rows: int
+    request_id: str
+    version: str
+    role: str
+    record_prefix: str
+
+
+class Traffic:
+    """Threads posting ``/invocations`` bodies until stopped; every outcome kept.
+
+    Each thread sends ``bodies`` in turn from its own offset, or picked at random with
+    ``shuffle``, and waits ``pause`` seconds between requests. A 200 whose predictions are
+    one per row sent becomes an :class:`Answer` in ``answers``; anything else (another status,
+    a wrong count, a transport error's class name) goes to ``failures``. Hold ``lock`` to read
+    either while the threads run. Use as a context manager, or :meth:`start` and
+    :meth:`finish`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        bodies: list[dict[str, Any]],
+        threads: int = 4,
+        *,
+        shuffle: bool = False,
+        pause: float = 0.0,
+        timeout: float = 60.0,
+    ) -> None:
+        self.url = url
+        self.bodies = bodies
+        self.rows = [len(b["dataframe_split"]["data"]) for b in bodies]
+        self.shuffle, self.pause, self.timeout = shuffle, pause, timeout
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.answers: list[Answer] = []
+        self.failures: list[str] = []
+        self.threads = [threading.Thread(target=self._run, args=(k,)) for k in range(threads)]
+
+    @classmethod
+    def of_rows(cls, url: str, features: pd.DataFrame, **kwargs: Any) -> Traffic:
+        """Requests of 1, 2 and 3 rows, in turn."""
+        return cls(url, [split_payload(features.head(n)) for n in (1, 2, 3)], **kwargs)
+
+    def start(self) -> Traffic:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def finish(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(self.timeout)
+
+    def __enter__(self) -> Traffic:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+    def _run(self, k: int) -> None:
+        rng = random.Random(k)
+        i = k
+        with httpx.Client(timeout=self.timeout) as client:
+            while not self.stop.is_set():
+                b = rng.randrange(len(self.bodies)) if self.shuffle else i % len(self.bodies)
+                i += 1
+                try:
+                    r = client.post(self.url + "/invocations", json=self.bodies[b])
+                    answer = self._answer(b, r)
+                except httpx.HTTPError as exc:
+                    with self.lock:
+                        self.failures.append(type(exc).__name__)
+                    time.sleep(0.01)
+                    continue
+                except Exception as exc:  # a bug of the test: say so, stop this thread
+                    with self.lock:
+                        self.failures.append(repr(exc))
+                    return
+                with self.lock:
+                    if isinstance(answer, Answer):
+                        self.answers.append(answer)
+                    else:
+                        self.failures.append(answer)
+                if self.pause:
+                    time.sleep(self.pause)
+
+    def _answer(self, b: int, r: httpx.Response) -> Answer | str:
+        if r.status_code != 200:
+            return f"{r.status_code} {r.text[:100]}"
+        got = len(r.json()["predictions"])
+        if got != self.rows[b]:
+            return f"200 with {got} predictions for {self.rows[b]} rows"
+        h = r.headers
+        return Answer(
+            b, got, h.get("x-request-id", ""), h["x-model-version"], h.get("x-model-role", ""),
+            h.get("x-record-id-prefix", ""),
+        )  # fmt: skip
+
+    def wait_records(self, n: int, role: str | None = None, timeout: float = 120) -> None:
+        """Until ``n`` records were answered (by ``role`` only, when given); fails when every
+        thread has died."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert any(t.is_alive() for t in self.threads), f"load died: {self.failures[-3:]}"
+            with self.lock:
+                if sum(a.rows for a in self.answers if role in (None, a.role)) >= n:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"fewer than {n} records answered in {timeout}s: {self.failures[-3:]}")
+
+    def wait_recent(self, check: Callable[[list[Answer]], bool], n: int = 30,
+                    timeout: float = 60) -> None:  # fmt: skip
+        """Until ``check`` holds for the last ``n`` answers (a registry change shows)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                recent = self.answers[-n:]
+            if len(recent) == n and check(recent):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"the change never showed in the answers: {self.failures[-3:]}")

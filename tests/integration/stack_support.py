@@ -12,7 +12,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import httpx
 import pytest
 
 import compose_support
-from testkit import PG_ADMIN_URL, free_port, stop_group, wait_for_port
+from testkit import PG_ADMIN_URL, free_port, stop_group, wait_for_answer
 
 BIN = Path(sys.executable).parent
 # Measured: 20–35 s from exec to /health on two busy shared cores (schema creation included).
@@ -228,23 +227,18 @@ def start_tracking(
 
 def wait_healthy(t: Tracking, timeout: float = START_TIMEOUT) -> float:
     """Block until the server answers an authenticated API call; fail with its log."""
-    t0 = time.monotonic()
+
+    def answered() -> bool:
+        r = httpx.get(
+            f"{t.url}/api/2.0/mlflow/experiments/get-by-name",
+            params={"experiment_name": "Default"},
+            auth=t.auth(),
+            timeout=30,
+        )
+        return r.status_code == 200
+
     try:
-        wait_for_port(t.port, timeout, t.proc)
-        while time.monotonic() - t0 < timeout:
-            if t.proc.poll() is not None:
-                raise RuntimeError(f"mlcycle server exited with {t.proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                r = httpx.get(
-                    f"{t.url}/api/2.0/mlflow/experiments/get-by-name",
-                    params={"experiment_name": "Default"},
-                    auth=t.auth(),
-                    timeout=30,
-                )
-                if r.status_code == 200:
-                    return time.monotonic() - t0
-            time.sleep(0.3)
-        raise TimeoutError(f"no authenticated answer after {timeout}s")
+        return wait_for_answer(t.proc, t.port, answered, timeout, pause=0.3)
     except (RuntimeError, TimeoutError) as exc:
         t.stop()
         pytest.fail(f"{exc}\n--- server log ---\n{t.log_text()[-4000:]}")

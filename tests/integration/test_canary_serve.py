@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from serving_support import Store, split_payload, start_mlcycle
+from serving_support import Store, Traffic, start_mlcycle, wait_ready
 
 from mlcycle import register as reg
 from mlcycle.cli import cli
@@ -29,7 +26,7 @@ from mlcycle.data import SCENARIO_TARGET, make_scenario
 from mlcycle.register import audit
 
 NAME = "canary_live"
-ROWS_PER_REQUEST = 10
+ROWS = 10  # per request
 
 
 def _serve_has_canary() -> bool:
@@ -50,78 +47,38 @@ pytestmark = [
 ]
 
 
-class Traffic:
-    """Threads posting labelled rows until stopped; every answer's arm and record ids kept."""
+class Labelled(Traffic):
+    """:class:`Traffic` of ``ROWS``-row slices of ``frame`` picked at random; its
+    answers are labelled with the rows' true targets by record id."""
 
-    def __init__(self, url: str, frame: pd.DataFrame, threads: int = 4) -> None:
-        self.url = url
+    def __init__(self, url: str, frame: pd.DataFrame) -> None:
         self.truth = frame[SCENARIO_TARGET].to_numpy()
-        self.features = frame.drop(columns=[SCENARIO_TARGET])
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.labels: list[dict[str, Any]] = []
-        self.answers: list[tuple[str, str]] = []  # (version, role)
-        self.failures: list[str] = []
-        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+        doc = frame.drop(columns=[SCENARIO_TARGET]).to_dict(orient="split")
+        bodies = [
+            {"dataframe_split": {"columns": doc["columns"], "data": doc["data"][s : s + ROWS]}}
+            for s in range(0, len(frame) - ROWS + 1, ROWS)
+        ]
+        super().__init__(url, bodies, shuffle=True)
 
-    def __enter__(self) -> Traffic:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(60)
-
-    def _run(self, k: int) -> None:
-        rng = random.Random(k)
-        n = len(self.features)
-        with httpx.Client(timeout=60) as client:
-            while not self.stop.is_set():
-                start = rng.randrange(0, n - ROWS_PER_REQUEST)
-                rows = self.features.iloc[start : start + ROWS_PER_REQUEST]
-                try:
-                    r = client.post(self.url + "/invocations", json=split_payload(rows))
-                except httpx.HTTPError as exc:
-                    with self.lock:
-                        self.failures.append(type(exc).__name__)
-                    continue
-                except Exception as exc:  # a bug of the test: say so, stop this thread
-                    with self.lock:
-                        self.failures.append(repr(exc))
-                    return
-                with self.lock:
-                    if r.status_code != 200:
-                        self.failures.append(f"{r.status_code} {r.text[:100]}")
-                        continue
-                    prefix = r.headers["x-record-id-prefix"]
-                    self.answers.append((r.headers["x-model-version"], r.headers["x-model-role"]))
-                    self.labels += [
-                        {"record_id": f"{prefix}-{j}", SCENARIO_TARGET: int(t)}
-                        for j, t in enumerate(self.truth[start : start + ROWS_PER_REQUEST])
-                    ]
-
-    def wait_labelled(self, role: str, n: int, timeout: float = 600) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert any(t.is_alive() for t in self.threads), f"load died: {self.failures[-3:]}"
-            with self.lock:
-                if sum(r == role for _, r in self.answers) * ROWS_PER_REQUEST >= n:
-                    return
-            time.sleep(0.5)
-        raise TimeoutError(f"{role} never answered {n} records")
+    def labels(self) -> list[dict[str, Any]]:
+        with self.lock:
+            answers = list(self.answers)
+        return [
+            {
+                "record_id": f"{a.record_prefix}-{j}",
+                SCENARIO_TARGET: int(self.truth[a.body * ROWS + j]),
+            }
+            for a in answers
+            for j in range(a.rows)
+        ]
 
     def wait_only(self, version: str, timeout: float = 60) -> None:
         """Until the last answers all come from ``version`` as champion (the switch)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                tail = self.answers[-20:]
-            if len(tail) == 20 and set(tail) == {(version, "champion")}:
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"the server never switched to v{version} alone")
+        self.wait_recent(
+            lambda recent: {(a.version, a.role) for a in recent} == {(version, "champion")},
+            n=20,
+            timeout=timeout,
+        )
 
 
 def _train(store: Store, frame: pd.DataFrame, tmp: Path) -> str:
@@ -184,19 +141,11 @@ def test_a_live_canary_is_promoted_then_a_shuffled_label_one_rolled_back_without
         "--reload-interval", "0.3", "--inference-log", str(log_root),
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(server.url + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        with Traffic(server.url, traffic_rows) as load:
-            load.wait_labelled("challenger", 2500)
+        wait_ready(server, "/ready")
+        with Labelled(server.url, traffic_rows) as load:
+            load.wait_records(2500, role="challenger", timeout=600)
             time.sleep(6)  # the inference log flushes every few seconds
-            with load.lock:
-                labels = list(load.labels)
+            labels = load.labels()
             promoted = _decide(store, server.url, labels, tmp_path)
             assert promoted["decision"]["action"] == "promote", promoted["decision"]
             # Per-arm errors and latency come from the server's own Prometheus series.
@@ -211,11 +160,9 @@ def test_a_live_canary_is_promoted_then_a_shuffled_label_one_rolled_back_without
             worse = _train(store, _shuffled(frame, 1), tmp_path)  # starts its canary by itself
             with load.lock:
                 load.answers.clear()
-                load.labels.clear()
-            load.wait_labelled("challenger", 2500)
+            load.wait_records(2500, role="challenger", timeout=600)
             time.sleep(6)
-            with load.lock:
-                labels = list(load.labels)
+            labels = load.labels()
             rolled = _decide(store, server.url, labels, tmp_path)
             assert rolled["decision"]["action"] == "rollback", rolled["decision"]
             assert rolled["comparison"]["quality"]["ci_high"] < 0

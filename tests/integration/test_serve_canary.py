@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +18,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from serving_support import (
     BIN,
+    Answer,
     Registered,
     Server,
     Store,
+    Traffic,
     split_payload,
     start_mlcycle,
     train_and_register,
@@ -195,51 +196,13 @@ def test_the_same_key_always_gets_the_same_arm_in_every_worker_and_after_a_resta
         _set_challenger(store, None)
 
 
-class _Load:
-    """Threads posting until stopped; every answer and failure recorded."""
+def _load(url: str, body: dict[str, Any]) -> Traffic:
+    return Traffic(url, [body], threads=6, timeout=30)
 
-    def __init__(self, url: str, body: dict[str, Any], threads: int = 6) -> None:
-        self.url, self.body = url, body
-        self.stop = threading.Event()
-        self.ok: list[tuple[str, str]] = []  # (version, role)
-        self.failures: list[str] = []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run) for _ in range(threads)]
 
-    def __enter__(self) -> _Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(30)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=30) as client:
-            while not self.stop.is_set():
-                try:
-                    r = client.post(self.url + "/invocations", json=self.body)
-                except httpx.HTTPError as exc:
-                    with self.lock:
-                        self.failures.append(type(exc).__name__)
-                    continue
-                with self.lock:
-                    if r.status_code == 200:
-                        self.ok.append((r.headers["x-model-version"], r.headers["x-model-role"]))
-                    else:
-                        self.failures.append(f"{r.status_code} {r.text[:100]}")
-
-    def wait_for(self, check: Any, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                recent = self.ok[-30:]
-            if len(recent) == 30 and check(recent):
-                return
-            time.sleep(0.05)
-        raise TimeoutError("the registry change never showed in the answers")
+def _arms(recent: list[Answer]) -> set[tuple[str, str]]:
+    """The (version, role) pairs that answered ``recent``."""
+    return {(a.version, a.role) for a in recent}
 
 
 def test_the_canary_starts_by_itself_and_promotion_ends_it_under_load_with_no_failure(
@@ -254,20 +217,20 @@ def test_the_canary_starts_by_itself_and_promotion_ends_it_under_load_with_no_fa
     )  # fmt: skip
     try:
         _ready(server)
-        with _Load(server.url, split_payload(churn.features.head(2))) as load:
-            load.wait_for(lambda recent: {r for _, r in recent} == {"champion"})
+        with _load(server.url, split_payload(churn.features.head(2))) as load:
+            load.wait_recent(lambda recent: {a.role for a in recent} == {"champion"})
             _set_challenger(store, v2)  # a new @challenger starts its canary by itself
-            load.wait_for(lambda recent: (v2, "challenger") in recent)
+            load.wait_recent(lambda recent: (v2, "challenger") in _arms(recent))
             with store.active():
                 promote(_client(store), NAME, v2, force=True, reason="canary test")
-            load.wait_for(lambda recent: set(recent) == {(v2, "champion")})
+            load.wait_recent(lambda recent: _arms(recent) == {(v2, "champion")})
             info = httpx.get(server.url + "/info", timeout=5).json()
         _stop(server)
     finally:
         server.stop()
     assert load.failures == []
     assert info["canary"]["active"] is False and info["model"]["version"] == v2
-    roles = [role for _, role in load.ok]
+    roles = [a.role for a in load.answers]
     first, last = roles.index("challenger"), len(roles) - 1 - roles[::-1].index("challenger")
     assert "champion" in roles[:first] and roles[last + 1 :]
 
@@ -285,10 +248,10 @@ def test_removing_the_challenger_ends_the_canary_under_load_with_no_failure(
     )  # fmt: skip
     try:
         _ready(server)
-        with _Load(server.url, split_payload(churn.features.head(1))) as load:
-            load.wait_for(lambda recent: (v2, "challenger") in recent)
+        with _load(server.url, split_payload(churn.features.head(1))) as load:
+            load.wait_recent(lambda recent: (v2, "challenger") in _arms(recent))
             _set_challenger(store, None)  # rollback: the alias goes
-            load.wait_for(lambda recent: set(recent) == {(champion, "champion")})
+            load.wait_recent(lambda recent: _arms(recent) == {(champion, "champion")})
         _stop(server)
     finally:
         server.stop()

@@ -1,7 +1,7 @@
 """The models one server answers with: loaded with backoff, followed as the registry moves.
 
 API: :class:`ModelSource`, :class:`Arms`, :class:`ModelHolder`, :class:`WorkerMarks`,
-:data:`GONE`, :func:`retry`.
+:data:`GONE`.
 
 A :class:`ModelHolder` owns the predictors of one worker: the champion (loaded in the
 background, retried with backoff while the registry is away or nothing is promoted yet) and,
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mlcycle.retry import retry
 from mlcycle.serve.heap import freeze_after_load
 from mlcycle.serve.options import ServeOptions
 
@@ -43,22 +44,6 @@ class _Gone:
 
 #: The alias was removed (promoted, rolled back): the role has no model now.
 GONE: Any = _Gone()
-
-
-def retry(
-    attempt: Callable[[], bool], *, first_delay: float, max_delay: float, stop: threading.Event
-) -> bool:
-    """Call ``attempt`` until it returns ``True``, waiting twice as long after each failure.
-
-    Returns ``False`` when ``stop`` is set while waiting, or at once when ``first_delay`` is 0
-    (one attempt only).
-    """
-    delay = first_delay
-    while not attempt():
-        if not delay or stop.wait(delay):
-            return False
-        delay = min(delay * 2, max_delay)
-    return True
 
 
 class ModelSource:

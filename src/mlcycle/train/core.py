@@ -31,6 +31,7 @@ from mlcycle.config import Settings
 from mlcycle.data import DatasetSpec, Task
 from mlcycle.errors import ConfigError, TrainingError
 from mlcycle.mlflow_compat import preset_dataset_schema
+from mlcycle.retry import retry
 from mlcycle.tags import (
     MLCYCLE_BEST_TRIAL_RUN_ID,
     MLCYCLE_DATA_DIGEST,
@@ -162,26 +163,27 @@ class _EndsFailed:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None or self.run_id is None:
             return
-        deadline = time.monotonic() + self.budget
-        delay = 1.0
-        while True:
+        run_id = self.run_id
+        errors: list[Exception] = []
+
+        def mark_failed() -> bool:
             try:
-                run = self.client.get_run(self.run_id)
+                run = self.client.get_run(run_id)
                 children = self.client.search_runs(
                     [run.info.experiment_id],
-                    filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' "
+                    filter_string=f"tags.mlflow.parentRunId = '{run_id}' "
                     "and attributes.status = 'RUNNING'",
                 )
                 for r in [*children, run]:
                     if r.info.status == "RUNNING":
                         self.client.set_terminated(r.info.run_id, "FAILED")
-                return
+                return True
             except Exception as err:
-                if time.monotonic() + delay > deadline:
-                    logger.error("run %s may be left RUNNING: %s", self.run_id, err)
-                    return
-                time.sleep(delay)
-                delay = min(delay * 2, 15.0)
+                errors.append(err)
+                return False
+
+        if not retry(mark_failed, first_delay=1.0, max_delay=15.0, budget=self.budget):
+            logger.error("run %s may be left RUNNING: %s", run_id, errors[-1])
 
 
 def _tags(spec: DatasetSpec, model: str) -> dict[str, str]:
