@@ -6,6 +6,7 @@ API: :func:`convert`, :func:`onnx_feeds`, :class:`OnnxCheck`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from mlcycle.data import DatasetSpec
 from mlcycle.extras import MODULES, available
+from mlcycle.train.evaluate import Predictions
 
 logger = logging.getLogger(__name__)
 
@@ -115,12 +117,24 @@ def _has_converter(model: Any) -> bool:
 
 
 def convert(
-    pipe: Pipeline, spec: DatasetSpec, X_check: pd.DataFrame
+    pipe: Pipeline,
+    spec: DatasetSpec,
+    X_check: pd.DataFrame,
+    sklearn_predictions: Callable[[], Predictions] | None = None,
 ) -> tuple[bytes | None, OnnxCheck]:
     """Convert ``pipe`` to ONNX and compare with sklearn on ``X_check``.
 
-    Returns the serialized model only when labels match exactly and numbers within
-    :data:`RTOL`/:data:`ATOL`; otherwise ``None`` and the reason.
+    Args:
+        pipe: the fitted pipeline.
+        spec: its data spec.
+        X_check: the rows compared (the test split).
+        sklearn_predictions: returns ``pipe``'s predictions of ``X_check`` when the caller
+            computes them anyway (a training run scores the test split); called only after
+            the conversion, so that both can run at once. ``None``: predicted here.
+
+    Returns:
+        The serialized model only when labels match exactly and numbers within
+        :data:`RTOL`/:data:`ATOL`; otherwise ``None``. And the check, with the reason.
     """
     if not available(*MODULES["onnx"]):
         return None, OnnxCheck(False, _not_installed())
@@ -168,20 +182,31 @@ def convert(
     n = len(X_check)
     if n == 0:
         return None, OnnxCheck(False, "no rows to compare with sklearn")
-    if spec.task == "classification":
+    if sklearn_predictions is not None:
+        want = sklearn_predictions()
+        want_label, want_p = np.asarray(want.y_pred), want.proba
+    else:
         want_label = np.asarray(pipe.predict(X_check))
-        want_p = np.asarray(pipe.predict_proba(X_check))
+        has_proba = spec.task == "classification" and hasattr(pipe, "predict_proba")
+        want_p = np.asarray(pipe.predict_proba(X_check)) if has_proba else None
+    if spec.task == "classification" and want_p is not None:
         got_p = np.asarray(outs[1], dtype=float)
         got_label = labels_from_proba(got_p, np.asarray(pipe.classes_))
         mism = int((got_label.astype(str) != want_label.astype(str)).sum())
-        diff = float(np.max(np.abs(want_p - got_p))) if n else 0.0
+        diff = float(np.max(np.abs(want_p - got_p)))
         ok = mism == 0 and np.allclose(got_p, want_p, rtol=RTOL, atol=ATOL)
+    elif spec.task == "classification":
+        # No probabilities to compare (an estimator without predict_proba): labels only.
+        got_label = np.asarray(outs[0]).ravel()
+        mism = int((got_label.astype(str) != want_label.astype(str)).sum())
+        diff = 0.0
+        ok = mism == 0
     else:
-        want = np.asarray(pipe.predict(X_check), dtype=float)
+        want_v = want_label.astype(float)
         got = np.asarray(outs[0], dtype=float).ravel()
-        diff = float(np.max(np.abs(want - got))) if n else 0.0
+        diff = float(np.max(np.abs(want_v - got)))
         mism = 0
-        ok = bool(np.allclose(got, want, rtol=RTOL, atol=ATOL))
+        ok = bool(np.allclose(got, want_v, rtol=RTOL, atol=ATOL))
     check = OnnxCheck(
         exact=ok,
         reason="reproduces sklearn on the test split" if ok else "predictions differ from sklearn",
