@@ -107,6 +107,56 @@ def _export_pipeline(pipe: Pipeline, spec: DatasetSpec) -> Pipeline:
     return clone
 
 
+#: XGBoost and LightGBM scikit-learn classes: skl2onnx alias, shape calculator kind, options.
+_BOOSTERS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "xgboost.sklearn.XGBClassifier": (
+        "XGBoostXGBClassifier", "classifier", {"nocl": [True, False], "zipmap": [True, False]},
+    ),
+    "xgboost.sklearn.XGBRegressor": ("XGBoostXGBRegressor", "regressor", {}),
+    "lightgbm.sklearn.LGBMClassifier": (
+        "LightGbmLGBMClassifier", "classifier", {"nocl": [True, False], "zipmap": [True, False]},
+    ),
+    "lightgbm.sklearn.LGBMRegressor": ("LightGbmLGBMRegressor", "regressor", {"split": None}),
+}  # fmt: skip
+
+
+def _register_booster(model: Any) -> bool:
+    """Teach skl2onnx ``model``'s XGBoost/LightGBM class with onnxmltools' converter.
+
+    Nothing happens for other classes, or when onnxmltools is not installed (the class then
+    has no converter and the copy is not attempted, as before). Returns whether it registered.
+    """
+    cls = type(model)
+    dotted = f"{cls.__module__}.{cls.__name__}"
+    if dotted not in _BOOSTERS:
+        return False
+    try:
+        from skl2onnx import update_registered_converter
+        from skl2onnx.common.shape_calculator import (
+            calculate_linear_classifier_output_shapes,
+            calculate_linear_regressor_output_shapes,
+        )
+
+        if dotted.startswith("xgboost"):
+            from onnxmltools.convert.xgboost.operator_converters.XGBoost import (
+                convert_xgboost as converter,
+            )
+        else:
+            from onnxmltools.convert.lightgbm.operator_converters.LightGbm import (
+                convert_lightgbm as converter,
+            )
+    except ImportError:
+        return False
+    alias, kind, options = _BOOSTERS[dotted]
+    shapes = (
+        calculate_linear_classifier_output_shapes
+        if kind == "classifier"
+        else calculate_linear_regressor_output_shapes
+    )
+    update_registered_converter(cls, alias, shapes, converter, options=options or None)
+    return True
+
+
 def _has_converter(model: Any) -> bool:
     """Whether skl2onnx can convert ``model`` (XGBoost, LightGBM and most user classes: no)."""
     from skl2onnx._supported_operators import sklearn_operator_name_map
@@ -148,6 +198,8 @@ def convert(
         return None, OnnxCheck(
             False, f"skl2onnx cannot convert {estimator} in this pipeline", attempted=False
         )
+    # onnxmltools' tree converters write ai.onnx.ml version 3 at most.
+    opset: Any = {"": 17, "ai.onnx.ml": 3} if _register_booster(model) else 17
     if not _has_converter(model):
         reason = f"skl2onnx has no converter for {type(model).__module__}.{estimator}"
         logger.info("no ONNX copy: %s", reason)
@@ -170,7 +222,7 @@ def convert(
     if spec.task == "classification":
         options = {id(export.named_steps["model"]): {"zipmap": False}}
     try:
-        onx = convert_sklearn(export, initial_types=initial, options=options, target_opset=17)
+        onx = convert_sklearn(export, initial_types=initial, options=options, target_opset=opset)
         blob = onx.SerializeToString()
         sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
         outs = sess.run(None, onnx_feeds(X_check, spec, np.float32))
