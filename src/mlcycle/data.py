@@ -6,41 +6,54 @@ API:
 - :func:`write_table` — a frame to a local CSV or Parquet file, by suffix.
 - :func:`infer_spec` — target, task and feature columns, with validation.
 - :func:`split` — deterministic train/validation/test split by seed or by a time column.
-- :func:`make_scenario` — the demo's churn problem, with drifted production periods.
+- :func:`make_scenario` — the demo's churn problem, with drifted production periods
+  (:mod:`mlcycle.scenario`, re-exported).
 - :func:`digest` — a stable content digest of a frame.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from mlcycle.errors import DataError
-from mlcycle.storage import s3_client
+from mlcycle.scenario import (
+    SCENARIO_DRIFT,
+    SCENARIO_TARGET,
+    SCENARIO_TIME,
+    Period,
+    make_scenario,
+)
+from mlcycle.tables import load_table, write_table
+
+# The scenario and table I/O were published here first; the demo, tests and users import them.
+__all__ = [
+    "SCENARIO_DRIFT",
+    "SCENARIO_TARGET",
+    "SCENARIO_TIME",
+    "DataError",
+    "DatasetSpec",
+    "Period",
+    "Splits",
+    "Task",
+    "digest",
+    "infer_spec",
+    "load_table",
+    "make_scenario",
+    "prepare_features",
+    "split",
+    "write_table",
+]
 
 logger = logging.getLogger(__name__)
 
 Task = Literal["classification", "regression"]
-Period = Literal["reference", "covariate", "concept", "both"]
-
-#: Columns whose distribution changes in each scenario period (see docs/scenario.md).
-SCENARIO_DRIFT: dict[str, tuple[str, ...]] = {
-    "reference": (),
-    "covariate": ("monthly_charges", "data_usage_gb", "region"),
-    "concept": (),
-    "both": ("monthly_charges", "data_usage_gb", "region"),
-}
-SCENARIO_TARGET = "churned"
-SCENARIO_TIME = "event_time"
 
 _MAX_CLASSES_FOR_INT_TARGET = 20
 
@@ -51,92 +64,6 @@ NUMERIC_SHARE_FOR_MIXED = 0.5
 MIN_TEST_ROWS = 5
 #: ...and, for classification, at least this many rows of every class.
 MIN_TEST_ROWS_PER_CLASS = 2
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def _read_bytes(source: str) -> bytes:
-    if source.startswith("s3://"):
-        bucket, _, key = source[5:].partition("/")
-        if not bucket or not key:
-            raise DataError(f"'{source}' is not an s3://bucket/key URI")
-        try:
-            body = s3_client().get_object(Bucket=bucket, Key=key)["Body"]
-            return bytes(body.read())
-        except Exception as exc:
-            raise DataError(f"cannot read '{source}': {exc}") from exc
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"data file '{source}' does not exist")
-    if path.is_dir():
-        raise DataError(f"'{source}' is a directory; give a CSV or Parquet file")
-    return path.read_bytes()
-
-
-def load_table(source: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a CSV or Parquet table from a local path or an ``s3://`` URI.
-
-    The format follows the suffix (``.csv``, ``.csv.gz``, ``.parquet``, ``.pq``); other
-    suffixes are sniffed (Parquet magic bytes, else CSV).
-
-    Raises:
-        DataError: the file is missing, unreadable or has no rows.
-    """
-    source = str(source)
-    raw = _read_bytes(source)
-    if not raw.strip():
-        raise DataError(f"data file '{source}' is empty")
-    lower = source.lower()
-    is_parquet = lower.endswith((".parquet", ".pq")) or raw[:4] == b"PAR1"
-    try:
-        if is_parquet:
-            df = pd.read_parquet(io.BytesIO(raw))
-        else:
-            compression = "gzip" if lower.endswith(".gz") else None
-            df = pd.read_csv(io.BytesIO(raw), compression=compression)
-    except Exception as exc:
-        kind = "Parquet" if is_parquet else "CSV"
-        raise DataError(f"cannot read '{source}' as {kind}: {exc}") from exc
-    header = df.columns if is_parquet else _csv_header(raw, compression)
-    _check_unique_header(header, source)
-    if df.empty:
-        raise DataError(f"data file '{source}' has no rows")
-    return df
-
-
-def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write ``df`` to a local file: Parquet for ``.parquet``/``.pq``, else CSV (no index).
-
-    Missing parent directories are created. Returns the path written.
-    """
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() in (".parquet", ".pq"):
-        df.to_parquet(out, index=False)
-    else:
-        df.to_csv(out, index=False)
-    return out
-
-
-def _csv_header(raw: bytes, compression: str | None) -> pd.Index:
-    # pandas renames a repeated header to `age.1`; read the first row as data to see it as
-    # written.
-    return pd.Index(
-        pd.read_csv(io.BytesIO(raw), compression=compression, header=None, nrows=1, dtype=str).iloc[
-            0
-        ]
-    )
-
-
-def _check_unique_header(header: pd.Index, source: str) -> None:
-    repeated = sorted({str(c) for c in header[header.duplicated()]})
-    if repeated:
-        raise DataError(
-            f"data file '{source}' repeats column name(s) "
-            + ", ".join(f"'{c}'" for c in repeated)
-            + "; give every column a distinct name"
-        )
 
 
 # --------------------------------------------------------------------------- spec
@@ -426,101 +353,3 @@ def digest(df: pd.DataFrame) -> str:
     h.update(",".join(f"{c}:{t}" for c, t in df.dtypes.astype(str).items()).encode())
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------- scenario
-
-
-def make_scenario(
-    n_rows: int = 20_000,
-    period: Period = "reference",
-    seed: int = 0,
-    start: str = "2026-01-01",
-    days: int = 30,
-) -> pd.DataFrame:
-    """Generate the demo's subscription-churn table.
-
-    Features: ``age``, ``tenure_months``, ``monthly_charges``, ``data_usage_gb``,
-    ``support_calls`` (numeric; ``monthly_charges`` has ~2 % missing values), ``contract``,
-    ``region``, ``payment_method`` (categorical), ``event_time`` (timestamp) and the label
-    ``churned`` (0/1).
-
-    Periods (documented in ``docs/scenario.md``):
-
-    - ``reference`` — the training distribution.
-    - ``covariate`` — a price rise: ``monthly_charges`` +30 on average, ``data_usage_gb``
-      doubles, and the ``region`` mix shifts to ``east``; the label still follows the
-      reference rule. Other columns are untouched.
-    - ``concept`` — features as in ``reference``, but churn now follows support calls much more
-      and contract length much less (concept drift: only quality drops).
-    - ``both`` — the covariate shift and the concept change together.
-
-    The same arguments always give the same frame.
-    """
-    if n_rows <= 0:
-        raise DataError("n_rows must be positive")
-    if period not in SCENARIO_DRIFT:
-        raise DataError(f"unknown scenario period '{period}'; use one of {sorted(SCENARIO_DRIFT)}")
-    offset = {"reference": 0, "covariate": 1, "concept": 2, "both": 3}[period]
-    rng = np.random.default_rng([seed, offset])
-    covariate = period in ("covariate", "both")
-    concept = period in ("concept", "both")
-
-    age = rng.normal(42, 12, n_rows).clip(18, 90).round()
-    tenure = rng.gamma(2.0, 14.0, n_rows).clip(1, 72).round()
-    contract = rng.choice(["month-to-month", "one-year", "two-year"], n_rows, p=[0.55, 0.25, 0.20])
-    region_p = [0.15, 0.2, 0.5, 0.15] if covariate else [0.3, 0.25, 0.2, 0.25]
-    region = rng.choice(["north", "south", "east", "west"], n_rows, p=region_p)
-    payment = rng.choice(
-        ["card", "bank-transfer", "electronic-check", "mailed-check"],
-        n_rows,
-        p=[0.35, 0.25, 0.3, 0.1],
-    )
-    charges = rng.normal(65, 18, n_rows) + (30 if covariate else 0)
-    charges = charges.clip(15, 200).round(2)
-    usage = rng.lognormal(2.3, 0.6, n_rows) * (2.0 if covariate else 1.0)
-    calls = rng.poisson(1.2 + (tenure < 6) * 0.8, n_rows)
-
-    contract_effect = np.select(
-        [contract == "month-to-month", contract == "one-year"], [1.2, 0.0], -1.3
-    )
-    pay_effect = np.where(payment == "electronic-check", 0.5, 0.0)
-    if concept:
-        logit = (
-            -2.0
-            + 0.3 * contract_effect
-            + 1.1 * (calls - 1.2)
-            - 0.02 * (tenure - 24)
-            + 0.01 * (charges - 65)
-        )
-    else:
-        # The reference rule, applied to the (possibly shifted) features.
-        logit = (
-            -1.4
-            + contract_effect
-            + 0.35 * (calls - 1.2)
-            - 0.035 * (tenure - 24)
-            + 0.025 * (charges - 65)
-            + pay_effect
-            - 0.01 * (age - 42)
-        )
-    churned = (rng.random(n_rows) < 1 / (1 + np.exp(-logit))).astype(int)
-
-    charges_with_missing = charges.copy()
-    charges_with_missing[rng.random(n_rows) < 0.02] = np.nan
-    t0 = pd.Timestamp(start)
-    seconds = np.sort(rng.integers(0, days * 86_400, n_rows))
-    return pd.DataFrame(
-        {
-            "event_time": t0 + pd.to_timedelta(seconds, unit="s"),
-            "age": age.astype(int),
-            "tenure_months": tenure.astype(int),
-            "monthly_charges": charges_with_missing,
-            "data_usage_gb": usage.round(3),
-            "support_calls": calls.astype(int),
-            "contract": contract,
-            "region": region,
-            "payment_method": payment,
-            SCENARIO_TARGET: churned,
-        }
-    )

@@ -1,13 +1,13 @@
-"""Metrics per split and the PNG plots of a training run.
+"""Predictions and metrics per split, and permutation importance.
 
-API: :func:`predict_all`, :func:`compute_metrics`, :func:`primary_metric`, :func:`make_plots`.
+API: :func:`predict_all`, :func:`compute_metrics`, :func:`primary_metric`,
+:func:`permutation_importances`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -72,78 +72,6 @@ def compute_metrics(task: Task, p: Predictions, prefix: str) -> dict[str, float]
 def primary_metric(task: Task) -> tuple[str, bool]:
     """The metric (without split prefix) that ranks trials, and whether higher is better."""
     return ("roc_auc", True) if task == "classification" else ("rmse", False)
-
-
-def make_plots(
-    task: Task,
-    p: Predictions,
-    importances: pd.Series | None,
-    out_dir: Path,
-) -> list[Path]:
-    """Write the run's PNG plots into ``out_dir`` and return their paths.
-
-    Classification: confusion matrix and ROC curve(s); regression: residuals and
-    predicted-vs-actual; both: feature importance when given.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
-
-    def save(fig: object, name: str) -> None:
-        path = out_dir / name
-        fig.tight_layout()  # type: ignore[attr-defined]
-        fig.savefig(path, dpi=90)  # type: ignore[attr-defined]
-        plt.close(fig)  # type: ignore[arg-type]
-        paths.append(path)
-
-    if task == "classification":
-        labels = p.classes if p.classes is not None else np.unique(p.y_true)
-        cm = skm.confusion_matrix(p.y_true, p.y_pred, labels=labels)
-        fig, ax = plt.subplots(figsize=(4.5, 4))
-        skm.ConfusionMatrixDisplay(cm, display_labels=labels).plot(ax=ax, colorbar=False)
-        ax.set_title("Confusion matrix (test)")
-        save(fig, "confusion_matrix.png")
-        if p.proba is not None and p.classes is not None:
-            fig, ax = plt.subplots(figsize=(4.5, 4))
-            for i, cls in enumerate(p.classes if len(p.classes) > 2 else p.classes[1:]):
-                col = i if len(p.classes) > 2 else 1
-                fpr, tpr, _ = skm.roc_curve(p.y_true == cls, p.proba[:, col])
-                ax.plot(fpr, tpr, label=f"{cls} (AUC {skm.auc(fpr, tpr):.3f})")
-            ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-            ax.set_xlabel("False positive rate")
-            ax.set_ylabel("True positive rate")
-            ax.set_title("ROC (test)")
-            ax.legend(loc="lower right", fontsize=8)
-            save(fig, "roc_curve.png")
-    else:
-        resid = p.y_true - p.y_pred
-        fig, ax = plt.subplots(figsize=(4.5, 4))
-        ax.scatter(p.y_pred, resid, s=4, alpha=0.4)
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set_xlabel("Predicted")
-        ax.set_ylabel("Residual")
-        ax.set_title("Residuals (test)")
-        save(fig, "residuals.png")
-        fig, ax = plt.subplots(figsize=(4.5, 4))
-        ax.scatter(p.y_true, p.y_pred, s=4, alpha=0.4)
-        lo, hi = float(np.min(p.y_true)), float(np.max(p.y_true))
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set_xlabel("Actual")
-        ax.set_ylabel("Predicted")
-        ax.set_title("Predicted vs actual (test)")
-        save(fig, "predicted_vs_actual.png")
-    if importances is not None and len(importances):
-        top = importances.sort_values().tail(20)
-        fig, ax = plt.subplots(figsize=(5, 0.3 * len(top) + 1.2))
-        ax.barh(top.index.astype(str), top.to_numpy())
-        ax.set_xlabel("Permutation importance (validation)")
-        ax.set_title("Feature importance")
-        save(fig, "feature_importance.png")
-    return paths
 
 
 def permutation_importances(

@@ -6,6 +6,7 @@ API: :func:`convert`, :func:`onnx_feeds`, :class:`OnnxCheck`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from mlcycle.data import DatasetSpec
 from mlcycle.extras import MODULES, available
+from mlcycle.train.evaluate import Predictions
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +107,56 @@ def _export_pipeline(pipe: Pipeline, spec: DatasetSpec) -> Pipeline:
     return clone
 
 
+#: XGBoost and LightGBM scikit-learn classes: skl2onnx alias, shape calculator kind, options.
+_BOOSTERS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "xgboost.sklearn.XGBClassifier": (
+        "XGBoostXGBClassifier", "classifier", {"nocl": [True, False], "zipmap": [True, False]},
+    ),
+    "xgboost.sklearn.XGBRegressor": ("XGBoostXGBRegressor", "regressor", {}),
+    "lightgbm.sklearn.LGBMClassifier": (
+        "LightGbmLGBMClassifier", "classifier", {"nocl": [True, False], "zipmap": [True, False]},
+    ),
+    "lightgbm.sklearn.LGBMRegressor": ("LightGbmLGBMRegressor", "regressor", {"split": None}),
+}  # fmt: skip
+
+
+def _register_booster(model: Any) -> bool:
+    """Teach skl2onnx ``model``'s XGBoost/LightGBM class with onnxmltools' converter.
+
+    Nothing happens for other classes, or when onnxmltools is not installed (the class then
+    has no converter and the copy is not attempted, as before). Returns whether it registered.
+    """
+    cls = type(model)
+    dotted = f"{cls.__module__}.{cls.__name__}"
+    if dotted not in _BOOSTERS:
+        return False
+    try:
+        from skl2onnx import update_registered_converter
+        from skl2onnx.common.shape_calculator import (
+            calculate_linear_classifier_output_shapes,
+            calculate_linear_regressor_output_shapes,
+        )
+
+        if dotted.startswith("xgboost"):
+            from onnxmltools.convert.xgboost.operator_converters.XGBoost import (
+                convert_xgboost as converter,
+            )
+        else:
+            from onnxmltools.convert.lightgbm.operator_converters.LightGbm import (
+                convert_lightgbm as converter,
+            )
+    except ImportError:
+        return False
+    alias, kind, options = _BOOSTERS[dotted]
+    shapes = (
+        calculate_linear_classifier_output_shapes
+        if kind == "classifier"
+        else calculate_linear_regressor_output_shapes
+    )
+    update_registered_converter(cls, alias, shapes, converter, options=options or None)
+    return True
+
+
 def _has_converter(model: Any) -> bool:
     """Whether skl2onnx can convert ``model`` (XGBoost, LightGBM and most user classes: no)."""
     from skl2onnx._supported_operators import sklearn_operator_name_map
@@ -115,12 +167,24 @@ def _has_converter(model: Any) -> bool:
 
 
 def convert(
-    pipe: Pipeline, spec: DatasetSpec, X_check: pd.DataFrame
+    pipe: Pipeline,
+    spec: DatasetSpec,
+    X_check: pd.DataFrame,
+    sklearn_predictions: Callable[[], Predictions] | None = None,
 ) -> tuple[bytes | None, OnnxCheck]:
     """Convert ``pipe`` to ONNX and compare with sklearn on ``X_check``.
 
-    Returns the serialized model only when labels match exactly and numbers within
-    :data:`RTOL`/:data:`ATOL`; otherwise ``None`` and the reason.
+    Args:
+        pipe: the fitted pipeline.
+        spec: its data spec.
+        X_check: the rows compared (the test split).
+        sklearn_predictions: returns ``pipe``'s predictions of ``X_check`` when the caller
+            computes them anyway (a training run scores the test split); called only after
+            the conversion, so that both can run at once. ``None``: predicted here.
+
+    Returns:
+        The serialized model only when labels match exactly and numbers within
+        :data:`RTOL`/:data:`ATOL`; otherwise ``None``. And the check, with the reason.
     """
     if not available(*MODULES["onnx"]):
         return None, OnnxCheck(False, _not_installed())
@@ -134,6 +198,8 @@ def convert(
         return None, OnnxCheck(
             False, f"skl2onnx cannot convert {estimator} in this pipeline", attempted=False
         )
+    # onnxmltools' tree converters write ai.onnx.ml version 3 at most.
+    opset: Any = {"": 17, "ai.onnx.ml": 3} if _register_booster(model) else 17
     if not _has_converter(model):
         reason = f"skl2onnx has no converter for {type(model).__module__}.{estimator}"
         logger.info("no ONNX copy: %s", reason)
@@ -156,7 +222,7 @@ def convert(
     if spec.task == "classification":
         options = {id(export.named_steps["model"]): {"zipmap": False}}
     try:
-        onx = convert_sklearn(export, initial_types=initial, options=options, target_opset=17)
+        onx = convert_sklearn(export, initial_types=initial, options=options, target_opset=opset)
         blob = onx.SerializeToString()
         sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
         outs = sess.run(None, onnx_feeds(X_check, spec, np.float32))
@@ -168,20 +234,31 @@ def convert(
     n = len(X_check)
     if n == 0:
         return None, OnnxCheck(False, "no rows to compare with sklearn")
-    if spec.task == "classification":
+    if sklearn_predictions is not None:
+        want = sklearn_predictions()
+        want_label, want_p = np.asarray(want.y_pred), want.proba
+    else:
         want_label = np.asarray(pipe.predict(X_check))
-        want_p = np.asarray(pipe.predict_proba(X_check))
+        has_proba = spec.task == "classification" and hasattr(pipe, "predict_proba")
+        want_p = np.asarray(pipe.predict_proba(X_check)) if has_proba else None
+    if spec.task == "classification" and want_p is not None:
         got_p = np.asarray(outs[1], dtype=float)
         got_label = labels_from_proba(got_p, np.asarray(pipe.classes_))
         mism = int((got_label.astype(str) != want_label.astype(str)).sum())
-        diff = float(np.max(np.abs(want_p - got_p))) if n else 0.0
+        diff = float(np.max(np.abs(want_p - got_p)))
         ok = mism == 0 and np.allclose(got_p, want_p, rtol=RTOL, atol=ATOL)
+    elif spec.task == "classification":
+        # No probabilities to compare (an estimator without predict_proba): labels only.
+        got_label = np.asarray(outs[0]).ravel()
+        mism = int((got_label.astype(str) != want_label.astype(str)).sum())
+        diff = 0.0
+        ok = mism == 0
     else:
-        want = np.asarray(pipe.predict(X_check), dtype=float)
+        want_v = want_label.astype(float)
         got = np.asarray(outs[0], dtype=float).ravel()
-        diff = float(np.max(np.abs(want - got))) if n else 0.0
+        diff = float(np.max(np.abs(want_v - got)))
         mism = 0
-        ok = bool(np.allclose(got, want, rtol=RTOL, atol=ATOL))
+        ok = bool(np.allclose(got, want_v, rtol=RTOL, atol=ATOL))
     check = OnnxCheck(
         exact=ok,
         reason="reproduces sklearn on the test split" if ok else "predictions differ from sklearn",

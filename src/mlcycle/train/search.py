@@ -6,9 +6,10 @@ API: :func:`optuna_search` (called by :func:`mlcycle.train.train` when
 
 The study lives in Optuna's RDB storage, normally the tracking PostgreSQL
 (``postgresql+psycopg2://…``; its tables go to schema ``mlcycle_search``, see
-:func:`_storage`). The process that starts the search creates the study, records what a
-worker needs to rebuild the same splits as a study user attribute (data source, target,
-estimator, seed, the parent run, the tracking URI when it holds no password), and starts
+:func:`mlcycle.train.optuna_support.storage`). The process that starts the search creates
+the study, records what a worker needs to rebuild the same splits as a study user attribute
+(data source, target, estimator, seed, the parent run, the tracking URI when it holds no
+password), and starts
 ``search_workers`` worker processes; any number of ``mlcycle search-worker`` processes on
 other machines may join. Each trial is a nested MLflow run under the one parent run; trial
 numbers are handed out by the storage, so trial ``n`` runs exactly once and the search stops
@@ -39,7 +40,6 @@ import pandas as pd
 
 from mlcycle.data import DatasetSpec
 from mlcycle.errors import ConfigError, TrainingError
-from mlcycle.redact import redact_uri
 from mlcycle.tags import (
     MLCYCLE_BEST_TRIAL_NUMBER,
     MLCYCLE_SEARCH_ENGINE,
@@ -48,103 +48,31 @@ from mlcycle.tags import (
 )
 from mlcycle.train import evaluate, pipelines
 from mlcycle.train import trial as trial_mod
+from mlcycle.train.optuna_support import (
+    PG_SCHEMA,
+    distributions,
+    import_optuna,
+    masked,
+    safe_uri,
+    suggest_params,
+)
+from mlcycle.train.optuna_support import storage as open_storage
 
 logger = logging.getLogger(__name__)
 
 #: Study user attribute holding what workers need.
 ATTR = "mlcycle"
+#: The study storage (the name the tests and earlier callers use).
+_storage = open_storage
+__all__ = [
+    "PG_SCHEMA",
+    "distributions",
+    "masked",
+    "optuna_search",
+    "run_worker",
+    "suggest_params",
+]
 _POLL_SECONDS = 0.5
-
-
-class _Draws:
-    """Stands in for ``numpy.random.Generator`` inside one SEARCH_SPACES sampler."""
-
-    def __init__(self, trial: Any, name: str) -> None:
-        self.trial = trial
-        self.name = name
-
-    def uniform(self, low: float, high: float) -> float:
-        return float(self.trial.suggest_float(self.name, float(low), float(high)))
-
-    def choice(self, options: Any) -> Any:
-        plain = [o.item() if isinstance(o, np.generic) else o for o in list(options)]
-        return self.trial.suggest_categorical(self.name, plain)
-
-    def integers(self, low: int, high: int | None = None) -> int:
-        if high is None:
-            low, high = 0, low
-        return int(self.trial.suggest_int(self.name, int(low), int(high) - 1))
-
-
-def suggest_params(trial: Any, model: str, task: str) -> dict[str, Any]:
-    """One draw from the estimator's SEARCH_SPACES entry, suggested through ``trial``."""
-    space = pipelines.search_space(model, task)  # type: ignore[arg-type]
-    # _Draws has the three Generator methods the samplers call (duck typing by design).
-    return {key: draw(_Draws(trial, key)) for key, draw in space.items()}  # type: ignore[arg-type]
-
-
-def distributions(model: str, task: str) -> dict[str, Any]:
-    """The Optuna distributions the estimator's search space translates into."""
-    import optuna
-
-    study = optuna.create_study()
-    trial = study.ask()
-    suggest_params(trial, model, task)
-    return dict(trial.distributions)
-
-
-def _import_optuna() -> Any:
-    try:
-        import optuna
-    except ImportError as exc:
-        raise ConfigError(
-            "the optuna search engine needs optuna: pip install 'mlcycle[search]'"
-        ) from exc
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
-
-
-def _safe_uri(uri: str) -> str | None:
-    """``uri`` when it holds no password (it is stored in the study), else ``None``."""
-    if "://" not in uri:
-        return uri
-    netloc = uri.split("://", 1)[1].split("/", 1)[0]
-    userinfo = netloc.rpartition("@")[0]
-    return None if ":" in userinfo else uri
-
-
-def masked(uri: str) -> str:
-    """``uri`` with any password replaced by ``***`` (for params and messages)."""
-    return redact_uri(uri)
-
-
-#: PostgreSQL schema of the study tables when the storage is the tracking database.
-PG_SCHEMA = "mlcycle_search"
-
-
-def _storage(optuna: Any, url: str) -> Any:
-    """Optuna's RDB storage at ``url``; on PostgreSQL in schema :data:`PG_SCHEMA`.
-
-    Optuna and MLflow both keep their migration state in a table ``alembic_version``: in the
-    same schema each would read the other's revision and refuse to start. Giving Optuna its
-    own schema lets the study live in the tracking database itself. A URL that already sets
-    ``search_path`` is used as given.
-    """
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    try:
-        if url.startswith("postgresql") and "search_path" not in url:
-            import sqlalchemy as sa
-
-            engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-            try:
-                with engine.connect() as conn:
-                    conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{PG_SCHEMA}"'))
-            finally:
-                engine.dispose()
-            kwargs["connect_args"] = {"options": f"-csearch_path={PG_SCHEMA}"}
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    except Exception as exc:
-        raise ConfigError(f"cannot open the study storage {masked(url)}: {exc}") from exc
 
 
 def _work(
@@ -159,7 +87,7 @@ def _work(
     after_trial: Callable[[], None] | None = None,
 ) -> int:
     """Run trials of ``study`` until it has ``attrs['trials']``; returns how many ran here."""
-    optuna = _import_optuna()
+    optuna = import_optuna()
     total = int(attrs["trials"])
     model_key = attrs["model"]
     metric = attrs["metric"]
@@ -248,9 +176,9 @@ def run_worker(
     """
     from mlflow import MlflowClient
 
-    optuna = _import_optuna()
+    optuna = import_optuna()
     try:
-        study = optuna.load_study(study_name=study_name, storage=_storage(optuna, storage))
+        study = optuna.load_study(study_name=study_name, storage=open_storage(optuna, storage))
     except KeyError as exc:
         raise ConfigError(f"no study '{study_name}' in {masked(storage)}") from exc
     attrs = study.user_attrs.get(ATTR)
@@ -293,7 +221,7 @@ def optuna_search(
     """
     import mlflow
 
-    optuna = _import_optuna()
+    optuna = import_optuna()
     if cfg.search_workers < 1:
         raise ConfigError("search_workers must be at least 1")
     if cfg.search_workers > 1 and not cfg.search_storage:
@@ -303,7 +231,7 @@ def optuna_search(
         )
     metric, higher = evaluate.primary_metric(spec.task)
     name = cfg.study_name or f"mlcycle-{parent_run_id}"
-    storage = _storage(optuna, cfg.search_storage) if cfg.search_storage else None
+    storage = open_storage(optuna, cfg.search_storage) if cfg.search_storage else None
     sampler = optuna.samplers.TPESampler(seed=cfg.seed)
     try:
         study = optuna.create_study(
@@ -331,7 +259,7 @@ def optuna_search(
         "metric": metric,
         "experiment_id": experiment_id,
         "parent_run_id": parent_run_id,
-        "tracking_uri": _safe_uri(client.tracking_uri),
+        "tracking_uri": safe_uri(client.tracking_uri),
     }
     study.set_user_attr(ATTR, attrs)
     mlflow.set_tags({MLCYCLE_SEARCH_ENGINE: "optuna", MLCYCLE_STUDY: name})

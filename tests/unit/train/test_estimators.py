@@ -18,6 +18,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from mlcycle import trust
 from mlcycle.cli import cli
 from mlcycle.errors import ConfigError, UntrustedModel
+from mlcycle.serve.model import load_predictor, resolve
 from mlcycle.train import TrainConfig, pipelines, train
 
 USER_MODULE = '''
@@ -116,8 +117,6 @@ def test_a_boosted_classifier_is_tracked_like_any_model_and_loads_under_the_trus
     run = client.get_run(result.run_id)
     assert run.data.params["model"] == model
     assert result.metrics["test_roc_auc"] > 0.95
-    assert not result.onnx_exact
-    assert result.onnx_note.startswith("not attempted: skl2onnx has no converter for")
     files = _artifacts(client, result.run_id)
     assert {"plots/roc_curve.png", "reference/profile.json", "onnx/check.json"} <= files
     assert f"{model}==" in _requirements(result.runs_uri)
@@ -128,6 +127,28 @@ def test_a_boosted_classifier_is_tracked_like_any_model_and_loads_under_the_trus
     loaded = trust.load_pyfunc(result.model_uri, "the model")
     X = _features(cancer_csv, "target")
     assert len(loaded.predict(X)) == len(X)
+
+
+@pytest.mark.parametrize("model", ["xgboost", "lightgbm"])
+def test_a_boosted_classifier_gets_an_exact_onnx_copy_that_the_fast_path_serves(
+    model: str, tmp_path: Path
+) -> None:
+    pytest.importorskip(model)
+    pytest.importorskip("onnxmltools")
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.columns = [c.replace(" ", "_") for c in frame.columns]
+    path = tmp_path / "cancer.csv"
+    frame.to_csv(path, index=False)
+    client = MlflowClient()
+    result = train(TrainConfig(data=str(path), target="target", model=model), client)
+    assert result.onnx_exact and result.onnx_note == "exact copy logged"
+    assert "onnx/model.onnx" in _artifacts(client, result.run_id)
+    predictor = load_predictor(resolve(result.model_uri, client))
+    assert predictor.backend == "onnx"
+    X = _features(str(path), "target")
+    onnx_labels = predictor.predict({c: X[c].to_numpy() for c in X.columns})
+    sklearn_labels = trust.load_pyfunc(result.model_uri, "the model").predict(X)
+    assert list(onnx_labels) == list(sklearn_labels)
 
 
 def test_lightgbm_regression_and_an_xgboost_search_run(tmp_path: Path) -> None:
