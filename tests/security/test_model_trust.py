@@ -94,8 +94,9 @@ def test_gate_refuses_a_crafted_challenger_and_runs_nothing(
 
 
 @pytest.mark.parametrize("kind", ATTACKS)
+@pytest.mark.parametrize("engine", ["pandas", "spark"])
 def test_batch_predict_refuses_a_crafted_model_and_runs_nothing(
-    kind, crafted, tmp_path, monkeypatch
+    kind, engine, crafted, tmp_path, monkeypatch
 ) -> None:
     _mlflow_pickle_setting(kind, monkeypatch)
     model = crafted(kind)
@@ -110,6 +111,8 @@ def test_batch_predict_refuses_a_crafted_model_and_runs_nothing(
             str(_data(tmp_path)),
             "--output",
             str(tmp_path / "out"),
+            "--engine",
+            engine,
         ],
     )
     assert result.exit_code == 1, result.output
