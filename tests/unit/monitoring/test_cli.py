@@ -32,6 +32,7 @@ def test_monitor_on_a_file_prints_the_drifted_columns_and_the_report(
     )
     assert res.exit_code == 0, res.output
     assert "status=drift" in res.output and "monthly_charges" in res.output
+    assert res.output.startswith("[window file] ")  # what it read: the --current file
     assert "report.html" in res.output and "decision" in res.output
 
     res = CliRunner().invoke(
@@ -107,6 +108,8 @@ def test_monitor_since_over_a_whole_log_run_says_the_data_is_already_monitored(
     base = ["monitor", "--model", champion.name, "--output", str(tmp_path / "rep")]
     whole = CliRunner().invoke(cli, base, catch_exceptions=False)
     assert whole.exit_code == 0 and "rows=600 status=drift" in whole.output, whole.output
+    # Issue 13: a log read is labelled with the range it covered, never "[window file]".
+    assert whole.output.startswith("[window 2026-03-01T"), whole.output
     day = ["--since", "2026-03-01", "--until", "2026-03-02"]
     again = CliRunner().invoke(cli, [*base, *day], catch_exceptions=False)
     assert again.exit_code == 0, again.output
