@@ -75,6 +75,7 @@ def test_serve_command_refuses_before_binding_a_port(kind, crafted, monkeypatch)
     assert result.exit_code == 1, result.output
     assert "refused" in result.output and "--allow-pickle" in result.output
     assert len(result.output.strip().splitlines()[-1]) < 400  # one line
+    assert "serving " not in result.output  # no "serving … on http://…" before the refusal
     assert not model.marker.exists()
 
 

@@ -165,11 +165,9 @@ def serve_cmd(
         registry_uri=settings.registry_uri,
         **process,
     )
-    click.echo(
-        f"serving {model_uri} on http://{config.host}:{config.port} ({config.workers} worker(s))",
-        err=True,
-    )
-    serve(config, client)
+    line = f"serving {model_uri} on http://{config.host}:{config.port} ({config.workers} worker(s))"
+    # Said once the model passed its checks: a refused model prints only the refusal.
+    serve(config, client, announce=lambda: click.echo(line, err=True))
 
 
 @cli.command("build-docker")

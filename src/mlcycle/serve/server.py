@@ -18,6 +18,7 @@ import shutil
 import signal
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,8 +265,11 @@ def app_from_env() -> ServingApp:
     return build_app(config)
 
 
-def serve(config: ServerConfig, client: Any) -> None:
+def serve(config: ServerConfig, client: Any, announce: Callable[[], None] | None = None) -> None:
     """Check the model, then run uvicorn until SIGTERM/SIGINT (graceful within ``grace``).
+
+    ``announce`` is called once the model passed its checks, before the port is bound (the
+    CLI says "serving … on …" there, not before a refusal).
 
     With ``config.workers > 1`` this process is replaced by the supervisor and never returns.
 
@@ -286,6 +290,8 @@ def serve(config: ServerConfig, client: Any) -> None:
             f"(models:/NAME@champion or models:/NAME/Production), not {config.model_uri}"
         )
     check_model(ref, config.allow_pickle)
+    if announce is not None:
+        announce()
     common: dict[str, Any] = {
         "host": config.host,
         "port": config.port,
