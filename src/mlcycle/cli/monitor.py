@@ -82,6 +82,9 @@ def _window_line(out: Any) -> str:
     if r.quality_drop is not None:
         line += f" quality_drop={r.quality_drop:.3f}"
     line += f" decision={'retrain' if out.decision and out.decision.retrain else 'none'}"
+    if out.retrain_skipped:
+        hint = ", --retrain enables it" if out.retrain_skipped == "retrain disabled" else ""
+        line += f" (not acted on: {out.retrain_skipped}{hint})"
     if out.note:
         line += f" (only new data: {out.note})"
     if out.retrain is not None:

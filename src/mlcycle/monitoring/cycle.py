@@ -71,6 +71,8 @@ class MonitorOutcome:
     source: str = "log"
     stale: tuple[str, ...] = ()
     note: str | None = None
+    #: Why the policy's ``retrain`` was not acted on (``--no-retrain``, too few labels).
+    retrain_skipped: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping (what ``mlcycle monitor --json`` prints)."""
@@ -83,6 +85,7 @@ class MonitorOutcome:
             "retrain": asdict(self.retrain) if self.retrain else None,
             "stale": list(self.stale),
             "note": self.note,
+            "retrain_skipped": self.retrain_skipped,
         }
 
 
@@ -199,7 +202,14 @@ def monitor_window(
                 }
             )
     record.finish(client, run_id, decision, extra)
-    return MonitorOutcome(key, run_id, result, decision, retrained)
+    return MonitorOutcome(
+        key,
+        run_id,
+        result,
+        decision,
+        retrained,
+        retrain_skipped=extra.get(MLCYCLE_RETRAIN_SKIPPED),
+    )
 
 
 def summarise_log(

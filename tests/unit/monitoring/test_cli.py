@@ -124,3 +124,23 @@ def test_monitor_since_over_a_whole_log_run_says_the_data_is_already_monitored(
     both = CliRunner().invoke(cli, [*base, "--since", "2026-02-20", "--until", "2026-03-05"])
     assert both.exit_code == 1 and "already monitored" in both.output
     assert "--since 2026-02-20T00:00:00Z --until 2026-03-01" in both.output, both.output
+
+
+def test_a_retrain_decision_not_acted_on_says_why(
+    champion, predictor, log_writer, tmp_path: Path, monkeypatch
+):
+    """decision=retrain without a retrain names the reason: no --retrain, or too few labels."""
+    frame = predictor(champion, make_scenario(600, "covariate", seed=7, start="2026-03-01", days=1))
+    log_writer(champion.log_root, champion.name, champion.version, frame)
+    monkeypatch.setenv("MLCYCLE_INFERENCE_LOG", str(champion.log_root))
+    base = ["monitor", "--model", champion.name, "--output", str(tmp_path / "rep")]
+    policy = ["--bad-windows", "1", "--of-last", "1"]
+    day = ["--since", "2026-03-01T00:00", "--until", "2026-03-01T12:00"]
+    res = CliRunner().invoke(cli, [*base, *policy, *day], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "decision=retrain (not acted on: retrain disabled, --retrain enables it)" in res.output
+    rest = ["--since", "2026-03-01T12:00", "--until", "2026-03-02"]
+    res = CliRunner().invoke(cli, [*base, *policy, *rest, "--retrain"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "decision=retrain (not acted on: 0 labelled rows; 50 needed to retrain)" in res.output
+    assert "promoted" not in res.output
