@@ -37,7 +37,8 @@ def test_objects_alive_at_load_are_frozen_and_garbage_is_not() -> None:
     del cycle
     assert gone() is not None, "a cycle outlives its last name until the collector runs"
     frozen = freeze_after_load()
-    assert frozen == gc.get_freeze_count() >= 1000
+    # ">=" not "==": a server thread left by an earlier test in this process may freeze too.
+    assert gc.get_freeze_count() >= frozen >= 1000
     # The cycle was collected before freezing, not frozen with the model. (Checked on this
     # object, not by a later gc.collect(): other threads of the test process make garbage too.)
     assert gone() is None
