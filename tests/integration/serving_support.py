@@ -320,3 +320,63 @@ class Traffic:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"the change never showed in the answers: {self.failures[-3:]}")
+
+
+# --------------------------------------------------------------------------- canary traffic
+
+_LOG_KINDS = {"i": "long", "f": "double", "b": "boolean"}
+
+
+def shuffled_labels(frame: pd.DataFrame, target: str, seed: int) -> pd.DataFrame:
+    """``frame`` with ``target`` permuted: a model trained on it learns nothing."""
+    import numpy as np
+
+    out = frame.copy()
+    out[target] = np.random.default_rng(seed).permutation(out[target].to_numpy())
+    return out
+
+
+def log_canary_traffic(
+    log_root: Path,
+    name: str,
+    versions: dict[str, str],
+    traffic: pd.DataFrame,
+    target: str,
+    arm: Any,
+    per_request: int,
+) -> pd.DataFrame:
+    """Score each arm's rows of ``traffic`` with its real model, log them through the server's
+    writer ``per_request`` records a request, and return the labels by ``record_id``.
+
+    ``arm`` holds each row's role (``champion``/``challenger``); ``versions`` maps role → version.
+    """
+    import mlflow
+    import numpy as np
+
+    from mlcycle.inference_log import InferenceLog, LogItem
+
+    truth = traffic[target].to_numpy()
+    features = traffic.drop(columns=[target, "event_time"], errors="ignore")
+    kinds = tuple((c, _LOG_KINDS.get(features[c].dtype.kind, "string")) for c in features.columns)
+    log = InferenceLog(str(log_root)).start()
+    labels: list[dict[str, Any]] = []
+    for role, version in versions.items():
+        idx = np.flatnonzero(np.asarray(arm) == role)
+        rows = features.iloc[idx].reset_index(drop=True)
+        preds = np.asarray(mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict(rows))
+        now = int(time.time() * 1e6)
+        for start in range(0, len(rows), per_request):
+            part = slice(start, start + per_request)
+            item = LogItem(
+                request_id=f"{role}-{start}", timestamp_us=now, model_name=name,
+                model_version=version, role=role,
+                columns={c: rows[c].to_numpy()[part] for c in rows.columns},
+                kinds=kinds, predictions=preds[part],
+            )  # fmt: skip
+            assert log.append(item)
+            labels += [
+                {"record_id": f"{item.record_uid}-{i}", target: int(t)}
+                for i, t in enumerate(truth[idx][part])
+            ]
+    log.close()
+    return pd.DataFrame(labels)

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from serving_support import log_canary_traffic, shuffled_labels
 
 from mlcycle import register as reg
 from mlcycle.data import SCENARIO_TARGET, make_scenario
-from mlcycle.inference_log import InferenceLog, LogItem
 from mlcycle.register import audit
 from mlcycle.register.lock import registry_lock
 
@@ -30,7 +30,6 @@ pytestmark = pytest.mark.slow
 
 NAME = "raced"
 ROWS = 4000
-_KINDS = {"i": "long", "f": "double", "b": "boolean"}
 
 
 def _train(client: Any, frame: pd.DataFrame, workdir: Path) -> str:
@@ -44,42 +43,11 @@ def _train(client: Any, frame: pd.DataFrame, workdir: Path) -> str:
     return str(reg.register(client, run_id, NAME).version)
 
 
-def _shuffled(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.copy()
-    out[SCENARIO_TARGET] = np.random.default_rng(0).permutation(out[SCENARIO_TARGET].to_numpy())
-    return out
-
-
 def _log_both_arms(log_root: Path, versions: dict[str, str]) -> pd.DataFrame:
     """Score half the traffic with each arm's real model through the server's log writer."""
-    import mlflow
-
     traffic = make_scenario(ROWS, period="reference", seed=21)
-    truth = traffic.pop(SCENARIO_TARGET).to_numpy()
-    features = traffic.drop(columns=["event_time"])
     arm = np.where(np.arange(ROWS) % 2 == 0, "champion", "challenger")
-    kinds = tuple((c, _KINDS.get(features[c].dtype.kind, "string")) for c in features.columns)
-    log = InferenceLog(str(log_root)).start()
-    labels = []
-    for role, version in versions.items():
-        idx = np.flatnonzero(arm == role)
-        rows = features.iloc[idx].reset_index(drop=True)
-        preds = np.asarray(mlflow.pyfunc.load_model(f"models:/{NAME}/{version}").predict(rows))
-        for start in range(0, len(rows), 10):
-            part = slice(start, start + 10)
-            item = LogItem(
-                request_id=f"{role}-{start}", timestamp_us=int(time.time() * 1e6),
-                model_name=NAME, model_version=version, role=role,
-                columns={c: rows[c].to_numpy()[part] for c in rows.columns},
-                kinds=kinds, predictions=preds[part],
-            )  # fmt: skip
-            assert log.append(item)
-            labels += [
-                {"record_id": f"{item.record_uid}-{i}", SCENARIO_TARGET: int(t)}
-                for i, t in enumerate(truth[idx][part])
-            ]
-    log.close()
-    return pd.DataFrame(labels)
+    return log_canary_traffic(log_root, NAME, versions, traffic, SCENARIO_TARGET, arm, 10)
 
 
 def _check_runs(client: Any) -> list[Any]:
@@ -109,7 +77,7 @@ def test_of_two_concurrent_canary_acts_one_acts_and_the_other_records_nothing(
     mlflow.set_tracking_uri(pg_url)
     client = MlflowClient(pg_url)
     frame = make_scenario(3000, period="reference", seed=3)
-    sound, broken = (frame, _shuffled(frame))
+    sound, broken = (frame, shuffled_labels(frame, SCENARIO_TARGET, 0))
     # rollback: the canary is the broken model; promote / continue: the canary is the sound one.
     champ_frame, canary_frame = (sound, broken) if decision == "rollback" else (broken, sound)
     champion = _train(client, champ_frame, tmp_path)

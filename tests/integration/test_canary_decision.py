@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from serving_support import log_canary_traffic, shuffled_labels
 
 from mlcycle import register as reg
 from mlcycle.cli import cli
 from mlcycle.data import SCENARIO_TARGET, make_scenario
-from mlcycle.inference_log import InferenceLog, LogItem, read_inference_log
+from mlcycle.inference_log import read_inference_log
 from mlcycle.register import audit
 
 pytestmark = pytest.mark.slow
@@ -30,7 +31,6 @@ pytestmark = pytest.mark.slow
 NAME = "canary_churn"
 SHARE = 0.2
 ROWS = 15_000  # ~3,000 labelled challenger records: a 6-point accuracy gap is > 4 sigma
-_KINDS = {"i": "long", "f": "double", "b": "boolean"}
 
 
 def _train(frame: pd.DataFrame, workdir: Path) -> str:
@@ -47,45 +47,11 @@ def _train(frame: pd.DataFrame, workdir: Path) -> str:
     return str(reg.register(MlflowClient(mlflow.get_tracking_uri()), run_id, NAME).version)
 
 
-def _shuffled(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
-    out = frame.copy()
-    out[SCENARIO_TARGET] = np.random.default_rng(seed).permutation(out[SCENARIO_TARGET].to_numpy())
-    return out
-
-
 def _serve_split(log_root: Path, versions: dict[str, str], seed: int) -> pd.DataFrame:
     """Score a seeded 20 % / 80 % split with the real models, log it, return labels."""
-    import mlflow
-
     traffic = make_scenario(ROWS, period="reference", seed=seed)
-    truth = traffic.pop(SCENARIO_TARGET).to_numpy()
-    features = traffic.drop(columns=["event_time"])
     arm = np.where(np.random.default_rng(seed).random(ROWS) < SHARE, "challenger", "champion")
-    log = InferenceLog(str(log_root)).start()
-    kinds = tuple((c, _KINDS.get(features[c].dtype.kind, "string")) for c in features.columns)
-    labels = []
-    per_request = 5
-    for role, version in versions.items():
-        model = mlflow.pyfunc.load_model(f"models:/{NAME}/{version}")
-        idx = np.flatnonzero(arm == role)
-        rows = features.iloc[idx].reset_index(drop=True)
-        preds = np.asarray(model.predict(rows))
-        now = int(time.time() * 1e6)
-        for start in range(0, len(rows), per_request):
-            part = slice(start, start + per_request)
-            item = LogItem(
-                request_id=f"{role}-{start}", timestamp_us=now, model_name=NAME,
-                model_version=version, role=role,
-                columns={c: rows[c].to_numpy()[part] for c in rows.columns},
-                kinds=kinds, predictions=preds[part],
-            )  # fmt: skip
-            assert log.append(item)
-            labels += [
-                {"record_id": f"{item.record_uid}-{i}", SCENARIO_TARGET: int(t)}
-                for i, t in enumerate(truth[idx][part])
-            ]
-    log.close()
-    return pd.DataFrame(labels)
+    return log_canary_traffic(log_root, NAME, versions, traffic, SCENARIO_TARGET, arm, 5)
 
 
 def _canary(runner: CliRunner, *args: str) -> dict[str, Any]:
@@ -107,7 +73,7 @@ def test_a_better_challenger_is_promoted_and_a_shuffled_label_one_rolled_back(
     runner = CliRunner()
 
     # Production runs a broken model (trained on shuffled labels); a sound one is the canary.
-    broken = _train(_shuffled(frame, 0), tmp_path)
+    broken = _train(shuffled_labels(frame, SCENARIO_TARGET, 0), tmp_path)
     reg.promote(client, NAME, broken, policy=reg.GatePolicy(mode="disabled"))
     sound = _train(frame, tmp_path)
     labels = _serve_split(log_root, {"champion": broken, "challenger": sound}, seed=11)
@@ -162,7 +128,7 @@ def test_a_better_challenger_is_promoted_and_a_shuffled_label_one_rolled_back(
 
     # A new canary trained on shuffled labels is worse than the new champion: rolled back.
     time.sleep(1.1)  # its window starts at its registration, after the first canary's rows
-    worse = _train(_shuffled(frame, 1), tmp_path)
+    worse = _train(shuffled_labels(frame, SCENARIO_TARGET, 1), tmp_path)
     labels = _serve_split(log_root, {"champion": sound, "challenger": worse}, seed=12)
     labels.to_parquet(labels_path)
     # This time the monitoring loop judges it, with the policy declared in the environment.
