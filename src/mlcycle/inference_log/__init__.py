@@ -6,7 +6,7 @@ partition layout), :mod:`~mlcycle.inference_log.writer` and :mod:`~mlcycle.infer
 API:
 
 - schema — :data:`IDENTITY_COLUMNS`, :data:`BOOKKEEPING_COLUMNS`, :data:`PREDICTION`,
-  :data:`PROBA_PREFIX`, :data:`REQUIRED_COLUMNS`;
+  :data:`PROBA_PREFIX`, :data:`REQUIRED_COLUMNS`, :func:`is_output_column`;
 - layout — :func:`model_path`, :func:`partition_path`, :func:`hour_of`,
   :func:`partition_values`, :func:`log_files`;
 - writer — :class:`InferenceLog` fed with :class:`LogItem` values;
@@ -37,6 +37,7 @@ from mlcycle.inference_log.schema import (
     PROBA_PREFIX,
     REQUIRED_COLUMNS,
     hour_of,
+    is_output_column,
     model_path,
     partition_path,
     partition_values,
@@ -55,6 +56,7 @@ __all__ = [
     "LogItem",
     "Window",
     "hour_of",
+    "is_output_column",
     "log_files",
     "log_filter",
     "model_path",

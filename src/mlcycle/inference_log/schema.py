@@ -2,7 +2,7 @@
 
 API: :data:`IDENTITY_COLUMNS`, :data:`BOOKKEEPING_COLUMNS`, :data:`PREDICTION`,
 :data:`PROBA_PREFIX`, :data:`REQUIRED_COLUMNS`, :func:`hour_of`, :func:`model_path`,
-:func:`partition_path`, :func:`partition_values`.
+:func:`partition_path`, :func:`partition_values`, :func:`is_output_column`.
 
 Layout (Hive-style, one directory per model, version and UTC hour)::
 
@@ -34,6 +34,11 @@ PREDICTION = "prediction"
 PROBA_PREFIX = "proba_"
 #: Columns a file must have to be read as part of the log (older files lack ``record_id``).
 REQUIRED_COLUMNS = ("request_id", "timestamp", PREDICTION)
+
+
+def is_output_column(name: object) -> bool:
+    """Whether ``name`` is a column the server adds after scoring (``prediction``, ``proba_*``)."""
+    return name == PREDICTION or str(name).startswith(PROBA_PREFIX)
 
 
 def hour_of(timestamp_us: int) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcycle.inference_log import BOOKKEEPING_COLUMNS, PREDICTION
+from mlcycle.inference_log import BOOKKEEPING_COLUMNS, is_output_column
 from mlcycle.monitoring.results import DriftConfig, Finding
 
 # class_labels lives with the summary, which counts predictions as labels; shown here too.
@@ -42,8 +42,9 @@ def findings_of(summary: WindowSummary, config: DriftConfig) -> tuple[list[Findi
     profile = summary.profile
     findings: list[Finding] = []
     cols: dict[str, Any] = profile["columns"]
-    known = set(cols) | set(BOOKKEEPING_COLUMNS) | {PREDICTION, profile.get("target", "")}
-    extra = [str(c) for c in summary.columns if c not in known]
+    known = set(cols) | set(BOOKKEEPING_COLUMNS) | {profile.get("target", "")}
+    # What the server adds after scoring (prediction, proba_<class>) is the log's, not extra.
+    extra = [str(c) for c in summary.columns if c not in known and not is_output_column(c)]
     if extra:
         findings.append(Finding(",".join(extra), "extra_columns", "not in the reference; ignored"))
     usable: list[str] = []

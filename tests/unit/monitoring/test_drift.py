@@ -104,6 +104,18 @@ def test_missing_and_extra_columns_are_findings(scenario_reference, covariate_wi
     assert set(result.drifted) == {"monthly_charges", "data_usage_gb"}
 
 
+def test_the_logs_probability_columns_are_not_extra_columns(
+    scenario_reference, covariate_window, tmp_path
+):
+    # Traffic scored with predict_proba logs proba_<class> beside prediction: the server's
+    # output, not a column the reference lacks. A user column outside the reference still is.
+    cur = covariate_window.assign(proba_0=0.4, proba_1=0.6, surprise=1.0)
+    result = analyse_window(scenario_reference, cur, output_dir=tmp_path)
+    (extra,) = [f.column.split(",") for f in result.findings if f.kind == "extra_columns"]
+    assert "surprise" in extra
+    assert not [c for c in extra if c.startswith("proba_")]
+
+
 def test_numbers_arriving_as_strings_are_parsed_and_reported(
     scenario_reference, reference_window, tmp_path
 ):
