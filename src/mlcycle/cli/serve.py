@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import Any
 
 import click
@@ -224,9 +223,8 @@ def build_docker(
             "--dockerfile-only writes the mlcycle Dockerfile; it cannot be combined with --stock"
         )
     if dockerfile_only:
-        text = image_mod.render_dockerfile(**given(model_uri=model_uri))
-        Path(dockerfile_only).write_text(text)
-        click.echo(f"wrote {dockerfile_only}")
+        written = image_mod.write_dockerfile(dockerfile_only, **given(model_uri=model_uri))
+        click.echo(f"wrote {written}")
         return
     if not image:
         raise click.UsageError("--image is required unless --dockerfile-only is given")

@@ -4,6 +4,7 @@ API:
 
 - :func:`render_dockerfile` — the ``mlcycle serve`` image as text (pure; the repository's
   ``Dockerfile`` is this function's output with the defaults).
+- :func:`write_dockerfile` — that text written to a file (``--dockerfile-only``).
 - :func:`build_image` — ``docker build`` of a rendered Dockerfile.
 - :func:`stock_build_command` / :func:`build_stock_image` — MLflow's own
   ``mlflow models build-docker`` for the stock serving path.
@@ -20,8 +21,9 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from mlcycle.errors import ServingError
+from mlcycle.errors import ConfigError, ServingError
 from mlcycle.uris import model_uri
 
 logger = logging.getLogger(__name__)
@@ -105,6 +107,21 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \\
     CMD {json.dumps(["python", "-c", _HEALTHCHECK])}
 CMD {json.dumps(["sh", "-c", _SERVE])}
 """
+
+
+def write_dockerfile(path: str | Path, **options: Any) -> Path:
+    """Write :func:`render_dockerfile` with ``options`` to ``path``; returns the path.
+
+    Raises:
+        ConfigError: the file cannot be written (no such directory, a directory, no permission).
+    """
+    out = Path(path)
+    text = render_dockerfile(**options)
+    try:
+        out.write_text(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the Dockerfile to {out}: {exc.strerror or exc}") from exc
+    return out
 
 
 def _require_docker(docker: str) -> str:

@@ -91,6 +91,14 @@ def test_cli_writes_the_dockerfile_without_docker(tmp_path: Path) -> None:
     assert out.read_text() == image.render_dockerfile(model_uri="models:/churn@champion")
 
 
+def test_cli_names_a_dockerfile_path_it_cannot_write(tmp_path: Path) -> None:
+    out = tmp_path / "no-such-dir" / "Dockerfile"
+    result = CliRunner().invoke(cli, ["build-docker", "--dockerfile-only", str(out)])
+    assert result.exit_code == 1
+    assert f"cannot write the Dockerfile to {out}" in result.output
+    assert "Traceback" not in result.output and not out.parent.exists()
+
+
 def test_cli_build_needs_an_image_name_and_stock_needs_a_model() -> None:
     runner = CliRunner()
     assert runner.invoke(cli, ["build-docker"]).exit_code == 2
