@@ -88,26 +88,13 @@ def _canary_options(fn: Any) -> Any:
 
 def canary_check(client: Any, settings: Any, name: str, window: Any = None) -> Any:
     """One canary check with the settings' policy (CLI options already folded in)."""
-    from mlcycle.data import load_table
     from mlcycle.extras import require
 
     # Each arm's drift runs the monitoring stage's statistics (Evidently's tests included).
     require("monitoring", feature="mlcycle canary")
-    from mlcycle.monitoring.canary_run import evaluate, policy_from_settings, scrape
+    from mlcycle.monitoring.canary_run import check
 
-    policy = policy_from_settings(settings)
-    labels = load_table(settings.canary_labels) if settings.canary_labels else None
-    text = scrape(settings.canary_metrics_url) if settings.canary_metrics_url else None
-    return evaluate(
-        client,
-        settings,
-        name,
-        policy=policy,
-        window=window,
-        labels=labels,
-        metrics_text=text,
-        act=settings.canary_act,
-    )
+    return check(client, settings, name, window)
 
 
 def canary_lines(out: Any) -> list[str]:

@@ -1,7 +1,8 @@
 """Canary decision: a declared policy judges the arms' evidence on one window.
 
 API: :class:`CanaryPolicy`, :func:`decide` → :class:`CanaryDecision` (``promote``,
-``rollback`` or ``continue``, optionally with the next traffic share), :func:`next_step`.
+``rollback`` or ``continue``, optionally with the next traffic share), :func:`next_step`,
+:func:`policy_from_settings`.
 
 The policy reads the interval of each difference: "at least as good" means the interval's
 lower bound is above ``-tolerance`` and "significantly worse" means its upper bound is below
@@ -12,10 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlcycle.errors import ConfigError
 from mlcycle.monitoring.canary_compare import METRICS, ArmComparison
+
+if TYPE_CHECKING:
+    from mlcycle.config import Settings
 
 Action = Literal["promote", "rollback", "continue"]
 
@@ -165,3 +169,29 @@ def decide(
     return CanaryDecision(
         "continue", (line, "inconclusive: the interval straddles the tolerance"), share
     )
+
+
+def policy_from_settings(settings: Settings, **overrides: Any) -> CanaryPolicy:
+    """The canary policy the ``MLCYCLE_CANARY_*`` settings declare (``None`` overrides ignored).
+
+    Raises:
+        ConfigError: a value out of range or steps that do not parse.
+    """
+    try:
+        steps = tuple(float(s) for s in settings.canary_steps.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(
+            f"canary steps must be comma-separated shares like 0.1,0.5,1, not "
+            f"'{settings.canary_steps}'"
+        ) from None
+    values: dict[str, Any] = {
+        "metric": settings.canary_metric,
+        "min_labelled": settings.canary_min_labelled,
+        "tolerance": settings.canary_tolerance,
+        "max_error_rate": settings.canary_max_error_rate,
+        "min_requests": settings.canary_min_requests,
+        "max_p99_ms": settings.canary_max_p99_ms,
+        "steps": steps,
+    }
+    values |= {k: v for k, v in overrides.items() if v is not None}
+    return CanaryPolicy(**values)

@@ -1,7 +1,6 @@
 """Run a canary check: read the window, compare the arms, record, and act when asked.
 
-API: :class:`CanaryOutcome`, :func:`evaluate`, :func:`policy_from_settings`,
-:func:`scrape`, :data:`KIND`.
+API: :class:`CanaryOutcome`, :func:`check`, :func:`evaluate`, :data:`KIND`.
 
 Detect → decide → act, as the retrain loop does: :func:`mlcycle.monitoring.canary.compare_arms`
 reads the window's inference-log rows (labels joined), :func:`~mlcycle.monitoring.canary.decide`
@@ -33,6 +32,8 @@ from mlcycle.monitoring.canary import (
     compare_arms,
     decide,
 )
+from mlcycle.monitoring.canary_policy import policy_from_settings
+from mlcycle.monitoring.canary_traffic import scrape
 from mlcycle.monitoring.drift import DriftConfig
 from mlcycle.monitoring.inputs import (
     ReferenceData,
@@ -100,50 +101,6 @@ class CanaryOutcome:
             "acted": acted,
             "problems": list(self.problems),
         }
-
-
-def policy_from_settings(settings: Settings, **overrides: Any) -> CanaryPolicy:
-    """The canary policy the ``MLCYCLE_CANARY_*`` settings declare (``None`` overrides ignored).
-
-    Raises:
-        ConfigError: a value out of range or steps that do not parse.
-    """
-    from mlcycle.errors import ConfigError
-
-    try:
-        steps = tuple(float(s) for s in settings.canary_steps.split(",") if s.strip())
-    except ValueError:
-        raise ConfigError(
-            f"canary steps must be comma-separated shares like 0.1,0.5,1, not "
-            f"'{settings.canary_steps}'"
-        ) from None
-    values: dict[str, Any] = {
-        "metric": settings.canary_metric,
-        "min_labelled": settings.canary_min_labelled,
-        "tolerance": settings.canary_tolerance,
-        "max_error_rate": settings.canary_max_error_rate,
-        "min_requests": settings.canary_min_requests,
-        "max_p99_ms": settings.canary_max_p99_ms,
-        "steps": steps,
-    }
-    values |= {k: v for k, v in overrides.items() if v is not None}
-    return CanaryPolicy(**values)
-
-
-def scrape(url: str, timeout: float = 10.0) -> str:
-    """The Prometheus text of a server's ``/metrics``.
-
-    Raises:
-        DataError: the server cannot be reached or answers an error.
-    """
-    import httpx
-
-    try:
-        r = httpx.get(url, timeout=timeout)
-        r.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise DataError(f"cannot read the server's metrics at {url}: {exc}") from exc
-    return r.text
 
 
 def _share(client: Any, name: str, version: str) -> float | None:
@@ -391,3 +348,32 @@ def evaluate(
             return replace(out, run_id=None, acted=acted, superseded=why)
         out = replace(out, acted=acted)
     return out
+
+
+def check(
+    client: Any, settings: Settings, name: str, window: Window | None = None
+) -> CanaryOutcome:
+    """One :func:`evaluate` as the settings declare it (the CLI's options already folded in).
+
+    The policy from ``MLCYCLE_CANARY_*``, the labels table (``canary_labels``, re-read at
+    every check) and the server's ``/metrics`` (``canary_metrics_url``), acting when
+    ``canary_act`` says so.
+
+    Raises:
+        ConfigError: the policy's settings do not parse.
+        DataError: the labels cannot be read or the metrics cannot be scraped.
+    """
+    from mlcycle.data import load_table
+
+    labels = load_table(settings.canary_labels) if settings.canary_labels else None
+    text = scrape(settings.canary_metrics_url) if settings.canary_metrics_url else None
+    return evaluate(
+        client,
+        settings,
+        name,
+        policy=policy_from_settings(settings),
+        window=window,
+        labels=labels,
+        metrics_text=text,
+        act=settings.canary_act,
+    )

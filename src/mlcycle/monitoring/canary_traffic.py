@@ -1,12 +1,14 @@
 """Canary traffic: what the server counted for each arm, read from its Prometheus text.
 
-API: :class:`Traffic`, :func:`arm_traffic`.
+API: :class:`Traffic`, :func:`arm_traffic`, :func:`scrape`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from mlcycle.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -73,3 +75,19 @@ def arm_traffic(text: str, route: str = "/invocations") -> dict[tuple[str, str],
         n, e = req.get(key, [0, 0])
         out[key] = Traffic(n, e, None if q is None else q * 1000)
     return out
+
+
+def scrape(url: str, timeout: float = 10.0) -> str:
+    """The Prometheus text of a server's ``/metrics``.
+
+    Raises:
+        DataError: the server cannot be reached or answers an error.
+    """
+    import httpx
+
+    try:
+        r = httpx.get(url, timeout=timeout)
+        r.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise DataError(f"cannot read the server's metrics at {url}: {exc}") from exc
+    return r.text
