@@ -4,87 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from fakes import ROW, FakePredictor, score
 from starlette.testclient import TestClient
 
 from mlcycle.inference_log import InferenceLog, read_inference_log
 from mlcycle.serve.app import ModelSource, ServeOptions, create_app
-from mlcycle.serve.model import ModelRef
-from mlcycle.serve.protocol import Column, InputSchema
-
-SCHEMA = InputSchema((Column("x", "double", allow_missing=True), Column("n", "long")))
-ROW = {"x": 1.5, "n": 2}
-
-
-class FakePredictor:
-    """Doubles ``x`` (a regressor) or labels ``n`` odd/even (a classifier)."""
-
-    backend = "fake"
-
-    def __init__(self, version: str = "1", delay: float = 0.0, classifier: bool = False) -> None:
-        self.name = "fake"
-        self.version = version
-        self.delay = delay
-        self.is_classifier = classifier
-        self.schema = SCHEMA
-        self.ref = ModelRef("models:/fake@champion", "fake", version, "", "champion", "alias")
-        self.calls = 0
-
-    def predict(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        self.calls += 1
-        if self.delay:
-            time.sleep(self.delay)
-        if self.is_classifier:
-            return columns["n"] % 2
-        return columns["x"] * 2
-
-    proba_classes = (0, 1)
-
-    def predict_proba(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        self.calls += 1
-        odd = (columns["n"] % 2) * 0.5 + 0.25  # P(label 1): 0.25 for even n, 0.75 for odd
-        return np.column_stack([1 - odd, odd])
-
-    def labels(self, proba: np.ndarray) -> np.ndarray:
-        return np.asarray(self.proba_classes)[proba.argmax(axis=1)]
-
-
-@pytest.fixture
-def make_client() -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
-
-    def make(
-        predictor: Any = None,
-        source: ModelSource | None = None,
-        log: InferenceLog | None = None,
-        wait_ready: bool = True,
-        **options: Any,
-    ) -> TestClient:
-        src = source or ModelSource.fixed(predictor or FakePredictor())
-        app = create_app(src, ServeOptions(**options), log)
-        client = TestClient(app, raise_server_exceptions=True)
-        client.__enter__()
-        clients.append(client)
-        if wait_ready:
-            deadline = time.monotonic() + 10
-            while client.get("/ready").status_code != 200:
-                assert time.monotonic() < deadline, "never ready"
-                time.sleep(0.01)
-        return client
-
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
-
-
-def score(client: TestClient, rows: list[dict[str, Any]] | None = None, **kw: Any) -> Any:
-    return client.post("/invocations", json={"dataframe_records": rows or [ROW]}, **kw)
 
 
 def test_invocations_answers_mlflow_shape_with_request_id_and_version(make_client) -> None:

@@ -5,18 +5,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from starlette.testclient import TestClient
-from test_app import ROW, FakePredictor, score
+from fakes import ROW, FakePredictor, score
 
 from mlcycle.cli import cli
 from mlcycle.errors import ConfigError
 from mlcycle.inference_log import InferenceLog, read_inference_log
-from mlcycle.serve.app import ModelSource, ServeOptions, create_app
+from mlcycle.serve.app import ModelSource, ServeOptions
 from mlcycle.serve.canary import BUCKETS, CanaryRouter, bucket
 from mlcycle.serve.holder import GONE
 from mlcycle.serve.options import parse_share
@@ -105,31 +103,12 @@ def test_an_empty_key_is_no_key_and_does_not_pin_every_blank_client_to_one_arm()
     )
 
 
-@pytest.fixture
-def canary_client() -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
-
-    def make(source: ModelSource, log: InferenceLog | None = None, **options: Any) -> TestClient:
-        client = TestClient(create_app(source, ServeOptions(**options), log))
-        client.__enter__()
-        clients.append(client)
-        deadline = time.monotonic() + 10
-        while client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline, "never ready"
-            time.sleep(0.01)
-        return client
-
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
-
-
 def test_a_canary_answers_its_share_and_every_response_names_version_and_role(
-    canary_client, tmp_path
+    make_client, tmp_path
 ) -> None:
     log = InferenceLog(str(tmp_path), flush_seconds=0.05)
     source = ModelSource.fixed(FakePredictor("1"), challenger=FakePredictor("2"))
-    client = canary_client(source, log, canary=0.25)
+    client = make_client(source=source, log=log, canary=0.25)
     seen = []
     for i in range(400):
         r = score(client, headers={"X-Request-Id": f"r{i}"})
@@ -151,9 +130,9 @@ def test_a_canary_answers_its_share_and_every_response_names_version_and_role(
     assert Counter(zip(df["model_version"], df["role"], strict=True)) == counts
 
 
-def test_the_same_key_stays_on_its_arm(canary_client) -> None:
+def test_the_same_key_stays_on_its_arm(make_client) -> None:
     source = ModelSource.fixed(FakePredictor("1"), challenger=FakePredictor("2"))
-    client = canary_client(source, canary=0.5, canary_key="X-User")
+    client = make_client(source=source, canary=0.5, canary_key="X-User")
     router = CanaryRouter(0.5, "X-User")
     for user in ("alice", "bob", "carol", "dave", "erin", "frank"):
         expected = (
@@ -163,7 +142,7 @@ def test_the_same_key_stays_on_its_arm(canary_client) -> None:
         assert roles == {expected}
 
 
-def test_a_challenger_removed_or_promoted_ends_the_canary_between_requests(canary_client) -> None:
+def test_a_challenger_removed_or_promoted_ends_the_canary_between_requests(make_client) -> None:
     champion, challenger = FakePredictor("1"), FakePredictor("2")
     state = {"champion": champion, "challenger": challenger}
     lock = threading.Lock()
@@ -180,7 +159,7 @@ def test_a_challenger_removed_or_promoted_ends_the_canary_between_requests(canar
         return now if now is not current else None
 
     source = ModelSource(lambda: champion, poll, poll_challenger)
-    client = canary_client(source, canary=0.5, reload_interval=0.02)
+    client = make_client(source=source, canary=0.5, reload_interval=0.02)
     roles = Counter(score(client).headers["x-model-role"] for _ in range(60))
     assert roles["challenger"] and roles["champion"]
     with lock:  # promotion: @champion moves to the challenger, @challenger is removed
@@ -202,7 +181,7 @@ def test_a_challenger_removed_or_promoted_ends_the_canary_between_requests(canar
 
 
 def test_the_share_recorded_on_the_challenger_replaces_the_startup_share_between_requests(
-    canary_client,
+    make_client,
 ) -> None:
     champion, challenger = FakePredictor("1"), FakePredictor("2")
     state: dict[str, Any] = {"challenger": challenger, "shares": {}}
@@ -217,7 +196,7 @@ def test_the_share_recorded_on_the_challenger_replaces_the_startup_share_between
         poll_challenger,
         poll_share=lambda ch: state["shares"].get(ch.version),
     )
-    client = canary_client(source, canary=0.1, reload_interval=0.02)
+    client = make_client(source=source, canary=0.1, reload_interval=0.02)
 
     def wait_share(share: float) -> None:
         deadline = time.monotonic() + 10
