@@ -54,6 +54,32 @@ def test_files_are_hive_partitioned_by_model_version_and_hour(tmp_path: Path) ->
     assert log.written == 6 and log.dropped == 0
 
 
+def test_close_writes_the_whole_queue_and_a_timeout_says_what_is_left(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    slow = InferenceLog(str(tmp_path / "slow"), chunk_records=1).start()
+    write = slow._write
+
+    def slow_write(directory: str, table: object) -> None:  # a store that takes its time
+        time.sleep(0.3)
+        write(directory, table)
+
+    slow._write = slow_write  # type: ignore[method-assign]
+    for i in range(3):
+        slow.append(item(f"r{i}", T0 + i * 3_600_000_000))  # three hours: three files
+    assert slow.close(timeout=0.05) > 0
+    assert "records still being written after 0.05 s" in caplog.text
+    assert slow.close() == 0  # still writing in the background: nothing is left behind
+    # Without a timeout close waits: a drain writes every record it accepted.
+    patient = InferenceLog(str(tmp_path / "patient"), chunk_records=1).start()
+    patient._write = slow_write  # type: ignore[method-assign]
+    for i in range(3):
+        patient.append(item(f"r{i}", T0 + i * 3_600_000_000))
+    assert patient.close() == 0
+    assert patient.written == 6 and patient.dropped == 0
+    assert len(list((tmp_path / "patient").rglob("*.parquet"))) == 3
+
+
 def test_columns_and_types_follow_the_contract(tmp_path: Path) -> None:
     log = InferenceLog(str(tmp_path))
     log.append(item("a"))

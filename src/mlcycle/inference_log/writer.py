@@ -164,15 +164,27 @@ class InferenceLog:
                 self._cond.notify()
         return True
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Stop accepting, write everything queued, wait up to ``timeout`` seconds."""
+    def close(self, timeout: float | None = None) -> int:
+        """Stop accepting and write everything queued; returns the records left unwritten.
+
+        By default it waits until the queue is written (a drain must lose nothing). With a
+        ``timeout`` it returns after that many seconds, logging as an error how many records
+        are still being written (they are lost if the process exits now).
+        """
         with self._cond:
             self._stop = True
             self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        else:
+        if self._thread is None:
             self.flush()
+        else:
+            self._thread.join(timeout)
+        with self._cond:
+            left = self.pending
+        if left:
+            logger.error(
+                "inference log: %d records still being written after %s s of closing", left, timeout
+            )
+        return left
 
     def _run(self) -> None:
         while True:
