@@ -272,6 +272,36 @@ def test_without_pyarrow_pandas_scoring_writes_the_same_files_and_column_types(
     )
 
 
+@pytest.mark.parametrize("engine", ["pyarrow", "fastparquet"])
+def test_pandas_scoring_writes_the_partition_to_s3_and_overwrite_replaces_it(
+    active: Store, champion: Registered, input_csv: Path, s3_bucket: str, engine: str
+) -> None:
+    import boto3
+
+    from mlcycle.parquet import read_parquet
+
+    s3 = boto3.client("s3")
+    output, model = f"s3://{s3_bucket}/scored", f"models:/{NAME}@champion"
+    with pd.option_context("io.parquet.engine", engine):
+        first = predict(model, str(input_csv), output, client=MlflowClient())
+        again = predict(model, str(input_csv), output + "/", client=MlflowClient(), overwrite=True)
+
+    part = f"scored/model_version={champion.version}/scored_date={again.scored_at:%Y-%m-%d}"
+    listed = s3.list_objects_v2(Bucket=s3_bucket, Prefix=part + "/")["Contents"]
+    keys = [o["Key"] for o in listed]
+    # The overwrite left only its own file in the partition (the first call's, unless the
+    # date turned between the calls).
+    assert keys == [f"{part}/part-{again.batch_id}-0.parquet"]
+    assert first.batch_id != again.batch_id
+    body = s3.get_object(Bucket=s3_bucket, Key=keys[0])["Body"].read()
+    scored = read_parquet(body).sort_values("row_id").reset_index(drop=True)
+    assert len(scored) == 1200 and "model_version" not in scored.columns
+    assert set(scored["batch_id"]) == {again.batch_id}
+    np.testing.assert_array_equal(
+        scored["prediction"].to_numpy(), _expected(active, champion.version, input_csv)
+    )
+
+
 # --------------------------------------------------------------------------- spark
 
 
