@@ -14,11 +14,13 @@ user tables, the retrain table, batch output):
 - on write, categoricals become their values, booleans with missing values pandas' nullable
   ``boolean`` and ``string`` (``pd.NA``) columns its default string dtype, so the file holds
   plain values either engine reads back alike;
-- on read, the nullable dtypes the file's pandas metadata records (either engine's way of
-  writing it) are restored, and ``object`` columns of strings get pandas' string dtype.
+- on read, the nullable and duration dtypes the file's pandas metadata records (either
+  engine's way of writing it) are restored, and ``object`` columns of strings get pandas'
+  string dtype.
 
 A file written under one engine then reads back with the same values and dtypes under the
-other.
+other. Durations (``timedelta64``) are the exception: fastparquet stores them as times of day
+(1 s reads back as 0), so under it :func:`write_parquet` refuses them by column name.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from typing import Any
 import pandas as pd
 from pandas.api.types import infer_dtype, is_object_dtype
 
+from mlcycle.errors import DataError
 from mlcycle.extras import available
 
 logger = logging.getLogger(__name__)
 
-#: Nullable dtypes restored from a file's pandas metadata when the engine did not.
+#: Nullable dtypes restored from a file's pandas metadata when the engine did not (and
+#: ``timedelta64[unit]``).
 _NULLABLE = frozenset(
     {f"Int{b}" for b in (8, 16, 32, 64)}
     | {f"UInt{b}" for b in (8, 16, 32, 64)}
@@ -98,8 +102,20 @@ def write_parquet(
         frame: the table; categoricals are stored as their values (module docstring).
         dest: a local path or a binary buffer.
         row_group_rows: rows per row group [default: the engine's].
+
+    Raises:
+        DataError: a duration column under fastparquet, which cannot store it exactly.
     """
     chosen = engine()
+    if chosen == "fastparquet":
+        durations = [str(c) for c, t in frame.dtypes.items() if t.kind == "m"]
+        if durations:
+            raise DataError(
+                f"column(s) {', '.join(durations)} hold durations (timedelta64), which "
+                "fastparquet, the core install's Parquet engine, stores as times of day (1 s "
+                "reads back as 0): convert them to numbers (e.g. seconds), or install pyarrow "
+                "(pip install pyarrow, or an extra that brings it: 'mlcycle[monitoring]')"
+            )
     kwargs: dict[str, Any] = {}
     if row_group_rows is not None:
         key = "row_group_size" if chosen == "pyarrow" else "row_group_offsets"
@@ -120,7 +136,9 @@ def _recorded_dtypes(raw: Source) -> dict[str, str]:
         return {}
     recorded: dict[str, str] = {}
     for col in meta.get("columns", []):
-        kinds = {str(col.get("numpy_type")), str(col.get("pandas_type"))} & _NULLABLE
+        names = {str(col.get("numpy_type")), str(col.get("pandas_type"))}
+        # Durations too: each engine reads the other's as integers or objects.
+        kinds = (names & _NULLABLE) or {n for n in names if n.startswith("timedelta64[")}
         if kinds and isinstance(col.get("name"), str):
             recorded[col["name"]] = kinds.pop()
     return recorded

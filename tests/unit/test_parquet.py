@@ -16,6 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mlcycle import contract, parquet
+from mlcycle.errors import DataError
 from mlcycle.tables import load_table, write_table
 
 ENGINES = ["pyarrow", "fastparquet"]
@@ -155,3 +156,12 @@ def test_the_contract_eval_split_and_sample_read_back_as_written(
         pd.testing.assert_frame_equal(
             contract.load_eval_split(client, run.info.run_id, "the test run"), back
         )
+
+
+def test_durations_under_fastparquet_are_refused_by_name_and_kept_under_pyarrow() -> None:
+    frame = pd.DataFrame({"wait": pd.to_timedelta([1, None], unit="s"), "n": [1, 2]})
+    with pytest.raises(DataError, match=r"wait hold durations.*pip install pyarrow"):
+        _round_trip(frame, "fastparquet", "fastparquet")
+    for reader in ENGINES:  # pyarrow's durations read back under either engine
+        back = _round_trip(frame, "pyarrow", reader)
+        pd.testing.assert_series_equal(back["wait"], frame["wait"])
