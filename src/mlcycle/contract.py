@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from mlcycle.errors import DataError, MlcycleError
+from mlcycle.parquet import read_parquet, write_parquet
 from mlcycle.tags import MLCYCLE_POS_LABEL, MLCYCLE_TARGET, MLCYCLE_TASK
 
 logger = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def write_eval_split(
     ref_dir.mkdir(exist_ok=True)
     frame = X_test.copy()
     frame[target] = np.asarray(y_test)
-    frame.to_parquet(ref_dir / EVAL_FILE, index=False)
+    write_parquet(frame, ref_dir / EVAL_FILE)
     client.log_artifact(run_id, str(ref_dir / EVAL_FILE), REFERENCE_DIR)
 
 
@@ -156,7 +157,7 @@ def write_sample(
         frame = frame.reset_index(drop=True)
     else:
         frame = reference.reference_sample(X, y, y_pred, spec, seed)
-    frame.to_parquet(sample_dir / SAMPLE_FILE, index=False)
+    write_parquet(frame, sample_dir / SAMPLE_FILE)
     client.log_artifact(run_id, str(sample_dir / SAMPLE_FILE), REFERENCE_DIR)
 
 
@@ -179,7 +180,7 @@ def load_eval_split(client: Any, run_id: str | None, what: str) -> pd.DataFrame:
                 f"run {run_id} of {what} has no evaluation split ({REFERENCE_DIR}/{EVAL_FILE}): "
                 + SUPPLY["eval"]
             ) from exc
-        return pd.read_parquet(path)
+        return read_parquet(path)
 
 
 def load_reference_files(
@@ -194,7 +195,7 @@ def load_reference_files(
         try:
             local = Path(client.download_artifacts(run_id, REFERENCE_DIR, tmp))
             profile = json.loads((local / PROFILE_FILE).read_text())
-            sample = pd.read_parquet(local / SAMPLE_FILE)
+            sample = read_parquet(local / SAMPLE_FILE)
         except Exception as exc:
             raise MissingPiece(
                 f"run {run_id} of {what} has no usable {REFERENCE_DIR}/ artifacts ({exc}): "

@@ -3,10 +3,11 @@
 API: :func:`require`, :func:`available`, :class:`MissingExtra`, :data:`MODULES`.
 
 The core install trains, registers, gates, promotes and scores in batch on MLflow's skinny
-package; serving, monitoring, S3, the ONNX copy and the full MLflow (web UI, ``mlflow
-server``, ``mlflow models build-docker``) come with extras (README "Install"). A feature
-calls :func:`require` before doing any work, so a missing extra ends in one line that says
-what to install instead of a ``ModuleNotFoundError`` halfway through.
+package (its Parquet with fastparquet); serving, monitoring, S3 (all three with pyarrow), the
+ONNX copy and the full MLflow (web UI, ``mlflow server``, ``mlflow models build-docker``)
+come with extras (README "Install"). A feature calls :func:`require` before doing any work,
+so a missing extra ends in one line that says what to install instead of a
+``ModuleNotFoundError`` halfway through.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from mlcycle.errors import MlcycleError
 #: Top-level modules each extra of ``pyproject.toml`` provides that mlcycle imports.
 MODULES: dict[str, tuple[str, ...]] = {
     "onnx": ("skl2onnx", "onnxruntime"),
-    "serve": ("uvicorn", "prometheus_client"),
-    "monitoring": ("evidently",),
-    "s3": ("boto3",),
+    # pyarrow: the inference log, Parquet request bodies, monitoring's statistics, S3 datasets
+    # (the core reads and writes its Parquet with fastparquet: mlcycle.parquet).
+    "serve": ("uvicorn", "prometheus_client", "pyarrow"),
+    "monitoring": ("evidently", "pyarrow"),
+    "s3": ("boto3", "pyarrow"),
     # What the `mlflow` distribution adds to the core's mlflow-skinny that mlcycle's features
     # reach: Flask runs the UI and `mlflow server`, docker-py runs `models build-docker`.
     "ui": ("flask", "docker"),

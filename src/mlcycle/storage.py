@@ -54,10 +54,16 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 
 def filesystem(root: str) -> tuple[Any, str]:
-    """A pyarrow filesystem and the base path for a directory or an ``s3://`` prefix."""
+    """A pyarrow filesystem and the base path for a directory or an ``s3://`` prefix.
+
+    Raises:
+        MissingExtra: pyarrow is not installed (the ``monitoring`` extra; ``s3`` for s3://).
+    """
+    s3 = root.startswith("s3://")
+    require("s3" if s3 else "monitoring", "pyarrow", feature="Parquet datasets (inference log)")
     import pyarrow.fs as pafs
 
-    if root.startswith("s3://"):
+    if s3:
         kwargs: dict[str, Any] = {}
         endpoint = _endpoint()
         if endpoint:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlcycle.errors import DataError
+from mlcycle.parquet import read_parquet, write_parquet
 from mlcycle.storage import s3_client
 
 
@@ -52,7 +53,7 @@ def load_table(source: str | os.PathLike[str]) -> pd.DataFrame:
     is_parquet = lower.endswith((".parquet", ".pq")) or raw[:4] == b"PAR1"
     try:
         if is_parquet:
-            df = pd.read_parquet(io.BytesIO(raw))
+            df = read_parquet(raw)
         else:
             compression = "gzip" if lower.endswith(".gz") else None
             df = pd.read_csv(io.BytesIO(raw), compression=compression)
@@ -74,7 +75,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() in (".parquet", ".pq"):
-        df.to_parquet(out, index=False)
+        write_parquet(df, out)
     else:
         df.to_csv(out, index=False)
     return out

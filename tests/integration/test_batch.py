@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
@@ -220,6 +224,82 @@ def test_bad_input_exits_1_with_a_clear_reason_and_writes_nothing(
     assert res.exit_code == 1, res.output
     assert message in res.output
     assert not out.exists()
+
+
+def test_without_pyarrow_pandas_scoring_writes_the_same_files_and_column_types(
+    active: Store, champion: Registered, input_csv: Path
+) -> None:
+    """The core install has fastparquet, not pyarrow: a subprocess that cannot import pyarrow
+    scores into the same layout and Parquet types as a process that uses it."""
+    with_arrow, without = active.root / "scored-arrow", active.root / "scored-no-arrow"
+    model = f"models:/{NAME}@champion"
+    first = predict(model, str(input_csv), str(with_arrow), client=MlflowClient())
+    code = textwrap.dedent(
+        """
+        import sys
+
+        class NoArrow:  # as if not installed (sys.modules['pyarrow'] = None trips scikit-learn)
+            def find_spec(self, name, path=None, target=None):
+                if name.partition(".")[0] == "pyarrow":
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+        sys.meta_path.insert(0, NoArrow())
+        from mlcycle.cli import cli
+        cli(sys.argv[1:], prog_name="mlcycle")
+        """
+    )
+    args = ["predict", "--model", model, "--input", str(input_csv), "--output", str(without)]
+    res = subprocess.run(
+        [sys.executable, "-c", code, *args], env=active.env(), cwd=active.root,
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"scored     1200 rows with {NAME} version {champion.version} on pandas" in res.stdout
+    files = {root: sorted(root.rglob("*.parquet")) for root in (with_arrow, without)}
+    assert [len(f) for f in files.values()] == [1, 1]
+    part = f"model_version={champion.version}/scored_date={first.scored_at:%Y-%m-%d}"
+    for root, (path,) in files.items():
+        assert path.parent == root / part and path.name.startswith("part-")
+    arrow_file, plain_file = files[with_arrow][0], files[without][0]
+    # Parquet's own types; pyarrow's hint to read strings back as large_string is no type.
+    types = [[(c.name, c.physical_type, str(c.logical_type)) for c in pq.ParquetFile(f).schema]
+             for f in (arrow_file, plain_file)]  # fmt: skip
+    assert types[1] == types[0]
+    assert str(pq.read_schema(plain_file).field("scored_at").type) == "timestamp[us, tz=UTC]"
+    ids = ["batch_id", "request_id", "scored_at"]
+    pd.testing.assert_frame_equal(
+        _read(without).drop(columns=ids), _read(with_arrow).drop(columns=ids)
+    )
+
+
+@pytest.mark.parametrize("engine", ["pyarrow", "fastparquet"])
+def test_pandas_scoring_writes_the_partition_to_s3_and_overwrite_replaces_it(
+    active: Store, champion: Registered, input_csv: Path, s3_bucket: str, engine: str
+) -> None:
+    import boto3
+
+    from mlcycle.parquet import read_parquet
+
+    s3 = boto3.client("s3")
+    output, model = f"s3://{s3_bucket}/scored", f"models:/{NAME}@champion"
+    with pd.option_context("io.parquet.engine", engine):
+        first = predict(model, str(input_csv), output, client=MlflowClient())
+        again = predict(model, str(input_csv), output + "/", client=MlflowClient(), overwrite=True)
+
+    part = f"scored/model_version={champion.version}/scored_date={again.scored_at:%Y-%m-%d}"
+    listed = s3.list_objects_v2(Bucket=s3_bucket, Prefix=part + "/")["Contents"]
+    keys = [o["Key"] for o in listed]
+    # The overwrite left only its own file in the partition (the first call's, unless the
+    # date turned between the calls).
+    assert keys == [f"{part}/part-{again.batch_id}-0.parquet"]
+    assert first.batch_id != again.batch_id
+    body = s3.get_object(Bucket=s3_bucket, Key=keys[0])["Body"].read()
+    scored = read_parquet(body).sort_values("row_id").reset_index(drop=True)
+    assert len(scored) == 1200 and "model_version" not in scored.columns
+    assert set(scored["batch_id"]) == {again.batch_id}
+    np.testing.assert_array_equal(
+        scored["prediction"].to_numpy(), _expected(active, champion.version, input_csv)
+    )
 
 
 # --------------------------------------------------------------------------- spark

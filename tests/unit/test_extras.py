@@ -82,6 +82,38 @@ def test_s3_paths_without_boto3_name_the_s3_extra(monkeypatch: pytest.MonkeyPatc
         storage.s3_client()
 
 
+def test_pyarrow_datasets_without_pyarrow_name_the_monitoring_or_s3_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The core install reads and writes its Parquet with fastparquet (mlcycle.parquet);
+    # the inference log and monitoring's readers use pyarrow datasets.
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(MissingExtra, match=r"pyarrow.*pip install 'mlcycle\[monitoring\]'"):
+        storage.filesystem("inference-log")
+    with pytest.raises(MissingExtra, match=r"pyarrow.*pip install 'mlcycle\[s3\]'"):
+        storage.filesystem("s3://bucket/inference-log")
+
+
+@pytest.mark.parametrize(
+    ("blocked", "args", "extra"),
+    [
+        (["pyarrow"], ["predict", "--model", "models:/churn@champion", "--input", "in.csv",
+                       "--output", "out", "--to-inference-log"], "monitoring"),
+        (["pyarrow"], ["monitor", "--model", "churn", "--current", "no-such.parquet"],
+         "monitoring"),
+        (["pyarrow"], ["serve", "--model", "models:/churn@champion"], "serve"),
+    ],
+    ids=["predict-to-inference-log", "monitor", "serve"],
+)  # fmt: skip
+def test_a_command_that_needs_pyarrow_names_its_extra_before_reading_anything(
+    tmp_path: Path, blocked: list[str], args: list[str], extra: str
+) -> None:
+    res = _cli_without(blocked, args, tmp_path)
+    assert res.returncode == 1, res.stderr
+    assert f"pip install 'mlcycle[{extra}]'" in res.stderr and "pyarrow" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "out").exists()
+
+
 def test_training_without_the_onnx_extra_skips_the_copy_and_notes_why_on_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

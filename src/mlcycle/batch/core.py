@@ -19,6 +19,7 @@ from mlcycle.batch.pandas_engine import predict_pandas
 from mlcycle.batch.shared import log_frame
 from mlcycle.batch.spark_engine import log_spark, predict_spark, spark_session
 from mlcycle.errors import ConfigError
+from mlcycle.extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ def predict(
     Raises:
         ConfigError: unknown engine or predict method, predict_proba on Spark, or pyspark
             missing for the Spark engine.
+        MissingExtra: ``inference_log`` without pyarrow (the ``monitoring`` extra).
         ModelNotFound: the URI names no model.
         UntrustedModel: the trust policy refused the model (:mod:`mlcycle.trust`).
         ServingError: the model has no signature.
@@ -129,11 +131,14 @@ def predict(
         )
     if predict_method != "predict" and engine == "spark":
         raise ConfigError("predict_proba is supported by the pandas engine only")
+    if inference_log:
+        # Its writer is pyarrow's (mlcycle.inference_log); the core install has fastparquet.
+        require("monitoring", "pyarrow", feature="--to-inference-log")
     t0 = time.perf_counter()
     ref, schema = _model(model_uri, client, allow_pickle)
     batch_id = uuid.uuid4().hex[:12]
     now = datetime.now(UTC)
-    # Millisecond precision survives every writer (Spark, pyarrow, the inference log) intact.
+    # Millisecond precision survives every writer (Spark, pandas, the inference log) intact.
     scored_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
     ts_us = int(scored_at.timestamp() * 1_000_000)
     kinds = tuple((c.name, c.kind) for c in schema.columns)

@@ -1,21 +1,32 @@
 """The pandas engine of batch scoring: in process, chunk by chunk.
 
 API: :func:`predict_pandas`.
+
+The output is written with :mod:`mlcycle.parquet` (fastparquet in the core install, pyarrow
+when an extra brought it) and boto3 for ``s3://``: the same files and column types either way.
 """
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mlcycle import trust
-from mlcycle.batch.shared import check_columns
+from mlcycle.batch.shared import check_columns, is_s3
 from mlcycle.errors import DataError
+from mlcycle.parquet import write_parquet
 from mlcycle.schema_types import DTYPE_NAMES
-from mlcycle.storage import filesystem
+from mlcycle.storage import s3_client, split_s3
+
+#: Hive partition columns of the output: directory names, not columns of the files.
+PARTITION_COLUMNS = ("model_version", "scored_date")
+MAX_ROWS_PER_FILE = 1_000_000
+ROW_GROUP_ROWS = 128 * 1024
 
 
 def _cast_features(df: pd.DataFrame, schema: Any, source: str) -> pd.DataFrame:
@@ -72,9 +83,6 @@ def predict_pandas(
     allow_pickle: bool = False,
     predict_method: str = "predict",
 ) -> pd.DataFrame:
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-
     from mlcycle.data import load_table
 
     df = load_table(source)
@@ -106,18 +114,45 @@ def predict_pandas(
     if probas:
         proba = pd.concat(probas, ignore_index=True)
         out = pd.concat([out.reset_index(drop=True), proba], axis=1)
-    fs, base = filesystem(output)
-    table = pa.Table.from_pandas(out, preserve_index=False)
-    ds.write_dataset(
-        table,
-        base,
-        filesystem=fs,
-        format="parquet",
-        partitioning=["model_version", "scored_date"],
-        partitioning_flavor="hive",
-        basename_template=f"part-{batch_id}-{{i}}.parquet",
-        existing_data_behavior="delete_matching" if overwrite else "overwrite_or_ignore",
-        max_rows_per_file=1_000_000,
-        max_rows_per_group=128 * 1024,
-    )
+    _write_partition(out, output, f"part-{batch_id}", overwrite=overwrite)
     return out
+
+
+def _write_partition(out: pd.DataFrame, output: str, stem: str, *, overwrite: bool) -> None:
+    """``out`` as ``{output}/model_version=V/scored_date=D/{stem}-{i}.parquet``.
+
+    One call scores with one version on one date, so it writes one partition; ``overwrite``
+    first deletes what that partition held.
+    """
+    values = out[list(PARTITION_COLUMNS)].drop_duplicates()
+    if len(values) != 1:  # pragma: no cover - predict_pandas assigns one value to each
+        raise DataError(f"batch output spans {len(values)} partitions; expected one")
+    part = "/".join(f"{c}={values.iloc[0][c]}" for c in PARTITION_COLUMNS)
+    rows = out.drop(columns=list(PARTITION_COLUMNS))
+    files = {
+        f"{stem}-{i}.parquet": rows.iloc[start : start + MAX_ROWS_PER_FILE]
+        for i, start in enumerate(range(0, len(rows), MAX_ROWS_PER_FILE))
+    }
+    if is_s3(output):
+        client = s3_client()
+        bucket, prefix = split_s3("s3://" + output.split("://", 1)[1].rstrip("/"))
+        where = f"{prefix}/{part}/" if prefix else f"{part}/"
+        if overwrite:
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=where)
+            for page in pages:
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if keys:
+                    client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+        for name, frame in files.items():
+            buf = io.BytesIO()
+            write_parquet(frame, buf, row_group_rows=ROW_GROUP_ROWS)
+            client.put_object(Bucket=bucket, Key=where + name, Body=buf.getvalue())
+        return
+    directory = Path(output, *part.split("/"))
+    if overwrite and directory.is_dir():
+        for old in directory.iterdir():
+            if old.is_file():
+                old.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, frame in files.items():
+        write_parquet(frame, directory / name, row_group_rows=ROW_GROUP_ROWS)

@@ -50,7 +50,8 @@ from mlcycle.cli._options import allow_pickle_option, inference_log_option, json
     "--to-inference-log",
     "to_log",
     is_flag=True,
-    help="Also append the scored rows to the inference log, for monitoring.",
+    help="Also append the scored rows to the inference log, for monitoring (needs pyarrow: "
+    "pip install 'mlcycle[monitoring]').",
 )
 @inference_log_option
 @click.option(

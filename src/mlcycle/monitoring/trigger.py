@@ -29,6 +29,7 @@ from mlcycle.data import load_table
 from mlcycle.errors import DataError, GateRejected, MonitoringError
 from mlcycle.monitoring.inputs import ReferenceData, production_training_rows
 from mlcycle.monitoring.project import ProjectRetrain, run_project
+from mlcycle.parquet import read_parquet, write_parquet
 from mlcycle.tags import (
     MLCYCLE_MONITORING_RUN_ID,
     MLCYCLE_PROJECT_RUN_ID,
@@ -84,10 +85,12 @@ def training_base(client: Any, reference: ReferenceData) -> pd.DataFrame:
                 logger.warning("cannot re-read %s (%s); using the stored reference", source, exc)
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                local = Path(client.download_artifacts(reference.run_id, "reference", tmp))
-                parts = [pd.read_parquet(local / "sample.parquet").drop(columns=["prediction"])]
-                if (local / "test.parquet").exists():
-                    parts.append(pd.read_parquet(local / "test.parquet"))
+                stored = client.download_artifacts(reference.run_id, contract.REFERENCE_DIR, tmp)
+                local = Path(stored)
+                sample = read_parquet(local / contract.SAMPLE_FILE)
+                parts = [sample.drop(columns=["prediction"])]
+                if (local / contract.EVAL_FILE).exists():
+                    parts.append(read_parquet(local / contract.EVAL_FILE))
                 logger.info("retrain base: the stored reference sample and test split")
                 return pd.concat(parts, ignore_index=True)
             except Exception as exc:
@@ -147,7 +150,7 @@ def retrain(
     logger.info("retraining %s on %d rows (%d newly labelled)", name, len(frame), len(fresh))
     data_path = Path(data_path).resolve()
     data_path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(data_path, index=False)
+    write_parquet(frame, data_path)
     links = {
         MLCYCLE_RETRAIN_OF_VERSION: reference.model_version or "",
         MLCYCLE_RETRAIN_ROWS_PRODUCTION: str(len(fresh)),
