@@ -129,7 +129,7 @@ def _log_plots(
     seed: int,
     workdir: Path,
 ) -> None:
-    """Permutation importance and the PNG plots, once the test split is scored."""
+    """Permutation importance and the SVG plots, once the test split is scored."""
     imp = evaluate.permutation_importances(pipe, val[0], val[1], seed)
     plot_dir = workdir / "plots"
     plots.make_plots(spec.task, test.result(), imp, plot_dir)

@@ -118,7 +118,7 @@ def test_a_boosted_classifier_is_tracked_like_any_model_and_loads_under_the_trus
     assert run.data.params["model"] == model
     assert result.metrics["test_roc_auc"] > 0.95
     files = _artifacts(client, result.run_id)
-    assert {"plots/roc_curve.png", "reference/profile.json", "onnx/check.json"} <= files
+    assert {"plots/roc_curve.svg", "reference/profile.json", "onnx/check.json"} <= files
     assert f"{model}==" in _requirements(result.runs_uri)
     info = mlflow.models.get_model_info(result.runs_uri)
     assert info.signature is not None

@@ -62,9 +62,9 @@ def test_a_classification_run_logs_everything_a_user_compares(cancer_csv: str) -
     assert tags["mlcycle.version"]
     files = _artifacts(client, result.run_id)
     assert {
-        "plots/confusion_matrix.png",
-        "plots/roc_curve.png",
-        "plots/feature_importance.png",
+        "plots/confusion_matrix.svg",
+        "plots/roc_curve.svg",
+        "plots/feature_importance.svg",
     } <= files
     assert {"reference/sample.parquet", "reference/profile.json", "reference/test.parquet"} <= files
     assert "onnx/check.json" in files
@@ -111,7 +111,7 @@ def test_a_regression_run_on_diabetes_logs_rmse_mae_r2_and_residuals(diabetes_cs
         assert metric in result.metrics
     assert result.metrics["test_r2"] > 0.2
     files = _artifacts(client, result.run_id)
-    assert {"plots/residuals.png", "plots/predicted_vs_actual.png"} <= files
+    assert {"plots/residuals.svg", "plots/predicted_vs_actual.svg"} <= files
 
 
 def test_the_scenario_trains_with_a_time_split_and_an_exact_onnx_copy(scenario_csv: Path) -> None:
