@@ -126,11 +126,11 @@ def roc_svg(
 ) -> str:
     """ROC curves ``(legend text, fpr, tpr)``; a curve without points is only a legend line."""
     left = 35.0 + labels_width(["0.00"], TICK)
-    svg = Svg(WIDTH, HEIGHT, TICK)
-    frame = Frame(
-        left, TOP, WIDTH - left - RIGHT, HEIGHT - TOP - BOTTOM, (-0.02, 1.02), (-0.02, 1.02)
-    )
-    frame.axes(svg, f"ROC curve (test{note})", "False positive rate", "True positive rate")
+    title = f"ROC curve (test{note})"
+    plot_w = WIDTH - left - RIGHT
+    svg = Svg(max(WIDTH, left + plot_w / 2 + _title_room(title)), HEIGHT, TICK)
+    frame = Frame(left, TOP, plot_w, HEIGHT - TOP - BOTTOM, (-0.02, 1.02), (-0.02, 1.02))
+    frame.axes(svg, title, "False positive rate", "True positive rate")
     svg.line(frame.x(0), frame.y(0), frame.x(1), frame.y(1), 'stroke="#555" stroke-dasharray="4 3"')
     for k, (_, fpr, tpr) in enumerate(curves):
         if fpr is not None and tpr is not None:

@@ -114,6 +114,23 @@ def test_a_multiclass_roc_has_a_curve_per_class_and_notes_a_class_absent_from_te
     assert "d (not defined: one class in test)" in _texts(root)
 
 
+def test_many_classes_draw_only_the_most_frequent_and_say_so(tmp_path: Path) -> None:
+    labels = [f"class{i:02d}" for i in range(50)]
+    p = _classification(labels, n=3000)
+    # class07 is the most frequent: it must be among the drawn classes.
+    y_true = np.where(np.isin(p.y_true, labels[40:45]), "class07", p.y_true)
+    p = Predictions(y_true, p.y_pred, p.proba, p.classes)
+    plots.make_plots("classification", p, None, tmp_path)
+    matrix = _parse(tmp_path / "confusion_matrix.svg")
+    cells = [el for el in matrix.iter(f"{NS}rect") if el.find(f"{NS}title") is not None]
+    assert len(cells) == plots.MAX_MATRIX_CLASSES**2
+    assert "Confusion matrix (test, 40 most frequent of 50 classes)" in _texts(matrix)
+    roc = _parse(tmp_path / "roc_curve.svg")
+    assert len(list(roc.iter(f"{NS}polyline"))) == plots.MAX_ROC_CURVES
+    assert "ROC curve (test, 10 most frequent of 50 classes)" in _texts(roc)
+    assert any(t.startswith("class07 (AUC") for t in _texts(roc))
+
+
 def test_regression_scatters_are_bounded_and_the_importance_keeps_the_top_features(
     tmp_path: Path,
 ) -> None:
