@@ -45,8 +45,8 @@ MAX_MATRIX_CLASSES = 40
 MAX_ROC_CURVES = 10
 #: Characters of a class label or column name shown (the rest is in the tooltip).
 MAX_LABEL_CHARS = 40
-#: Width and height of the x-y plots, and the space above (title) and below (x axis).
-WIDTH, HEIGHT, TOP, BOTTOM, RIGHT = 480.0, 420.0, 40.0, 50.0, 16.0
+#: Size of the x-y plots; the space above (title), below (x axis) and right (half a tick label).
+WIDTH, HEIGHT, TOP, BOTTOM, RIGHT = 480.0, 420.0, 40.0, 50.0, 24.0
 TICK = 11.0
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
