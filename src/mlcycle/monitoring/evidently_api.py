@@ -13,6 +13,7 @@ names mlcycle uses are still there and fails with a clear error (and
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -124,13 +125,16 @@ def lean_drift_report(hidden: Iterable[str]) -> Iterator[None]:
     are built and thrown away: for the ``hidden`` columns their rendering is skipped (their
     values stay in ``report.json``). Its headline metric and its table also compute the
     same per-column statistics twice over the same frames: the second asks for what the
-    first computed. Both patches are private Evidently names, checked by
-    :func:`_lean_targets` (and ``tests/unit/monitoring/test_evidently_api.py``).
+    first computed. The table's own figures (two per column) each start from plotly's
+    ``make_subplots``, which lays out the same one-cell grid every time at half the figure's
+    cost: it is laid out once and copied (:func:`_subplots_once`). The patches are private
+    Evidently names, checked by :func:`_lean_targets` (and
+    ``tests/unit/monitoring/test_evidently_api.py``, which compares the pages).
 
     Raises:
         MonitoringError: this Evidently version moved a name the patches need.
     """
-    column_statistics, modules = _lean_targets()
+    column_statistics, modules, visualizations = _lean_targets()
     calc = column_statistics.ValueDriftCalculation
     render = calc._render
     skip = frozenset(hidden)
@@ -172,8 +176,10 @@ def lean_drift_report(hidden: Iterable[str]) -> Iterator[None]:
                 return done
         return one_column(**kwargs)
 
+    make_subplots = visualizations.make_subplots
     calc._render = lean_render
     column_statistics.get_one_column_drift = column_once
+    visualizations.make_subplots = _subplots_once(make_subplots)
     for m, _ in originals:
         m.get_drift_for_columns = once
     try:
@@ -181,8 +187,42 @@ def lean_drift_report(hidden: Iterable[str]) -> Iterator[None]:
     finally:
         calc._render = render
         column_statistics.get_one_column_drift = one_column
+        visualizations.make_subplots = make_subplots
         for m, f in originals:
             m.get_drift_for_columns = f
+
+
+def _subplots_once(make_subplots: Any) -> Any:
+    """``make_subplots`` that lays out each distinct grid once and copies it after.
+
+    The copy is a new figure (plotly's default template, as ``make_subplots`` starts from)
+    given the first figure's layout and subplot grid: the same figure, without re-deriving
+    and re-validating the grid each time. The layout is plotly's own, already validated.
+    """
+    import plotly.graph_objects as go
+
+    grids: dict[str, tuple[dict[str, Any], Any, Any]] = {}
+
+    def subplots(*args: Any, **kwargs: Any) -> Any:
+        key = repr((args, sorted(kwargs.items())))
+        if key not in grids:
+            first = make_subplots(*args, **kwargs)
+            layout = first.layout.to_plotly_json()
+            layout.pop("template", None)
+            grids[key] = (layout, first._grid_ref, first._grid_str)
+            return first
+        layout, grid_ref, grid_str = grids[key]
+        fig = go.Figure()
+        fig._layout_obj._validate = False
+        try:
+            fig.update_layout(copy.deepcopy(layout))
+        finally:
+            fig._layout_obj._validate = True
+        fig.__dict__["_grid_ref"] = copy.deepcopy(grid_ref)
+        fig.__dict__["_grid_str"] = grid_str
+        return fig
+
+    return subplots
 
 
 def _same_call(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -218,10 +258,11 @@ def _with_threshold(value: Any, kwargs: dict[str, Any]) -> Any:
     )
 
 
-def _lean_targets() -> tuple[Any, list[Any]]:
+def _lean_targets() -> tuple[Any, list[Any], Any]:
     """The Evidently modules :func:`lean_drift_report` patches, checked to have the names."""
     try:
         from evidently.legacy.metrics.data_drift import data_drift_table, dataset_drift_metric
+        from evidently.legacy.utils import visualizations
         from evidently.metrics import column_statistics
     except ImportError as exc:
         raise MonitoringError(
@@ -234,8 +275,10 @@ def _lean_targets() -> tuple[Any, list[Any]]:
         or not callable(getattr(calc, "_render", None))
         or not callable(getattr(column_statistics, "get_one_column_drift", None))
         or not all(callable(getattr(m, "get_drift_for_columns", None)) for m in modules)
+        or not callable(getattr(visualizations, "make_subplots", None))
     ):
         raise MonitoringError(
-            "Evidently's ValueDrift or its drift calculations changed; mlcycle needs 0.7.x"
+            "Evidently's ValueDrift, its drift calculations or its plots changed; "
+            "mlcycle needs 0.7.x"
         )
-    return column_statistics, modules
+    return column_statistics, modules, visualizations
