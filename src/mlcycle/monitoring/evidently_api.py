@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from mlcycle.errors import MonitoringError
+from mlcycle.monitoring.report_figures import table_figures
 from mlcycle.monitoring.results import ColumnDrift
 
 #: What mlcycle uses of the private registry module.
@@ -125,9 +126,10 @@ def lean_drift_report(hidden: Iterable[str]) -> Iterator[None]:
     are built and thrown away: for the ``hidden`` columns their rendering is skipped (their
     values stay in ``report.json``). Its headline metric and its table also compute the
     same per-column statistics twice over the same frames: the second asks for what the
-    first computed. The table's own figures (two per column) each start from plotly's
-    ``make_subplots``, which lays out the same one-cell grid every time at half the figure's
-    cost: it is laid out once and copied (:func:`_subplots_once`). The patches are private
+    first computed. The table's own figures (two per column) are written as plotly JSON
+    directly (:func:`mlcycle.monitoring.report_figures.table_figures`), and other figures'
+    ``make_subplots``, which lays out the same one-cell grid every time at half a figure's
+    cost, lays it out once and copies it (:func:`_subplots_once`). The patches are private
     Evidently names, checked by :func:`_lean_targets` (and
     ``tests/unit/monitoring/test_evidently_api.py``, which compares the pages).
 
@@ -177,9 +179,12 @@ def lean_drift_report(hidden: Iterable[str]) -> Iterator[None]:
         return one_column(**kwargs)
 
     make_subplots = visualizations.make_subplots
+    table = modules[1]
+    plots = (table.plot_distr_with_perc_button, table.plot_agg_line_data)
     calc._render = lean_render
     column_statistics.get_one_column_drift = column_once
     visualizations.make_subplots = _subplots_once(make_subplots)
+    table.plot_distr_with_perc_button, table.plot_agg_line_data = table_figures(*plots)
     for m, _ in originals:
         m.get_drift_for_columns = once
     try:
@@ -188,6 +193,7 @@ def lean_drift_report(hidden: Iterable[str]) -> Iterator[None]:
         calc._render = render
         column_statistics.get_one_column_drift = one_column
         visualizations.make_subplots = make_subplots
+        table.plot_distr_with_perc_button, table.plot_agg_line_data = plots
         for m, f in originals:
             m.get_drift_for_columns = f
 
@@ -276,6 +282,8 @@ def _lean_targets() -> tuple[Any, list[Any], Any]:
         or not callable(getattr(column_statistics, "get_one_column_drift", None))
         or not all(callable(getattr(m, "get_drift_for_columns", None)) for m in modules)
         or not callable(getattr(visualizations, "make_subplots", None))
+        or not callable(getattr(data_drift_table, "plot_distr_with_perc_button", None))
+        or not callable(getattr(data_drift_table, "plot_agg_line_data", None))
     ):
         raise MonitoringError(
             "Evidently's ValueDrift, its drift calculations or its plots changed; "
