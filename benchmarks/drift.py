@@ -14,10 +14,12 @@ its time and peak RSS (``resource.getrusage``) are its own:
 - **in memory** — what ``mlcycle monitor --current current.parquet`` does with the ``--rows``
   window: the file read once in Arrow record batches into the window's summary
   (:func:`mlcycle.monitoring.inputs.summarise_file`), the verdicts from it and the reference
-  profile that training precomputes (timed separately, as it happens at training time), then
-  the Evidently HTML/JSON report on bounded samples as its own step (timed apart); against
+  profile that training precomputes (built before, as it happens at training time; reading
+  it counts), then the Evidently HTML/JSON report on bounded samples as its own step; against
   **stock** ``Report([DataDriftPreset()]).run(current, reference)`` on the full tables.
-  Goals: analysis <= 2 s, peak RSS <= 500 MB (the report's cost is printed beside them).
+  Goals, in CPU seconds (the machine is shared; wall times are printed beside): analysis
+  <= 2 s, analysis + report (what ``mlcycle monitor`` computes) <= 2 s, peak RSS <= 500 MB.
+  Process start and imports (Evidently's included) are printed but not counted.
 - **streaming** — ``--stream-rows`` rows (default 20M) written once per run with pyarrow as
   an inference log (Hive partitions ``model=/version=/hour=``, copies of the current table
   with their own timestamps), folded batch by batch (the ``arrow`` engine,
@@ -140,7 +142,7 @@ def child_mlcycle(workdir: Path) -> dict:
     from mlcycle.monitoring.inputs import summarise_file
     from mlcycle.monitoring.report import write_window_report
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     ref = _reference(workdir)
     cfg = DriftConfig()
     t_loaded, c_loaded = time.perf_counter(), _cpu_seconds()
@@ -150,7 +152,8 @@ def child_mlcycle(workdir: Path) -> dict:
     result = detect(ref, summary, cfg)
     t_verdicts, c_verdicts = time.perf_counter(), _cpu_seconds()
     # Evidently is imported where the CLI first needs it, for the report, but off the clock
-    # (a one-time process cost, as on the stock side); its memory counts in the peak.
+    # (a one-time process cost, as on the stock side; printed apart); its memory counts in
+    # the peak.
     import evidently.metrics
     import evidently.presets  # noqa: F401
 
@@ -159,10 +162,14 @@ def child_mlcycle(workdir: Path) -> dict:
     t1, c1 = time.perf_counter(), _cpu_seconds()
     return {
         "seconds": t1 - t0 - (t_imported - t_verdicts),
-        "analyse_seconds": t_verdicts - t_loaded,
-        "analyse_cpu": c_verdicts - c_loaded,
+        "startup_cpu": c0,
+        "reference_cpu": c_loaded - c0,
+        "analyse_seconds": t_verdicts - t0,
+        "analyse_cpu": c_verdicts - c0,
         "pass_seconds": t_pass - t_loaded,
         "pass_cpu": c_pass - c_loaded,
+        "verdicts_cpu": c_verdicts - c_pass,
+        "evidently_import_cpu": c_imported - c_verdicts,
         "report_seconds": t1 - t_imported,
         "report_cpu": c1 - c_imported,
         "rss_mb": _peak_rss_mb(),
@@ -451,15 +458,22 @@ def main() -> None:
     if "error" not in mine:
         both = mine["analyse_cpu"] + mine["report_cpu"]
         print(
-            f"  in memory: analysis {mine['analyse_seconds']:.2f} s wall <= 2 s: {_goal(mine['analyse_seconds'] <= 2.0)} "
-            f"(CPU {mine['analyse_cpu']:.2f} s: {_goal(mine['analyse_cpu'] <= 2.0)}); "
-            f"peak RSS {mine['rss_mb']:.0f} MB <= 500 MB: {_goal(mine['rss_mb'] <= 500)}"
+            f"  in memory, {args.rows:,} rows x {len(features)} columns against a {args.rows:,}-row reference (goals judged on CPU s; wall on this shared machine beside):"
         )
         print(
-            f"    one pass over the file in record batches {mine['pass_seconds']:.2f} s (CPU {mine['pass_cpu']:.2f}), verdicts included in the analysis; "
-            f"the Evidently report on {5000:,}-row samples, a separate step, {mine['report_seconds']:.2f} s (CPU {mine['report_cpu']:.2f}), the same at any window size"
+            f"    analysis (profile read, one pass over the file, verdicts): CPU {mine['analyse_cpu']:.2f} s <= 2 s: {_goal(mine['analyse_cpu'] <= 2.0)} "
+            f"(wall {mine['analyse_seconds']:.2f} s; profile {mine['reference_cpu']:.2f}, pass {mine['pass_cpu']:.2f}, verdicts {mine['verdicts_cpu']:.2f})"
         )
-        print(f"    analysis + report CPU {both:.2f} s <= 2 s: {_goal(both <= 2.0)}")
+        print(
+            f"    report (Evidently HTML/JSON on {5000:,}-row samples, the same at any window size): CPU {mine['report_cpu']:.2f} s (wall {mine['report_seconds']:.2f} s)"
+        )
+        print(
+            f"    analysis + report, what `mlcycle monitor --current` computes: CPU {both:.2f} s <= 2 s: {_goal(both <= 2.0)}"
+        )
+        print(
+            f"    not counted: process start and imports CPU {mine['startup_cpu']:.2f} s, Evidently's import {mine['evidently_import_cpu']:.2f} s (once per process; whole process CPU {mine['cpu']:.2f} s)"
+        )
+        print(f"    peak RSS {mine['rss_mb']:.0f} MB <= 500 MB: {_goal(mine['rss_mb'] <= 500)}")
     if stream and "error" not in stream:
         held = stream["max_batch_rows"]
         print(

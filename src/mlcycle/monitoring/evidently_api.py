@@ -13,12 +13,14 @@ names mlcycle uses are still there and fails with a clear error (and
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pandas as pd
 
 from mlcycle.errors import MonitoringError
+from mlcycle.monitoring.report_figures import table_figures
 from mlcycle.monitoring.results import ColumnDrift
 
 #: What mlcycle uses of the private registry module.
@@ -124,13 +126,17 @@ def lean_drift_report(hidden: Iterable[str]) -> Iterator[None]:
     are built and thrown away: for the ``hidden`` columns their rendering is skipped (their
     values stay in ``report.json``). Its headline metric and its table also compute the
     same per-column statistics twice over the same frames: the second asks for what the
-    first computed. Both patches are private Evidently names, checked by
-    :func:`_lean_targets` (and ``tests/unit/monitoring/test_evidently_api.py``).
+    first computed. The table's own figures (two per column) are written as plotly JSON
+    directly (:func:`mlcycle.monitoring.report_figures.table_figures`), and other figures'
+    ``make_subplots``, which lays out the same one-cell grid every time at half a figure's
+    cost, lays it out once and copies it (:func:`_subplots_once`). The patches are private
+    Evidently names, checked by :func:`_lean_targets` (and
+    ``tests/unit/monitoring/test_evidently_api.py``, which compares the pages).
 
     Raises:
         MonitoringError: this Evidently version moved a name the patches need.
     """
-    column_statistics, modules = _lean_targets()
+    column_statistics, modules, visualizations = _lean_targets()
     calc = column_statistics.ValueDriftCalculation
     render = calc._render
     skip = frozenset(hidden)
@@ -172,8 +178,13 @@ def lean_drift_report(hidden: Iterable[str]) -> Iterator[None]:
                 return done
         return one_column(**kwargs)
 
+    make_subplots = visualizations.make_subplots
+    table = modules[1]
+    plots = (table.plot_distr_with_perc_button, table.plot_agg_line_data)
     calc._render = lean_render
     column_statistics.get_one_column_drift = column_once
+    visualizations.make_subplots = _subplots_once(make_subplots)
+    table.plot_distr_with_perc_button, table.plot_agg_line_data = table_figures(*plots)
     for m, _ in originals:
         m.get_drift_for_columns = once
     try:
@@ -181,8 +192,43 @@ def lean_drift_report(hidden: Iterable[str]) -> Iterator[None]:
     finally:
         calc._render = render
         column_statistics.get_one_column_drift = one_column
+        visualizations.make_subplots = make_subplots
+        table.plot_distr_with_perc_button, table.plot_agg_line_data = plots
         for m, f in originals:
             m.get_drift_for_columns = f
+
+
+def _subplots_once(make_subplots: Any) -> Any:
+    """``make_subplots`` that lays out each distinct grid once and copies it after.
+
+    The copy is a new figure (plotly's default template, as ``make_subplots`` starts from)
+    given the first figure's layout and subplot grid: the same figure, without re-deriving
+    and re-validating the grid each time. The layout is plotly's own, already validated.
+    """
+    import plotly.graph_objects as go
+
+    grids: dict[str, tuple[dict[str, Any], Any, Any]] = {}
+
+    def subplots(*args: Any, **kwargs: Any) -> Any:
+        key = repr((args, sorted(kwargs.items())))
+        if key not in grids:
+            first = make_subplots(*args, **kwargs)
+            layout = first.layout.to_plotly_json()
+            layout.pop("template", None)
+            grids[key] = (layout, first._grid_ref, first._grid_str)
+            return first
+        layout, grid_ref, grid_str = grids[key]
+        fig = go.Figure()
+        fig._layout_obj._validate = False
+        try:
+            fig.update_layout(copy.deepcopy(layout))
+        finally:
+            fig._layout_obj._validate = True
+        fig.__dict__["_grid_ref"] = copy.deepcopy(grid_ref)
+        fig.__dict__["_grid_str"] = grid_str
+        return fig
+
+    return subplots
 
 
 def _same_call(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -218,10 +264,11 @@ def _with_threshold(value: Any, kwargs: dict[str, Any]) -> Any:
     )
 
 
-def _lean_targets() -> tuple[Any, list[Any]]:
+def _lean_targets() -> tuple[Any, list[Any], Any]:
     """The Evidently modules :func:`lean_drift_report` patches, checked to have the names."""
     try:
         from evidently.legacy.metrics.data_drift import data_drift_table, dataset_drift_metric
+        from evidently.legacy.utils import visualizations
         from evidently.metrics import column_statistics
     except ImportError as exc:
         raise MonitoringError(
@@ -234,8 +281,12 @@ def _lean_targets() -> tuple[Any, list[Any]]:
         or not callable(getattr(calc, "_render", None))
         or not callable(getattr(column_statistics, "get_one_column_drift", None))
         or not all(callable(getattr(m, "get_drift_for_columns", None)) for m in modules)
+        or not callable(getattr(visualizations, "make_subplots", None))
+        or not callable(getattr(data_drift_table, "plot_distr_with_perc_button", None))
+        or not callable(getattr(data_drift_table, "plot_agg_line_data", None))
     ):
         raise MonitoringError(
-            "Evidently's ValueDrift or its drift calculations changed; mlcycle needs 0.7.x"
+            "Evidently's ValueDrift, its drift calculations or its plots changed; "
+            "mlcycle needs 0.7.x"
         )
-    return column_statistics, modules
+    return column_statistics, modules, visualizations

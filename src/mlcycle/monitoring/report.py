@@ -290,10 +290,35 @@ def script_json(value: Any) -> str:
     JSON and JavaScript read back as the same character, so no string from traffic can close
     the element or open a comment, whatever it contains.
     """
+    text = json.dumps(value, cls=_report_encoder())
+    return _SCRIPT_UNSAFE.sub(lambda m: _SCRIPT_ESCAPES[m.group()], text)
+
+
+def _report_encoder() -> type[json.JSONEncoder]:
+    """Evidently's ``NumpyEncoder`` that also writes its (pydantic v1) models as ``.dict()``.
+
+    ``.dict()`` walks every value of a model in Python, figures' data included; the encoder
+    walks them in C and asks only for each model's fields (what ``.dict()`` would give:
+    a model with field exclusions or its own ``dict`` still goes through it).
+    """
+    from evidently._pydantic_compat import BaseModel
     from evidently.legacy.utils import NumpyEncoder
 
-    text = json.dumps(value, cls=NumpyEncoder)
-    return _SCRIPT_UNSAFE.sub(lambda m: _SCRIPT_ESCAPES[m.group()], text)
+    class ReportEncoder(NumpyEncoder):
+        def default(self, o: Any) -> Any:
+            if isinstance(o, BaseModel):
+                return _fields(o, BaseModel)
+            return super().default(o)
+
+    return ReportEncoder
+
+
+def _fields(model: Any, base: type) -> dict[str, Any]:
+    """``model.dict()`` one level deep (the JSON encoder converts what it holds)."""
+    plain = type(model).dict is base.dict  # type: ignore[attr-defined]
+    if plain and not model.__exclude_fields__ and not model.__include_fields__:
+        return dict(model.__dict__)
+    return model.dict()
 
 
 def safe_report_html(snapshot: Any) -> str:
@@ -305,6 +330,7 @@ def safe_report_html(snapshot: Any) -> str:
     """
     import uuid
 
+    from evidently._pydantic_compat import BaseModel
     from evidently.legacy.model.dashboard import DashboardInfo
     from evidently.legacy.model.widget import AdditionalGraphInfo
     from evidently.legacy.renderers.base_renderer import DetailsInfo
@@ -317,10 +343,12 @@ def safe_report_html(snapshot: Any) -> str:
         for extra in info.get_additional_graphs():
             params = extra.params if isinstance(extra, AdditionalGraphInfo) else extra
             item = DetailsInfo(title="", info=params, id=extra.id)
-            graphs[str(item.id)] = item.info.dict() if hasattr(item.info, "dict") else item.info
+            graphs[str(item.id)] = item.info  # written as .dict() by script_json
     dashboard_id = "metric_" + uuid.uuid4().hex
-    info = DashboardInfo(name="Report", widgets=widgets).dict()
-    for widget in info["widgets"]:
+    # DashboardInfo(...).dict() without the top widgets' additional graphs (written apart).
+    dashboard = _fields(DashboardInfo(name="Report", widgets=widgets), BaseModel)
+    dashboard["widgets"] = [_fields(w, BaseModel) for w in dashboard["widgets"]]
+    for widget in dashboard["widgets"]:
         widget.pop("additionalGraphs", None)
     placeholder = "<!-- no embedded data -->"
     page = file_html_template(
@@ -334,7 +362,7 @@ def safe_report_html(snapshot: Any) -> str:
     if page.count(placeholder) != 1:
         raise MonitoringError("this Evidently version's HTML template is not the expected one")
     data = (
-        f"<script>\n    var {dashboard_id} = {script_json(info)};\n"
+        f"<script>\n    var {dashboard_id} = {script_json(dashboard)};\n"
         f"    var additional_graphs_{dashboard_id} = {script_json(graphs)};\n</script>"
     )
     return page.replace(placeholder, data)
