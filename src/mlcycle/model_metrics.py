@@ -112,7 +112,10 @@ def compute_metrics(
     out: dict[str, float] = {}
     if task == "classification":
         labels = _labels(p)
-        binary = len(labels) == 2
+        # Binary only when the data hold no label beyond the two (else sklearn refuses).
+        binary = len(labels) == 2 and bool(
+            np.isin(p.y_true, labels).all() and np.isin(p.y_pred, labels).all()
+        )
         out["accuracy"] = skm.accuracy_score(p.y_true, p.y_pred)
         if binary:
             pos = _positive(labels, pos_label)
@@ -129,7 +132,7 @@ def compute_metrics(
         if _proba_usable(p):
             assert p.proba is not None and p.classes is not None
             if len(np.unique(p.y_true)) == len(p.classes):
-                if binary:
+                if len(p.classes) == 2:
                     col = list(p.classes).index(_positive(p.classes, pos_label))
                     out["roc_auc"] = skm.roc_auc_score(p.y_true == p.classes[col], p.proba[:, col])
                 else:
