@@ -8,7 +8,8 @@ Training logs these numbers with split prefixes (``test_roc_auc``); the champion
 gate scores both models with the same function, so a gate threshold means what the training
 run showed. Names are mlcycle's (``rmse``, not ``root_mean_squared_error``); the names
 ``mlflow.models.evaluate`` reports, which earlier gates recorded, are accepted as aliases.
-This module imports numpy and scikit-learn only (no MLflow, no plotting).
+This module imports numpy (scikit-learn when it computes; no MLflow, no plotting), so the
+CLI can check a metric name without loading either.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 #: The metrics of each task, in the order they are reported.
 METRICS: dict[str, tuple[str, ...]] = {
@@ -109,6 +109,8 @@ def compute_metrics(
     ROC AUC and log loss need probabilities whose classes cover every true label, ROC AUC
     also every class present; :func:`why_missing` says why one is absent.
     """
+    from sklearn import metrics as skm
+
     out: dict[str, float] = {}
     if task == "classification":
         labels = _labels(p)

@@ -281,3 +281,15 @@ def test_history_reads_metrics_of_gates_that_used_mlflow_evaluate_under_mlcycle_
     (entry,) = reg.history(client, NAME)
     assert entry.metrics == {"challenger_rmse": 2.5, "champion_r2": 0.25}
     assert entry.score() == ("rmse", 2.5)
+
+
+@pytest.mark.parametrize("command", [["gate", NAME], ["promote", NAME], ["loop", "--model", NAME]])
+def test_an_unknown_gate_metric_is_a_usage_error_naming_the_metrics(command: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from mlcycle.cli import cli
+
+    flag = "--gate-metric" if command[0] == "loop" else "--metric"
+    res = CliRunner().invoke(cli, [*command, flag, "auc"])
+    assert res.exit_code == 2
+    assert "'auc' is not a metric the gate computes; one of accuracy, f1, precision" in (res.output)
