@@ -1,6 +1,6 @@
 """The gate's scoring: the one frame both models see, each scored in a nested run.
 
-API: :func:`eval_frame`, :func:`score`, :func:`predictions`, :data:`LATENCY`.
+API: :func:`eval_frame`, :func:`score`, :data:`LATENCY`.
 
 The model is loaded through the trust policy (:func:`mlcycle.trust.load_pyfunc`) into a
 temporary copy that lives as long as the scoring. Its labels come from the pyfunc's
@@ -103,7 +103,7 @@ def score(
         model = trust.load_pyfunc(
             facts.download_uri, f"{role} v{facts.version}", allow_pickle=allow_pickle, dst=dst
         )
-        return _evaluate(client, model, facts, data, role)
+        return _score_loaded(client, model, facts, data, role)
 
 
 def _as_labels(out: Any) -> np.ndarray:
@@ -113,7 +113,7 @@ def _as_labels(out: Any) -> np.ndarray:
     return np.asarray(out).ravel()
 
 
-def predictions(
+def _predictions(
     model: Any, facts: ModelFacts, features: pd.DataFrame, y_true: pd.Series, labels: Any
 ) -> Predictions:
     """``labels`` (the model's ``predict`` of ``features``) with, for a classifier, the class
@@ -133,7 +133,7 @@ def predictions(
     return Predictions(y, pred, proba, classes)
 
 
-def _evaluate(
+def _score_loaded(
     client: Any, model: Any, facts: ModelFacts, data: pd.DataFrame, role: str
 ) -> tuple[dict[str, float], dict[str, str]]:
     import mlflow
@@ -147,7 +147,7 @@ def _evaluate(
     start = time.perf_counter()
     labels = model.predict(features)
     latency = (time.perf_counter() - start) * 1000 / max(len(features), 1)
-    p = predictions(model, facts, features, data[facts.target], labels)
+    p = _predictions(model, facts, features, data[facts.target], labels)
     metrics = compute_metrics(facts.task, p, pos_label=facts.pos_label)
     missing = {
         m: why_missing(facts.task, p, m) for m in METRICS.get(facts.task, ()) if m not in metrics
