@@ -38,7 +38,7 @@ class Clock:
 
 
 def bare_fit_and_score(csv: str, model: str, seed: int) -> tuple[float, float]:
-    from mlcycle import data
+    from mlcycle import data, model_metrics
     from mlcycle.train import evaluate, pipelines
 
     clock = Clock()
@@ -52,7 +52,7 @@ def bare_fit_and_score(csv: str, model: str, seed: int) -> tuple[float, float]:
         p = evaluate.predict_all(
             pipe, data.prepare_features(part, spec), part[spec.target], spec.task
         )
-        evaluate.compute_metrics(spec.task, p, "")
+        model_metrics.compute_metrics(spec.task, p, "")
     return clock.read()
 
 

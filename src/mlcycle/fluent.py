@@ -1,9 +1,9 @@
 """MLflow's fluent (process-global) run state, entered in one place.
 
-Some MLflow APIs work only on the fluent active run: ``mlflow.models.evaluate``, logging a
-model, nested runs. Training and the gate therefore use it, but every fluent run starts
-here, on the stores of the ``MlflowClient`` the caller passed rather than on whatever the
-process's global tracking URI happens to say; the global URI is put back when the run ends.
+Some MLflow APIs work only on the fluent active run: logging a model, nested runs. Training
+and the gate therefore use it, but every fluent run starts here, on the stores of the
+``MlflowClient`` the caller passed rather than on whatever the process's global tracking URI
+happens to say; the global URI is put back when the run ends.
 Everything else uses the client API.
 
 API: :func:`start_run`.

@@ -20,6 +20,7 @@ from mlcycle import trust
 from mlcycle.batch.shared import check_columns, is_s3
 from mlcycle.errors import DataError
 from mlcycle.parquet import write_parquet
+from mlcycle.proba import class_probabilities
 from mlcycle.schema_types import DTYPE_NAMES
 from mlcycle.storage import s3_client, split_s3
 
@@ -50,24 +51,19 @@ def _cast_features(df: pd.DataFrame, schema: Any, source: str) -> pd.DataFrame:
 
 
 def _proba_frame(model: Any, features: pd.DataFrame, source: str) -> pd.DataFrame:
-    """``proba_<class>`` columns for ``features``: sklearn's ``predict_proba``, or any other
-    pyfunc asked with ``params={"predict_method": "predict_proba"}`` (MLflow's convention)."""
+    """``proba_<class>`` columns for ``features`` (see :mod:`mlcycle.proba`)."""
     from mlcycle.inference_log import PROBA_PREFIX
 
-    raw = model.get_raw_model() if hasattr(model, "get_raw_model") else None
-    if raw is not None and hasattr(raw, "predict_proba") and hasattr(raw, "classes_"):
-        values, classes = np.asarray(raw.predict_proba(features)), list(raw.classes_)
-    else:
-        out = model.predict(features, params={"predict_method": "predict_proba"})
-        if not isinstance(out, pd.DataFrame) or getattr(out, "ndim", 1) != 2:
-            raise DataError(
-                f"the model scoring '{source}' has no predict_proba (a regressor?): use "
-                "--predict-method predict"
-            )
-        values, classes = out.to_numpy(), list(out.columns)
+    found = class_probabilities(model, features)
+    if found is None:
+        raise DataError(
+            f"the model scoring '{source}' has no predict_proba (a regressor?): use "
+            "--predict-method predict"
+        )
+    values, classes = found
     if values.ndim != 2 or values.shape[1] != len(classes):
         raise DataError(f"the model scoring '{source}' returned no class probabilities")
-    return pd.DataFrame(values.astype(float), columns=[f"{PROBA_PREFIX}{c}" for c in classes])
+    return pd.DataFrame(values, columns=[f"{PROBA_PREFIX}{c}" for c in classes])
 
 
 def predict_pandas(

@@ -81,6 +81,22 @@ def allow_pickle_option(fn: Any) -> Any:
 _GATE_KEYS = ("mode", "metric", "min_score", "min_improvement", "max_latency")
 
 
+def _gate_metric(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A metric the gate computes, in mlcycle's name (MLflow's old names are aliases)."""
+    if value is None:
+        return None
+    from mlcycle.model_metrics import HIGHER_IS_BETTER, canonical_metric
+
+    name = canonical_metric(value)
+    if name not in HIGHER_IS_BETTER:
+        raise click.BadParameter(
+            f"'{value}' is not a metric the gate computes; one of {', '.join(HIGHER_IS_BETTER)}",
+            ctx,
+            param,
+        )
+    return name
+
+
 def gate_policy_options(prefix: str = "") -> Callable[[Any], Any]:
     """The gate policy's flags: ``--mode``, ``--metric``, ``--min-score``, ...
 
@@ -113,8 +129,11 @@ def gate_policy_options(prefix: str = "") -> Callable[[Any], Any]:
             f"--{prefix}metric",
             f"{dest}metric",
             default=None,
+            callback=_gate_metric,
             help=("Retrain gate metric" if retrain else "Gate metric")
-            + " [default: roc_auc (classification) or rmse (regression)].",
+            + ": accuracy, f1, precision, recall, roc_auc, log_loss (classification); rmse, "
+            "mae, mse, r2 (regression) [default: roc_auc (classification) or rmse "
+            "(regression)].",
         ),
         click.option(
             f"--{prefix}min-score",

@@ -5,7 +5,8 @@ API:
 - :func:`register` — a training run's model becomes a new version (Staging, ``@challenger``).
 - :func:`adopt` — any run's model, after writing the lifecycle contract onto its run.
 - :func:`gate` with :class:`GatePolicy` → :class:`GateDecision` — challenger vs champion on
-  the same data with ``mlflow.models.evaluate``; decision kept as version tags and audit run.
+  the same data with training's metrics (:mod:`mlcycle.model_metrics`); decision kept as
+  version tags and audit run.
 - :func:`promote` / :func:`rollback` → :class:`PromotionResult` — serialised by a lock that
   holds across processes (PostgreSQL advisory lock, or a file lock next to a SQLite store).
 - :func:`end_canary` / :func:`set_canary_share` — a canary's challenger archived (champion

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlcycle.config import MLFLOW_TRACKING_USERNAME, Settings, ensure_experiment
+from mlcycle.model_metrics import canonical_metric
 from mlcycle.register.core import get_registered_model
 from mlcycle.register.types import AUDIT_EXPERIMENT, AuditEntry
 from mlcycle.tags import MLCYCLE_AUDIT_PREFIX
@@ -193,6 +194,18 @@ def evidence(client: Any, run_id: str) -> dict[str, Any] | None:
 ACTIONS = ("promote", "rollback", "canary_rollback", "canary_step")
 
 
+def _mlcycle_names(metrics: dict[str, float]) -> dict[str, float]:
+    """Gate metrics under mlcycle's names: runs of gates that scored with
+    ``mlflow.models.evaluate`` logged ``challenger_root_mean_squared_error``."""
+    out = {}
+    for key, value in metrics.items():
+        role, sep, metric = key.partition("_")
+        if sep and role in ("challenger", "champion"):
+            key = f"{role}_{canonical_metric(metric)}"
+        out[key] = value
+    return out
+
+
 def history(client: Any, name: str) -> list[AuditEntry]:
     """Promotions, rollbacks and canary decisions of a model, oldest first.
 
@@ -237,7 +250,7 @@ def history(client: Any, name: str) -> list[AuditEntry]:
                     to_version=t.get(f"{_T}to", ""),
                     forced=t.get(f"{_T}forced") == "true",
                     reason=t.get(f"{_T}reason") or None,
-                    metrics=dict(run.data.metrics),
+                    metrics=_mlcycle_names(run.data.metrics),
                     run_id=run.info.run_id,
                     # Runs written before audit-first promotions carry no outcome: done.
                     outcome=t.get(f"{_T}outcome", "done"),

@@ -4,7 +4,8 @@ API: :func:`gate` (the version facts and schema check it uses, :func:`model_fact
 :func:`check_schema`, live in :mod:`mlcycle.register.facts`; the scoring in
 :mod:`mlcycle.register.scoring`).
 
-Both models are scored in two nested runs under a ``gate`` run of the audit experiment. The
+Both models are scored in two nested runs under a ``gate`` run of the audit experiment, with
+the metrics training logs (:mod:`mlcycle.model_metrics`, under the same names). The
 thresholds are compared here rather than with ``mlflow.validate_evaluation_results``:
 MLflow's ``MetricThreshold`` cannot express "no worse than the champion" (its
 ``min_absolute_change`` must be > 0) and reports failures as one exception message, while
@@ -22,18 +23,12 @@ import pandas as pd
 from mlcycle import fluent
 from mlcycle.config import Settings
 from mlcycle.errors import SchemaMismatch
+from mlcycle.model_metrics import HIGHER_IS_BETTER, canonical_metric, why_missing
 from mlcycle.register import audit
 from mlcycle.register.core import champion_version
 from mlcycle.register.facts import check_schema, model_facts
 from mlcycle.register.scoring import LATENCY, eval_frame, score
-from mlcycle.register.types import (
-    CHALLENGER,
-    DEFAULT_METRIC,
-    EVALUATE_NAMES,
-    HIGHER_IS_BETTER,
-    GateDecision,
-    GatePolicy,
-)
+from mlcycle.register.types import CHALLENGER, DEFAULT_METRIC, GateDecision, GatePolicy
 from mlcycle.tags import (
     MLCYCLE_GATE_AUDIT_RUN_ID,
     MLCYCLE_GATE_METRIC,
@@ -44,7 +39,7 @@ from mlcycle.tags import (
 )
 from mlcycle.uris import resolve_version
 
-__all__ = ["EVALUATE_NAMES", "LATENCY", "check_schema", "gate", "model_facts"]
+__all__ = ["LATENCY", "check_schema", "gate", "model_facts"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +49,19 @@ def _judge(
     metric: str,
     challenger: dict[str, float],
     champion: dict[str, float],
+    missing: dict[str, str] | None = None,
+    task: str = "",
 ) -> list[str]:
-    """Failed thresholds as sentences; empty means the challenger passes."""
-    key = EVALUATE_NAMES.get(metric, metric)
-    higher = HIGHER_IS_BETTER.get(metric, HIGHER_IS_BETTER.get(key, True))
+    """Failed thresholds as sentences; empty means the challenger passes.
+
+    ``missing`` says why the challenger lacks a metric (from :func:`score`).
+    """
+    key = metric = canonical_metric(metric)
+    higher = HIGHER_IS_BETTER.get(metric, True)
     value = challenger.get(key)
     if value is None or math.isnan(value):
-        return [f"challenger has no {metric}"]
+        why = (missing or {}).get(metric) or why_missing(task, None, metric)
+        return [f"challenger has no {metric}: {why}"]
     failures = []
     if policy.min_score is not None:
         ok = value >= policy.min_score if higher else value <= policy.min_score
@@ -94,7 +95,7 @@ def _record(
 ) -> None:
     # The version keeps what users filter on; reasons and the full metric sets are on the
     # audit run (tags and metrics) that mlcycle.gate.audit_run_id names.
-    key = EVALUATE_NAMES.get(metric, metric)
+    key = canonical_metric(metric)
     score = ""
     if key in decision.challenger_metrics:
         score = f"{metric} {decision.challenger_metrics[key]:.4g}"
@@ -149,7 +150,7 @@ def gate(
     champ_v = champion_version(client, name)
     if champ_v == challenger.version:
         champ_v = None  # the champion re-gated against itself: absolute thresholds only
-    metric = policy.metric or DEFAULT_METRIC.get(challenger.task, "roc_auc")
+    metric = canonical_metric(policy.metric or DEFAULT_METRIC.get(challenger.task, "roc_auc"))
     if policy.mode == "disabled":
         decision = GateDecision(
             True, "disabled", ["gate disabled"], {}, {}, challenger.version, champ_v
@@ -178,13 +179,18 @@ def gate(
         tags={MLCYCLE_GATE_MODE: policy.mode, MLCYCLE_GATE_METRIC: metric},
         settings=settings,
     )
-    # MLflow's evaluate logs to the fluent active run: the audit run, resumed.
+    # The audit run, resumed, holds each model's nested scoring run.
     with fluent.start_run(client, run_id=parent, nested=True):
-        challenger_metrics = score(client, challenger, data, "challenger", policy.allow_pickle)
-        champion_metrics = (
-            score(client, champion, data, "champion", policy.allow_pickle) if champion else {}
+        challenger_metrics, missing = score(
+            client, challenger, data, "challenger", policy.allow_pickle
         )
-        reasons = _judge(policy, metric, challenger_metrics, champion_metrics) + reasons
+        champion_metrics = (
+            score(client, champion, data, "champion", policy.allow_pickle)[0] if champion else {}
+        )
+        reasons = (
+            _judge(policy, metric, challenger_metrics, champion_metrics, missing, challenger.task)
+            + reasons
+        )
         passed = not reasons
         mlflow.set_tags(
             {
@@ -197,7 +203,7 @@ def gate(
             | {f"champion_{k}": v for k, v in champion_metrics.items() if math.isfinite(v)}
         )
     if passed:
-        key = EVALUATE_NAMES.get(metric, metric)
+        key = metric
         numbers = f"{metric} {challenger_metrics[key]:.4f}"
         if key in champion_metrics:
             numbers += f" vs champion {champion_metrics[key]:.4f}"

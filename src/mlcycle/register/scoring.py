@@ -1,23 +1,31 @@
-"""The gate's scoring: the one frame both models see, each evaluated in a nested run.
+"""The gate's scoring: the one frame both models see, each scored in a nested run.
 
 API: :func:`eval_frame`, :func:`score`, :data:`LATENCY`.
 
-Scoring uses ``mlflow.models.evaluate`` (the default evaluator, explainability off); the
-model is loaded through the trust policy (:func:`mlcycle.trust.load_pyfunc`) into a
-temporary copy that lives as long as the evaluation.
+The model is loaded through the trust policy (:func:`mlcycle.trust.load_pyfunc`) into a
+temporary copy that lives as long as the scoring. Its labels come from the pyfunc's
+``predict`` (the call whose time is the latency), its class probabilities from
+:func:`mlcycle.proba.class_probabilities`, and the metrics from
+:func:`mlcycle.model_metrics.compute_metrics`, the code training scores with: a gate
+threshold means what the training run showed. A model that gives no probabilities is scored
+on its labels; the metrics it lacks are named with the reason (:func:`score`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import time
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlcycle import contract, fluent, trust
 from mlcycle.errors import DataError
+from mlcycle.model_metrics import METRICS, Predictions, compute_metrics, why_missing
+from mlcycle.proba import class_probabilities
 from mlcycle.register.facts import ModelFacts
 from mlcycle.tags import MLCYCLE_GATE_ROLE, MLCYCLE_GATE_VERSION
 
@@ -83,33 +91,51 @@ def eval_frame(
 
 def score(
     client: Any, facts: ModelFacts, data: pd.DataFrame, role: str, allow_pickle: bool = False
-) -> dict[str, float]:
-    """Evaluate one model in a nested run; returns its metrics plus latency per row.
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Score one model in a nested run: its metrics plus latency per row, and why each
+    metric of its task that could not be computed is missing (``{"roc_auc": "..."}``).
 
     Raises:
         UntrustedModel: the trust policy refused the model (nothing of it was loaded).
     """
-    # The copy lives as long as the evaluation (a pyfunc may read its files lazily).
+    # The copy lives as long as the scoring (a pyfunc may read its files lazily).
     with tempfile.TemporaryDirectory(prefix="mlcycle-gate-") as dst:
         model = trust.load_pyfunc(
             facts.download_uri, f"{role} v{facts.version}", allow_pickle=allow_pickle, dst=dst
         )
-        return _evaluate(client, model, facts, data, role)
+        return _score_loaded(client, model, facts, data, role)
 
 
-def _evaluator_config(facts: ModelFacts, data: pd.DataFrame) -> dict[str, Any]:
-    config: dict[str, Any] = {"log_model_explainability": False}
-    if facts.pos_label is not None and facts.task == "classification":
-        # The tag is text; MLflow compares the label with the target's own values.
-        for value in pd.unique(data[facts.target]):
-            if str(value) == facts.pos_label:
-                config["pos_label"] = value
-    return config
+def _as_labels(out: Any) -> np.ndarray:
+    """A pyfunc's ``predict`` output as one value per row (a one-column frame too)."""
+    if isinstance(out, pd.DataFrame):
+        out = out.iloc[:, 0]
+    return np.asarray(out).ravel()
 
 
-def _evaluate(
+def _predictions(
+    model: Any, facts: ModelFacts, features: pd.DataFrame, y_true: pd.Series, labels: Any
+) -> Predictions:
+    """``labels`` (the model's ``predict`` of ``features``) with, for a classifier, the class
+    probabilities when the model gives them (see :mod:`mlcycle.proba`)."""
+    y = np.asarray(y_true)
+    pred = _as_labels(labels)
+    if facts.task != "classification":
+        return Predictions(y, pred.astype(np.float64), None, None)
+    found = class_probabilities(model, features)
+    if found is None:
+        return Predictions(y, pred, None, None)
+    proba, classes = found
+    # A PythonModel's frame names its columns as text; compare with the target's own values.
+    by_text = {str(v): v for v in pd.unique(y_true)}
+    if not np.isin(classes, y).any() and all(str(c) in by_text for c in classes):
+        classes = np.asarray([by_text[str(c)] for c in classes])
+    return Predictions(y, pred, proba, classes)
+
+
+def _score_loaded(
     client: Any, model: Any, facts: ModelFacts, data: pd.DataFrame, role: str
-) -> dict[str, float]:
+) -> tuple[dict[str, float], dict[str, str]]:
     import mlflow
 
     # Each model sees only its own inputs (the frame holds the union of both models').
@@ -119,25 +145,17 @@ def _evaluate(
     features = data[names]
     model.predict(features.head(5))  # warm-up: first calls pay for lazy imports
     start = time.perf_counter()
-    model.predict(features)
+    labels = model.predict(features)
     latency = (time.perf_counter() - start) * 1000 / max(len(features), 1)
-    # Nested in the gate's audit run, in its experiment (see mlcycle.fluent).
-    with fluent.start_run(client, run_name=f"{role} v{facts.version}", nested=True):
-        mlflow.set_tags({MLCYCLE_GATE_ROLE: role, MLCYCLE_GATE_VERSION: facts.version})
-        result = mlflow.models.evaluate(
-            model,
-            data,
-            targets=facts.target,
-            feature_names=names,
-            model_type="classifier" if facts.task == "classification" else "regressor",
-            evaluators=["default"],
-            evaluator_config={"default": _evaluator_config(facts, data)},
-        )
-        mlflow.log_metric(LATENCY, latency)
-    metrics = {
-        k: float(v)
-        for k, v in result.metrics.items()
-        if isinstance(v, int | float) or hasattr(v, "__float__")
+    p = _predictions(model, facts, features, data[facts.target], labels)
+    metrics = compute_metrics(facts.task, p, pos_label=facts.pos_label)
+    missing = {
+        m: why_missing(facts.task, p, m) for m in METRICS.get(facts.task, ()) if m not in metrics
     }
     metrics[LATENCY] = latency
-    return metrics
+    # Nested in the gate's audit run, in its experiment (see mlcycle.fluent); the MLflow UI
+    # shows each model's numbers there.
+    with fluent.start_run(client, run_name=f"{role} v{facts.version}", nested=True):
+        mlflow.set_tags({MLCYCLE_GATE_ROLE: role, MLCYCLE_GATE_VERSION: facts.version})
+        mlflow.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
+    return metrics, missing

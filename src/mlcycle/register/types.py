@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mlcycle.errors import ConfigError, GateRejected
+from mlcycle.model_metrics import canonical_metric
 from mlcycle.tags import MLCYCLE_CANARY_SHARE
 from mlcycle.uris import CHALLENGER, CHAMPION
 
@@ -19,47 +20,18 @@ CANARY_SHARE_TAG = MLCYCLE_CANARY_SHARE
 
 GateMode = Literal["enabled", "dry_run", "disabled"]
 
-#: mlcycle's metric names → the names ``mlflow.models.evaluate`` reports.
-EVALUATE_NAMES = {
-    "accuracy": "accuracy_score",
-    "f1": "f1_score",
-    "precision": "precision_score",
-    "recall": "recall_score",
-    "rmse": "root_mean_squared_error",
-    "mae": "mean_absolute_error",
-    "mse": "mean_squared_error",
-    "r2": "r2_score",
-}
-
-#: Default gate metric per task, and whether higher is better for known metrics.
+#: Default gate metric per task (names and directions: :mod:`mlcycle.model_metrics`).
 DEFAULT_METRIC = {"classification": "roc_auc", "regression": "rmse"}
-HIGHER_IS_BETTER = {
-    "roc_auc": True,
-    "accuracy": True,
-    "f1": True,
-    "f1_score": True,
-    "precision": True,
-    "precision_score": True,
-    "recall": True,
-    "recall_score": True,
-    "r2": True,
-    "r2_score": True,
-    "log_loss": False,
-    "rmse": False,
-    "root_mean_squared_error": False,
-    "mae": False,
-    "mean_absolute_error": False,
-    "mse": False,
-    "mean_squared_error": False,
-}
 
 
 @dataclass(frozen=True)
 class GatePolicy:
     """Declared thresholds of the champion/challenger gate.
 
-    ``metric`` defaults to ``roc_auc`` for classifiers and ``rmse`` for regressors; whether
-    higher is better is known for the usual metrics. With no champion the absolute
+    ``metric`` defaults to ``roc_auc`` for classifiers and ``rmse`` for regressors; it is any
+    metric of :mod:`mlcycle.model_metrics`, whose direction is known. The names
+    ``mlflow.models.evaluate`` reports (``root_mean_squared_error``) are kept as aliases and
+    stored as mlcycle's (``rmse``). With no champion the absolute
     thresholds alone decide. ``allow_pickle`` lets the gate load models whose files can run
     code (:mod:`mlcycle.trust`); off, such a challenger or champion is refused.
 
@@ -75,6 +47,8 @@ class GatePolicy:
     allow_pickle: bool = False
 
     def __post_init__(self) -> None:
+        if self.metric is not None:
+            object.__setattr__(self, "metric", canonical_metric(self.metric))
         if self.mode not in ("enabled", "dry_run", "disabled"):
             raise ConfigError(f"gate mode must be enabled, dry_run or disabled, not '{self.mode}'")
         if self.max_latency_ms_per_row is not None and self.max_latency_ms_per_row <= 0:
@@ -172,7 +146,7 @@ class AuditEntry:
         """The challenger's headline gate metric in mlcycle's name (``roc_auc``, ``rmse``)."""
         for task in ("classification", "regression"):
             metric = DEFAULT_METRIC[task]
-            value = self.metrics.get(f"challenger_{EVALUATE_NAMES.get(metric, metric)}")
+            value = self.metrics.get(f"challenger_{metric}")
             if value is not None:
                 return metric, value
         return None

@@ -25,6 +25,7 @@ import numpy as np
 from mlcycle import trust
 from mlcycle.errors import ModelNotFound, ServingError, UntrustedModel
 from mlcycle.extras import available
+from mlcycle.proba import class_probabilities
 from mlcycle.schema_types import SUPPORTED_KINDS
 from mlcycle.serve.protocol import Column, InputSchema
 from mlcycle.uris import (
@@ -232,18 +233,23 @@ class Predictor:
         """Class probabilities, one row per record, columns in :attr:`proba_classes` order.
 
         The ONNX fast path returns the probabilities its labels come from; sklearn calls
-        ``predict_proba``; any other pyfunc gets ``params={"predict_method": "predict_proba"}``
-        (MLflow's convention for PythonModels) and must answer with one column per class.
+        ``predict_proba``; any other pyfunc is asked as :func:`mlcycle.proba.class_probabilities`
+        asks (``params={"predict_method": "predict_proba"}`` for a PythonModel, which must
+        answer with one column per class).
+
+        Raises:
+            ServingError: a pyfunc that gives no class probabilities.
         """
         if self.session is not None:
             outs = self.session.run(None, self.feeds(columns))
             return np.asarray(outs[self._proba_index], dtype=np.float64)
         if self.sk_model is not None:
             return np.asarray(self.sk_model.predict_proba(self.frame(columns)), dtype=np.float64)
-        out = self.pyfunc.predict(self.frame(columns), params={"predict_method": "predict_proba"})
-        if getattr(out, "columns", None) is not None:
-            self.classes = np.asarray(out.columns)
-        return np.asarray(out, dtype=np.float64)
+        found = class_probabilities(self.pyfunc, self.frame(columns))
+        if found is None:
+            raise ServingError(f"{self.ref.uri} gives no class probabilities (predict_proba)")
+        values, self.classes = found
+        return values
 
     @property
     def proba_classes(self) -> list[Any]:

@@ -1,13 +1,13 @@
-"""Predictions and metrics per split, and permutation importance.
+"""Predictions of each split, and permutation importance.
 
-API: :func:`predict_all`, :func:`compute_metrics`, :func:`primary_metric`,
-:func:`permutation_importances`.
+API: :func:`predict_all`, :func:`permutation_importances`. What those predictions score is
+:mod:`mlcycle.model_metrics` (the gate scores with the same code); ``Predictions`` is
+re-exported from there for the plots.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -16,18 +16,11 @@ from sklearn.base import is_classifier
 from sklearn.pipeline import Pipeline
 
 from mlcycle.data import Task
+from mlcycle.model_metrics import Predictions
+
+__all__ = ["Predictions", "permutation_importances", "predict_all"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """Predictions of one split: labels/values and, for classifiers, class probabilities."""
-
-    y_true: np.ndarray
-    y_pred: np.ndarray
-    proba: np.ndarray | None
-    classes: np.ndarray | None
 
 
 def predict_all(pipe: Pipeline, X: pd.DataFrame, y: pd.Series, task: Task) -> Predictions:
@@ -39,39 +32,6 @@ def predict_all(pipe: Pipeline, X: pd.DataFrame, y: pd.Series, task: Task) -> Pr
         classes = np.asarray(pipe.classes_)
         return Predictions(np.asarray(y), classes[np.argmax(proba, axis=1)], proba, classes)
     return Predictions(np.asarray(y), np.asarray(pipe.predict(X)), None, None)
-
-
-def compute_metrics(task: Task, p: Predictions, prefix: str) -> dict[str, float]:
-    """Classification: accuracy, F1, ROC AUC, log loss; regression: RMSE, MAE, R²."""
-    out: dict[str, float] = {}
-    if task == "classification":
-        binary = p.classes is not None and len(p.classes) == 2
-        out["accuracy"] = skm.accuracy_score(p.y_true, p.y_pred)
-        if binary:
-            assert p.classes is not None
-            out["f1"] = skm.f1_score(p.y_true, p.y_pred, pos_label=p.classes[1])
-        else:
-            out["f1"] = skm.f1_score(p.y_true, p.y_pred, average="macro")
-        if p.proba is not None and p.classes is not None:
-            present = np.unique(p.y_true)
-            if len(present) == len(p.classes):
-                if binary:
-                    out["roc_auc"] = skm.roc_auc_score(p.y_true == p.classes[1], p.proba[:, 1])
-                else:
-                    out["roc_auc"] = skm.roc_auc_score(
-                        p.y_true, p.proba, multi_class="ovr", labels=p.classes
-                    )
-            out["log_loss"] = skm.log_loss(p.y_true, p.proba, labels=p.classes)
-    else:
-        out["rmse"] = float(np.sqrt(skm.mean_squared_error(p.y_true, p.y_pred)))
-        out["mae"] = skm.mean_absolute_error(p.y_true, p.y_pred)
-        out["r2"] = skm.r2_score(p.y_true, p.y_pred)
-    return {f"{prefix}{k}": float(v) for k, v in out.items()}
-
-
-def primary_metric(task: Task) -> tuple[str, bool]:
-    """The metric (without split prefix) that ranks trials, and whether higher is better."""
-    return ("roc_auc", True) if task == "classification" else ("rmse", False)
 
 
 def permutation_importances(

@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from mlcycle.data import DatasetSpec
 from mlcycle.extras import MODULES, available
-from mlcycle.train.evaluate import Predictions
+from mlcycle.model_metrics import Predictions
 
 logger = logging.getLogger(__name__)
 

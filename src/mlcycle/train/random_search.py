@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from mlcycle import model_metrics
 from mlcycle.data import DatasetSpec
 from mlcycle.errors import TrainingError
-from mlcycle.train import evaluate, pipelines, trial
+from mlcycle.train import pipelines, trial
 from mlcycle.train.types import TrainConfig, TrialCallback
 
 
@@ -38,7 +39,7 @@ def random_search(
     """
     import mlflow
 
-    metric, higher = evaluate.primary_metric(spec.task)
+    metric, higher = model_metrics.primary_metric(spec.task)
     rng = np.random.default_rng(cfg.seed)
     best: tuple[float, Pipeline, dict[str, Any], str] | None = None
     child_ids: list[str] = []

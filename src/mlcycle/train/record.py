@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from mlcycle import contract
+from mlcycle import contract, model_metrics
 from mlcycle import data as data_mod
 from mlcycle.data import DatasetSpec
 from mlcycle.mlflow_compat import preset_dataset_schema
@@ -124,7 +124,7 @@ def _log_plots(
     run_id: str,
     pipe: Pipeline,
     spec: DatasetSpec,
-    test: Future[evaluate.Predictions],
+    test: Future[model_metrics.Predictions],
     val: tuple[pd.DataFrame, pd.Series],
     seed: int,
     workdir: Path,
@@ -141,18 +141,18 @@ def _score(
     run_id: str,
     pipe: Pipeline,
     spec: DatasetSpec,
-    test: Future[evaluate.Predictions],
+    test: Future[model_metrics.Predictions],
     frames: Frames,
     seed: int,
     workdir: Path,
 ) -> dict[str, float]:
     """Metrics of every split (the test split scored by ``test``), then the reference sample."""
-    metrics = evaluate.compute_metrics(spec.task, test.result(), "test_")
+    metrics = model_metrics.compute_metrics(spec.task, test.result(), "test_")
     train_preds = None
     for name in ("val", "train"):
         X, y = frames[name]
         train_preds = evaluate.predict_all(pipe, X, y, spec.task)
-        metrics.update(evaluate.compute_metrics(spec.task, train_preds, f"{name}_"))
+        metrics.update(model_metrics.compute_metrics(spec.task, train_preds, f"{name}_"))
     assert train_preds is not None
     X_train, y_train = frames["train"]
     contract.write_sample(client, run_id, X_train, y_train, train_preds.y_pred, spec, seed, workdir)

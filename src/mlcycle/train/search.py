@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlcycle import model_metrics
 from mlcycle.data import DatasetSpec
 from mlcycle.errors import ConfigError, TrainingError
 from mlcycle.tags import (
@@ -46,7 +47,7 @@ from mlcycle.tags import (
     MLCYCLE_STUDY,
     MLCYCLE_WORKER,
 )
-from mlcycle.train import evaluate, pipelines
+from mlcycle.train import pipelines
 from mlcycle.train import trial as trial_mod
 from mlcycle.train.optuna_support import (
     PG_SCHEMA,
@@ -229,7 +230,7 @@ def optuna_search(
             "worker processes share the study through a storage: give --search-storage "
             "(postgresql+psycopg2://…)"
         )
-    metric, higher = evaluate.primary_metric(spec.task)
+    metric, higher = model_metrics.primary_metric(spec.task)
     name = cfg.study_name or f"mlcycle-{parent_run_id}"
     storage = open_storage(optuna, cfg.search_storage) if cfg.search_storage else None
     sampler = optuna.samplers.TPESampler(seed=cfg.seed)

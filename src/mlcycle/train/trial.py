@@ -15,7 +15,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from mlcycle import data as data_mod
-from mlcycle import fluent
+from mlcycle import fluent, model_metrics
 from mlcycle.data import DatasetSpec, Splits
 from mlcycle.errors import TrainingError
 from mlcycle.tags import MLCYCLE_KIND, MLCYCLE_TASK, MLCYCLE_TRIAL
@@ -95,7 +95,7 @@ def run_trial(
         )
         mlflow.log_params({"model": model_key, **{f"model__{k}": v for k, v in params.items()}})
         pipe = fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
-        m = evaluate.compute_metrics(
+        m = model_metrics.compute_metrics(
             spec.task, evaluate.predict_all(pipe, X_val, y_val, spec.task), "val_"
         )
         mlflow.log_metrics(m)

@@ -26,11 +26,30 @@ def test_a_tie_with_the_champion_passes_the_default_policy() -> None:
 
 
 def test_lower_is_better_metrics_are_compared_the_right_way_round() -> None:
-    ok = {"root_mean_squared_error": 1.0}
-    worse = {"root_mean_squared_error": 2.0}
+    ok = {"rmse": 1.0}
+    worse = {"rmse": 2.0}
     assert _judge(GatePolicy(min_score=1.5), "rmse", ok, worse) == []
     reasons = _judge(GatePolicy(min_score=1.5), "rmse", worse, ok)
     assert len(reasons) == 2  # above the maximum and worse than the champion
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("root_mean_squared_error", "rmse"),
+    ("mean_absolute_error", "mae"),
+    ("mean_squared_error", "mse"),
+    ("r2_score", "r2"),
+    ("accuracy_score", "accuracy"),
+    ("f1_score", "f1"),
+    ("precision_score", "precision"),
+    ("recall_score", "recall"),
+])  # fmt: skip
+def test_mlflow_evaluate_metric_names_are_aliases_of_mlcycles(old: str, new: str) -> None:
+    assert GatePolicy(metric=old).metric == new
+    better, worse = ({new: 0.5}, {new: 0.9}) if new in ("rmse", "mae", "mse") else (
+        {new: 0.9}, {new: 0.5},
+    )  # fmt: skip
+    assert _judge(GatePolicy(), old, better, worse) == []
+    assert "min_improvement" in _judge(GatePolicy(), old, worse, better)[0]
 
 
 def test_a_slow_challenger_fails_the_latency_threshold() -> None:
@@ -40,7 +59,15 @@ def test_a_slow_challenger_fails_the_latency_threshold() -> None:
 
 
 def test_a_missing_metric_fails_the_gate() -> None:
-    assert _judge(GatePolicy(metric="nonexistent"), "nonexistent", {"roc_auc": 0.9}, {}) != []
+    assert _judge(GatePolicy(metric="nonexistent"), "nonexistent", {"roc_auc": 0.9}, {}) == [
+        "challenger has no nonexistent: not a metric mlcycle computes (accuracy, f1, precision, "
+        "recall, roc_auc, log_loss, rmse, mae, mse, r2)"
+    ]
+    reasons = _judge(GatePolicy(), "rmse", {"roc_auc": 0.9}, {}, task="classification")
+    assert reasons == [
+        "challenger has no rmse: not a metric of classification "
+        "(accuracy, f1, precision, recall, roc_auc, log_loss)"
+    ]
 
 
 def test_an_unknown_gate_mode_is_refused() -> None:
@@ -74,5 +101,5 @@ def test_an_audit_entry_shows_the_gate_metric_in_mlcycle_names() -> None:
     assert entry({"challenger_roc_auc": 0.91, "champion_roc_auc": 0.9}).score() == (
         "roc_auc", 0.91,
     )  # fmt: skip
-    assert entry({"challenger_root_mean_squared_error": 2.5}).score() == ("rmse", 2.5)
+    assert entry({"challenger_rmse": 2.5}).score() == ("rmse", 2.5)
     assert entry({"canary_share": 0.5}).score() is None
