@@ -224,8 +224,9 @@ def _subplots_once(make_subplots: Any) -> Any:
             fig.update_layout(copy.deepcopy(layout))
         finally:
             fig._layout_obj._validate = True
-        fig.__dict__["_grid_ref"] = copy.deepcopy(grid_ref)
-        fig.__dict__["_grid_str"] = grid_str
+        # Plain attributes (plotly's own __setattr__ would validate them as figure properties).
+        object.__setattr__(fig, "_grid_ref", copy.deepcopy(grid_ref))
+        object.__setattr__(fig, "_grid_str", grid_str)
         return fig
 
     return subplots
