@@ -1,7 +1,8 @@
 """How a fitted pipeline is saved and loaded: skops with reviewed types, or cloudpickle.
 
-API: :data:`REVIEWED_TRUSTED_TYPES`, :func:`trusted_types`, :func:`model_format`,
-:func:`model_requirements`, :func:`load_reviewed_skops`, :data:`SKOPS`, :data:`CLOUDPICKLE`.
+API: :data:`REVIEWED_TRUSTED_TYPES`, :func:`type_proxy`, :func:`trusted_types`,
+:func:`model_format`, :func:`model_requirements`, :func:`load_reviewed_skops`, :data:`SKOPS`,
+:data:`CLOUDPICKLE`.
 
 Re-exported by :mod:`mlcycle.train.pipelines`, where these names were first published.
 """
@@ -50,11 +51,12 @@ REVIEWED_TRUSTED_TYPES = frozenset(
 _ENSEMBLE_MEMBERS = ("estimators_", "_predictors")
 
 
-def _type_proxy(pipeline: Pipeline) -> Pipeline:
+def type_proxy(pipeline: Pipeline) -> Pipeline:
     """A pipeline with the same types as ``pipeline`` but one member per ensemble.
 
     Serialising a 100-tree forest grown on 100k+ rows just to list its types costs seconds;
-    every tree of an ensemble has the same types, so one tree lists them all.
+    every tree of an ensemble has the same types, so one tree lists them all (and loading
+    it back proves they all load). Returns ``pipeline`` itself when it has no ensemble.
     """
     import copy
 
@@ -76,7 +78,7 @@ def trusted_types(pipeline: Pipeline) -> list[str]:
     """
     import skops.io as sio
 
-    needed = sorted(sio.get_untrusted_types(data=sio.dumps(_type_proxy(pipeline))))
+    needed = sorted(sio.get_untrusted_types(data=sio.dumps(type_proxy(pipeline))))
     unreviewed = [t for t in needed if t not in REVIEWED_TRUSTED_TYPES]
     if unreviewed:
         raise TrainingError(

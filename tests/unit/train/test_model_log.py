@@ -8,6 +8,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import skops.io as sio
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 from mlflow.models import infer_signature
@@ -89,6 +90,23 @@ def test_a_model_logged_to_a_local_store_loads_by_model_id_and_by_run(
     _check_the_logged_model(client, run_id, info, X)
     # Saved in place in the artifact store: nothing left in the private work directory.
     assert not (tmp_path / "model-upload").exists()
+
+
+def test_a_forest_is_saved_whole_though_only_a_one_tree_copy_is_loaded_back(
+    fitted: tuple[Pipeline, pd.DataFrame], tmp_path: Path
+) -> None:
+    pipe, X = fitted
+    _, _, info = _log(pipe, X, tmp_path)
+    local = Path(mlflow.artifacts.download_artifacts(info.model_uri))
+    checked, mlmodel = trust.fetch_model(str(local), info.model_uri)
+    sk = trust.load_sklearn(checked, mlmodel)
+    assert len(sk.steps[-1][1].estimators_) == 10
+    assert np.array_equal(sk.predict(X), pipe.predict(X))
+    # The MLmodel's size counts the whole forest's file, not the one-tree copy's.
+    skops_bytes = (local / "model.skops").stat().st_size
+    assert mlflow.models.Model.load(str(local)).model_size_bytes >= skops_bytes
+    one_tree = len(sio.dumps(pipe.steps[-1][1].estimators_[0]))
+    assert skops_bytes > 5 * one_tree
 
 
 def test_a_model_logged_to_s3_is_uploaded_and_loads(
