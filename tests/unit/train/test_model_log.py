@@ -131,3 +131,25 @@ def test_an_input_example_that_cannot_serve_fails_the_model_not_the_check(
         experiment_ids=[mlflow.get_experiment_by_name("Default").experiment_id]
     )
     assert logged.status == LoggedModelStatus.FAILED
+
+
+def test_only_ensembles_of_one_estimator_class_are_cut_to_one_member() -> None:
+    from sklearn.ensemble import GradientBoostingClassifier, VotingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    from mlcycle.train.persist import type_proxy
+
+    frame = load_breast_cancer(as_frame=True).frame
+    X, y = frame.drop(columns="target"), frame["target"]
+
+    def fit(model) -> Pipeline:
+        return Pipeline([("scale", StandardScaler()), ("model", model)]).fit(X, y)
+
+    boosted = fit(GradientBoostingClassifier(n_estimators=3))  # a 2-D array of trees
+    assert type_proxy(boosted).steps[-1][1].estimators_.shape == (1, 1)
+    mixed = fit(
+        VotingClassifier([("a", LogisticRegression(max_iter=50)), ("b", DecisionTreeClassifier())])
+    )
+    # One member's types would not show the other's: the whole model is saved and loaded.
+    assert type_proxy(mixed) is mixed
