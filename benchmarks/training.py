@@ -9,7 +9,8 @@ profile) against a fresh SQLite store. A third side runs the bare fit-and-score 
 `mlflow.sklearn.autolog()` (its defaults, in a run, against its own fresh SQLite store): what
 users would otherwise switch on. Prints the seconds of each, the ratios to the bare side, and
 whether the tracked run meets the target, and the CPU seconds each side used (less noisy when
-other work shares the machine). Each side's time is the best of `--repeat` runs.
+other work shares the machine), with the machine's load average before and after. Each
+side's time is the best of `--repeat` runs.
 
     python benchmarks/training.py [--rows 200000] [--models linear,random_forest] [--repeat 2]
                                   [--no-autolog]
@@ -112,6 +113,7 @@ def main() -> None:
 
     from mlcycle.data import make_scenario
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         csv = str(work / "scenario.csv")
@@ -141,6 +143,7 @@ def main() -> None:
 
         print(
             f"rows={args.rows} repeat={args.repeat} (best of each); target ratio <= {TARGET_RATIO}"
+            f"; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
         )
         print(
             "wall seconds decide the verdict; CPU seconds (this process, all threads) are\n"

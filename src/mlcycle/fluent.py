@@ -25,6 +25,7 @@ def start_run(
     run_name: str | None = None,
     parent_run_id: str | None = None,
     nested: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> Iterator[Any]:
     """Start (or resume ``run_id``) a fluent run in ``client``'s tracking store.
 
@@ -38,6 +39,7 @@ def start_run(
         run_name: the new run's name.
         parent_run_id: nest under this run (of any process) instead of the active one.
         nested: nest under the active run.
+        tags: set on the run as it is created (or resumed), in the same store write.
 
     Yields:
         MLflow's ``ActiveRun``.
@@ -57,6 +59,8 @@ def start_run(
             kwargs["run_name"] = run_name
         if parent_run_id is not None:
             kwargs["parent_run_id"] = parent_run_id
+        if tags:
+            kwargs["tags"] = tags
         with mlflow.start_run(nested=nested, **kwargs) as run:
             yield run
     finally:

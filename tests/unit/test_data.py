@@ -192,3 +192,23 @@ def test_write_table_writes_parquet_or_csv_by_suffix_and_makes_the_directory(
     assert pq.read_bytes()[:4] == b"PAR1"
     assert csv.read_text().startswith(",".join(df.columns))
     assert len(load_table(pq)) == len(load_table(csv)) == 50
+
+
+def _pandas_default_digest(df: pd.DataFrame) -> str:
+    """The digest as first published: pandas' row hashes with its default settings."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(",".join(f"{c}:{t}" for c, t in df.dtypes.astype(str).items()).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_the_digest_is_the_published_one_with_and_without_missing_text() -> None:
+    df = make_scenario(500, seed=3)
+    with_missing = df.copy()
+    with_missing.loc[3, "contract"] = None
+    as_objects = df.astype({"contract": object, "region": "category", "event_time": str})
+    for frame in (df, with_missing, as_objects):
+        assert digest(frame) == _pandas_default_digest(frame)
+    assert digest(with_missing) != digest(df)

@@ -43,3 +43,13 @@ def test_no_module_but_fluent_touches_the_active_run_stack() -> None:
         if FLUENT_STATE.search(line)
     ]
     assert not offenders, "use mlcycle.fluent.start_run:\n" + "\n".join(offenders)
+
+
+def test_tags_are_on_a_new_run_and_on_a_resumed_one(tmp_path: Path) -> None:
+    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    exp = client.create_experiment("tags", artifact_location=(tmp_path / "a").as_uri())
+    with fluent.start_run(client, experiment_id=exp, tags={"k": "new"}) as run:
+        assert client.get_run(run.info.run_id).data.tags["k"] == "new"
+    with fluent.start_run(client, run_id=run.info.run_id, tags={"k": "resumed"}):
+        pass
+    assert client.get_run(run.info.run_id).data.tags["k"] == "resumed"

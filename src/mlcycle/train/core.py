@@ -171,6 +171,7 @@ def train(
             client,
             experiment_id=experiment_id,
             run_name=cfg.run_name or default_run_name(cfg, model_key),
+            tags=_tags(spec, model_key, "search" if cfg.trials else "train"),
         ) as run,
         tempfile.TemporaryDirectory() as tmp,
         # Last in, first out: side work finishes before the files and the run are closed.
@@ -180,8 +181,6 @@ def train(
         # Under `mlflow run` the project's run (MLFLOW_RUN_ID) is resumed in its experiment.
         experiment_id = run.info.experiment_id
         run_id = run.info.run_id
-        kind = "search" if cfg.trials else "train"
-        record.log_batch(client, run_id, tags=_tags(spec, model_key, kind))
         base = {
             "model": model_key,
             "task": spec.task,
@@ -201,6 +200,7 @@ def train(
         data_side = pool.submit(
             record.log_data_side, client, run_id, cfg, spec, df, frames, workdir
         )
+        pool.submit(record.import_after_fit_modules, cfg.onnx)
         if cfg.trials:
             if cfg.search_engine == "optuna":
                 from mlcycle.train import search
@@ -246,7 +246,16 @@ def train(
             "log_seconds": t_end - t_fit,
             "total_seconds": t_end - t_start,
         }
-        record.log_batch(client, run_id, metrics={**fitted.run_metrics, **seconds}, tags=tags)
+        # One last store write: the split metrics (on the run and its logged model too), the
+        # run's own metrics and the tags known only now.
+        record.log_batch(
+            client,
+            run_id,
+            metrics=fitted.metrics,
+            model_id=fitted.model_id,
+            run_metrics={**fitted.run_metrics, **seconds},
+            tags={**fitted.tags, **tags},
+        )
     return TrainResult(
         run_id=run_id,
         experiment_id=experiment_id,

@@ -11,7 +11,10 @@ of that call and does each step once:
 
 - the same ``mlflow.sklearn.save_model`` writes the directory (MLmodel with signature and
   input example, skops data, explicit pip requirements, the extra files), including its
-  load of the skops file with the trusted types: the model is proven loadable once;
+  load of the skops file with the trusted types. For an ensemble (a forest, boosted trees)
+  it saves and loads a copy with one member (:func:`~mlcycle.train.persist.type_proxy`):
+  every member has the same types, so that load proves the whole model's types load,
+  without reading a 0.5 GB forest back; the full pipeline is then dumped over that file;
 - the serving input MLflow derives from the input example is parsed by MLflow's scoring
   server parser and predicted through a ``PyFuncModel`` (schema enforcement included) on
   the pipeline already in memory, instead of loading the file a second time;
@@ -35,6 +38,7 @@ from sklearn.pipeline import Pipeline
 
 from mlcycle.errors import TrainingError
 from mlcycle.mlflow_compat import parse_serving_input, sklearn_pyfunc
+from mlcycle.train.persist import SKOPS, type_proxy
 from mlcycle.uris import logged_model_uri
 
 logger = logging.getLogger(__name__)
@@ -82,6 +86,22 @@ def _check_serving_input(path: Path, mlflow_model: Any, pipe: Pipeline) -> None:
         raise TrainingError(f"the model's input example does not serve: {exc}") from exc
 
 
+def _dump_over_proxy(pipe: Pipeline, path: Path, mlflow_model: Any) -> None:
+    """Replace the proxy's skops file under ``path`` with ``pipe``'s; fix the MLmodel's size.
+
+    ``model_size_bytes`` keeps MLflow's meaning (the files before the environment files were
+    written): the proxy's data file is swapped for the full one in the sum.
+    """
+    import skops.io as sio
+
+    data = path / mlflow_model.flavors["sklearn"]["pickled_model"]
+    proxy_bytes = data.stat().st_size
+    sio.dump(pipe, data)
+    if mlflow_model.model_size_bytes is not None:
+        mlflow_model.model_size_bytes += data.stat().st_size - proxy_bytes
+    mlflow_model.save(str(path / "MLmodel"))
+
+
 def log_sklearn_model(
     client: Any,
     run_id: str,
@@ -93,7 +113,7 @@ def log_sklearn_model(
     pip_requirements: list[str],
     trusted_types: list[str],
     metadata: dict[str, Any],
-    serialization_format: str = "skops",
+    serialization_format: str = SKOPS,
     extra_files: list[str] | None,
     workdir: Path,
 ) -> LoggedSklearnModel:
@@ -138,8 +158,10 @@ def log_sklearn_model(
         )
         local = _local_dir(logged.artifact_location)
         target = local if local is not None else workdir / "model-upload"
+        # skops: MLflow loads what it saved; a one-member proxy proves the same types load.
+        saved = type_proxy(pipe) if serialization_format == SKOPS else pipe
         mlflow.sklearn.save_model(
-            pipe,
+            saved,
             str(target),
             mlflow_model=mlflow_model,
             signature=signature,
@@ -150,6 +172,8 @@ def log_sklearn_model(
             metadata=metadata,
             extra_files=extra_files,
         )
+        if saved is not pipe:
+            _dump_over_proxy(pipe, target, mlflow_model)
         _check_serving_input(target, mlflow_model, pipe)
         if local is None:
             client.log_model_artifacts(logged.model_id, str(target))

@@ -1,7 +1,8 @@
 """How a fitted pipeline is saved and loaded: skops with reviewed types, or cloudpickle.
 
-API: :data:`REVIEWED_TRUSTED_TYPES`, :func:`trusted_types`, :func:`model_format`,
-:func:`model_requirements`, :func:`load_reviewed_skops`, :data:`SKOPS`, :data:`CLOUDPICKLE`.
+API: :data:`REVIEWED_TRUSTED_TYPES`, :func:`type_proxy`, :func:`trusted_types`,
+:func:`model_format`, :func:`model_requirements`, :func:`load_reviewed_skops`, :data:`SKOPS`,
+:data:`CLOUDPICKLE`.
 
 Re-exported by :mod:`mlcycle.train.pipelines`, where these names were first published.
 """
@@ -10,7 +11,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+from collections.abc import Iterator
+from typing import Any
 
+import numpy as np
 from sklearn.pipeline import Pipeline
 
 from mlcycle.errors import TrainingError
@@ -50,16 +54,35 @@ REVIEWED_TRUSTED_TYPES = frozenset(
 _ENSEMBLE_MEMBERS = ("estimators_", "_predictors")
 
 
-def _type_proxy(pipeline: Pipeline) -> Pipeline:
+def _one_class_of_many(members: Any) -> bool:
+    """Whether ``members`` (``None``, a list or an object array) holds 2+ of one class."""
+    if members is None or len(members) < 2:
+        return False
+    return len({type(m) for m in _leaves(members)}) == 1
+
+
+def _leaves(members: Any) -> Iterator[Any]:
+    """The members of a (nested) list or object array of ensemble members."""
+    for m in members:
+        if isinstance(m, list | tuple | np.ndarray):
+            yield from _leaves(m)
+        else:
+            yield m
+
+
+def type_proxy(pipeline: Pipeline) -> Pipeline:
     """A pipeline with the same types as ``pipeline`` but one member per ensemble.
 
     Serialising a 100-tree forest grown on 100k+ rows just to list its types costs seconds;
-    every tree of an ensemble has the same types, so one tree lists them all.
+    every tree of an ensemble has the same types, so one tree lists them all (and loading
+    it back proves they all load). Only ensembles whose members are all of one class are cut
+    (a voting ensemble of different estimators is not). Returns ``pipeline`` itself when
+    nothing is cut.
     """
     import copy
 
     model = pipeline.steps[-1][1]
-    members = [a for a in _ENSEMBLE_MEMBERS if len(getattr(model, a, None) or []) > 1]
+    members = [a for a in _ENSEMBLE_MEMBERS if _one_class_of_many(getattr(model, a, None))]
     if not members:
         return pipeline
     small = copy.copy(model)
@@ -76,7 +99,7 @@ def trusted_types(pipeline: Pipeline) -> list[str]:
     """
     import skops.io as sio
 
-    needed = sorted(sio.get_untrusted_types(data=sio.dumps(_type_proxy(pipeline))))
+    needed = sorted(sio.get_untrusted_types(data=sio.dumps(type_proxy(pipeline))))
     unreviewed = [t for t in needed if t not in REVIEWED_TRUSTED_TYPES]
     if unreviewed:
         raise TrainingError(

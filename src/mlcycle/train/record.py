@@ -1,8 +1,10 @@
 """What a training run records about its data and its fitted model.
 
 API: :func:`log_data_side` (dataset lineage, content digest, reference profile, evaluation
-split: needs no model, runs beside the fit), :func:`log_fitted` (ONNX copy, model, metrics
-of every split, plots and reference sample of a fitted pipeline), :class:`Fitted`.
+split: needs no model, runs beside the fit), :func:`import_after_fit_modules` (beside the
+fit too), :func:`log_fitted` (ONNX copy, model, metrics
+of every split, plots and reference sample of a fitted pipeline), :class:`Fitted`,
+:func:`log_batch`.
 
 Everything here writes through the client with an explicit run id (MLflow's active run is
 per thread, and most of this runs in worker threads). Parameters, tags and metrics go in one
@@ -12,7 +14,9 @@ transaction in the tracking store.
 
 from __future__ import annotations
 
+import importlib
 import json
+import logging
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,18 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from mlcycle import contract, model_metrics
 from mlcycle import data as data_mod
 from mlcycle.data import DatasetSpec
+from mlcycle.extras import MODULES, available
 from mlcycle.mlflow_compat import preset_dataset_schema
 from mlcycle.tags import MLCYCLE_MODEL_URI, MLCYCLE_ONNX
 from mlcycle.train import evaluate, model_log, onnx_export, pipelines, plots
 from mlcycle.train.types import MODEL_ARTIFACT, ONNX_FILE, TrainConfig, pip_requirements
 
 Frames = dict[str, tuple[pd.DataFrame, pd.Series]]
+
+logger = logging.getLogger(__name__)
 
 #: Rows MLflow's dataset schema is inferred from (it walks every value of text columns).
 SCHEMA_SAMPLE_ROWS = 2_000
@@ -47,11 +55,12 @@ def log_batch(
     params: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
     model_id: str | None = None,
+    run_metrics: dict[str, float] | None = None,
 ) -> None:
     """Params, tags and metrics of ``run_id`` in one call (MLflow splits it past its limits).
 
-    ``model_id`` logs the metrics on the logged model as well, so the MLflow UI shows them on
-    both the run and the model.
+    ``model_id`` logs ``metrics`` on the logged model as well, so the MLflow UI shows them on
+    both the run and the model; ``run_metrics`` are the run's alone.
     """
     from mlflow.entities import Metric, Param, RunTag
 
@@ -59,11 +68,32 @@ def log_batch(
     client.log_batch(
         run_id,
         metrics=[
-            Metric(k, float(v), now, 0, model_id=model_id) for k, v in (metrics or {}).items()
+            *(Metric(k, float(v), now, 0, model_id=model_id) for k, v in (metrics or {}).items()),
+            *(Metric(k, float(v), now, 0) for k, v in (run_metrics or {}).items()),
         ],
         params=[Param(k, str(v)) for k, v in (params or {}).items()],
         tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
     )
+
+
+#: What the logging after the fit imports first: seconds of a cold ``mlcycle train``.
+AFTER_FIT_MODULES = ("skops.io", "mlflow.sklearn", "mlflow.models", "mlflow.pyfunc.scoring_server")
+
+
+def import_after_fit_modules(onnx: bool) -> None:
+    """Import what :func:`log_fitted` needs (and the ONNX extra, when installed and wanted).
+
+    Run beside the fit, so that a cold process imports them while the model fits instead of
+    after it; an import that fails is left to the step that needs the module to report.
+    """
+    names = [*AFTER_FIT_MODULES]
+    if onnx and available(*MODULES["onnx"]):
+        names.extend(MODULES["onnx"])
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            logger.debug("importing %s ahead failed: %s", name, exc)
 
 
 def _dataset(frame: pd.DataFrame, source: str, target: str, digest: str) -> Any:
@@ -163,12 +193,16 @@ def _score(
 class Fitted:
     """What :func:`log_fitted` recorded."""
 
+    #: The model's metrics on every split, for the caller's last batch (with ``model_id``).
     metrics: dict[str, float]
     model_uri: str
     onnx_exact: bool
     onnx_note: str
     #: Run metrics that are not the model's (``onnx_max_abs_diff``), for the caller's batch.
     run_metrics: dict[str, float]
+    model_id: str
+    #: Tags for the caller's batch (ONNX kept or not, the model's URI).
+    tags: dict[str, str]
 
 
 def _record_onnx(
@@ -206,19 +240,22 @@ def log_fitted(
 ) -> Fitted:
     """ONNX copy, model, metrics on every split, plots and reference sample for a fitted pipe.
 
-    ``params`` (the run's parameters not logged yet) are logged first, in one batch: the
-    logged model carries them. The test split is scored once, in ``pool``; the ONNX check,
-    the plots and the metrics use that one prediction. Scoring, plots and the ONNX conversion
-    run in ``pool`` while the model is serialised and logged here.
+    ``params`` (the run's parameters not logged yet) are logged in one batch before the
+    model: the logged model carries them. The test split is scored once, in ``pool``; the
+    ONNX check, the plots and the metrics use that one prediction. Scoring, plots and the
+    ONNX conversion run in ``pool`` while the model is serialised and logged here. The
+    metrics and tags are returned for the caller's last batch, not written here.
     """
     from mlflow.models import infer_signature
 
     X_train, y_train = frames["train"]
     X_test, y_test = frames["test"]
     if len(X_train) > TRAIN_METRIC_ROWS:
-        scored = X_train.sample(TRAIN_METRIC_ROWS, random_state=cfg.seed)
-        X_train, y_train = scored, y_train.loc[scored.index]
-    log_batch(client, run_id, params={**params, "train_metric_rows": len(X_train)})
+        # The rows pandas' seeded sample picks, kept in table order: scoring rows scattered
+        # in memory costs 2.5x (the encoders look up each text value where it lies).
+        rows = np.random.RandomState(cfg.seed).choice(len(X_train), TRAIN_METRIC_ROWS, False)
+        rows.sort()
+        X_train, y_train = X_train.iloc[rows], y_train.iloc[rows]
     # The test split first: the plots and the ONNX check wait for it; workers take tasks in
     # submission order, so a task waiting on it never holds the thread it needs.
     test = pool.submit(evaluate.predict_all, pipe, X_test, y_test, spec.task)
@@ -234,6 +271,8 @@ def log_fitted(
         _score, client, run_id, pipe, spec, test,
         {**frames, "train": (X_train, y_train)}, cfg.seed, workdir,
     )  # fmt: skip
+    # While the workers score: the parameters, before the logged model copies them.
+    log_batch(client, run_id, params={**params, "train_metric_rows": len(X_train)})
     example = frames["train"][0].head(5)
     with warnings.catch_warnings():
         # MLflow hints that integer *outputs* (class labels) cannot hold NaN: true and harmless.
@@ -275,13 +314,9 @@ def log_fitted(
         workdir=workdir,
     )
     split_metrics = scoring.result()
-    log_batch(
-        client,
-        run_id,
-        metrics=split_metrics,
-        tags={MLCYCLE_ONNX: "exact" if onnx_exact else "none", MLCYCLE_MODEL_URI: info.model_uri},
-        model_id=info.model_id,
-    )
     if plotting is not None:
         plotting.result()
-    return Fitted(split_metrics, info.model_uri, onnx_exact, onnx_note, metrics)
+    tags = {MLCYCLE_ONNX: "exact" if onnx_exact else "none", MLCYCLE_MODEL_URI: info.model_uri}
+    return Fitted(
+        split_metrics, info.model_uri, onnx_exact, onnx_note, metrics, info.model_id, tags
+    )

@@ -9,6 +9,7 @@ data; the sample (at most :data:`MAX_REFERENCE_ROWS` rows) feeds Evidently's rep
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -37,48 +38,65 @@ def reference_sample(
     return frame.reset_index(drop=True)
 
 
+def _numeric_entry(values: np.ndarray) -> dict[str, Any]:
+    """Statistics of one numeric column; the finite values are sorted once for all of them.
+
+    Quantiles of sorted values are the same numbers (the order statistics do not depend on
+    the order), and counting between edges by ``searchsorted`` is how ``np.histogram`` counts
+    for uneven bins: the results match the unsorted computations exactly, at a third of the
+    cost. Mean and std stay on the unsorted values (summation order changes float rounding).
+    """
+    isfinite = np.isfinite(values)
+    finite = values[isfinite]
+    entry: dict[str, Any] = {
+        "type": "numeric",
+        "count": len(values),
+        "missing_share": float(np.mean(~isfinite)) if len(values) else 0.0,
+    }
+    if not len(finite):
+        return entry
+    ordered = np.sort(finite)
+    edges = np.unique(np.quantile(ordered, np.linspace(0, 1, PROFILE_BINS + 1)))
+    if len(edges) > 1:
+        # np.histogram's bins: [e_i, e_i+1) each, the last one closed on the right.
+        cum = np.concatenate(
+            [
+                np.searchsorted(ordered, edges[:-1], "left"),
+                np.searchsorted(ordered, edges[-1:], "right"),
+            ]
+        )
+        counts = np.diff(cum)
+    else:
+        counts = np.array([len(finite)])
+    entry.update(
+        min=float(ordered[0]),
+        max=float(ordered[-1]),
+        mean=float(finite.mean()),
+        std=float(finite.std()),
+        bin_edges=[float(e) for e in edges],
+        bin_counts=[int(c) for c in counts],
+        quantiles=[float(q) for q in np.quantile(ordered, np.linspace(0, 1, PROFILE_QUANTILES))],
+    )
+    starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+    if len(starts) < MAX_DISCRETE_VALUES:
+        bounds = np.concatenate([[0], starts, [len(ordered)]])
+        entry["values"] = {repr(float(ordered[a])): int(b - a) for a, b in pairwise(bounds)}
+    return entry
+
+
 def profile(X: pd.DataFrame, spec: DatasetSpec) -> dict[str, Any]:
     """Per-column statistics of the full training features (JSON-ready)."""
     cols: dict[str, Any] = {}
     for col in spec.numeric:
-        values = X[col].to_numpy(dtype=float, na_value=np.nan)
-        finite = values[np.isfinite(values)]
-        entry: dict[str, Any] = {
-            "type": "numeric",
-            "count": len(values),
-            "missing_share": float(np.mean(~np.isfinite(values))) if len(values) else 0.0,
-        }
-        if len(finite):
-            edges = np.unique(np.quantile(finite, np.linspace(0, 1, PROFILE_BINS + 1)))
-            counts, _ = (
-                np.histogram(finite, bins=edges)
-                if len(edges) > 1
-                else (np.array([len(finite)]), None)
-            )
-            entry.update(
-                min=float(finite.min()),
-                max=float(finite.max()),
-                mean=float(finite.mean()),
-                std=float(finite.std()),
-                bin_edges=[float(e) for e in edges],
-                bin_counts=[int(c) for c in counts],
-                quantiles=[
-                    float(q) for q in np.quantile(finite, np.linspace(0, 1, PROFILE_QUANTILES))
-                ],
-            )
-            uniq, ucounts = np.unique(finite, return_counts=True)
-            if len(uniq) <= MAX_DISCRETE_VALUES:
-                entry["values"] = {
-                    repr(float(v)): int(c) for v, c in zip(uniq, ucounts, strict=True)
-                }
-        cols[col] = entry
+        cols[col] = _numeric_entry(X[col].to_numpy(dtype=float, na_value=np.nan))
     for col in spec.categorical:
         s = X[col]
         counts = s.value_counts(dropna=True)
         cols[col] = {
             "type": "categorical",
             "count": len(s),
-            "missing_share": float(s.isna().mean()) if len(s) else 0.0,
+            # value_counts(dropna=True) leaves out exactly the missing values.
+            "missing_share": float((len(s) - counts.sum()) / len(s)) if len(s) else 0.0,
             "categories": {str(k): int(v) for k, v in counts.head(MAX_CATEGORIES).items()},
             "n_categories": int(counts.size),
         }

@@ -8,6 +8,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import skops.io as sio
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 from mlflow.models import infer_signature
@@ -91,6 +92,23 @@ def test_a_model_logged_to_a_local_store_loads_by_model_id_and_by_run(
     assert not (tmp_path / "model-upload").exists()
 
 
+def test_a_forest_is_saved_whole_though_only_a_one_tree_copy_is_loaded_back(
+    fitted: tuple[Pipeline, pd.DataFrame], tmp_path: Path
+) -> None:
+    pipe, X = fitted
+    _, _, info = _log(pipe, X, tmp_path)
+    local = Path(mlflow.artifacts.download_artifacts(info.model_uri))
+    checked, mlmodel = trust.fetch_model(str(local), info.model_uri)
+    sk = trust.load_sklearn(checked, mlmodel)
+    assert len(sk.steps[-1][1].estimators_) == 10
+    assert np.array_equal(sk.predict(X), pipe.predict(X))
+    # The MLmodel's size counts the whole forest's file, not the one-tree copy's.
+    skops_bytes = (local / "model.skops").stat().st_size
+    assert mlflow.models.Model.load(str(local)).model_size_bytes >= skops_bytes
+    one_tree = len(sio.dumps(pipe.steps[-1][1].estimators_[0]))
+    assert skops_bytes > 5 * one_tree
+
+
 def test_a_model_logged_to_s3_is_uploaded_and_loads(
     fitted: tuple[Pipeline, pd.DataFrame], tmp_path: Path, s3_bucket: str
 ) -> None:
@@ -113,3 +131,25 @@ def test_an_input_example_that_cannot_serve_fails_the_model_not_the_check(
         experiment_ids=[mlflow.get_experiment_by_name("Default").experiment_id]
     )
     assert logged.status == LoggedModelStatus.FAILED
+
+
+def test_only_ensembles_of_one_estimator_class_are_cut_to_one_member() -> None:
+    from sklearn.ensemble import GradientBoostingClassifier, VotingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    from mlcycle.train.persist import type_proxy
+
+    frame = load_breast_cancer(as_frame=True).frame
+    X, y = frame.drop(columns="target"), frame["target"]
+
+    def fit(model) -> Pipeline:
+        return Pipeline([("scale", StandardScaler()), ("model", model)]).fit(X, y)
+
+    boosted = fit(GradientBoostingClassifier(n_estimators=3))  # a 2-D array of trees
+    assert type_proxy(boosted).steps[-1][1].estimators_.shape == (1, 1)
+    mixed = fit(
+        VotingClassifier([("a", LogisticRegression(max_iter=50)), ("b", DecisionTreeClassifier())])
+    )
+    # One member's types would not show the other's: the whole model is saved and loaded.
+    assert type_proxy(mixed) is mixed

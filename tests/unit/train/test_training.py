@@ -374,3 +374,22 @@ def test_train_register_as_prints_the_version_as_register_does(cancer_csv: str) 
     assert result.exit_code == 0, result.output
     # The same words and order as `mlcycle register`.
     assert "registered cancer version 1 (Staging, @challenger)" in result.output
+
+
+def test_the_modules_the_model_logging_needs_can_be_imported_ahead_in_a_cold_process() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from mlcycle.train import record\n"
+        "ahead = [m for m in record.AFTER_FIT_MODULES if m not in sys.modules]\n"
+        "assert ahead, 'nothing left to import ahead'\n"
+        "record.import_after_fit_modules(onnx=True)\n"
+        "from mlcycle.extras import MODULES, available\n"
+        "onnx = MODULES['onnx'] if available(*MODULES['onnx']) else ()\n"
+        "missing = [m for m in (*ahead, *onnx) if m not in sys.modules]\n"
+        "assert not missing, missing\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
