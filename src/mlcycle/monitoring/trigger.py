@@ -238,7 +238,6 @@ def _train_with_mlcycle(
         seed=seed,
         experiment=experiment,
         run_name=f"retrain-{name}",
-        plots=False,
     )
     result = train(cfg, client, frame=frame, settings=settings)
     return result.run_id, dict(result.metrics)

@@ -56,6 +56,11 @@ def test_a_drifted_window_is_logged_and_retrains_a_linked_challenger(
     assert "drift_score/monthly_charges" in run.data.metrics
     assert "drift_share" in run.data.metrics
     assert client.get_run(out.retrain.run_id).data.tags["mlcycle.monitoring_run_id"] == out.run_id
+    # The retrained challenger's run shows the same plots as any training run.
+    assert {a.path for a in client.list_artifacts(out.retrain.run_id, "plots")} >= {
+        "plots/confusion_matrix.svg",
+        "plots/roc_curve.svg",
+    }
     mv = client.get_model_version(champion.name, "2")
     assert mv.tags["mlcycle.monitoring_run_id"] == out.run_id
     if out.retrain.promoted:
