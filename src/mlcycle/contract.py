@@ -47,6 +47,11 @@ PROFILE_FILE = "profile.json"
 SAMPLE_FILE = "sample.parquet"
 EVAL_FILE = "test.parquet"
 
+#: Most cells (rows x columns) read from a contract's Parquet file: the footer is checked
+#: first, so a small crafted file cannot make the gate or monitor decode gigabytes. The sample
+#: holds at most MAX_REFERENCE_ROWS rows; an evaluation split of 5M rows x 20 columns fits.
+MAX_CELLS = 100_000_000
+
 #: How each piece can be supplied, quoted by every "missing piece" error.
 SUPPLY = {
     "target": (
@@ -180,7 +185,7 @@ def load_eval_split(client: Any, run_id: str | None, what: str) -> pd.DataFrame:
                 f"run {run_id} of {what} has no evaluation split ({REFERENCE_DIR}/{EVAL_FILE}): "
                 + SUPPLY["eval"]
             ) from exc
-        return read_parquet(path)
+        return read_parquet(path, max_cells=MAX_CELLS)
 
 
 def load_reference_files(
@@ -195,7 +200,7 @@ def load_reference_files(
         try:
             local = Path(client.download_artifacts(run_id, REFERENCE_DIR, tmp))
             profile = json.loads((local / PROFILE_FILE).read_text())
-            sample = read_parquet(local / SAMPLE_FILE)
+            sample = read_parquet(local / SAMPLE_FILE, max_cells=MAX_CELLS)
         except Exception as exc:
             raise MissingPiece(
                 f"run {run_id} of {what} has no usable {REFERENCE_DIR}/ artifacts ({exc}): "

@@ -1,6 +1,7 @@
 """Parquet files of the core, written and read alike by either pandas engine.
 
-API: :func:`engine`, :func:`write_parquet`, :func:`read_parquet`.
+API: :func:`engine`, :func:`write_parquet`, :func:`read_parquet` (with an optional bound on
+the cells a file declares, checked from its footer before any page is decoded).
 
 The core install has fastparquet; pyarrow comes with the extras that need it (serve,
 monitoring, s3, spark). pandas uses whichever is installed (pyarrow first, as pandas' own
@@ -159,12 +160,45 @@ def _restore(frame: pd.DataFrame, recorded: dict[str, str]) -> pd.DataFrame:
     return frame
 
 
-def read_parquet(source: Source) -> pd.DataFrame:
+def _declared_shape(source: Source, chosen: str) -> tuple[int, int] | None:
+    """``(rows, columns)`` the file's footer declares, or ``None`` when it cannot be read
+    (the read itself then reports the file)."""
+    handle: Any = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
+    try:
+        if chosen == "pyarrow":
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(handle).metadata
+            return int(meta.num_rows), int(meta.num_columns)
+        import fastparquet
+
+        pf = fastparquet.ParquetFile(handle)
+        return int(pf.count()), len(pf.columns)
+    except Exception as exc:
+        logger.debug("no footer read from the Parquet file: %s", exc)
+        return None
+
+
+def read_parquet(source: Source, *, max_cells: int | None = None) -> pd.DataFrame:
     """Read a Parquet file (a local path or its bytes) with the engine in use.
 
+    Args:
+        source: a local path or the file's bytes.
+        max_cells: refuse a file whose footer declares more rows x columns than this, before
+            decoding it (a few KB of compressed zeros can declare tens of millions of rows).
+
     Raises:
+        DataError: the file declares more than ``max_cells`` cells.
         Exception: whatever the engine raises on a missing or unreadable file.
     """
+    if max_cells is not None:
+        shape = _declared_shape(source, engine())
+        if shape is not None and shape[0] * shape[1] > max_cells:
+            name = "the file" if isinstance(source, bytes) else os.fspath(source)
+            raise DataError(
+                f"{name} declares {shape[0]:,} rows x {shape[1]} columns, more than the "
+                f"{max_cells:,} cells mlcycle reads from it"
+            )
     data = io.BytesIO(source) if isinstance(source, bytes) else source
     frame = pd.read_parquet(data, engine=engine())
     return _restore(frame, _recorded_dtypes(source))

@@ -165,3 +165,29 @@ def test_durations_under_fastparquet_are_refused_by_name_and_kept_under_pyarrow(
     for reader in ENGINES:  # pyarrow's durations read back under either engine
         back = _round_trip(frame, "pyarrow", reader)
         pd.testing.assert_series_equal(back["wait"], frame["wait"])
+
+
+def test_a_contract_file_declaring_too_many_cells_is_refused_from_its_footer(
+    engine: str, tmp_path: Path
+) -> None:
+    import mlflow
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # A crafted evaluation split: zeros compress to a few KB whatever the row count, and
+    # decoding them all took the gate 21 GB at 30M rows. Small bound here, same mechanism.
+    client = MlflowClient(mlflow.get_tracking_uri())
+    with mlflow.start_run() as run:
+        pass
+    rows = 200_000
+    bomb = tmp_path / contract.REFERENCE_DIR / contract.EVAL_FILE
+    bomb.parent.mkdir()
+    pq.write_table(pa.table({"x": np.zeros(rows), "y": np.zeros(rows)}), bomb, compression="zstd")
+    assert bomb.stat().st_size < 20_000
+    client.log_artifact(run.info.run_id, str(bomb), contract.REFERENCE_DIR)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(contract, "MAX_CELLS", 2 * rows - 1)
+        with pytest.raises(DataError, match=r"declares 200,000 rows x 2 columns, more than"):
+            contract.load_eval_split(client, run.info.run_id, "the test run")
+        mp.setattr(contract, "MAX_CELLS", 2 * rows)
+        assert len(contract.load_eval_split(client, run.info.run_id, "the test run")) == rows

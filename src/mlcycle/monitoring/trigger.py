@@ -87,10 +87,12 @@ def training_base(client: Any, reference: ReferenceData) -> pd.DataFrame:
             try:
                 stored = client.download_artifacts(reference.run_id, contract.REFERENCE_DIR, tmp)
                 local = Path(stored)
-                sample = read_parquet(local / contract.SAMPLE_FILE)
+                sample = read_parquet(local / contract.SAMPLE_FILE, max_cells=contract.MAX_CELLS)
                 parts = [sample.drop(columns=["prediction"])]
                 if (local / contract.EVAL_FILE).exists():
-                    parts.append(read_parquet(local / contract.EVAL_FILE))
+                    parts.append(
+                        read_parquet(local / contract.EVAL_FILE, max_cells=contract.MAX_CELLS)
+                    )
                 logger.info("retrain base: the stored reference sample and test split")
                 return pd.concat(parts, ignore_index=True)
             except Exception as exc:
