@@ -185,7 +185,8 @@ def load_eval_split(client: Any, run_id: str | None, what: str) -> pd.DataFrame:
                 f"run {run_id} of {what} has no evaluation split ({REFERENCE_DIR}/{EVAL_FILE}): "
                 + SUPPLY["eval"]
             ) from exc
-        return read_parquet(path, max_cells=MAX_CELLS)
+        name = f"{REFERENCE_DIR}/{EVAL_FILE} of run {run_id} ({what})"
+        return read_parquet(path, max_cells=MAX_CELLS, name=name)
 
 
 def load_reference_files(

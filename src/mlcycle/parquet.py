@@ -179,13 +179,16 @@ def _declared_shape(source: Source, chosen: str) -> tuple[int, int] | None:
         return None
 
 
-def read_parquet(source: Source, *, max_cells: int | None = None) -> pd.DataFrame:
+def read_parquet(
+    source: Source, *, max_cells: int | None = None, name: str | None = None
+) -> pd.DataFrame:
     """Read a Parquet file (a local path or its bytes) with the engine in use.
 
     Args:
         source: a local path or the file's bytes.
         max_cells: refuse a file whose footer declares more rows x columns than this, before
             decoding it (a few KB of compressed zeros can declare tens of millions of rows).
+        name: how that error names the file [default: its path].
 
     Raises:
         DataError: the file declares more than ``max_cells`` cells.
@@ -194,7 +197,8 @@ def read_parquet(source: Source, *, max_cells: int | None = None) -> pd.DataFram
     if max_cells is not None:
         shape = _declared_shape(source, engine())
         if shape is not None and shape[0] * shape[1] > max_cells:
-            name = "the file" if isinstance(source, bytes) else os.fspath(source)
+            if name is None:
+                name = "the file" if isinstance(source, bytes) else os.fspath(source)
             raise DataError(
                 f"{name} declares {shape[0]:,} rows x {shape[1]} columns, more than the "
                 f"{max_cells:,} cells mlcycle reads from it"

@@ -187,7 +187,11 @@ def test_a_contract_file_declaring_too_many_cells_is_refused_from_its_footer(
     client.log_artifact(run.info.run_id, str(bomb), contract.REFERENCE_DIR)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(contract, "MAX_CELLS", 2 * rows - 1)
-        with pytest.raises(DataError, match=r"declares 200,000 rows x 2 columns, more than"):
+        with pytest.raises(
+            DataError,
+            match=r"reference/test.parquet of run \w+ \(the test run\) declares "
+            r"200,000 rows x 2 columns, more than",
+        ):
             contract.load_eval_split(client, run.info.run_id, "the test run")
         mp.setattr(contract, "MAX_CELLS", 2 * rows)
         assert len(contract.load_eval_split(client, run.info.run_id, "the test run")) == rows
