@@ -133,18 +133,24 @@ def test_user_tables_round_trip_through_load_and_write_table(engine: str, tmp_pa
     assert str(foreign["strings"].dtype) == EXPECTED_DTYPES["strings"]
 
 
-def test_the_contract_eval_split_and_sample_read_back_as_written(
-    engine: str, tmp_path: Path
-) -> None:
+@pytest.fixture
+def client_and_run() -> tuple[MlflowClient, str]:
+    """A client of the test's store and an empty run to hold contract files."""
     import mlflow
 
-    client = MlflowClient(mlflow.get_tracking_uri())
     with mlflow.start_run() as run:
         pass
+    return MlflowClient(mlflow.get_tracking_uri()), run.info.run_id
+
+
+def test_the_contract_eval_split_and_sample_read_back_as_written(
+    engine: str, tmp_path: Path, client_and_run: tuple[MlflowClient, str]
+) -> None:
+    client, run_id = client_and_run
     frame = _frame()
     X, y = frame.drop(columns=["bools"]), frame["bools"]
-    contract.write_eval_split(client, run.info.run_id, X, y, "bools", tmp_path)
-    back = contract.load_eval_split(client, run.info.run_id, "the test run")
+    contract.write_eval_split(client, run_id, X, y, "bools", tmp_path)
+    back = contract.load_eval_split(client, run_id, "the test run")
     assert {c: str(t) for c, t in back.dtypes.items()} == {
         **{c: t for c, t in EXPECTED_DTYPES.items() if c != "bools"},
         "bools": "bool",
@@ -154,7 +160,7 @@ def test_the_contract_eval_split_and_sample_read_back_as_written(
     other = "fastparquet" if engine == "pyarrow" else "pyarrow"
     with pd.option_context("io.parquet.engine", other):
         pd.testing.assert_frame_equal(
-            contract.load_eval_split(client, run.info.run_id, "the test run"), back
+            contract.load_eval_split(client, run_id, "the test run"), back
         )
 
 
@@ -168,23 +174,20 @@ def test_durations_under_fastparquet_are_refused_by_name_and_kept_under_pyarrow(
 
 
 def test_a_contract_file_declaring_too_many_cells_is_refused_from_its_footer(
-    engine: str, tmp_path: Path
+    engine: str, tmp_path: Path, client_and_run: tuple[MlflowClient, str]
 ) -> None:
-    import mlflow
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     # A crafted evaluation split: zeros compress to a few KB whatever the row count, and
     # decoding them all took the gate 21 GB at 30M rows. Small bound here, same mechanism.
-    client = MlflowClient(mlflow.get_tracking_uri())
-    with mlflow.start_run() as run:
-        pass
+    client, run_id = client_and_run
     rows = 200_000
     bomb = tmp_path / contract.REFERENCE_DIR / contract.EVAL_FILE
     bomb.parent.mkdir()
     pq.write_table(pa.table({"x": np.zeros(rows), "y": np.zeros(rows)}), bomb, compression="zstd")
     assert bomb.stat().st_size < 20_000
-    client.log_artifact(run.info.run_id, str(bomb), contract.REFERENCE_DIR)
+    client.log_artifact(run_id, str(bomb), contract.REFERENCE_DIR)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(contract, "MAX_CELLS", 2 * rows - 1)
         with pytest.raises(
@@ -192,6 +195,6 @@ def test_a_contract_file_declaring_too_many_cells_is_refused_from_its_footer(
             match=r"reference/test.parquet of run \w+ \(the test run\) declares "
             r"200,000 rows x 2 columns, more than",
         ):
-            contract.load_eval_split(client, run.info.run_id, "the test run")
+            contract.load_eval_split(client, run_id, "the test run")
         mp.setattr(contract, "MAX_CELLS", 2 * rows)
-        assert len(contract.load_eval_split(client, run.info.run_id, "the test run")) == rows
+        assert len(contract.load_eval_split(client, run_id, "the test run")) == rows
