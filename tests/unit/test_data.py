@@ -212,3 +212,32 @@ def test_the_digest_is_the_published_one_with_and_without_missing_text() -> None
     for frame in (df, with_missing, as_objects):
         assert digest(frame) == _pandas_default_digest(frame)
     assert digest(with_missing) != digest(df)
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pd.Series([f"id-{i}" for i in range(3000)], dtype="str"),  # unique text
+        pd.Series([f"id-{i}" if i % 7 else None for i in range(3000)], dtype="str"),
+        pd.Series([None] * 3000, dtype="str"),
+        pd.Series([1, "a", None, 2.5, b"x"] * 600, dtype=object),  # mixed objects
+        pd.Series(["a", "b", None] * 1000, dtype="category"),
+        pd.Series([1, None, 3] * 1000, dtype="Int64"),
+        pd.Series([True, False, None] * 1000, dtype="boolean"),
+        pd.Series(pd.date_range("2026-01-01", periods=3000, freq="h")),
+        pd.Series(["é", "日本", ""] * 1000, dtype=object),
+    ],
+    ids=[
+        "unique", "unique-missing", "all-missing", "mixed", "category", "Int64", "boolean",
+        "datetime", "non-ascii",
+    ],
+)  # fmt: skip
+def test_the_digest_equals_pandas_row_hashes_for_every_kind_of_column(column: pd.Series) -> None:
+    frame = pd.DataFrame({"x": column, "n": np.arange(len(column))})
+    assert digest(frame) == _pandas_default_digest(frame)
+    assert digest(frame.iloc[:0]) == _pandas_default_digest(frame.iloc[:0])
+
+
+def test_the_digest_of_duplicate_column_names_is_pandas() -> None:
+    twice = pd.DataFrame([["a", 1], ["b", 2]], columns=["c", "c"])
+    assert digest(twice) == _pandas_default_digest(twice)
