@@ -1,6 +1,6 @@
 """``python -m mlcycle``: the same CLI as the ``mlcycle`` entry point."""
 
-from mlcycle.cli import cli
+from mlcycle.cli import main
 
 if __name__ == "__main__":
-    cli(prog_name="mlcycle")
+    main(prog_name="mlcycle")

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 # Importing a command module registers its commands on the group.
 from mlcycle.cli import batch, canary, demo, monitor, registry, serve, stack, train  # noqa: F401
-from mlcycle.cli._common import cli
+from mlcycle.cli._common import cli, own_process
 
 __all__ = ["cli", "main"]
 
 
-def main() -> None:  # pragma: no cover
-    cli()
+def main(prog_name: str | None = None) -> None:
+    """The ``mlcycle`` executable (and ``python -m mlcycle``): a process of mlcycle's own."""
+    own_process()
+    cli(prog_name=prog_name)
