@@ -216,11 +216,43 @@ def check_files(local: Path, mlmodel: Any, where: str, allow_pickle: bool = Fals
         _reviewed_skops_types(local / str(sk.get("pickled_model")), where)
 
 
+#: A skops file is a zip archive; MLflow and mlcycle store its members uncompressed (1×).
+#: Reading one may take this many times the file's size in memory, or at least
+#: :data:`SKOPS_MIN_ALLOWANCE`, whichever is larger: a few MB of compressed zeros declaring
+#: gigabytes (a decompression bomb) are refused before a byte of them is inflated.
+SKOPS_MAX_EXPANSION = 50
+SKOPS_MIN_ALLOWANCE = 256 * 2**20
+
+
+def _bounded_skops_file(path: Path, where: str) -> None:
+    """Refuse a skops archive whose members declare more bytes than its size allows.
+
+    ``zipfile`` stops inflating a member at its declared size, so the declared sizes bound
+    what any reader of the archive (skops, MLflow) can allocate from it.
+    """
+    import zipfile
+
+    try:
+        size = path.stat().st_size
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise _refuse(where, f"its skops file {path.name} is unreadable ({exc})") from exc
+    allowed = max(SKOPS_MIN_ALLOWANCE, SKOPS_MAX_EXPANSION * size)
+    if declared > allowed:
+        raise UntrustedModel(
+            f"{where} refused: its skops file {path.name} declares {declared:,} bytes once "
+            f"inflated from {size:,} (at most {allowed:,}: {SKOPS_MAX_EXPANSION}x its size or "
+            f"{SKOPS_MIN_ALLOWANCE // 2**20} MB); reading it would exhaust memory"
+        )
+
+
 def _reviewed_skops_types(path: Path, where: str) -> list[str]:
     import skops.io as sio
 
     from mlcycle.train.pipelines import REVIEWED_TRUSTED_TYPES
 
+    _bounded_skops_file(path, where)
     try:
         needed = sorted(sio.get_untrusted_types(file=path))
     except Exception as exc:

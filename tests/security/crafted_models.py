@@ -123,3 +123,36 @@ def register_dir(client: Any, name: str, path: Path) -> str:
         name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
     )
     return str(mv.version)
+
+
+def skops_bomb(model: Path, declared: int) -> Path:
+    """Replace the first array of ``model``'s skops file by ``declared`` bytes of compressed zeros.
+
+    The archive stays small (deflate shrinks zeros ~1000x) while its member declares
+    ``declared`` bytes once inflated: a decompression bomb for whoever reads it.
+    """
+    import io
+    import zipfile
+
+    import numpy as np
+
+    path = model / "model.skops"
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    target = next(name for name in members if name.endswith(".npy"))
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (declared // 8,)}
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            if name != target:
+                archive.writestr(name, data)
+        info = zipfile.ZipInfo(target)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with archive.open(info, "w", force_zip64=True) as member:
+            member.write(header.getvalue())
+            chunk = bytes(1 << 20)
+            for _ in range(declared // len(chunk)):
+                member.write(chunk)
+    return path

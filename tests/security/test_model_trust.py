@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from crafted_models import ATTACKS, Crafted, craft, legit_model, register_dir
+from crafted_models import ATTACKS, Crafted, craft, legit_model, register_dir, skops_bomb
 
 from mlcycle.cli import cli
 from mlcycle.errors import UntrustedModel
@@ -195,3 +196,50 @@ def test_a_canary_or_shadow_refuses_a_crafted_challenger_and_keeps_serving_the_c
     assert app.source.poll_challenger(None) is None  # remembered, not downloaded again
     assert app.source.refused == 1
     assert not model.marker.exists()
+
+
+@pytest.fixture
+def small_skops_allowance(monkeypatch: pytest.MonkeyPatch) -> int:
+    """The skops bound at 4 MB (it is 256 MB): a bomb above it stays quick to build."""
+    from mlcycle import trust
+
+    monkeypatch.setattr(trust, "SKOPS_MIN_ALLOWANCE", 4 * 2**20)
+    return 4 * 2**20
+
+
+def test_a_skops_decompression_bomb_is_refused_before_it_is_inflated(
+    tmp_path, small_skops_allowance
+) -> None:
+    from mlcycle import trust
+    from mlcycle.serve.model import load_predictor, resolve
+
+    bomb = legit_model(tmp_path)
+    skops_file = skops_bomb(bomb, 16 * 2**20)
+    assert skops_file.stat().st_size < 100_000  # 16 MB declared in a few KB
+    message = r"model\.skops declares 16,7\d\d,\d{3} bytes once inflated .* exhaust memory"
+    with pytest.raises(UntrustedModel, match=message):
+        trust.fetch_model(str(bomb), "model")
+    with pytest.raises(UntrustedModel, match=message):
+        load_predictor(resolve(str(bomb), _client()))
+    args = ["predict", "--model", str(bomb), "--input", str(_data(tmp_path))]
+    refused = CliRunner().invoke(cli, [*args, "--output", str(tmp_path / "out")])
+    assert refused.exit_code == 1 and "exhaust memory" in refused.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_compressed_skops_file_within_its_allowance_still_loads(
+    tmp_path, small_skops_allowance
+) -> None:
+    import zipfile
+
+    from mlcycle.serve.model import load_predictor, resolve
+
+    model = legit_model(tmp_path)
+    path = model / "model.skops"
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    pred = load_predictor(resolve(str(model), _client()))
+    assert pred.predict({"x": np.array([10.0])}).round(6).tolist() == [21.0]
