@@ -1,7 +1,10 @@
 """Parquet files of the core, written and read alike by either pandas engine.
 
-API: :func:`engine`, :func:`write_parquet`, :func:`read_parquet` (with an optional bound on
-the cells a file declares, checked from its footer before any page is decoded).
+API: :func:`engine`, :func:`write_parquet`, :func:`read_parquet` (with optional bounds on the
+cells and the uncompressed bytes a file declares, checked from its footer and page headers
+before any page is decoded); for files read another way (the inference log's streaming
+readers): :data:`MAX_DECLARED_BYTES`, :func:`declared`, :func:`check_declared`, and
+:func:`page_header` (the Thrift page header, also read by the model server's body parser).
 
 The core install has fastparquet; pyarrow comes with the extras that need it (serve,
 monitoring, s3, spark). pandas uses whichever is installed (pyarrow first, as pandas' own
@@ -30,6 +33,8 @@ import io
 import json
 import logging
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -160,49 +165,364 @@ def _restore(frame: pd.DataFrame, recorded: dict[str, str]) -> pd.DataFrame:
     return frame
 
 
-def _declared_shape(source: Source, chosen: str) -> tuple[int, int] | None:
-    """``(rows, columns)`` the file's footer declares, or ``None`` when it cannot be read
-    (the read itself then reports the file)."""
+#: Most uncompressed bytes a Parquet file from an untrusted writer (a model version's contract
+#: files, the inference log) may declare for what one read decodes at once: the whole file when
+#: it is read whole, a row group when it is streamed. A few KB of zstd can declare gigabytes
+#: (40 KB held three 400 MB strings and cost 2.2 GB to read); honest files stay far below: the
+#: 100M float cells of the contract's cell bound are 800 MB, a 1M-row row group of 100 numbers
+#: 800 MB.
+MAX_DECLARED_BYTES = 2 * 1024**3
+
+#: Bytes read at a time while walking page headers (a header is a few dozen bytes, more with
+#: statistics; a longer one is read whole).
+_HEADER_BLOCK = 1 << 16
+
+
+def _varint(b: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(b) or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        x = b[i]
+        i += 1
+        value |= (x & 0x7F) << shift
+        shift += 7
+        if not x & 0x80:
+            return value, i
+
+
+def _thrift_skip(b: bytes, i: int, kind: int, out: dict[tuple[int, ...], int] | None,
+                 path: tuple[int, ...], depth: int) -> int:  # fmt: skip
+    """Skip one Thrift compact value at ``i``; integers of structs go into ``out`` by path."""
+    if depth > 8:
+        raise ValueError("nested too deep")
+    if kind in (1, 2):  # bool: the value is in the field header
+        return i
+    if kind == 3:
+        return i + 1
+    if kind in (4, 5, 6):
+        v, i = _varint(b, i)
+        if out is not None:
+            out.setdefault(path, (v >> 1) ^ -(v & 1))
+        return i
+    if kind == 7:
+        return i + 8
+    if kind == 8:
+        n, i = _varint(b, i)
+        return i + n
+    if kind in (9, 10):
+        h = b[i]
+        n, i = (h >> 4, i + 1) if h >> 4 != 15 else _varint(b, i + 1)
+        for _ in range(n):
+            i = _thrift_skip(b, i, h & 0x0F, None, path, depth + 1)
+        return i
+    if kind == 11:
+        n, i = _varint(b, i)
+        if n:
+            kv = b[i]
+            i += 1
+            for _ in range(n):
+                i = _thrift_skip(b, i, kv >> 4, None, path, depth + 1)
+                i = _thrift_skip(b, i, kv & 0x0F, None, path, depth + 1)
+        return i
+    if kind == 12:
+        last = 0
+        while True:
+            h = b[i]
+            i += 1
+            if h == 0:
+                return i
+            if h >> 4:
+                fid = last + (h >> 4)
+            else:
+                v, i = _varint(b, i)
+                fid = (v >> 1) ^ -(v & 1)
+            last = fid
+            i = _thrift_skip(b, i, h & 0x0F, out, (*path, fid), depth + 1)
+    raise ValueError(f"unknown Thrift type {kind}")
+
+
+@dataclass(frozen=True)
+class PageHeader:
+    """What a Parquet page header declares: its sizes and how many values it decodes to."""
+
+    uncompressed: int
+    compressed: int
+    #: Values of a data page (v1 or v2); 0 for a dictionary or index page.
+    values: int
+    #: Entries of a dictionary page; 0 for any other page.
+    entries: int
+
+
+def page_header(buf: bytes, pos: int) -> tuple[PageHeader, int]:
+    """The page header (Thrift compact) at ``buf[pos:]`` and the position after it.
+
+    Raises:
+        ValueError: the header is malformed or ``buf`` ends inside it.
+        IndexError: ``buf`` ends inside it.
+    """
+    fields: dict[tuple[int, ...], int] = {}
+    end = _thrift_skip(buf, pos, 12, fields, (), 0)
+    if end > len(buf):
+        raise ValueError("the page header runs past the bytes read")
+    size, compressed = fields.get((2,), -1), fields.get((3,), -1)
+    if size < 0 or compressed < 0:
+        raise ValueError("a page header has no sizes")
+    # num_values (field 1) of a data page v1 (5) or v2 (8), or of a dictionary page (7): as
+    # many values are decoded as the header says.
+    values = max(fields.get((5, 1), 0), 0) + max(fields.get((8, 1), 0), 0)
+    return PageHeader(size, compressed, values, max(fields.get((7, 1), 0), 0)), end
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One column chunk as the footer places it: where its pages start, what it declares."""
+
+    start: int
+    compressed: int
+    uncompressed: int
+
+
+@dataclass(frozen=True)
+class _RowGroup:
+    total_byte_size: int
+    chunks: tuple[_Chunk, ...]
+
+
+@dataclass(frozen=True)
+class _Footer:
+    rows: int
+    columns: int
+    row_groups: tuple[_RowGroup, ...]
+
+
+def _chunk(start: int, dictionary: int | None, compressed: int, uncompressed: int) -> _Chunk:
+    if dictionary:  # writers disagree on whether 0 means "none"; a real offset is past b"PAR1"
+        start = min(start, dictionary)
+    return _Chunk(start, compressed, uncompressed)
+
+
+def _footer_pyarrow(meta: Any) -> _Footer:
+    groups = []
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        chunks = []
+        for c in range(rg.num_columns):
+            col = rg.column(c)
+            dictionary = col.dictionary_page_offset if col.has_dictionary_page else None
+            chunks.append(
+                _chunk(
+                    col.data_page_offset,
+                    dictionary,
+                    col.total_compressed_size,
+                    col.total_uncompressed_size,
+                )
+            )
+        groups.append(_RowGroup(rg.total_byte_size, tuple(chunks)))
+    return _Footer(meta.num_rows, meta.num_columns, tuple(groups))
+
+
+def _footer_fastparquet(pf: Any) -> _Footer:
+    groups = []
+    for rg in pf.fmd.row_groups or []:
+        chunks = []
+        for col in rg.columns or []:
+            md = col.meta_data
+            chunks.append(
+                _chunk(
+                    md.data_page_offset,
+                    md.dictionary_page_offset,
+                    md.total_compressed_size,
+                    md.total_uncompressed_size,
+                )
+            )
+        groups.append(_RowGroup(rg.total_byte_size or 0, tuple(chunks)))
+    return _Footer(int(pf.count()), len(pf.columns), tuple(groups))
+
+
+def _footer(source: Source, chosen: str) -> _Footer | None:
+    """What the file's footer declares, or ``None`` when it cannot be read (the read itself
+    then reports the file)."""
     handle: Any = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
     try:
         if chosen == "pyarrow":
             import pyarrow.parquet as pq
 
-            meta = pq.ParquetFile(handle).metadata
-            return int(meta.num_rows), int(meta.num_columns)
+            return _footer_pyarrow(pq.ParquetFile(handle).metadata)
         import fastparquet
 
-        pf = fastparquet.ParquetFile(handle)
-        return int(pf.count()), len(pf.columns)
+        return _footer_fastparquet(fastparquet.ParquetFile(handle))
     except Exception as exc:
         logger.debug("no footer read from the Parquet file: %s", exc)
         return None
 
 
+ReadAt = Callable[[int, int], bytes]
+
+
+def _chunk_pages(chunk: _Chunk, read_at: ReadAt, size: int) -> tuple[int, int]:
+    """``(uncompressed bytes, values)`` the page headers of ``chunk`` declare.
+
+    Only headers are read (a block at a time, skipping each page's body): the readers
+    allocate and decode what each header says, whatever the footer's totals.
+
+    Raises:
+        ValueError: the chunk lies outside the file or a header is malformed.
+    """
+    pos, end = chunk.start, chunk.start + chunk.compressed
+    if pos < 4 or chunk.compressed < 0 or end > size - 8:
+        raise ValueError("a column chunk lies outside the file")
+    total = values = 0
+    buf, at = b"", pos
+    while pos < end:
+        try:
+            header, after = page_header(buf, pos - at)
+        except (ValueError, IndexError):
+            if at == pos and len(buf) >= end - pos:
+                raise ValueError(f"a malformed page header at byte {pos}") from None
+            grow = max(_HEADER_BLOCK, 2 * len(buf)) if at == pos else _HEADER_BLOCK
+            buf, at = read_at(pos, min(grow, end - pos)), pos
+            continue
+        if header.compressed < 0 or header.uncompressed < 0:
+            raise ValueError(f"a page header at byte {pos} declares a negative size")
+        total += header.uncompressed
+        values += header.values
+        pos = at + after + header.compressed
+    return total, values
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What a Parquet file declares, footer and page headers alike, before any page is
+    decoded: per row group the larger of the footer's and the page headers' uncompressed
+    bytes, and the values its data pages hold."""
+
+    rows: int
+    columns: int
+    row_group_bytes: tuple[int, ...]
+    values: int
+
+    @property
+    def bytes(self) -> int:
+        """Uncompressed bytes of the whole file."""
+        return sum(self.row_group_bytes)
+
+
+def _declared(footer: _Footer, read_at: ReadAt, size: int) -> Declared:
+    sizes = []
+    values = 0
+    for rg in footer.row_groups:
+        from_footer = sum(c.uncompressed for c in rg.chunks)
+        from_pages = 0
+        for chunk in rg.chunks:
+            b, v = _chunk_pages(chunk, read_at, size)
+            from_pages += b
+            values += v
+        sizes.append(max(rg.total_byte_size, from_footer, from_pages))
+    return Declared(footer.rows, footer.columns, tuple(sizes), values)
+
+
+def declared(handle: Any, name: str) -> Declared:
+    """What the Parquet file open in ``handle`` (a pyarrow file) declares (:class:`Declared`).
+
+    Reads the footer and every page header, never a page.
+
+    Raises:
+        DataError: the footer or a page header cannot be read.
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        size = handle.size()
+        footer = _footer_pyarrow(pq.ParquetFile(handle).metadata)
+        return _declared(footer, lambda at, n: handle.read_at(n, at), size)
+    except Exception as exc:
+        raise DataError(f"{name} is unreadable ({type(exc).__name__}: {exc})") from exc
+
+
+def check_declared(
+    found: Declared, name: str, *, max_bytes: int, per_row_group: bool = False
+) -> None:
+    """Refuse a file that declares more than ``max_bytes`` uncompressed bytes: in all, or in
+    any one row group when ``per_row_group`` (a reader that streams row group by row group).
+
+    Raises:
+        DataError: naming the file, what it declares and the limit.
+    """
+    if per_row_group:
+        worst = max(found.row_group_bytes, default=0)
+        if worst > max_bytes:
+            g = found.row_group_bytes.index(worst)
+            raise DataError(
+                f"{name} declares {worst:,} bytes of uncompressed data in row group {g}, more "
+                f"than the {max_bytes:,} mlcycle decodes at once from a Parquet file"
+            )
+    elif found.bytes > max_bytes:
+        raise DataError(
+            f"{name} declares {found.bytes:,} bytes of uncompressed data, more than the "
+            f"{max_bytes:,} mlcycle reads from a Parquet file"
+        )
+
+
 def read_parquet(
-    source: Source, *, max_cells: int | None = None, name: str | None = None
+    source: Source,
+    *,
+    max_cells: int | None = None,
+    max_bytes: int | None = None,
+    name: str | None = None,
 ) -> pd.DataFrame:
     """Read a Parquet file (a local path or its bytes) with the engine in use.
 
     Args:
         source: a local path or the file's bytes.
-        max_cells: refuse a file whose footer declares more rows x columns than this, before
-            decoding it (a few KB of compressed zeros can declare tens of millions of rows).
-        name: how that error names the file [default: its path].
+        max_cells: refuse a file whose footer declares more rows x columns than this, or
+            whose pages declare more values in all, before decoding it (a few KB of
+            compressed zeros can declare tens of millions of rows).
+        max_bytes: refuse a file whose footer or page headers declare more uncompressed
+            bytes than this, before decoding it (a few KB of zstd can declare gigabytes of
+            strings); :data:`MAX_DECLARED_BYTES` for a file from an untrusted writer.
+        name: how those errors name the file [default: its path].
 
     Raises:
-        DataError: the file declares more than ``max_cells`` cells.
+        DataError: the file declares more than ``max_cells`` cells or ``max_bytes`` bytes,
+            or (with either bound) a page header cannot be read.
         Exception: whatever the engine raises on a missing or unreadable file.
     """
-    if max_cells is not None:
-        shape = _declared_shape(source, engine())
-        if shape is not None and shape[0] * shape[1] > max_cells:
-            if name is None:
-                name = "the file" if isinstance(source, bytes) else os.fspath(source)
-            raise DataError(
-                f"{name} declares {shape[0]:,} rows x {shape[1]} columns, more than the "
-                f"{max_cells:,} cells mlcycle reads from it"
-            )
+    if max_cells is not None or max_bytes is not None:
+        if name is None:
+            name = "the file" if isinstance(source, bytes) else os.fspath(source)
+        _check(source, name, max_cells, max_bytes)
     data = io.BytesIO(source) if isinstance(source, bytes) else source
     frame = pd.read_parquet(data, engine=engine())
     return _restore(frame, _recorded_dtypes(source))
+
+
+def _check(source: Source, name: str, max_cells: int | None, max_bytes: int | None) -> None:
+    footer = _footer(source, engine())
+    if footer is None:
+        return
+    if max_cells is not None and footer.rows * footer.columns > max_cells:
+        raise DataError(
+            f"{name} declares {footer.rows:,} rows x {footer.columns} columns, more than the "
+            f"{max_cells:,} cells mlcycle reads from it"
+        )
+    try:
+        if isinstance(source, bytes):
+            found = _declared(footer, lambda at, n: source[at : at + n], len(source))
+        else:
+            with open(source, "rb") as fh:
+
+                def read_at(at: int, n: int) -> bytes:
+                    fh.seek(at)
+                    return fh.read(n)
+
+                found = _declared(footer, read_at, os.fstat(fh.fileno()).st_size)
+    except ValueError as exc:
+        raise DataError(f"{name} is not a readable Parquet file: {exc}") from exc
+    if max_cells is not None and found.values > max_cells:
+        raise DataError(
+            f"{name} has pages declaring {found.values:,} values, more than the {max_cells:,} "
+            "cells mlcycle reads from it"
+        )
+    if max_bytes is not None:
+        check_declared(found, name, max_bytes=max_bytes)

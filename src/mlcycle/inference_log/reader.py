@@ -16,6 +16,7 @@ import pandas as pd
 
 from mlcycle.errors import ConfigError, DataError
 from mlcycle.inference_log.schema import REQUIRED_COLUMNS, model_path, partition_values
+from mlcycle.parquet import MAX_DECLARED_BYTES, check_declared, declared
 from mlcycle.storage import filesystem
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,10 @@ class LogFile:
 
     :meth:`batches` and :meth:`table` check the file is an inference-log file before reading
     and raise :class:`DataError` for anything wrong with it, so a caller can skip the file
-    whole (statistics of a file that breaks half-way must not count).
+    whole (statistics of a file that breaks half-way must not count). Whoever can write to
+    the log can write any file, so before a page is decoded its footer and page headers are
+    held to :data:`mlcycle.parquet.MAX_DECLARED_BYTES`: per row group when streamed, in all
+    when read whole.
     """
 
     path: str
@@ -162,6 +166,15 @@ class LogFile:
         cols = None if self.columns is None else [c for c in names if c in self.columns]
         return dataset, flt, cols
 
+    def _check_declared(self, *, per_row_group: bool) -> None:
+        try:
+            handle = self.filesystem.open_input_file(self.path)
+        except Exception as exc:
+            raise DataError(f"unreadable ({type(exc).__name__}: {exc})") from exc
+        with handle:
+            found = declared(handle, "the file")
+        check_declared(found, "the file", max_bytes=MAX_DECLARED_BYTES, per_row_group=per_row_group)
+
     @property
     def column_names(self) -> list[str]:
         """The file's column names (read from its footer)."""
@@ -171,9 +184,11 @@ class LogFile:
         """The file's rows as Arrow record batches, one held at a time.
 
         Raises:
-            DataError: the file is not an inference-log file or cannot be read.
+            DataError: the file is not an inference-log file, cannot be read, or a row group
+                declares more than :data:`~mlcycle.parquet.MAX_DECLARED_BYTES`.
         """
         dataset, flt, cols = self._dataset()
+        self._check_declared(per_row_group=True)
         try:
             yield from dataset.to_batches(
                 columns=cols,
@@ -189,9 +204,11 @@ class LogFile:
         """The file's rows as one Arrow table.
 
         Raises:
-            DataError: the file is not an inference-log file or cannot be read.
+            DataError: the file is not an inference-log file, cannot be read, or declares
+                more than :data:`~mlcycle.parquet.MAX_DECLARED_BYTES` in all.
         """
         dataset, flt, cols = self._dataset()
+        self._check_declared(per_row_group=False)
         try:
             return dataset.to_table(columns=cols, filter=flt)
         except Exception as exc:
