@@ -408,24 +408,26 @@ class Declared:
         return sum(self.row_group_bytes)
 
 
-def _declared(footer: _Footer, read_at: ReadAt, size: int) -> Declared:
+def _declared(footer: _Footer, read_at: ReadAt | None, size: int) -> Declared:
+    """What ``footer`` declares, and with ``read_at`` what its page headers declare too."""
     sizes = []
     values = 0
     for rg in footer.row_groups:
         from_footer = sum(c.uncompressed for c in rg.chunks)
         from_pages = 0
-        for chunk in rg.chunks:
-            b, v = _chunk_pages(chunk, read_at, size)
-            from_pages += b
-            values += v
+        if read_at is not None:
+            for chunk in rg.chunks:
+                b, v = _chunk_pages(chunk, read_at, size)
+                from_pages += b
+                values += v
         sizes.append(max(rg.total_byte_size, from_footer, from_pages))
     return Declared(footer.rows, footer.columns, tuple(sizes), values)
 
 
-def declared(handle: Any, name: str) -> Declared:
+def declared(handle: Any, name: str, *, pages: bool = True) -> Declared:
     """What the Parquet file open in ``handle`` (a pyarrow file) declares (:class:`Declared`).
 
-    Reads the footer and every page header, never a page.
+    Reads the footer and, with ``pages``, every page header, never a page's data.
 
     Raises:
         DataError: the footer or a page header cannot be read.
@@ -435,7 +437,8 @@ def declared(handle: Any, name: str) -> Declared:
     try:
         size = handle.size()
         footer = _footer_pyarrow(pq.ParquetFile(handle).metadata)
-        return _declared(footer, lambda at, n: handle.read_at(n, at), size)
+        read_at = (lambda at, n: handle.read_at(n, at)) if pages else None
+        return _declared(footer, read_at, size)
     except Exception as exc:
         raise DataError(f"{name} is unreadable ({type(exc).__name__}: {exc})") from exc
 
@@ -506,6 +509,8 @@ def _check(source: Source, name: str, max_cells: int | None, max_bytes: int | No
             f"{name} declares {footer.rows:,} rows x {footer.columns} columns, more than the "
             f"{max_cells:,} cells mlcycle reads from it"
         )
+    if max_bytes is not None:  # the footer's totals first: no page header is read for them
+        check_declared(_declared(footer, None, 0), name, max_bytes=max_bytes)
     try:
         if isinstance(source, bytes):
             found = _declared(footer, lambda at, n: source[at : at + n], len(source))

@@ -166,14 +166,29 @@ class LogFile:
         cols = None if self.columns is None else [c for c in names if c in self.columns]
         return dataset, flt, cols
 
+    def check(self) -> None:
+        """Check the file as :meth:`batches` does before streaming it, reading only its footer
+        and page headers (for a reader that streams it another way, e.g. Spark).
+
+        Raises:
+            DataError: the file is not an inference-log file, cannot be read, or a row group
+                declares more than :data:`~mlcycle.parquet.MAX_DECLARED_BYTES`.
+        """
+        self._dataset()
+        self._check_declared(per_row_group=True)
+
     def _check_declared(self, *, per_row_group: bool) -> None:
         try:
             handle = self.filesystem.open_input_file(self.path)
         except Exception as exc:
             raise DataError(f"unreadable ({type(exc).__name__}: {exc})") from exc
         with handle:
-            found = declared(handle, "the file")
-        check_declared(found, "the file", max_bytes=MAX_DECLARED_BYTES, per_row_group=per_row_group)
+            # The footer's totals first: no page header is read for a file they refuse.
+            for pages in (False, True):
+                found = declared(handle, "the file", pages=pages)
+                check_declared(
+                    found, "the file", max_bytes=MAX_DECLARED_BYTES, per_row_group=per_row_group
+                )
 
     @property
     def column_names(self) -> list[str]:
