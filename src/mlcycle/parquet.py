@@ -483,7 +483,9 @@ def read_parquet(
             compressed zeros can declare tens of millions of rows).
         max_bytes: refuse a file whose footer or page headers declare more uncompressed
             bytes than this, before decoding it (a few KB of zstd can declare gigabytes of
-            strings); :data:`MAX_DECLARED_BYTES` for a file from an untrusted writer.
+            strings), or whose string columns hold more across their rows (a dictionary
+            value once per row that uses it), counted before any per-row copy is made;
+            :data:`MAX_DECLARED_BYTES` for a file from an untrusted writer.
         name: how those errors name the file [default: its path].
 
     Raises:
@@ -491,13 +493,92 @@ def read_parquet(
             or (with either bound) a page header cannot be read.
         Exception: whatever the engine raises on a missing or unreadable file.
     """
+    if name is None:
+        name = "the file" if isinstance(source, bytes) else os.fspath(source)
     if max_cells is not None or max_bytes is not None:
-        if name is None:
-            name = "the file" if isinstance(source, bytes) else os.fspath(source)
         _check(source, name, max_cells, max_bytes)
+    with_arrow = available("pyarrow")
+    if max_bytes is not None and with_arrow:
+        _check_strings(_arrow_string_bytes(source), name, max_bytes)
     data = io.BytesIO(source) if isinstance(source, bytes) else source
     frame = pd.read_parquet(data, engine=engine())
+    if max_bytes is not None and not with_arrow:
+        # fastparquet alone: a dictionary value is one Python object every row refers to, so
+        # the frame is cheap; counted before anything makes a copy per row.
+        _check_strings(_frame_string_bytes(frame), name, max_bytes)
     return _restore(frame, _recorded_dtypes(source))
+
+
+def string_bytes(table: Any) -> int:
+    """Bytes the string and binary columns of an Arrow table hold across its rows, a
+    dictionary-encoded value counted once per row that refers to it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def text(t: Any) -> bool:
+        return bool(
+            pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t)
+        )
+
+    size = 0
+    for column in table.columns:
+        for chunk in column.chunks:
+            if pa.types.is_dictionary(chunk.type) and text(chunk.type.value_type):
+                lengths = pc.binary_length(chunk.dictionary).take(chunk.indices)
+            elif text(chunk.type):
+                lengths = pc.binary_length(chunk)
+            else:
+                continue
+            size += pc.sum(lengths).as_py() or 0
+    return size
+
+
+def _arrow_string_bytes(source: Source) -> int:
+    """:func:`string_bytes` of a file's string columns, read dictionary-encoded: a dictionary
+    page's values are held once, never copied per row (843 bytes can declare 10 GiB)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def handle() -> Any:
+        return pa.BufferReader(source) if isinstance(source, bytes) else os.fspath(source)
+
+    try:
+        schema = pq.ParquetFile(handle()).schema_arrow
+    except Exception as exc:  # the read itself reports the file
+        logger.debug("no schema read from the Parquet file: %s", exc)
+        return 0
+    names = [
+        f.name
+        for f in schema
+        if pa.types.is_string(f.type)
+        or pa.types.is_large_string(f.type)
+        or pa.types.is_binary(f.type)
+        or pa.types.is_large_binary(f.type)
+        or pa.types.is_dictionary(f.type)
+    ]
+    if not names or len(set(schema.names)) != len(schema.names):
+        return 0
+    return string_bytes(pq.ParquetFile(handle(), read_dictionary=names).read(columns=names))
+
+
+def _frame_string_bytes(frame: pd.DataFrame) -> int:
+    size = 0
+    for _, series in frame.items():
+        if is_object_dtype(series.dtype):
+            size += sum(len(v) for v in series if isinstance(v, (str, bytes)))
+    return size
+
+
+def _check_strings(size: int, name: str, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise DataError(
+            f"{name} holds {size:,} bytes of string values across its rows (a dictionary "
+            f"value counted once per row that uses it), more than the {max_bytes:,} mlcycle "
+            "reads from a Parquet file"
+        )
 
 
 def _check(source: Source, name: str, max_cells: int | None, max_bytes: int | None) -> None:

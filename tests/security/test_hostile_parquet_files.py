@@ -117,6 +117,48 @@ def test_a_contract_file_whose_pages_hold_more_values_than_its_footer_says_is_re
         parquet.read_parquet(path, max_cells=100_000)
 
 
+def _dictionary_bomb(path: Path, rows: int, size: int) -> Path:
+    """One ``size``-byte value every row refers to, stored once in a dictionary page (and no
+    Arrow schema saying so: a reader decodes it as plain strings, one copy per row)."""
+    value = pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), pa.array(["a" * size]))
+    pq.write_table(
+        pa.table({"s": value, "x": np.arange(rows, dtype="float64")}),
+        path,
+        compression="zstd",
+        store_schema=False,
+    )
+    return path
+
+
+def test_a_contract_file_of_one_long_value_on_every_row_is_refused_before_per_row_copies(
+    engine: str, tmp_path: Path
+) -> None:
+    _refuse_dictionary_bomb(tmp_path)
+
+
+def test_under_the_core_install_a_long_value_on_every_row_is_refused_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fastparquet alone holds a dictionary value once, as one Python object; it is counted
+    # from the frame before anything copies it per row.
+    monkeypatch.setattr(parquet, "available", lambda name: name != "pyarrow")
+    with pd.option_context("io.parquet.engine", "fastparquet"):
+        _refuse_dictionary_bomb(tmp_path)
+
+
+def _refuse_dictionary_bomb(tmp_path: Path) -> None:
+    # 10 MB across its rows, 1 MB declared: the footer and pages are honest.
+    path = _dictionary_bomb(tmp_path / "sample.parquet", 10, 1 << 20)
+    assert path.stat().st_size < 2_000
+    with pytest.raises(
+        DataError,
+        match=r"sample.parquet holds 10,485,760 bytes of string values across its rows \(a "
+        rf"dictionary value counted once per row that uses it\), more than the {LIMIT:,}",
+    ):
+        parquet.read_parquet(path, max_bytes=LIMIT)
+    assert len(parquet.read_parquet(path, max_bytes=11 << 20)) == 10
+
+
 def test_an_honest_contract_file_reads_under_the_real_limits(engine: str, tmp_path: Path) -> None:
     rows = 100_000
     frame = pd.DataFrame(
