@@ -13,6 +13,7 @@ little over big pages is refused from the page headers.
 
 from __future__ import annotations
 
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -255,6 +256,36 @@ def test_the_arrow_engine_holds_each_row_group_to_the_limit_not_the_whole_file(
     assert sum(b.num_rows for b in file.batches()) == 12
     with pytest.raises(DataError, match=r"declares 12,\d+,\d+ bytes .* more than the"):
         file.table()
+
+
+def test_log_readers_count_a_long_value_on_every_row_before_copying_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A request id of 1 MB on each of 10 rows, stored once: 1 MB declared, 10 MB of rows.
+    monkeypatch.setattr(reader, "MAX_DECLARED_BYTES", LIMIT)
+    _write(_log_table(500), _hour(tmp_path) / "part-1-good.parquet")
+    table = _log_table(10)
+    long_id = pa.DictionaryArray.from_arrays(
+        pa.array([0] * 10, pa.int32()), pa.array(["a" * (1 << 20)])
+    )
+    bomb = _hour(tmp_path) / "part-2-bomb.parquet"
+    pq.write_table(
+        table.set_column(0, "request_id", long_id),
+        bomb,
+        compression="zstd",
+        store_schema=False,
+        write_statistics=False,
+    )
+    assert bomb.stat().st_size < 5_000
+    problems: list[str] = []
+    assert len(read_inference_log(str(tmp_path), NAME, problems=problems)) == 500
+    summary = stream_inference_log(str(tmp_path), NAME, _summary(), problems=problems)
+    assert summary.rows == 500
+    assert len(problems) == 2 and all(p.startswith(f"{bomb}: ") for p in problems)
+    for p in problems:  # the ten long ids and the other string columns' few bytes
+        assert re.search(r"the file holds 10,48\d,\d{3} bytes of string values across", p)
+        assert f"more than the {LIMIT:,}" in p
+    assert "rows of the file" in problems[0] and "rows of one batch" in problems[1]
 
 
 def test_an_honest_log_reads_under_the_real_limit(tmp_path: Path) -> None:

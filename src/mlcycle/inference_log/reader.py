@@ -16,7 +16,7 @@ import pandas as pd
 
 from mlcycle.errors import ConfigError, DataError
 from mlcycle.inference_log.schema import REQUIRED_COLUMNS, model_path, partition_values
-from mlcycle.parquet import MAX_DECLARED_BYTES, check_declared, declared
+from mlcycle.parquet import MAX_DECLARED_BYTES, check_declared, declared, string_bytes
 from mlcycle.storage import filesystem
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,17 @@ def log_filter(window: Window | None, since: pd.Timestamp | None = None) -> Any:
 STREAM_BATCH_ROWS = 65_536
 
 
+def _is_text(t: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+    )
+
+
 @dataclass(frozen=True)
 class LogFile:
     """One part file of the log, opened lazily; what :func:`scan_inference_log` yields.
@@ -136,7 +147,9 @@ class LogFile:
     whole (statistics of a file that breaks half-way must not count). Whoever can write to
     the log can write any file, so before a page is decoded its footer and page headers are
     held to :data:`mlcycle.parquet.MAX_DECLARED_BYTES`: per row group when streamed, in all
-    when read whole.
+    when read whole. String columns are read dictionary-encoded and the bytes their rows hold
+    (a dictionary value once per row that uses it) are held to the same limit, per batch or
+    per file, before they are decoded.
     """
 
     path: str
@@ -145,7 +158,7 @@ class LogFile:
     role: str | None = "champion"
     columns: frozenset[str] | None = None
 
-    def _dataset(self) -> tuple[Any, Any, list[str] | None]:
+    def _dataset(self) -> tuple[Any, Any, list[str] | None, frozenset[str]]:
         import pyarrow as pa
         import pyarrow.dataset as ds
 
@@ -164,7 +177,44 @@ class LogFile:
             by_role = ds.field("role") == self.role
             flt = by_role if flt is None else flt & by_role
         cols = None if self.columns is None else [c for c in names if c in self.columns]
-        return dataset, flt, cols
+        strings = [f.name for f in dataset.schema if _is_text(f.type)]
+        if strings:
+            # Read dictionary-encoded: a dictionary value is held once, not copied per row,
+            # until :meth:`_decoded` has counted what the copies would cost.
+            options = ds.ParquetReadOptions(dictionary_columns=strings)
+            try:
+                dataset = ds.dataset(
+                    self.path,
+                    filesystem=self.filesystem,
+                    format=ds.ParquetFileFormat(read_options=options),
+                )
+            except Exception as exc:
+                raise DataError(f"unreadable ({type(exc).__name__}: {exc})") from exc
+        return dataset, flt, cols, frozenset(strings)
+
+    def _decoded(self, data: Any, strings: frozenset[str], what: str) -> Any:
+        """``data`` (a record batch or table) with its string columns decoded, once the bytes
+        their rows hold are within :data:`~mlcycle.parquet.MAX_DECLARED_BYTES`.
+
+        Raises:
+            DataError: they are not.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+        size = string_bytes(table)
+        if size > MAX_DECLARED_BYTES:
+            raise DataError(
+                f"the file holds {size:,} bytes of string values across the rows of {what} (a "
+                f"dictionary value counted once per row that uses it), more than the "
+                f"{MAX_DECLARED_BYTES:,} mlcycle decodes at once from a Parquet file"
+            )
+        for i, field in enumerate(data.schema):
+            if field.name in strings and pa.types.is_dictionary(field.type):
+                plain = pc.cast(data.column(i), field.type.value_type)
+                data = data.set_column(i, pa.field(field.name, plain.type), plain)
+        return data
 
     def check(self) -> None:
         """Check the file as :meth:`batches` does before streaming it, reading only its footer
@@ -202,16 +252,20 @@ class LogFile:
             DataError: the file is not an inference-log file, cannot be read, or a row group
                 declares more than :data:`~mlcycle.parquet.MAX_DECLARED_BYTES`.
         """
-        dataset, flt, cols = self._dataset()
+        dataset, flt, cols, strings = self._dataset()
         self._check_declared(per_row_group=True)
         try:
-            yield from dataset.to_batches(
+            scanned = dataset.to_batches(
                 columns=cols,
                 filter=flt,
                 batch_size=batch_rows,
                 batch_readahead=0,
                 fragment_readahead=0,
             )
+            for batch in scanned:
+                yield self._decoded(batch, strings, "one batch")
+        except DataError:
+            raise
         except Exception as exc:
             raise DataError(f"unreadable ({type(exc).__name__}: {exc})") from exc
 
@@ -222,12 +276,13 @@ class LogFile:
             DataError: the file is not an inference-log file, cannot be read, or declares
                 more than :data:`~mlcycle.parquet.MAX_DECLARED_BYTES` in all.
         """
-        dataset, flt, cols = self._dataset()
+        dataset, flt, cols, strings = self._dataset()
         self._check_declared(per_row_group=False)
         try:
-            return dataset.to_table(columns=cols, filter=flt)
+            table = dataset.to_table(columns=cols, filter=flt)
         except Exception as exc:
             raise DataError(f"unreadable ({type(exc).__name__}: {exc})") from exc
+        return self._decoded(table, strings, "the file")
 
 
 def scan_inference_log(
