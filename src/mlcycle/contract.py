@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from mlcycle.errors import DataError, MlcycleError
-from mlcycle.parquet import read_parquet, write_parquet
+from mlcycle.parquet import MAX_DECLARED_BYTES, read_parquet, write_parquet
 from mlcycle.tags import MLCYCLE_POS_LABEL, MLCYCLE_TARGET, MLCYCLE_TASK
 
 logger = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def load_eval_split(client: Any, run_id: str | None, what: str) -> pd.DataFrame:
                 + SUPPLY["eval"]
             ) from exc
         name = f"{REFERENCE_DIR}/{EVAL_FILE} of run {run_id} ({what})"
-        return read_parquet(path, max_cells=MAX_CELLS, name=name)
+        return read_parquet(path, max_cells=MAX_CELLS, max_bytes=MAX_DECLARED_BYTES, name=name)
 
 
 def load_reference_files(
@@ -201,7 +201,9 @@ def load_reference_files(
         try:
             local = Path(client.download_artifacts(run_id, REFERENCE_DIR, tmp))
             profile = json.loads((local / PROFILE_FILE).read_text())
-            sample = read_parquet(local / SAMPLE_FILE, max_cells=MAX_CELLS)
+            sample = read_parquet(
+                local / SAMPLE_FILE, max_cells=MAX_CELLS, max_bytes=MAX_DECLARED_BYTES
+            )
         except Exception as exc:
             raise MissingPiece(
                 f"run {run_id} of {what} has no usable {REFERENCE_DIR}/ artifacts ({exc}): "

@@ -1,7 +1,9 @@
 """Issue 10 item 9: monitoring degrades, never dies, and never stays silent.
 
 - one truncated and one foreign-schema Parquet file in the window's hour: each is reported
-  as a finding and the rest of the window is analysed;
+  as a finding and the rest of the window is analysed; with a file declaring more
+  uncompressed bytes than mlcycle decodes at once too, under every engine (pandas, arrow,
+  spark);
 - a missing inference-log root is an error naming the path;
 - a window run left RUNNING by a killed monitor is reported, and the CLI exits non-zero.
 """
@@ -79,6 +81,70 @@ def test_a_truncated_and_a_foreign_file_are_findings_and_the_rest_is_analysed(tm
     tags = client.get_run(out.run_id).data.tags
     assert "unreadable_file" in tags["mlcycle.findings"]
     assert client.get_run(out.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize(
+    "engine", ["pandas", "arrow", pytest.param("spark", marks=pytest.mark.slow)]
+)
+def test_every_engine_reports_bad_files_as_findings_and_analyses_the_rest(
+    tmp_path: Path, engine: str, monkeypatch: pytest.MonkeyPatch
+):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlcycle.inference_log import reader
+
+    if engine == "spark":
+        import shutil
+
+        from testkit import need
+
+        need(shutil.which("java") is not None, "Java is not installed (Spark needs Java 17+)")
+        need(_has("pyspark"), "pyspark is not installed (pip install 'mlcycle[spark]')")
+    settings, client, reference = _setup(tmp_path)
+    d = _write_hour(tmp_path / "log")
+    whole = (d / "part-1-good.parquet").read_bytes()
+    (d / "part-2-truncated.parquet").write_bytes(whole[: len(whole) // 2])
+    pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}).to_parquet(d / "part-3-foreign.parquet")
+    # Log-shaped rows whose note is 2 MB each: 6 MB declared in a few KB of zstd.
+    good = pq.read_table(d / "part-1-good.parquet").slice(0, 3)
+    big = good.append_column("note", pa.array(["a" * (2 << 20)] * 3))
+    pq.write_table(big, d / "part-4-huge.parquet", compression="zstd", use_dictionary=False)
+    monkeypatch.setattr(reader, "MAX_DECLARED_BYTES", 4 << 20)
+    try:
+        out = run_once(
+            client,
+            settings,
+            NAME,
+            version="1",
+            reference=reference,
+            window=Window.of(DAY, "2026-03-02"),
+            policy=RetrainPolicy(bad_windows=1, of_last=1),
+            output_dir=tmp_path / "reports",
+            lock_dir=tmp_path / "locks",
+            engine=engine,  # type: ignore[arg-type]
+        )
+    finally:
+        if engine == "spark":
+            from pyspark.sql import SparkSession
+
+            if (active := SparkSession.getActiveSession()) is not None:
+                active.stop()
+    assert out.result is not None and out.result.rows == 600
+    bad = {
+        Path(f.detail.split(":")[0]).name: f.detail
+        for f in out.result.findings
+        if f.kind == "unreadable_file"
+    }
+    assert set(bad) == {"part-2-truncated.parquet", "part-3-foreign.parquet", "part-4-huge.parquet"}
+    assert "declares 6,29" in bad["part-4-huge.parquet"]
+    assert "more than the 4,194,304" in bad["part-4-huge.parquet"]
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def test_a_missing_log_root_is_an_error_naming_the_path(tmp_path: Path):

@@ -16,6 +16,7 @@ import pandas as pd
 
 from mlcycle.errors import ConfigError, DataError
 from mlcycle.inference_log.schema import REQUIRED_COLUMNS, model_path, partition_values
+from mlcycle.parquet import MAX_DECLARED_BYTES, check_declared, declared, string_bytes
 from mlcycle.storage import filesystem
 
 logger = logging.getLogger(__name__)
@@ -126,13 +127,29 @@ def log_filter(window: Window | None, since: pd.Timestamp | None = None) -> Any:
 STREAM_BATCH_ROWS = 65_536
 
 
+def _is_text(t: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+    )
+
+
 @dataclass(frozen=True)
 class LogFile:
     """One part file of the log, opened lazily; what :func:`scan_inference_log` yields.
 
     :meth:`batches` and :meth:`table` check the file is an inference-log file before reading
     and raise :class:`DataError` for anything wrong with it, so a caller can skip the file
-    whole (statistics of a file that breaks half-way must not count).
+    whole (statistics of a file that breaks half-way must not count). Whoever can write to
+    the log can write any file, so before a page is decoded its footer and page headers are
+    held to :data:`mlcycle.parquet.MAX_DECLARED_BYTES`: per row group when streamed, in all
+    when read whole. String columns are read dictionary-encoded and the bytes their rows hold
+    (a dictionary value once per row that uses it) are held to the same limit, per batch or
+    per file, before they are decoded.
     """
 
     path: str
@@ -141,7 +158,7 @@ class LogFile:
     role: str | None = "champion"
     columns: frozenset[str] | None = None
 
-    def _dataset(self) -> tuple[Any, Any, list[str] | None]:
+    def _dataset(self) -> tuple[Any, Any, list[str] | None, frozenset[str]]:
         import pyarrow as pa
         import pyarrow.dataset as ds
 
@@ -160,7 +177,68 @@ class LogFile:
             by_role = ds.field("role") == self.role
             flt = by_role if flt is None else flt & by_role
         cols = None if self.columns is None else [c for c in names if c in self.columns]
-        return dataset, flt, cols
+        strings = [f.name for f in dataset.schema if _is_text(f.type)]
+        if strings:
+            # Read dictionary-encoded: a dictionary value is held once, not copied per row,
+            # until :meth:`_decoded` has counted what the copies would cost.
+            options = ds.ParquetReadOptions(dictionary_columns=strings)
+            try:
+                dataset = ds.dataset(
+                    self.path,
+                    filesystem=self.filesystem,
+                    format=ds.ParquetFileFormat(read_options=options),
+                )
+            except Exception as exc:
+                raise DataError(f"unreadable ({type(exc).__name__}: {exc})") from exc
+        return dataset, flt, cols, frozenset(strings)
+
+    def _decoded(self, data: Any, strings: frozenset[str], what: str) -> Any:
+        """``data`` (a record batch or table) with its string columns decoded, once the bytes
+        their rows hold are within :data:`~mlcycle.parquet.MAX_DECLARED_BYTES`.
+
+        Raises:
+            DataError: they are not.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+        size = string_bytes(table)
+        if size > MAX_DECLARED_BYTES:
+            raise DataError(
+                f"the file holds {size:,} bytes of string values across the rows of {what} (a "
+                f"dictionary value counted once per row that uses it), more than the "
+                f"{MAX_DECLARED_BYTES:,} mlcycle decodes at once from a Parquet file"
+            )
+        for i, field in enumerate(data.schema):
+            if field.name in strings and pa.types.is_dictionary(field.type):
+                plain = pc.cast(data.column(i), field.type.value_type)
+                data = data.set_column(i, pa.field(field.name, plain.type), plain)
+        return data
+
+    def check(self) -> None:
+        """Check the file as :meth:`batches` does before streaming it, reading only its footer
+        and page headers (for a reader that streams it another way, e.g. Spark).
+
+        Raises:
+            DataError: the file is not an inference-log file, cannot be read, or a row group
+                declares more than :data:`~mlcycle.parquet.MAX_DECLARED_BYTES`.
+        """
+        self._dataset()
+        self._check_declared(per_row_group=True)
+
+    def _check_declared(self, *, per_row_group: bool) -> None:
+        try:
+            handle = self.filesystem.open_input_file(self.path)
+        except Exception as exc:
+            raise DataError(f"unreadable ({type(exc).__name__}: {exc})") from exc
+        with handle:
+            # The footer's totals first: no page header is read for a file they refuse.
+            for pages in (False, True):
+                found = declared(handle, "the file", pages=pages)
+                check_declared(
+                    found, "the file", max_bytes=MAX_DECLARED_BYTES, per_row_group=per_row_group
+                )
 
     @property
     def column_names(self) -> list[str]:
@@ -171,17 +249,23 @@ class LogFile:
         """The file's rows as Arrow record batches, one held at a time.
 
         Raises:
-            DataError: the file is not an inference-log file or cannot be read.
+            DataError: the file is not an inference-log file, cannot be read, or a row group
+                declares more than :data:`~mlcycle.parquet.MAX_DECLARED_BYTES`.
         """
-        dataset, flt, cols = self._dataset()
+        dataset, flt, cols, strings = self._dataset()
+        self._check_declared(per_row_group=True)
         try:
-            yield from dataset.to_batches(
+            scanned = dataset.to_batches(
                 columns=cols,
                 filter=flt,
                 batch_size=batch_rows,
                 batch_readahead=0,
                 fragment_readahead=0,
             )
+            for batch in scanned:
+                yield self._decoded(batch, strings, "one batch")
+        except DataError:
+            raise
         except Exception as exc:
             raise DataError(f"unreadable ({type(exc).__name__}: {exc})") from exc
 
@@ -189,13 +273,16 @@ class LogFile:
         """The file's rows as one Arrow table.
 
         Raises:
-            DataError: the file is not an inference-log file or cannot be read.
+            DataError: the file is not an inference-log file, cannot be read, or declares
+                more than :data:`~mlcycle.parquet.MAX_DECLARED_BYTES` in all.
         """
-        dataset, flt, cols = self._dataset()
+        dataset, flt, cols, strings = self._dataset()
+        self._check_declared(per_row_group=False)
         try:
-            return dataset.to_table(columns=cols, filter=flt)
+            table = dataset.to_table(columns=cols, filter=flt)
         except Exception as exc:
             raise DataError(f"unreadable ({type(exc).__name__}: {exc})") from exc
+        return self._decoded(table, strings, "the file")
 
 
 def scan_inference_log(

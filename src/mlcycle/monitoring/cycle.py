@@ -230,7 +230,14 @@ def summarise_log(
         from mlcycle.monitoring.spark import spark_summary
 
         return spark_summary(
-            settings.inference_log, name, summary, window, version, since=since, master=spark_master
+            settings.inference_log,
+            name,
+            summary,
+            window,
+            version,
+            since=since,
+            master=spark_master,
+            problems=problems,
         )
     return stream_inference_log(
         settings.inference_log, name, summary, window, version, problems=problems, since=since

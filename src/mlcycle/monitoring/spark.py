@@ -7,6 +7,13 @@ Each Spark partition folds its Arrow batches into a
 same code as the in-process engines; the driver merges the partition summaries, which are a
 few hundred kilobytes each whatever the window's size. Verdicts are therefore those of the
 pandas and Arrow engines.
+
+Spark reads the window's files as one DataFrame, and one file it cannot read fails the whole
+job. So each file is first checked on the driver the way the Arrow engine checks it (its
+footer and page headers only: the log's schema, :data:`mlcycle.parquet.MAX_DECLARED_BYTES` per
+row group); a file that fails is skipped and described in ``problems``, as the other engines
+do, and only the rest is given to Spark. A file whose footer is sound but whose pages are
+corrupt still fails the job: its error names the files Spark was reading.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from mlcycle.errors import DataError
-from mlcycle.inference_log import Window, log_files
+from mlcycle.inference_log import LogFile, Window, log_files
 from mlcycle.monitoring.inputs import STREAM_KEEP
 from mlcycle.monitoring.summary import WindowSummary
 
@@ -39,6 +46,7 @@ def spark_summary(
     role: str | None = "champion",
     since: pd.Timestamp | None = None,
     master: str = "local[2]",
+    problems: list[str] | None = None,
 ) -> WindowSummary:
     """Fold the window's rows into ``summary`` with Spark.
 
@@ -51,14 +59,28 @@ def spark_summary(
         role: only rows of this role (``None`` for all).
         since: only rows with a timestamp at or after this one.
         master: the Spark master URL.
+        problems: files that fail the driver's check are described here and skipped;
+            without it they raise.
 
     Raises:
         ConfigError: pyspark is not installed.
-        DataError: the log cannot be listed or Spark cannot read it.
+        DataError: the log cannot be listed, a file fails the driver's check and
+            ``problems`` is ``None``, or Spark cannot read the files that passed it.
     """
     from mlcycle.batch import spark_session
 
-    _, files = log_files(root, name, window, version)
+    fs, listed = log_files(root, name, window, version)
+    files = []
+    for path in listed:
+        try:
+            LogFile(path, fs).check()
+        except DataError as exc:
+            if problems is None:
+                raise DataError(f"cannot read the inference log file {path}: {exc}") from exc
+            problems.append(f"{path}: {str(exc)[:240]}")
+            logger.warning("inference log: skipped %s", problems[-1])
+            continue
+        files.append(path)
     if not files:
         return summary
     spark = spark_session(master, "mlcycle-monitor")
@@ -93,7 +115,10 @@ def spark_summary(
 
         rows = df.mapInArrow(fold, "summary binary").collect()
     except Exception as exc:
-        raise DataError(f"Spark cannot read the inference log at {root}: {exc}") from exc
+        raise DataError(
+            f"Spark cannot read the inference log at {root} ({len(files)} file(s) from "
+            f"{files[0]} to {files[-1]}): {exc}"
+        ) from exc
     summary.note_columns(names)
     for row in rows:
         summary.merge(pickle.loads(row["summary"]))

@@ -29,7 +29,7 @@ from mlcycle.data import load_table
 from mlcycle.errors import DataError, GateRejected, MonitoringError
 from mlcycle.monitoring.inputs import ReferenceData, production_training_rows
 from mlcycle.monitoring.project import ProjectRetrain, run_project
-from mlcycle.parquet import read_parquet, write_parquet
+from mlcycle.parquet import MAX_DECLARED_BYTES, read_parquet, write_parquet
 from mlcycle.tags import (
     MLCYCLE_MONITORING_RUN_ID,
     MLCYCLE_PROJECT_RUN_ID,
@@ -87,11 +87,19 @@ def training_base(client: Any, reference: ReferenceData) -> pd.DataFrame:
             try:
                 stored = client.download_artifacts(reference.run_id, contract.REFERENCE_DIR, tmp)
                 local = Path(stored)
-                sample = read_parquet(local / contract.SAMPLE_FILE, max_cells=contract.MAX_CELLS)
+                sample = read_parquet(
+                    local / contract.SAMPLE_FILE,
+                    max_cells=contract.MAX_CELLS,
+                    max_bytes=MAX_DECLARED_BYTES,
+                )
                 parts = [sample.drop(columns=["prediction"])]
                 if (local / contract.EVAL_FILE).exists():
                     parts.append(
-                        read_parquet(local / contract.EVAL_FILE, max_cells=contract.MAX_CELLS)
+                        read_parquet(
+                            local / contract.EVAL_FILE,
+                            max_cells=contract.MAX_CELLS,
+                            max_bytes=MAX_DECLARED_BYTES,
+                        )
                     )
                 logger.info("retrain base: the stored reference sample and test split")
                 return pd.concat(parts, ignore_index=True)

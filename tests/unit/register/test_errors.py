@@ -183,3 +183,36 @@ def test_promoting_the_champion_again_changes_nothing_and_says_so(
     assert assert_one_champion(client, NAME) == "1"
     [entry] = json.loads(run_cli("history", NAME, "--json").output)
     assert (entry["action"], entry["to"]) == ("promote", "1"), "a no-op must not be audited"
+
+
+def test_a_challenger_whose_evaluation_split_declares_gigabytes_is_refused_by_name(
+    client: Any,
+    champion: str,
+    train_run: Callable[..., str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlcycle import contract
+
+    run_id = train_run()
+    reg.register(client, run_id, NAME)
+    before = state(client, NAME)
+    # What a user with EDIT on the run can log: three 2 MB strings in a few KB of zstd, its
+    # pages destroyed so that only the footer check can answer.
+    bomb = tmp_path / "reference" / "test.parquet"
+    bomb.parent.mkdir()
+    table = pa.table({"age": [1.0, 2.0, 3.0], "churned": pa.array(["a" * (2 << 20)] * 3)})
+    pq.write_table(table, bomb, compression="zstd", use_dictionary=False)
+    body = bomb.read_bytes()
+    end = len(body) - 8 - int.from_bytes(body[-8:-4], "little")
+    bomb.write_bytes(body[:4] + b"\xff" * (end - 4) + body[end:])
+    client.log_artifact(run_id, str(bomb), "reference")
+    monkeypatch.setattr(contract, "MAX_DECLARED_BYTES", 4 << 20)
+    result = run_cli("gate", NAME, "--version", "2")
+    assert result.exit_code == 1, result.output
+    assert f"reference/test.parquet of run {run_id}" in result.output
+    assert "bytes of uncompressed data, more than the 4,194,304" in result.output
+    assert state(client, NAME) == before

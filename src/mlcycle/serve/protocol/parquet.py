@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlcycle.parquet.pages import page_header
 from mlcycle.serve.protocol.types import RequestError, _too_many_rows
 
 
@@ -56,70 +57,6 @@ def read_parquet(body: bytes, max_rows: int | None, max_decoded_bytes: int | Non
     return table.to_pandas()
 
 
-def _varint(b: bytes, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if i >= len(b) or shift > 63:
-            raise ValueError("truncated or overlong varint")
-        x = b[i]
-        i += 1
-        value |= (x & 0x7F) << shift
-        shift += 7
-        if not x & 0x80:
-            return value, i
-
-
-def _thrift_skip(b: bytes, i: int, kind: int, out: dict[tuple[int, ...], int] | None,
-                 path: tuple[int, ...], depth: int) -> int:  # fmt: skip
-    """Skip one Thrift compact value at ``i``; integers of structs go into ``out`` by path."""
-    if depth > 8:
-        raise ValueError("nested too deep")
-    if kind in (1, 2):  # bool: the value is in the field header
-        return i
-    if kind == 3:
-        return i + 1
-    if kind in (4, 5, 6):
-        v, i = _varint(b, i)
-        if out is not None:
-            out.setdefault(path, (v >> 1) ^ -(v & 1))
-        return i
-    if kind == 7:
-        return i + 8
-    if kind == 8:
-        n, i = _varint(b, i)
-        return i + n
-    if kind in (9, 10):
-        h = b[i]
-        n, i = (h >> 4, i + 1) if h >> 4 != 15 else _varint(b, i + 1)
-        for _ in range(n):
-            i = _thrift_skip(b, i, h & 0x0F, None, path, depth + 1)
-        return i
-    if kind == 11:
-        n, i = _varint(b, i)
-        if n:
-            kv = b[i]
-            i += 1
-            for _ in range(n):
-                i = _thrift_skip(b, i, kv >> 4, None, path, depth + 1)
-                i = _thrift_skip(b, i, kv & 0x0F, None, path, depth + 1)
-        return i
-    if kind == 12:
-        last = 0
-        while True:
-            h = b[i]
-            i += 1
-            if h == 0:
-                return i
-            if h >> 4:
-                fid = last + (h >> 4)
-            else:
-                v, i = _varint(b, i)
-                fid = (v >> 1) ^ -(v & 1)
-            last = fid
-            i = _thrift_skip(b, i, h & 0x0F, out, (*path, fid), depth + 1)
-    raise ValueError(f"unknown Thrift type {kind}")
-
-
 def _check_pages(
     body: bytes, meta: Any, max_rows: int | None, max_decoded_bytes: int | None
 ) -> None:
@@ -146,17 +83,11 @@ def _check_pages(
                 values = entries = 0
                 pos = start
                 while pos < end:
-                    fields: dict[tuple[int, ...], int] = {}
-                    pos = _thrift_skip(body, pos, 12, fields, (), 0)
-                    size, compressed = fields.get((2,), -1), fields.get((3,), -1)
-                    if size < 0 or compressed < 0:
-                        raise ValueError("a page header has no sizes")
-                    decoded += size
-                    # num_values (field 1) of a data page v1 (5) or v2 (8), or of a dictionary
-                    # page (7): as many values are decoded as the header says.
-                    values += fields.get((5, 1), 0) + fields.get((8, 1), 0)
-                    entries = max(entries, fields.get((7, 1), 0))
-                    pos += compressed
+                    header, pos = page_header(body, pos)
+                    decoded += header.uncompressed
+                    values += header.values
+                    entries = max(entries, header.entries)
+                    pos += header.compressed
                     if max_rows is not None and max(values, entries) > max_rows:
                         _too_many_rows(max(values, entries), max_rows)
                     if max_decoded_bytes is not None and decoded > max_decoded_bytes:

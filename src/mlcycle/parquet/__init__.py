@@ -1,7 +1,10 @@
 """Parquet files of the core, written and read alike by either pandas engine.
 
-API: :func:`engine`, :func:`write_parquet`, :func:`read_parquet` (with an optional bound on
-the cells a file declares, checked from its footer before any page is decoded).
+API: :func:`engine`, :func:`write_parquet`, :func:`read_parquet` (with optional bounds on the
+cells and the uncompressed bytes a file declares, checked from its footer and page headers
+before any page is decoded: :mod:`mlcycle.parquet.limits`); for files read another way (the
+inference log's readers): :data:`MAX_DECLARED_BYTES`, :func:`declared`, :func:`check_declared`,
+:func:`string_bytes`.
 
 The core install has fastparquet; pyarrow comes with the extras that need it (serve,
 monitoring, s3, spark). pandas uses whichever is installed (pyarrow first, as pandas' own
@@ -37,6 +40,29 @@ from pandas.api.types import infer_dtype, is_object_dtype
 
 from mlcycle.errors import DataError
 from mlcycle.extras import available
+from mlcycle.parquet.limits import (
+    MAX_DECLARED_BYTES,
+    Declared,
+    Source,
+    arrow_string_bytes,
+    check_declared,
+    check_file,
+    check_frame_strings,
+    check_strings,
+    declared,
+    string_bytes,
+)
+
+__all__ = [
+    "MAX_DECLARED_BYTES",
+    "Declared",
+    "check_declared",
+    "declared",
+    "engine",
+    "read_parquet",
+    "string_bytes",
+    "write_parquet",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +73,6 @@ _NULLABLE = frozenset(
     | {f"UInt{b}" for b in (8, 16, 32, 64)}
     | {"Float32", "Float64", "boolean", "string"}
 )
-
-Source = str | os.PathLike[str] | bytes
 
 
 def _default_str() -> Any:
@@ -160,49 +184,43 @@ def _restore(frame: pd.DataFrame, recorded: dict[str, str]) -> pd.DataFrame:
     return frame
 
 
-def _declared_shape(source: Source, chosen: str) -> tuple[int, int] | None:
-    """``(rows, columns)`` the file's footer declares, or ``None`` when it cannot be read
-    (the read itself then reports the file)."""
-    handle: Any = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
-    try:
-        if chosen == "pyarrow":
-            import pyarrow.parquet as pq
-
-            meta = pq.ParquetFile(handle).metadata
-            return int(meta.num_rows), int(meta.num_columns)
-        import fastparquet
-
-        pf = fastparquet.ParquetFile(handle)
-        return int(pf.count()), len(pf.columns)
-    except Exception as exc:
-        logger.debug("no footer read from the Parquet file: %s", exc)
-        return None
-
-
 def read_parquet(
-    source: Source, *, max_cells: int | None = None, name: str | None = None
+    source: Source,
+    *,
+    max_cells: int | None = None,
+    max_bytes: int | None = None,
+    name: str | None = None,
 ) -> pd.DataFrame:
     """Read a Parquet file (a local path or its bytes) with the engine in use.
 
     Args:
         source: a local path or the file's bytes.
-        max_cells: refuse a file whose footer declares more rows x columns than this, before
-            decoding it (a few KB of compressed zeros can declare tens of millions of rows).
-        name: how that error names the file [default: its path].
+        max_cells: refuse a file whose footer declares more rows x columns than this, or
+            whose pages declare more values in all, before decoding it (a few KB of
+            compressed zeros can declare tens of millions of rows).
+        max_bytes: refuse a file whose footer or page headers declare more uncompressed
+            bytes than this, before decoding it (a few KB of zstd can declare gigabytes of
+            strings), or whose string columns hold more across their rows (a dictionary
+            value once per row that uses it), counted before any per-row copy is made;
+            :data:`MAX_DECLARED_BYTES` for a file from an untrusted writer.
+        name: how those errors name the file [default: its path].
 
     Raises:
-        DataError: the file declares more than ``max_cells`` cells.
+        DataError: the file declares more than ``max_cells`` cells or ``max_bytes`` bytes,
+            or (with either bound) a page header cannot be read.
         Exception: whatever the engine raises on a missing or unreadable file.
     """
-    if max_cells is not None:
-        shape = _declared_shape(source, engine())
-        if shape is not None and shape[0] * shape[1] > max_cells:
-            if name is None:
-                name = "the file" if isinstance(source, bytes) else os.fspath(source)
-            raise DataError(
-                f"{name} declares {shape[0]:,} rows x {shape[1]} columns, more than the "
-                f"{max_cells:,} cells mlcycle reads from it"
-            )
+    if name is None:
+        name = "the file" if isinstance(source, bytes) else os.fspath(source)
+    if max_cells is not None or max_bytes is not None:
+        check_file(source, name, engine(), max_cells, max_bytes)
+    with_arrow = available("pyarrow")
+    if max_bytes is not None and with_arrow:
+        check_strings(arrow_string_bytes(source), name, max_bytes)
     data = io.BytesIO(source) if isinstance(source, bytes) else source
     frame = pd.read_parquet(data, engine=engine())
+    if max_bytes is not None and not with_arrow:
+        # fastparquet alone: a dictionary value is one Python object every row refers to, so
+        # the frame is cheap; counted before anything makes a copy per row.
+        check_frame_strings(frame, name, max_bytes)
     return _restore(frame, _recorded_dtypes(source))
