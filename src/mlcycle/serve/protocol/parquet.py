@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlcycle.parquet.limits import string_bytes
 from mlcycle.parquet.pages import page_header
 from mlcycle.serve.protocol.types import RequestError, _too_many_rows
 
@@ -106,27 +107,10 @@ def _check_row_strings(table: Any, max_decoded_bytes: int) -> None:
 
     The footer counts a dictionary page once, but one long value referenced by every row is
     copied once per row by whatever builds a per-row column (the inference log, encoders):
-    843 bytes of Parquet can be 10 GiB of row values.
+    843 bytes of Parquet can be 10 GiB of row values. Counted as contract and log files are
+    (:func:`mlcycle.parquet.limits.string_bytes`).
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    size = 0
-    for column in table.columns:
-        # Dictionary-encoded: read so above, or so declared by the file's own Arrow schema.
-        if not pa.types.is_dictionary(column.type):
-            continue
-        values = column.type.value_type
-        if not (
-            pa.types.is_string(values)
-            or pa.types.is_large_string(values)
-            or pa.types.is_binary(values)
-            or pa.types.is_large_binary(values)
-        ):
-            continue
-        for chunk in column.chunks:
-            lengths = pc.binary_length(chunk.dictionary).take(chunk.indices)
-            size += pc.sum(lengths).as_py() or 0
+    size = string_bytes(table)
     if size > max_decoded_bytes:
         raise RequestError(
             f"Parquet body holds {size} bytes of string values across its rows; this server "
