@@ -22,6 +22,10 @@ user tables, the retrain table, batch output):
 A file written under one engine then reads back with the same values and dtypes under the
 other. Durations (``timedelta64``) are the exception: fastparquet stores them as times of day
 (1 s reads back as 0), so under it :func:`write_parquet` refuses them by column name.
+
+Files written elsewhere can use parts of the format fastparquet does not read (the
+``DELTA_BYTE_ARRAY`` string encoding of Spark's and pyarrow's v2 writers, for one): when it
+fails on one and pyarrow is not installed, :func:`read_parquet` says which install reads it.
 """
 
 from __future__ import annotations
@@ -49,6 +53,11 @@ _NULLABLE = frozenset(
 )
 
 Source = str | os.PathLike[str] | bytes
+
+#: How to get pyarrow, for what fastparquet cannot do: pyarrow alone or an extra with it.
+PYARROW_INSTALL = (
+    "pip install pyarrow, or an extra that brings it: pip install 'mlcycle[monitoring]'"
+)
 
 
 def _default_str() -> Any:
@@ -115,7 +124,7 @@ def write_parquet(
                 f"column(s) {', '.join(durations)} hold durations (timedelta64), which "
                 "fastparquet, the core install's Parquet engine, stores as times of day (1 s "
                 "reads back as 0): convert them to numbers (e.g. seconds), or install pyarrow "
-                "(pip install pyarrow, or an extra that brings it: 'mlcycle[monitoring]')"
+                f"({PYARROW_INSTALL})"
             )
     kwargs: dict[str, Any] = {}
     if row_group_rows is not None:
@@ -191,18 +200,32 @@ def read_parquet(
         name: how that error names the file [default: its path].
 
     Raises:
-        DataError: the file declares more than ``max_cells`` cells.
+        DataError: the file declares more than ``max_cells`` cells; or fastparquet cannot
+            decode it and pyarrow, which reads more of the format, is not installed (the
+            message says how to install it).
         Exception: whatever the engine raises on a missing or unreadable file.
     """
+    chosen = engine()
+    if name is None:
+        name = "the file" if isinstance(source, bytes) else os.fspath(source)
     if max_cells is not None:
-        shape = _declared_shape(source, engine())
+        shape = _declared_shape(source, chosen)
         if shape is not None and shape[0] * shape[1] > max_cells:
-            if name is None:
-                name = "the file" if isinstance(source, bytes) else os.fspath(source)
             raise DataError(
                 f"{name} declares {shape[0]:,} rows x {shape[1]} columns, more than the "
                 f"{max_cells:,} cells mlcycle reads from it"
             )
     data = io.BytesIO(source) if isinstance(source, bytes) else source
-    frame = pd.read_parquet(data, engine=engine())
+    try:
+        frame = pd.read_parquet(data, engine=chosen)
+    except OSError:
+        raise  # a missing or unreadable path: no other engine would open it
+    except Exception as exc:
+        if chosen != "fastparquet" or available("pyarrow"):
+            raise
+        raise DataError(
+            f"fastparquet, the core install's Parquet engine, cannot read {name} "
+            f"({type(exc).__name__}: {exc}); pyarrow reads parts of the Parquet format "
+            f"fastparquet does not (newer encodings, some nested types): {PYARROW_INSTALL}"
+        ) from exc
     return _restore(frame, _recorded_dtypes(source))
