@@ -323,8 +323,8 @@ def child_spark(workdir: Path, rows: int = 0) -> dict:
 
 def build_profile(workdir: Path) -> float:
     """The training-time step: profile of the full reference and a bounded sample."""
+    from mlcycle import reference_profile as reference_mod
     from mlcycle.data import DatasetSpec
-    from mlcycle.train import reference as reference_mod
 
     t0 = time.perf_counter()
     ref = pd.read_parquet(workdir / "reference.parquet")

@@ -12,7 +12,7 @@ Whoever trained the model, the contract is the same pieces on its MLflow run:
 - the input schema: the model's MLflow signature;
 - ``reference/profile.json`` (per-column statistics of the training features) and
   ``reference/sample.parquet`` (a bounded sample of features, target and predictions) for
-  drift;
+  drift, both computed by :mod:`mlcycle.reference_profile`;
 - ``reference/test.parquet``: the held-out evaluation split the gate scores on.
 
 ``mlcycle train`` writes it; user code writes it with :func:`log_contract` after
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlcycle import reference_profile
 from mlcycle.errors import DataError, MlcycleError
 from mlcycle.parquet import MAX_DECLARED_BYTES, read_parquet, write_parquet
 from mlcycle.tags import MLCYCLE_POS_LABEL, MLCYCLE_TARGET, MLCYCLE_TASK
@@ -119,11 +120,9 @@ def write_profile(
     client: Any, run_id: str, X_train: pd.DataFrame, spec: Any, workdir: Path
 ) -> None:
     """``reference/profile.json`` of the full training features."""
-    from mlcycle.train import reference
-
     ref_dir = workdir / REFERENCE_DIR
     ref_dir.mkdir(exist_ok=True)
-    (ref_dir / PROFILE_FILE).write_text(json.dumps(reference.profile(X_train, spec)))
+    (ref_dir / PROFILE_FILE).write_text(json.dumps(reference_profile.profile(X_train, spec)))
     client.log_artifact(run_id, str(ref_dir / PROFILE_FILE), REFERENCE_DIR)
 
 
@@ -150,18 +149,16 @@ def write_sample(
     workdir: Path,
 ) -> None:
     """``reference/sample.parquet``: a bounded sample of features, target and predictions."""
-    from mlcycle.train import reference
-
     sample_dir = workdir / "reference-sample"
     sample_dir.mkdir(exist_ok=True)
     if y_pred is None:
         frame = X.copy()
         frame[spec.target] = np.asarray(y)
-        if len(frame) > reference.MAX_REFERENCE_ROWS:
-            frame = frame.sample(reference.MAX_REFERENCE_ROWS, random_state=seed)
+        if len(frame) > reference_profile.MAX_REFERENCE_ROWS:
+            frame = frame.sample(reference_profile.MAX_REFERENCE_ROWS, random_state=seed)
         frame = frame.reset_index(drop=True)
     else:
-        frame = reference.reference_sample(X, y, y_pred, spec, seed)
+        frame = reference_profile.reference_sample(X, y, y_pred, spec, seed)
     write_parquet(frame, sample_dir / SAMPLE_FILE)
     client.log_artifact(run_id, str(sample_dir / SAMPLE_FILE), REFERENCE_DIR)
 

@@ -1,8 +1,12 @@
-"""The modules of mlcycle import one another without a circle."""
+"""The modules of mlcycle import one another without a circle, and the monitor stays light."""
 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import mlcycle
@@ -126,3 +130,29 @@ def test_the_graph_sees_a_circle(tmp_path: Path) -> None:
     every = {n: _imports(n, p, modules, lazy=True) for n, p in modules.items()}
     assert _cycles(top) == []
     assert _cycles(every) == [["mlcycle.a", "mlcycle.b", "mlcycle.a"]]
+
+
+def _imported_after(code: str, watched: tuple[str, ...]) -> list[str]:
+    """Which of ``watched`` a fresh interpreter has imported after running ``code``."""
+    probe = textwrap.dedent(code) + textwrap.dedent(
+        f"""
+        import json, sys
+        print(json.dumps([m for m in {list(watched)!r} if m in sys.modules]))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300
+    )
+    return list(json.loads(out.stdout.splitlines()[-1]))
+
+
+def test_the_monitor_modules_import_neither_the_training_stage_nor_sklearn() -> None:
+    # `mlcycle monitor` runs on a schedule and pays its imports on every window: the training
+    # stage (scikit-learn, MLflow's sklearn flavor) is for --retrain only, imported there.
+    code = """
+        import importlib, pkgutil
+        import mlcycle.cli, mlcycle.monitoring
+        for info in pkgutil.walk_packages(mlcycle.monitoring.__path__, "mlcycle.monitoring."):
+            importlib.import_module(info.name)
+        """
+    assert _imported_after(code, ("mlcycle.train", "sklearn", "mlflow.sklearn")) == []

@@ -7,6 +7,9 @@ would, and :func:`mlcycle.parquet.engine` follows it.
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +201,33 @@ def test_a_contract_file_declaring_too_many_cells_is_refused_from_its_footer(
             contract.load_eval_split(client, run_id, "the test run")
         mp.setattr(contract, "MAX_CELLS", 2 * rows)
         assert len(contract.load_eval_split(client, run_id, "the test run")) == rows
+
+
+def test_a_file_fastparquet_cannot_read_names_the_install_that_brings_pyarrow(
+    tmp_path: Path,
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # Strings in the DELTA_BYTE_ARRAY encoding, as Spark's and pyarrow's v2 writers store them.
+    path = tmp_path / "spark-v2.parquet"
+    table = pa.table({"plan": ["basic", "pro", "basic"] * 100, "churned": [0, 1, 0] * 100})
+    pq.write_table(table, path, use_dictionary=False, column_encoding={"plan": "DELTA_BYTE_ARRAY"})
+    assert load_table(path)["plan"].tolist() == table["plan"].to_pylist()  # pyarrow reads it
+    with pytest.raises(NotImplementedError):  # the premise: fastparquet does not
+        pd.read_parquet(path, engine="fastparquet")
+
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["pyarrow"] = None  # the core install: no pyarrow
+        from mlcycle.cli import cli
+        cli(["train", "--data", {str(path)!r}, "--target", "churned"], prog_name="mlcycle")
+        """
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert res.returncode == 1, res.stderr
+    assert "spark-v2.parquet" in res.stderr and "fastparquet" in res.stderr
+    assert "pip install 'mlcycle[monitoring]'" in res.stderr and "Traceback" not in res.stderr

@@ -20,11 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from mlcycle import contract
+from mlcycle import contract, reference_profile
 from mlcycle.data import DatasetSpec, prepare_features
 from mlcycle.errors import DataError, ModelNotFound, MonitoringError
 from mlcycle.monitoring.summary import class_labels
-from mlcycle.train import reference as reference_mod
 from mlcycle.uris import CHAMPION, resolve_version
 
 
@@ -64,7 +63,7 @@ class ReferenceData:
             target=self.target, task="regression", numeric=("prediction",), categorical=()
         )
         frame = pd.DataFrame({"prediction": pd.to_numeric(pred, errors="coerce")})
-        return dict(reference_mod.profile(frame, spec)["columns"]["prediction"])
+        return dict(reference_profile.profile(frame, spec)["columns"]["prediction"])
 
 
 def _quality_from_run(metrics: dict[str, float], task: str) -> dict[str, float]:
@@ -138,14 +137,14 @@ def reference_from_frame(
             classes=like.classes,
         )
     X = prepare_features(df, spec)
-    profile = reference_mod.profile(X, spec)
+    profile = reference_profile.profile(X, spec)
     sample = X.copy()
     if spec.target in df.columns:
         sample[spec.target] = df[spec.target].to_numpy()
     if "prediction" in df.columns:
         sample["prediction"] = df["prediction"].to_numpy()
-    if len(sample) > reference_mod.MAX_REFERENCE_ROWS:
-        sample = sample.sample(reference_mod.MAX_REFERENCE_ROWS, random_state=seed)
+    if len(sample) > reference_profile.MAX_REFERENCE_ROWS:
+        sample = sample.sample(reference_profile.MAX_REFERENCE_ROWS, random_state=seed)
     return ReferenceData(
         profile=profile,
         sample=sample.reset_index(drop=True),

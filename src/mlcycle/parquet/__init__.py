@@ -25,6 +25,10 @@ user tables, the retrain table, batch output):
 A file written under one engine then reads back with the same values and dtypes under the
 other. Durations (``timedelta64``) are the exception: fastparquet stores them as times of day
 (1 s reads back as 0), so under it :func:`write_parquet` refuses them by column name.
+
+Files written elsewhere can use parts of the format fastparquet does not read (the
+``DELTA_BYTE_ARRAY`` string encoding of Spark's and pyarrow's v2 writers, for one): when it
+fails on one and pyarrow is not installed, :func:`read_parquet` says which install reads it.
 """
 
 from __future__ import annotations
@@ -72,6 +76,11 @@ _NULLABLE = frozenset(
     {f"Int{b}" for b in (8, 16, 32, 64)}
     | {f"UInt{b}" for b in (8, 16, 32, 64)}
     | {"Float32", "Float64", "boolean", "string"}
+)
+
+#: How to get pyarrow, for what fastparquet cannot do: pyarrow alone or an extra with it.
+PYARROW_INSTALL = (
+    "pip install pyarrow, or an extra that brings it: pip install 'mlcycle[monitoring]'"
 )
 
 
@@ -139,7 +148,7 @@ def write_parquet(
                 f"column(s) {', '.join(durations)} hold durations (timedelta64), which "
                 "fastparquet, the core install's Parquet engine, stores as times of day (1 s "
                 "reads back as 0): convert them to numbers (e.g. seconds), or install pyarrow "
-                "(pip install pyarrow, or an extra that brings it: 'mlcycle[monitoring]')"
+                f"({PYARROW_INSTALL})"
             )
     kwargs: dict[str, Any] = {}
     if row_group_rows is not None:
@@ -207,18 +216,32 @@ def read_parquet(
 
     Raises:
         DataError: the file declares more than ``max_cells`` cells or ``max_bytes`` bytes,
-            or (with either bound) a page header cannot be read.
+            or (with either bound) a page header cannot be read; or fastparquet cannot decode
+            it and pyarrow, which reads more of the format, is not installed (the message
+            says how to install it).
         Exception: whatever the engine raises on a missing or unreadable file.
     """
+    chosen = engine()
     if name is None:
         name = "the file" if isinstance(source, bytes) else os.fspath(source)
     if max_cells is not None or max_bytes is not None:
-        check_file(source, name, engine(), max_cells, max_bytes)
+        check_file(source, name, chosen, max_cells, max_bytes)
     with_arrow = available("pyarrow")
     if max_bytes is not None and with_arrow:
         check_strings(arrow_string_bytes(source), name, max_bytes)
     data = io.BytesIO(source) if isinstance(source, bytes) else source
-    frame = pd.read_parquet(data, engine=engine())
+    try:
+        frame = pd.read_parquet(data, engine=chosen)
+    except OSError:
+        raise  # a missing or unreadable path: no other engine would open it
+    except Exception as exc:
+        if chosen != "fastparquet" or with_arrow:
+            raise
+        raise DataError(
+            f"fastparquet, the core install's Parquet engine, cannot read {name} "
+            f"({type(exc).__name__}: {exc}); pyarrow reads parts of the Parquet format "
+            f"fastparquet does not (newer encodings, some nested types): {PYARROW_INSTALL}"
+        ) from exc
     if max_bytes is not None and not with_arrow:
         # fastparquet alone: a dictionary value is one Python object every row refers to, so
         # the frame is cheap; counted before anything makes a copy per row.

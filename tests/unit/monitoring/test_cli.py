@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -144,3 +148,29 @@ def test_a_retrain_decision_not_acted_on_says_why(
     assert res.exit_code == 0, res.output
     assert "decision=retrain (not acted on: 0 labelled rows; 50 needed to retrain)" in res.output
     assert "promoted" not in res.output
+
+
+def test_a_scheduled_monitor_run_does_not_import_the_training_stage(
+    champion, predictor, log_writer, tmp_path: Path
+):
+    # What cron starts on every window: a fresh process reading the inference log. The report
+    # imports Evidently (which brings scikit-learn itself), but mlcycle's trainer is only for
+    # --retrain.
+    frame = predictor(champion, make_scenario(300, "covariate", seed=7, start="2026-03-01", days=1))
+    log_writer(champion.log_root, champion.name, champion.version, frame)
+    args = ["monitor", "--model", champion.name, "--output", str(tmp_path / "rep")]
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        from mlcycle.cli import cli
+        cli({args!r}, prog_name="mlcycle", standalone_mode=False)
+        print(json.dumps([m for m in ("mlcycle.train", "evidently") if m in sys.modules]))
+        """
+    )
+    env = {**os.environ, "MLCYCLE_INFERENCE_LOG": str(champion.log_root)}
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    assert "rows=300 status=drift" in res.stdout, res.stdout
+    assert json.loads(res.stdout.splitlines()[-1]) == ["evidently"]

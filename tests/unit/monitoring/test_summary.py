@@ -108,7 +108,7 @@ def test_summaries_merge_to_the_summary_of_the_whole(scenario_reference, covaria
 )
 def test_wasserstein_from_the_summary_matches_scipy(draw):
     from mlcycle.data import DatasetSpec
-    from mlcycle.train.reference import profile
+    from mlcycle.reference_profile import profile
 
     ref = pd.DataFrame({"x": np.random.default_rng(1).normal(0.0, 1.0, 50_000)})
     cur = pd.DataFrame({"x": draw(np.random.default_rng(0), 50_000)})

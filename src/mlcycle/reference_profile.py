@@ -1,6 +1,11 @@
-"""The reference data a training run leaves for monitoring: a bounded sample and a profile.
+"""The reference of the lifecycle contract: a bounded sample and a profile of the training data.
 
 API: :func:`reference_sample`, :func:`profile`.
+
+Training (and :mod:`mlcycle.contract` for a run trained elsewhere) writes them; monitoring
+profiles a reference table and the prediction column the same way. Numbers and pandas only:
+monitoring imports this module without the training stage (scikit-learn, MLflow's sklearn
+flavor).
 
 The profile holds per-column statistics of the *whole* training split (quantile bin edges with
 counts for numbers, frequencies for categories), so drift checks need not reload the training

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from mlcycle.data import infer_spec
-from mlcycle.train.reference import MAX_DISCRETE_VALUES, PROFILE_BINS, profile
+from mlcycle.reference_profile import MAX_DISCRETE_VALUES, PROFILE_BINS, profile
 
 
 def test_numeric_statistics_are_numpys_on_the_unsorted_values() -> None:
