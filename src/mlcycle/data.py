@@ -8,12 +8,11 @@ API:
 - :func:`split` — deterministic train/validation/test split by seed or by a time column.
 - :func:`make_scenario` — the demo's churn problem, with drifted production periods
   (:mod:`mlcycle.scenario`, re-exported).
-- :func:`digest` — a stable content digest of a frame.
+- :func:`digest` — a stable content digest of a frame (:mod:`mlcycle.digest`, re-exported).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from mlcycle.digest import digest
 from mlcycle.errors import DataError
 from mlcycle.scenario import (
     SCENARIO_DRIFT,
@@ -345,59 +345,3 @@ def _check_test_classes(
                 f"at least {MIN_TEST_ROWS_PER_CLASS} of every class, so each class needs about "
                 f"{need} rows"
             )
-
-
-#: Rows of a text column looked at to guess whether its values repeat.
-_CARDINALITY_PROBE_ROWS = 1_000
-
-
-def _text_hashes(values: pd.Series) -> np.ndarray:
-    """pandas' row hashes of a text column with ``categorize=True``, computed faster.
-
-    pandas factorizes the column's values as an object array, hashes the distinct ones and
-    takes them by code, missing values as ``2**64 - 1``. Here the factorization is the
-    column's own (Arrow's dictionary encoding for Arrow-backed strings), and a column whose
-    values do not repeat is hashed value by value, as ``categorize=False`` does (the same
-    hash for every present value). Either way the numbers are pandas'.
-    """
-    probe = values.iloc[:_CARDINALITY_PROBE_ROWS]
-    if probe.nunique(dropna=False) > len(probe) // 2 and not values.hasnans:
-        return pd.util.hash_pandas_object(values, index=False, categorize=False).to_numpy()
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    hashed = pd.util.hash_array(np.asarray(uniques, dtype=object), categorize=False)
-    out = hashed.take(codes) if len(hashed) else np.zeros(len(codes), dtype=np.uint64)
-    out[codes < 0] = np.iinfo(np.uint64).max
-    return out
-
-
-def _combine(arrays: list[np.ndarray], n_rows: int) -> np.ndarray:
-    """pandas' combination of per-column hashes into row hashes (CPython's tuple hash)."""
-    mult = np.uint64(1000003)
-    out = np.full(n_rows, 0x345678, dtype=np.uint64)
-    for i, a in enumerate(arrays):
-        inverse = len(arrays) - i
-        out ^= a
-        out *= mult
-        mult += np.uint64(82520 + inverse + inverse)
-    out += np.uint64(97531)
-    return out
-
-
-def digest(df: pd.DataFrame) -> str:
-    """A short content digest of a frame (column names, dtypes and values).
-
-    The SHA-256 of the dtypes and of ``pd.util.hash_pandas_object(df, index=False)``, as
-    first published; the row hashes are computed column by column (text through its distinct
-    values), which gives the same numbers at a fraction of pandas' cost on text.
-    """
-    h = hashlib.sha256()
-    h.update(",".join(f"{c}:{t}" for c, t in df.dtypes.astype(str).items()).encode())
-    columns = [
-        _text_hashes(col)
-        if pd.api.types.is_object_dtype(col.dtype) or pd.api.types.is_string_dtype(col.dtype)
-        else pd.util.hash_pandas_object(col, index=False).to_numpy()
-        for _, col in df.items()
-    ]
-    if columns:
-        h.update(_combine(columns, len(df)).tobytes())
-    return h.hexdigest()[:16]
