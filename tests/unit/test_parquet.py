@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
 
@@ -231,3 +233,40 @@ def test_a_file_fastparquet_cannot_read_names_the_install_that_brings_pyarrow(
     assert res.returncode == 1, res.stderr
     assert "spark-v2.parquet" in res.stderr and "fastparquet" in res.stderr
     assert "pip install 'mlcycle[monitoring]'" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pa.array([{"a": 1, "b": "x"}, None, {"a": 3, "b": "z"}]),  # read as a's floats
+        pa.array([[[1, 2], [3]], [[4]], None]),  # read as None
+        pa.array([[{"a": 1}], [{"a": 2}, {"a": 3}], None]),  # read as None
+        pa.array([[("a", 1)], [("b", 2)], None], type=pa.map_(pa.string(), pa.int64())),
+        pa.array(np.array([1.5, 2.0, 3.25], dtype=np.float16)),  # read as raw bytes
+    ],
+    ids=["struct", "list-of-lists", "list-of-structs", "map", "float16"],
+)
+def test_columns_fastparquet_would_misread_are_refused_with_the_pyarrow_hint(
+    column: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "foreign.parquet"
+    pq.write_table(pa.table({"x": column, "n": [1, 2, 3]}), path)
+    with (
+        pd.option_context("io.parquet.engine", "fastparquet"),
+        pytest.raises(DataError, match=r"column 'x' of .*foreign\.parquet .*mlcycle\[monitoring\]"),
+    ):
+        parquet.read_parquet(path)
+    with pd.option_context("io.parquet.engine", "pyarrow"):
+        assert len(parquet.read_parquet(path)) == 3
+
+
+def test_booleans_with_missing_values_read_as_booleans_not_floats_under_fastparquet(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "foreign.parquet"  # no pandas metadata, as Spark or pyarrow write it
+    pq.write_table(pa.table({"b": [True, False, None], "l": [[1], [], None]}), path)
+    with pd.option_context("io.parquet.engine", "fastparquet"):
+        frame = parquet.read_parquet(path)
+    assert frame["b"].dtype == "boolean"
+    assert frame["b"].tolist()[:2] == [True, False] and frame["b"].isna().tolist()[2]
+    assert frame["l"].tolist()[:2] == [[1], []]  # a list of plain values reads as lists

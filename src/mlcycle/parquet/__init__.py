@@ -157,6 +157,64 @@ def write_parquet(
     _plain(frame).to_parquet(dest, engine=chosen, index=False, **kwargs)
 
 
+def _fastparquet_misreads(source: Source, name: str) -> list[str]:
+    """Refuse nested columns fastparquet reads wrongly; the BOOLEAN columns it reads as floats.
+
+    fastparquet reads a struct as its first field's values, lists of lists or of structs as
+    ``None`` and float16 as raw bytes, without an error; it reads booleans with missing values
+    as 1.0/0.0/NaN (restored as nullable booleans by the caller).
+    A column is nested when it has several leaves or a leaf two, or four and more, levels
+    deep (a list of plain values is three: ``name.list.element``, read as Python lists).
+
+    Raises:
+        DataError: a nested or float16 column, naming the install that brings pyarrow.
+    """
+    import fastparquet
+
+    try:
+        handle = io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)
+        pf = fastparquet.ParquetFile(handle)
+        groups = pf.row_groups
+    except Exception as exc:  # the read itself reports a footer it cannot parse
+        logger.debug("no Parquet layout read before decoding: %s", exc)
+        return []
+    leaves: dict[str, list[tuple[list[str], int]]] = {}
+    for chunk in groups[0].columns if groups else []:
+        path = list(chunk.meta_data.path_in_schema)
+        leaves.setdefault(path[0], []).append((path, chunk.meta_data.type))
+    booleans = []
+    for column, found in leaves.items():
+        depth = len(found[0][0])
+        if len(found) > 1 or depth == 2 or depth >= 4:
+            raise DataError(
+                f"column '{column}' of {name} is nested (a struct, map, or list of lists or "
+                "structs), which fastparquet, the core install's Parquet engine, reads wrongly "
+                f"without an error; flatten it, or install pyarrow ({PYARROW_INSTALL})"
+            )
+        if depth == 1 and found[0][1] == 0:  # parquet's physical type BOOLEAN
+            booleans.append(column)
+        if depth == 1 and found[0][1] == 7 and not _known_fixed(pf, found[0][0]):
+            raise DataError(
+                f"column '{column}' of {name} holds fixed-length values of a type fastparquet, "
+                "the core install's Parquet engine, does not know (float16 is one) and would "
+                f"read as raw bytes; install pyarrow ({PYARROW_INSTALL})"
+            )
+    return booleans
+
+
+def _known_fixed(pf: Any, path: list[str]) -> bool:
+    """Whether a FIXED_LEN_BYTE_ARRAY column carries a type fastparquet decodes (a decimal,
+    or any logical type its schema names); float16 is one it reads as raw bytes."""
+    element = pf.schema.schema_element(path)
+    if element.converted_type is not None:
+        return True
+    logical = element.logicalType
+    return logical is not None and any(
+        getattr(logical, field, None) is not None
+        for field in ("DECIMAL", "UUID", "STRING", "JSON", "BSON", "ENUM")
+    )
+
+
 def _recorded_dtypes(raw: Source) -> dict[str, str]:
     """Column → nullable dtype the file's pandas metadata records (pyarrow writes the dtype
     as ``numpy_type``, fastparquet as ``pandas_type``); ``{}`` when there is none."""
@@ -229,6 +287,7 @@ def read_parquet(
     with_arrow = available("pyarrow")
     if max_bytes is not None and with_arrow:
         check_strings(arrow_string_bytes(source), name, max_bytes)
+    booleans = _fastparquet_misreads(source, name) if chosen == "fastparquet" else []
     data = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         frame = pd.read_parquet(data, engine=chosen)
@@ -246,4 +305,7 @@ def read_parquet(
         # fastparquet alone: a dictionary value is one Python object every row refers to, so
         # the frame is cheap; counted before anything makes a copy per row.
         check_frame_strings(frame, name, max_bytes)
+    for column in booleans:
+        if column in frame.columns and frame[column].dtype.kind == "f":
+            frame[column] = frame[column].astype("boolean")  # 1.0/0.0/NaN as read
     return _restore(frame, _recorded_dtypes(source))
