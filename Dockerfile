@@ -17,13 +17,20 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false \
-    MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false \
-    MODEL_URI=models:/mlcycle-model@champion \
-    PORT=8080
+    MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false
+RUN useradd --create-home --uid 10001 --user-group mlcycle
+# The dependencies come from pyproject.toml alone, so this layer is rebuilt only when that
+# file changes; the wheel built from src/ goes in after it without dependencies.
+COPY pyproject.toml docker/requirements.py /tmp/deps/
+RUN python /tmp/deps/requirements.py /tmp/deps/pyproject.toml serve,postgres,s3 \
+        > /tmp/deps/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/deps/requirements.txt \
+    && rm -rf /tmp/deps
 COPY --from=build /dist /tmp/dist
-RUN pip install --no-cache-dir "$(ls /tmp/dist/mlcycle-*.whl)[serve,postgres,s3]" \
-    && rm -rf /tmp/dist \
-    && useradd --create-home --uid 10001 --user-group mlcycle
+RUN pip install --no-cache-dir --no-deps /tmp/dist/mlcycle-*.whl \
+    && rm -rf /tmp/dist
+ENV MODEL_URI=models:/mlcycle-model@champion \
+    PORT=8080
 USER mlcycle
 WORKDIR /home/mlcycle
 EXPOSE 8080

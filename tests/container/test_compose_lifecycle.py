@@ -117,6 +117,11 @@ def stack(
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32),
         "MODEL_NAME": MODEL,
         "MLCYCLE_BUCKET": BUCKET,
+        # The documented cache of verified passwords (docs/operations.md): without it each of
+        # the ~200 requests of train, promote and the polling services pays a password hash,
+        # minutes on a busy two-core host. Every request still carries and checks credentials
+        # (anonymous ones get 401 below); test_stack_image.py covers the uncached default.
+        "MLCYCLE_AUTH_CACHE_TTL": "300",
     }
     lines = []
     for line in (ROOT / ".env.example").read_text().splitlines():

@@ -195,4 +195,4 @@ def test_images_build_from_dockerfiles_in_the_repo_and_the_stack_one_is_the_rend
     assert raw()["services"]["model-server"]["build"]["dockerfile"] == "Dockerfile"
     stack = (ROOT / "docker" / "stack.Dockerfile").read_text()
     assert stack == render_stack_dockerfile()
-    assert f"[{','.join(STACK_IMAGE_EXTRAS)}]" in stack
+    assert f"/tmp/deps/pyproject.toml {','.join(STACK_IMAGE_EXTRAS)} " in stack

@@ -13,26 +13,24 @@ def render_stack_dockerfile() -> str:
     """The image of the compose services that track and monitor (``mlflow``, ``monitor``).
 
     The model server's lean image (the repository's ``Dockerfile``) lacks MLflow's auth app
-    and Evidently. This recipe repeats that image's instructions unchanged up to its install
-    layer, so a builder that has built (or pulled the cache of) one image reuses those layers
-    for the other, and then installs only the tracking-server and monitoring extras on top.
-    Both Dockerfiles stay standalone: neither needs the other's tag to build. Compose overrides
-    the command and health check per service.
+    and Evidently. This recipe repeats that image's instructions unchanged up to and including
+    its dependency layer, so a builder that has built (or pulled the cache of) one image reuses
+    those layers for the other; it then installs only the dependencies the tracking-server and
+    monitoring extras add, in a second layer that also depends on ``pyproject.toml`` alone,
+    and the wheel after both. Both Dockerfiles stay standalone: neither needs the other's tag to
+    build. Compose overrides the command and health check per service.
     """
-    from mlcycle.serve.image import render_dockerfile
+    from mlcycle.serve.image import render_dependency_layer, render_dockerfile
 
     text = render_dockerfile()
     body = text[text.index("FROM ") :]
-    # The serving recipe switches to the unprivileged user right after its install layer;
-    # the extra install must run before that, as root.
-    cut = body.index("USER mlcycle\n")
-    wheel = f'"$(ls /tmp/dist/mlcycle-*.whl)[{",".join(STACK_IMAGE_EXTRAS)}]"'
+    # The serving recipe installs its wheel right after its dependency layer: the stack's
+    # extra dependencies go in between, so the wheel stays the last install in both images.
+    cut = body.index("COPY --from=build /dist /tmp/dist\n")
     extra = (
         "# Everything above is the model-server image, layer for layer (its cache is reused);\n"
-        "# only the tracking-server and monitoring extras are added here.\n"
-        "COPY --from=build /dist /tmp/dist\n"
-        f"RUN pip install --no-cache-dir {wheel} \\\n"
-        "    && rm -rf /tmp/dist\n"
+        "# only the dependencies of the tracking-server and monitoring extras are added here.\n"
+        + render_dependency_layer(STACK_IMAGE_EXTRAS)
     )
     # The monitor's reports volume: Docker seeds an empty named volume from the image's
     # directory, owner included; without it the volume is root's and the monitor cannot write.

@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
+from importlib.metadata import requires
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from mlcycle.cli import cli
 from mlcycle.errors import ServingError
@@ -51,9 +56,66 @@ def test_the_image_execs_mlcycle_serve_on_the_model_uri_and_port() -> None:
     assert "EXPOSE 9000" in text
 
 
-def test_the_image_installs_the_wheel_with_the_requested_extras() -> None:
-    assert "mlcycle-*.whl)[serve,postgres,s3]" in image.render_dockerfile()
-    assert "mlcycle-*.whl)[serve]" in image.render_dockerfile(extras=("serve",))
+def test_the_image_installs_the_requested_extras_before_the_wheel_without_deps() -> None:
+    text = image.render_dockerfile()
+    final = text[text.rindex("FROM ") :]
+    assert "requirements.py /tmp/deps/pyproject.toml serve,postgres,s3 " in final
+    assert "pyproject.toml serve \\\n" in image.render_dockerfile(extras=("serve",))
+    assert "pyproject.toml \\\n" in image.render_dockerfile(extras=())
+    # The dependency layer reads pyproject.toml and the script only, never src/, and comes
+    # before the wheel, which adds mlcycle alone.
+    deps = final.index("COPY pyproject.toml docker/requirements.py /tmp/deps/")
+    wheel = final.index("pip install --no-cache-dir --no-deps /tmp/dist/mlcycle-*.whl")
+    assert deps < final.index("COPY --from=build") < wheel
+    assert re.findall(r"^COPY (.*)$", final[:wheel], re.M) == [
+        "pyproject.toml docker/requirements.py /tmp/deps/",
+        "--from=build /dist /tmp/dist",
+    ]
+    # Image variants differ only after the installs: they share those layers.
+    other = image.render_dockerfile(model_uri="models:/churn/Production", port=9000)
+    assert other[: other.index("ENV MODEL_URI=")] == text[: text.index("ENV MODEL_URI=")]
+
+
+def _key(req: Requirement) -> tuple[str, tuple[str, ...], str]:
+    return canonicalize_name(req.name), tuple(sorted(req.extras)), str(req.specifier)
+
+
+def _metadata_closure(extras: tuple[str, ...]) -> set[tuple[str, tuple[str, ...], str]]:
+    """What the installed mlcycle's metadata requires with ``extras``, its own extras expanded
+    (``mlcycle[onnx]`` inside ``serve``)."""
+    reqs = [Requirement(line) for line in requires("mlcycle") or []]
+    active: set[str] = set()
+    todo = list(extras)
+    while todo:
+        extra = todo.pop()
+        if extra in active:
+            continue
+        active.add(extra)
+        for req in reqs:
+            if req.name == "mlcycle" and req.marker and req.marker.evaluate({"extra": extra}):
+                todo += sorted(req.extras)
+    return {
+        _key(req)
+        for req in reqs
+        if req.name != "mlcycle"
+        and (req.marker is None or any(req.marker.evaluate({"extra": e}) for e in active))
+    }
+
+
+@pytest.mark.parametrize(
+    "extras", [(), image.DEFAULT_EXTRAS, ("serve", "monitoring", "postgres", "server")]
+)
+def test_the_requirements_script_lists_what_the_wheel_requires_with_those_extras(
+    extras: tuple[str, ...],
+) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / image.REQUIREMENTS_SCRIPT), str(REPO / "pyproject.toml"),
+         ",".join(extras)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    listed = [Requirement(line) for line in done.stdout.splitlines()]
+    assert {_key(req) for req in listed} == _metadata_closure(extras)
+    assert "mlcycle" not in {req.name for req in listed}
 
 
 def test_the_stock_build_command_wraps_mlflow_models_build_docker() -> None:
