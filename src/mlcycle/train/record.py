@@ -43,8 +43,11 @@ logger = logging.getLogger(__name__)
 
 #: Rows MLflow's dataset schema is inferred from (it walks every value of text columns).
 SCHEMA_SAMPLE_ROWS = 2_000
-#: Training rows scored for the ``train_*`` metrics (a seeded sample above this size).
-TRAIN_METRIC_ROWS = 50_000
+#: Training rows scored for the ``train_*`` metrics (a seeded sample above this size): a
+#: diagnostic of the gap to the validation split, whose standard error at 20k rows is about
+#: 0.3 points of accuracy. Scoring more costs ensembles seconds (100 deep trees) and tells
+#: no more; the reference sample (5,000 rows) is drawn from these.
+TRAIN_METRIC_ROWS = 20_000
 
 
 def log_batch(
