@@ -36,8 +36,6 @@ GOAL = 0.60
 Run = Callable[..., subprocess.CompletedProcess[str]]
 #: Wheels weigh differently on macOS and Windows; the baseline is a Linux measurement.
 on_linux = pytest.mark.skipif(sys.platform != "linux", reason="sizes are measured on Linux")
-#: One worker runs them all, so the venv of the module's fixture is built once, not per worker.
-pytestmark = pytest.mark.xdist_group("core_install")
 
 
 def _venv_python(root: Path) -> Path:
