@@ -17,6 +17,7 @@ import pandas as pd
 from mlcycle.errors import ConfigError, DataError
 from mlcycle.inference_log.schema import REQUIRED_COLUMNS, model_path, partition_values
 from mlcycle.parquet import MAX_DECLARED_BYTES, check_declared, declared, string_bytes
+from mlcycle.parquet.limits import is_text
 from mlcycle.storage import filesystem
 
 logger = logging.getLogger(__name__)
@@ -127,17 +128,6 @@ def log_filter(window: Window | None, since: pd.Timestamp | None = None) -> Any:
 STREAM_BATCH_ROWS = 65_536
 
 
-def _is_text(t: Any) -> bool:
-    import pyarrow as pa
-
-    return bool(
-        pa.types.is_string(t)
-        or pa.types.is_large_string(t)
-        or pa.types.is_binary(t)
-        or pa.types.is_large_binary(t)
-    )
-
-
 @dataclass(frozen=True)
 class LogFile:
     """One part file of the log, opened lazily; what :func:`scan_inference_log` yields.
@@ -177,7 +167,7 @@ class LogFile:
             by_role = ds.field("role") == self.role
             flt = by_role if flt is None else flt & by_role
         cols = None if self.columns is None else [c for c in names if c in self.columns]
-        strings = [f.name for f in dataset.schema if _is_text(f.type)]
+        strings = [f.name for f in dataset.schema if is_text(f.type)]
         if strings:
             # Read dictionary-encoded: a dictionary value is held once, not copied per row,
             # until :meth:`_decoded` has counted what the copies would cost.

@@ -234,26 +234,30 @@ def check_declared(
         )
 
 
+def is_text(t: Any) -> bool:
+    """Whether an Arrow type holds strings or bytes (large or not)."""
+    import pyarrow as pa
+
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+    )
+
+
 def string_bytes(table: Any) -> int:
     """Bytes the string and binary columns of an Arrow table hold across its rows, a
     dictionary-encoded value counted once per row that refers to it."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    def text(t: Any) -> bool:
-        return bool(
-            pa.types.is_string(t)
-            or pa.types.is_large_string(t)
-            or pa.types.is_binary(t)
-            or pa.types.is_large_binary(t)
-        )
-
     size = 0
     for column in table.columns:
         for chunk in column.chunks:
-            if pa.types.is_dictionary(chunk.type) and text(chunk.type.value_type):
+            if pa.types.is_dictionary(chunk.type) and is_text(chunk.type.value_type):
                 lengths = pc.binary_length(chunk.dictionary).take(chunk.indices)
-            elif text(chunk.type):
+            elif is_text(chunk.type):
                 lengths = pc.binary_length(chunk)
             else:
                 continue

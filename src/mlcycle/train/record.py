@@ -14,15 +14,17 @@ transaction in the tracking store.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -40,6 +42,9 @@ from mlcycle.train.types import MODEL_ARTIFACT, ONNX_FILE, TrainConfig, pip_requ
 Frames = dict[str, tuple[pd.DataFrame, pd.Series]]
 
 logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Rows MLflow's dataset schema is inferred from (it walks every value of text columns).
 SCHEMA_SAMPLE_ROWS = 2_000
@@ -228,35 +233,26 @@ def _record_onnx(
     return onnx_dir, metrics, "exact copy logged", True
 
 
-def log_fitted(
-    *,
-    client: Any,
-    run_id: str,
-    pool: ThreadPoolExecutor,
-    pipe: Pipeline,
-    spec: DatasetSpec,
-    frames: Frames,
-    cfg: TrainConfig,
-    model_key: str,
-    workdir: Path,
-    params: dict[str, Any],
-) -> Fitted:
-    """:func:`_log_fitted` with the native thread pools (BLAS, OpenMP) at one thread each.
+def _one_native_thread(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` with the native thread pools (BLAS, OpenMP) at one thread each.
 
-    The phase runs its scoring chains, plots, ONNX check and model logging side by side on
+    The log phase runs its scoring chains, plots, ONNX check and model logging side by side on
     the machine's cores; a pool inside each prediction would spin for cores those hold (the
     linear pipeline's log phase at 200k rows used about 0.25 CPU s more with them).
     """
-    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
-    with threadpool_limits(1):
-        return _log_fitted(
-            client=client, run_id=run_id, pool=pool, pipe=pipe, spec=spec, frames=frames,
-            cfg=cfg, model_key=model_key, workdir=workdir, params=params,
-        )  # fmt: skip
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+        with threadpool_limits(1):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
-def _log_fitted(
+@_one_native_thread
+def log_fitted(
     *,
     client: Any,
     run_id: str,
