@@ -119,18 +119,18 @@ def compute_metrics(
             np.isin(p.y_true, labels).all() and np.isin(p.y_pred, labels).all()
         )
         out["accuracy"] = skm.accuracy_score(p.y_true, p.y_pred)
+        # One call for the three: f1_score, precision_score and recall_score each run this
+        # function (and its confusion matrix) and keep one of its numbers.
         if binary:
             pos = _positive(labels, pos_label)
-            for name, fn in (("f1", skm.f1_score), ("precision", skm.precision_score)):
-                out[name] = fn(p.y_true, p.y_pred, pos_label=pos, zero_division=0)
-            out["recall"] = skm.recall_score(p.y_true, p.y_pred, pos_label=pos, zero_division=0)
+            prf = skm.precision_recall_fscore_support(
+                p.y_true, p.y_pred, pos_label=pos, average="binary", zero_division=0
+            )
         else:
-            for name, fn in (
-                ("f1", skm.f1_score),
-                ("precision", skm.precision_score),
-                ("recall", skm.recall_score),
-            ):
-                out[name] = fn(p.y_true, p.y_pred, average="macro", zero_division=0)
+            prf = skm.precision_recall_fscore_support(
+                p.y_true, p.y_pred, average="macro", zero_division=0
+            )
+        out["f1"], out["precision"], out["recall"] = prf[2], prf[0], prf[1]
         if _proba_usable(p):
             assert p.proba is not None and p.classes is not None
             if len(np.unique(p.y_true)) == len(p.classes):

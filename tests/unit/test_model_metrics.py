@@ -99,3 +99,17 @@ def test_every_metric_has_a_direction_and_the_old_names_map_to_it() -> None:
     assert canonical_metric("roc_auc") == "roc_auc"
     assert "not a metric mlcycle computes" in why_missing("classification", None, "auc")
     assert "not a metric of regression" in why_missing("regression", None, "f1_score")
+
+
+@pytest.mark.parametrize("average", ["binary", "macro"])
+def test_f1_precision_recall_equal_sklearns_own_functions_exactly(average: str) -> None:
+    # One shared call computes the three; each must be the number its own function gives,
+    # including the zero-division cases (no predicted positives; a class never predicted).
+    y = np.array([0, 1, 1, 0, 2, 1] * 50) if average == "macro" else Y
+    for pred in (PRED, np.zeros_like(Y)) if average == "binary" else (y % 2, np.ones_like(y)):
+        classes = np.unique(y) if average == "macro" else CLASSES
+        got = compute_metrics("classification", Predictions(y, pred, None, classes))
+        kw = {"average": average, "zero_division": 0}
+        assert got["f1"] == skm.f1_score(y, pred, **kw)
+        assert got["precision"] == skm.precision_score(y, pred, **kw)
+        assert got["recall"] == skm.recall_score(y, pred, **kw)
