@@ -241,3 +241,53 @@ def test_the_digest_equals_pandas_row_hashes_for_every_kind_of_column(column: pd
 def test_the_digest_of_duplicate_column_names_is_pandas() -> None:
     twice = pd.DataFrame([["a", 1], ["b", 2]], columns=["c", "c"])
     assert digest(twice) == _pandas_default_digest(twice)
+
+
+def _row_by_row_numeric_share(s: pd.Series) -> float:
+    present = s.dropna()
+    return float(pd.to_numeric(present.astype(str).str.strip(), errors="coerce").notna().mean())
+
+
+@pytest.mark.parametrize(
+    "values, dtype",
+    [
+        ([" 12", "7 ", "x", None, "3.5e2", "nan?"] * 500, "str"),
+        (["1", "2", "three"] * 400, "category"),
+        (["a", "b", "1"] * 400, "str"),
+        (["", " ", "-0", "+4"] * 300, "str"),
+    ],
+    ids=["padded-numbers", "category", "mostly-text", "blank-and-signed"],
+)
+def test_the_numeric_share_from_distinct_values_equals_the_row_by_row_share(
+    values: list, dtype: str
+) -> None:
+    from mlcycle.data import _numeric_share_of_distinct
+
+    s = pd.Series(values, dtype=dtype)
+    assert _numeric_share_of_distinct(s.dropna()) == pytest.approx(_row_by_row_numeric_share(s))
+
+
+def test_an_object_column_is_not_judged_by_its_distinct_values() -> None:
+    # 1, 1.0 and True hash as one value but print differently: object columns go row by row.
+    from mlcycle.data import _numeric_share_of_distinct
+
+    assert _numeric_share_of_distinct(pd.Series([1, True, 1.0], dtype=object)) is None
+
+
+def test_a_text_column_mostly_of_numbers_is_refused_with_its_count_of_bad_values() -> None:
+    df = pd.DataFrame({"age": pd.Series(["41", " 38", "unknown", "52"] * 50, dtype="str")})
+    df["y"] = [0, 1] * 100
+    with pytest.raises(DataError, match=r"column 'age' is numeric except 50 value\(s\)"):
+        infer_spec(df, "y")
+
+
+def test_text_categoricals_prepare_as_the_same_python_strings_as_other_dtypes() -> None:
+    values = ["x", None, "z", "é"] * 10
+    frames = [
+        pd.DataFrame({"c": pd.Series(values, dtype=dt), "y": [0, 1] * 20})
+        for dt in ("str", object, "category")
+    ]
+    prepared = [prepare_features(f, infer_spec(f, "y"))["c"] for f in frames]
+    for X in prepared:
+        assert X.dtype == object and X.tolist() == values
+        assert X.map(type).tolist() == [str, type(None), str, str] * 10
