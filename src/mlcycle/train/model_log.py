@@ -38,7 +38,7 @@ from sklearn.pipeline import Pipeline
 
 from mlcycle.errors import TrainingError
 from mlcycle.mlflow_compat import parse_serving_input, sklearn_pyfunc
-from mlcycle.train.persist import SKOPS, type_proxy
+from mlcycle.train.persist import SKOPS, dump_skops, type_proxy
 from mlcycle.uris import logged_model_uri
 
 logger = logging.getLogger(__name__)
@@ -92,11 +92,9 @@ def _dump_over_proxy(pipe: Pipeline, path: Path, mlflow_model: Any) -> None:
     ``model_size_bytes`` keeps MLflow's meaning (the files before the environment files were
     written): the proxy's data file is swapped for the full one in the sum.
     """
-    import skops.io as sio
-
     data = path / mlflow_model.flavors["sklearn"]["pickled_model"]
     proxy_bytes = data.stat().st_size
-    sio.dump(pipe, data)
+    dump_skops(pipe, data)
     if mlflow_model.model_size_bytes is not None:
         mlflow_model.model_size_bytes += data.stat().st_size - proxy_bytes
     mlflow_model.save(str(path / "MLmodel"))
