@@ -24,17 +24,34 @@ def registry_uri(client: Any) -> str:
     return str(getattr(client, "_registry_uri", None) or client.tracking_uri)
 
 
-def preset_dataset_schema(ds: Any, sample: pd.DataFrame) -> None:
-    """Give an MLflow ``PandasDataset`` the schema of ``sample`` instead of all its rows.
+def preset_dataset_schema(ds: Any, frame: pd.DataFrame, sample_rows: int | None = None) -> None:
+    """Give an MLflow ``PandasDataset`` the schema of ``frame`` without MLflow walking its rows.
 
     ``PandasDataset.schema`` is a ``functools.cached_property`` inferred from the whole frame
     (seconds on 200k rows with text columns); a cached property is filled by setting the
-    instance attribute of the same name, which is what this does. The schema is inferred with
-    the public ``mlflow.models.infer_signature``, as MLflow would infer it.
+    instance attribute of the same name, which is what this does. The column types are
+    inferred with the public ``mlflow.models.infer_signature`` on at most ``sample_rows``
+    seeded rows (all of them when ``None``); whether a column is required (has no missing
+    value) is read from every row, which MLflow checks value by value in Python.
     """
     from mlflow.models import infer_signature
+    from mlflow.types.schema import ColSpec, Schema
 
-    ds.__dict__["schema"] = infer_signature(sample).inputs
+    sample = frame
+    if sample_rows is not None and len(frame) > sample_rows:
+        sample = frame.sample(sample_rows, random_state=0)
+    inferred = infer_signature(sample).inputs
+    missing = frame.isna().any().to_numpy()
+    if len(inferred.inputs) == len(missing) and all(
+        isinstance(c, ColSpec) for c in inferred.inputs
+    ):
+        inferred = Schema(
+            [
+                ColSpec(c.type, c.name, required=not bool(m))
+                for c, m in zip(inferred.inputs, missing, strict=True)
+            ]
+        )
+    ds.__dict__["schema"] = inferred
 
 
 def sklearn_pyfunc(mlmodel: Any, sk_model: Any) -> Any:

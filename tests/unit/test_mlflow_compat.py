@@ -36,11 +36,22 @@ def test_pandas_dataset_schema_is_still_a_cached_property() -> None:
 def test_a_preset_schema_is_the_one_the_dataset_logs() -> None:
     frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "city": ["a", "b", "c"]})
     ds = mlflow.data.from_pandas(frame, source="t.csv", name="t")  # type: ignore[attr-defined]
-    sample = frame.head(2)
-    preset_dataset_schema(ds, sample)
-    assert ds.schema == infer_signature(sample).inputs
+    preset_dataset_schema(ds, frame, sample_rows=2)
+    assert ds.schema == infer_signature(frame.head(2)).inputs
     assert ds.schema == infer_signature(frame).inputs  # same columns and types as a full pass
     assert '"name": "city"' in ds.to_dict()["schema"]
+
+
+def test_a_column_missing_only_outside_the_sample_is_not_required() -> None:
+    # Types come from the sample; whether a value may be missing, from every row, as MLflow's
+    # own pass over the whole frame says.
+    frame = pd.DataFrame(
+        {"x": [1.0] * 999 + [None], "city": ["a"] * 999 + [None], "n": list(range(1000))}
+    )
+    ds = mlflow.data.from_pandas(frame, source="t.csv", name="t")  # type: ignore[attr-defined]
+    preset_dataset_schema(ds, frame, sample_rows=10)
+    assert ds.schema == infer_signature(frame).inputs
+    assert [c.required for c in ds.schema.inputs] == [False, False, True]
 
 
 def test_an_in_memory_sklearn_model_scores_its_own_serving_example(tmp_path: Path) -> None:
