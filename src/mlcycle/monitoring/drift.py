@@ -220,6 +220,7 @@ def detect(
 
     quality: dict[str, float] = {}
     drop = None
+    labelled_rows = 0
     if (
         labelled is not None
         and target
@@ -228,6 +229,7 @@ def detect(
     ):
         labelled = labelled[labelled[target].notna()]
         if len(labelled) >= config.min_labels:
+            labelled_rows = len(labelled)
             quality = quality_metrics(
                 task, labelled[target], labelled[PREDICTION], tuple(reference.classes)
             )
@@ -259,4 +261,5 @@ def detect(
         quality=quality,
         reference_quality=dict(reference.quality),
         quality_drop=drop,
+        labelled_rows=labelled_rows,
     )

@@ -22,6 +22,7 @@ import pandas as pd
 
 from mlcycle.errors import MonitoringError
 from mlcycle.inference_log import PREDICTION
+from mlcycle.monitoring import report_header
 from mlcycle.monitoring.evidently_api import lean_drift_report, register_verdict, unregister
 from mlcycle.monitoring.results import ColumnDrift, DriftConfig, DriftResult, Finding
 from mlcycle.monitoring.sanitise import class_labels, clean_numeric, display_text
@@ -53,9 +54,13 @@ def write_window_report(
     if not result.columns:
         return result
     profile = reference.profile
+    sample = summary.sample if summary.sample is not None else pd.DataFrame()
+    header = report_header.decision(
+        result, config, len(sample), len(reference.sample), result.labelled_rows
+    )
     html, js = _write(
         reference,
-        summary.sample if summary.sample is not None else pd.DataFrame(),
+        sample,
         list(result.findings),
         list(result.columns),
         result.prediction,
@@ -64,6 +69,7 @@ def write_window_report(
         profile.get("task", "classification"),
         profile.get("target"),
         result.quality,
+        header,
     )
     return replace(result, report_html=str(html), report_json=str(js))
 
@@ -79,6 +85,7 @@ def _write(
     task: str,
     target: str | None,
     quality: dict[str, float],
+    header: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """The window's bounded sample and the reference's, sanitised, through Evidently."""
     cur: dict[str, Any] = {}
@@ -151,6 +158,7 @@ def _write(
         drift_share=config.drift_share,
         verdicts={c: v for c, v in verdicts.items() if c in usable},
         prediction=PREDICTION if prediction is not None else None,
+        header=header,
     )
 
 
@@ -167,6 +175,7 @@ def write_report(
     drift_share: float = DriftConfig.drift_share,
     verdicts: dict[str, ColumnDrift] | None = None,
     prediction: str | None = None,
+    header: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Run Evidently 0.7 on (already sanitised, bounded) frames; write ``report.html/.json``.
 
@@ -190,6 +199,8 @@ def write_report(
         drift_share: share of drifted features at or above which the headline says drift.
         verdicts: mlcycle's per-column results, shown as the report's scores and verdicts.
         prediction: the prediction column, reported beside the features but not counted.
+        header: :func:`mlcycle.monitoring.report_header.decision`'s numbers, shown first in
+            the page and kept under ``mlcycle`` in ``report.json``.
 
     Raises:
         MonitoringError: Evidently failed.
@@ -261,9 +272,11 @@ def write_report(
                 Dataset.from_pandas(reference[keep].reset_index(drop=True), data_definition=dd),
             )
         html = output_dir / "report.html"
-        html.write_text(safe_report_html(snapshot), encoding="utf-8")
+        first = report_header.widgets(header) if header else []
+        html.write_text(safe_report_html(snapshot, first), encoding="utf-8")
         js = output_dir / "report.json"
-        js.write_text(json.dumps(snapshot.dict(), default=str, indent=1))
+        doc = {"mlcycle": header, **snapshot.dict()} if header else snapshot.dict()
+        js.write_text(json.dumps(doc, default=str, indent=1))
     except Exception as exc:
         raise MonitoringError(f"the Evidently report failed: {exc}") from exc
     finally:
@@ -321,8 +334,10 @@ def _fields(model: Any, base: type) -> dict[str, Any]:
     return model.dict()
 
 
-def safe_report_html(snapshot: Any) -> str:
+def safe_report_html(snapshot: Any, first: list[Any] | None = None) -> str:
     """The standalone HTML of an Evidently snapshot, with its data escaped for ``<script>``.
+
+    ``first``: widgets shown above the snapshot's (:mod:`mlcycle.monitoring.report_header`).
 
     Evidently 0.7 embeds the report data with plain ``json.dumps``, so a logged value such as
     ``</script><img onerror=…>`` ends the script and runs. This renders the same page with
@@ -337,7 +352,11 @@ def safe_report_html(snapshot: Any) -> str:
     from evidently.legacy.renderers.html_widgets import group_widget
     from evidently.legacy.utils.dashboard import TemplateParams, file_html_template
 
-    widgets = [group_widget(title="", widgets=snapshot._widgets), *snapshot._tests_widgets]
+    widgets = [
+        *(first or []),
+        group_widget(title="", widgets=snapshot._widgets),
+        *snapshot._tests_widgets,
+    ]
     graphs: dict[str, Any] = {}
     for info in widgets:
         for extra in info.get_additional_graphs():

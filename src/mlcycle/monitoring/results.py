@@ -96,6 +96,8 @@ class DriftResult:
     quality: dict[str, float] = field(default_factory=dict)
     reference_quality: dict[str, float] = field(default_factory=dict)
     quality_drop: float | None = None
+    #: Labelled rows of the window the quality metrics were computed on.
+    labelled_rows: int = 0
     report_html: str | None = None
     report_json: str | None = None
 

@@ -164,3 +164,47 @@ def test_the_report_is_written_as_html_and_json(scenario_reference, covariate_wi
     names = " ".join(m["metric_name"] for m in doc["metrics"])
     assert "ValueDrift(column=monthly_charges" in names and "DriftedColumnsCount" in names
     assert result.metrics()["drift_share"] == pytest.approx(3 / 8)
+
+
+def test_the_report_opens_with_mlcycles_own_numbers_over_the_whole_window(
+    scenario_reference, covariate_window, tmp_path
+):
+    # Evidently's sections run on 5,000-row samples (its dataset summary says 5,000 rows, its
+    # quality compares in-sample training predictions); the page and report.json first state
+    # what the CLI printed and the policy reads.
+    cur = covariate_window.copy()
+    cur["prediction"] = np.where(np.arange(len(cur)) % 5 == 0, 1 - cur["churned"], cur["churned"])
+    result = analyse_window(scenario_reference, cur, output_dir=tmp_path)
+    assert result.rows > 5_000 and result.labelled_rows == len(cur)
+    head = json.loads(Path(result.report_json).read_text())["mlcycle"]
+    assert head["window_rows"] == result.rows and head["reference_rows"] == result.reference_rows
+    assert head["features_drifted"] == len(result.drifted) == 3
+    assert head["drift_share"] == result.drift_share
+    assert head["quality"] == result.quality and head["quality_drop"] == result.quality_drop
+    assert head["labelled_rows"] == len(cur)
+    assert head["report_sample_rows"] == {"current": 5_000, "reference": 5_000}
+    page = Path(result.report_html).read_text()
+    assert page.index(f"{result.rows:,}") < page.index("Dataset Drift")
+    ref = result.reference_quality.get("accuracy")
+    shown = f"{ref:.3f} → 0.800" if ref is not None else "0.800"
+    assert json.dumps(shown)[1:-1] in page  # as the page's JSON writes it
+    assert "mlcycle's decision, over every row of the window" in page
+
+
+def test_the_reports_first_section_holds_numbers_not_text_from_traffic(
+    scenario_reference, covariate_window
+):
+    # Column names come from logged traffic; the header's widgets carry none of them (the
+    # drift table below shows them through Evidently's escaped data block).
+    from mlcycle.monitoring import report_header
+
+    result = analyse_window(scenario_reference, covariate_window)
+    doc = report_header.decision(result, DriftConfig(), 5_000, 5_000, 0)
+    texts = []
+    for w in report_header.widgets(doc):
+        params = w.params or {}
+        texts += [w.title, params.get("text", "")]
+        texts += [f"{c['label']} {c['value']}" for c in params.get("counters", [])]
+    shown = " | ".join(texts)
+    assert result.drifted and not any(c.column in shown for c in result.columns)
+    assert f"{result.rows:,}" in shown

@@ -17,13 +17,17 @@ def _data(page: str) -> tuple[object, object]:
     return json.loads(found.group(1)), json.loads(found.group(2))
 
 
-def _stock_data(snapshot: object) -> tuple[object, object]:
+def _stock_data(snapshot: object, first: list) -> tuple[object, object]:
     """The same block through pydantic's ``.dict()``, as the page was first written."""
     from evidently.legacy.model.dashboard import DashboardInfo
     from evidently.legacy.model.widget import AdditionalGraphInfo
     from evidently.legacy.renderers.html_widgets import group_widget
 
-    widgets = [group_widget(title="", widgets=snapshot._widgets), *snapshot._tests_widgets]  # type: ignore[attr-defined]
+    widgets = [
+        *first,
+        group_widget(title="", widgets=snapshot._widgets),  # type: ignore[attr-defined]
+        *snapshot._tests_widgets,  # type: ignore[attr-defined]
+    ]
     graphs = {}
     for info in widgets:
         for extra in info.get_additional_graphs():
@@ -40,19 +44,21 @@ def test_the_page_holds_what_pydantics_dict_of_the_widgets_holds(
 ) -> None:
     from mlcycle.monitoring import report
 
-    snapshots: list[object] = []
+    snapshots: list[tuple[object, list]] = []
     page = report.safe_report_html
 
-    def keep(snapshot: object) -> str:
-        snapshots.append(snapshot)
-        return page(snapshot)
+    def keep(snapshot: object, first: list) -> str:
+        snapshots.append((snapshot, first))
+        return page(snapshot, first)
 
     monkeypatch.setattr(report, "safe_report_html", keep)
     result = analyse_window(scenario_reference, covariate_window, output_dir=tmp_path)
     assert result.report_html and len(snapshots) == 1
     written = _data(Path(result.report_html).read_text(encoding="utf-8"))
-    dashboard, graphs = _stock_data(snapshots[0])
+    dashboard, graphs = _stock_data(*snapshots[0])
+    # mlcycle's own section first (report_header), then Evidently's group widget.
+    assert len(snapshots[0][1]) == 3
     for page_data in (written[0], dashboard):  # the page's group widget is made per call
-        page_data["widgets"][0].pop("id")  # type: ignore[index]
+        page_data["widgets"][3].pop("id")  # type: ignore[index]
     assert written == (dashboard, graphs)
     assert "Detected" in json.dumps(dashboard) and len(json.dumps(dashboard)) > 10_000
