@@ -115,6 +115,36 @@ def _tags(spec: DatasetSpec, model: str, kind: str) -> dict[str, str]:
     }
 
 
+def _fit(
+    client: Any,
+    cfg: TrainConfig,
+    spec: DatasetSpec,
+    model_key: str,
+    overrides: dict[str, Any],
+    frames: trial.Frames,
+    experiment_id: str,
+    run_id: str,
+    on_trial: TrialCallback | None,
+) -> tuple[Any, dict[str, Any], list[str], dict[str, str]]:
+    """One fit, or the search's best: pipeline, parameters, trial run ids, run tags."""
+    if not cfg.trials:
+        params = pipelines.estimator_params(model_key, spec.task, overrides, cfg.seed)
+        X_train, y_train = frames["train"]
+        pipe = trial.fit(pipelines.build_pipeline(spec, model_key, params), X_train, y_train)
+        return pipe, params, [], {}
+    if cfg.search_engine == "optuna":
+        from mlcycle.train import search
+
+        pipe, params, child_ids, best_id = search.optuna_search(
+            cfg, spec, model_key, overrides, frames, experiment_id, run_id, client, on_trial
+        )
+    else:
+        pipe, params, child_ids, best_id = random_search(
+            client, cfg, spec, model_key, overrides, frames, experiment_id, on_trial
+        )
+    return pipe, params, child_ids, {MLCYCLE_BEST_TRIAL_RUN_ID: best_id}
+
+
 def train(
     cfg: TrainConfig,
     client: Any,
@@ -194,33 +224,18 @@ def train(
             "categorical_features": ",".join(spec.categorical)[:500],
             "time_column": spec.time_column or "",
         }
-        X_train, y_train = frames["train"]
         workdir = Path(tmp)
         # Dataset lineage and reference statistics need no model: log them beside the fit.
         data_side = pool.submit(
             record.log_data_side, client, run_id, cfg, spec, df, frames, workdir
         )
         pool.submit(record.import_after_fit_modules, cfg.onnx)
-        if cfg.trials:
-            if cfg.search_engine == "optuna":
-                from mlcycle.train import search
-
-                best_pipe, params, child_ids, best_id = search.optuna_search(
-                    cfg, spec, model_key, overrides, frames, experiment_id, run.info.run_id,
-                    client, on_trial,
-                )  # fmt: skip
-            else:
-                best_pipe, params, child_ids, best_id = random_search(
-                    client, cfg, spec, model_key, overrides, frames, experiment_id, on_trial
-                )
-            base["search_trials"] = cfg.trials
-            tags = {MLCYCLE_BEST_TRIAL_RUN_ID: best_id}
-        else:
-            tags = {}
-            params = pipelines.estimator_params(model_key, spec.task, overrides, cfg.seed)
-            best_pipe = trial.fit(
-                pipelines.build_pipeline(spec, model_key, params), X_train, y_train
+        with record.blas_leaves_a_core():
+            best_pipe, params, child_ids, tags = _fit(
+                client, cfg, spec, model_key, overrides, frames, experiment_id, run_id, on_trial
             )
+        if cfg.trials:
+            base["search_trials"] = cfg.trials
         t_fit = time.perf_counter()
         # `mlflow run` has already logged the entry point's parameters on this run; MLflow
         # refuses to change a logged value, so those keep the project's spelling.

@@ -393,3 +393,35 @@ def test_the_modules_the_model_logging_needs_can_be_imported_ahead_in_a_cold_pro
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    return max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), default=0)
+
+
+def test_the_fit_leaves_one_core_of_blas_to_the_data_side_and_restores_it(
+    cancer_csv: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The data side runs in a thread beside the fit; BLAS on every core too oversubscribes
+    # them (docs/benchmarks.md). One thread fewer during the fit, the user's count after.
+    from threadpoolctl import threadpool_limits
+
+    from mlcycle.train import trial
+
+    seen: list[int] = []
+    fit = trial.fit
+
+    def watching(*args, **kwargs):
+        seen.append(_blas_threads())
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(trial, "fit", watching)
+    before = _blas_threads()
+    cfg = TrainConfig(data=cancer_csv, target="target", model="linear", onnx=False, plots=False)
+    train(cfg, MlflowClient())
+    assert seen == [max(1, before - 1)] and _blas_threads() == before
+    with threadpool_limits(1, user_api="blas"):  # a user's own limit stays
+        train(cfg, MlflowClient())
+        assert seen[-1] == 1 and _blas_threads() == 1
