@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -228,6 +232,26 @@ def monitor_cmd(
     _fail_on_stale(out)
 
 
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[threading.Event]:
+    """An event set by SIGTERM while the block runs (the previous handler comes back after).
+
+    ``docker stop``, Kubernetes and systemd stop a process with SIGTERM; Python's default is
+    to die at once, mid-window. Set, the loop finishes the window in progress, starts no new
+    one and ends its wait for the next at once, so the command exits 0. Outside the main
+    thread (an embedding program) no handler can be installed and the event stays unset.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @cli.command("loop")
 @monitor_options
 @retrain_project_options
@@ -281,34 +305,40 @@ def loop_cmd(
         f"monitoring {opts['model_name']} every {every} (policy: {policy.bad_windows} bad of "
         f"{policy.of_last}; drift share >= {config.drift_share})"
     )
-    for out in loop(
-        client,
-        settings,
-        opts["model_name"],
-        period,
-        max_windows=1 if once else max_windows,
-        version=opts["version"],
-        reference=reference,
-        labels=labels,
-        config=config,
-        policy=policy,
-        allow_retrain=retrain,
-        output_dir=opts["output"],
-        engine=opts["engine"],
-        spark_master=opts["spark_master"],
-        gate_policy=gate,
-    ):
-        click.echo(_window_line(out))
-        for stale in out.stale:
-            click.echo(f"  stale: run {stale} was left RUNNING (its monitor was killed)", err=True)
-        if with_canary:
-            from mlcycle.cli.canary import canary_check, canary_lines
+    with _stop_on_sigterm() as stop:
+        for out in loop(
+            client,
+            settings,
+            opts["model_name"],
+            period,
+            max_windows=1 if once else max_windows,
+            stop=stop,
+            version=opts["version"],
+            reference=reference,
+            labels=labels,
+            config=config,
+            policy=policy,
+            allow_retrain=retrain,
+            output_dir=opts["output"],
+            engine=opts["engine"],
+            spark_master=opts["spark_master"],
+            gate_policy=gate,
+        ):
+            click.echo(_window_line(out))
+            for stale in out.stale:
+                click.echo(
+                    f"  stale: run {stale} was left RUNNING (its monitor was killed)", err=True
+                )
+            if with_canary:
+                from mlcycle.cli.canary import canary_check, canary_lines
 
-            try:
-                canary = canary_check(client, settings, opts["model_name"])
-            except MlcycleError as exc:
-                # A canary check that cannot run must not stop the monitoring loop.
-                click.echo(f"[canary {opts['model_name']}] failed: {exc}", err=True)
-                continue
-            for line in canary_lines(canary):
-                click.echo(line)
+                try:
+                    canary = canary_check(client, settings, opts["model_name"])
+                except MlcycleError as exc:
+                    # A canary check that cannot run must not stop the monitoring loop.
+                    click.echo(f"[canary {opts['model_name']}] failed: {exc}", err=True)
+                    continue
+                for line in canary_lines(canary):
+                    click.echo(line)
+    if stop.is_set():
+        click.echo("stopped by SIGTERM (the window in progress was finished)", err=True)

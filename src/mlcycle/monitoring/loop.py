@@ -29,6 +29,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -335,6 +336,7 @@ def loop(
     max_windows: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], pd.Timestamp] = lambda: pd.Timestamp.now(tz="UTC"),
+    stop: threading.Event | None = None,
     **kwargs: Any,
 ) -> Iterator[MonitorOutcome]:
     """Monitor the last complete window of length ``every``, then wait for the next one.
@@ -350,14 +352,19 @@ def loop(
         max_windows: stop after this many windows (``None``: forever).
         sleep: how to wait (injectable for tests).
         now: the clock (injectable for tests).
+        stop: once set, no new window starts and the wait for one ends at once (the window
+            in progress is finished: ``mlcycle loop`` sets it on SIGTERM).
         **kwargs: passed to :func:`run_once`.
     """
     done = 0
-    while max_windows is None or done < max_windows:
+    while (max_windows is None or done < max_windows) and not (stop and stop.is_set()):
         window = Window.latest(every, now())
         yield run_once(client, settings, name, window=window, **kwargs)
         done += 1
         if max_windows is not None and done >= max_windows:
             return
-        wait = (window.end + pd.Timedelta(every) - now()).total_seconds()
-        sleep(max(wait, 0.0) + 1.0)
+        wait = max((window.end + pd.Timedelta(every) - now()).total_seconds(), 0.0) + 1.0
+        if stop is None:
+            sleep(wait)
+        elif stop.wait(wait):
+            return

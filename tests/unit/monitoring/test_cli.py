@@ -174,3 +174,39 @@ def test_a_scheduled_monitor_run_does_not_import_the_training_stage(
     assert res.returncode == 0, res.stderr
     assert "rows=300 status=drift" in res.stdout, res.stdout
     assert json.loads(res.stdout.splitlines()[-1]) == ["evidently"]
+
+
+def test_loop_exits_0_on_sigterm_after_its_window_instead_of_dying(champion, monkeypatch):
+    # docker stop, Kubernetes and systemd send SIGTERM: the loop finishes the window in
+    # progress, ends its wait for the next one at once and exits 0 (Python's default: -15).
+    import signal
+    import time
+
+    champion.log_root.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("MLCYCLE_INFERENCE_LOG", str(champion.log_root))
+    mlcycle = [sys.executable, "-m", "mlcycle"]
+    proc = subprocess.Popen(
+        [*mlcycle, "loop", "--model", champion.name, "--every", "1h"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # the first window, then the loop waits an hour
+            lines.append(line)
+            if "status=" in line:
+                break
+        assert any("status=insufficient_data" in line for line in lines), lines
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "stopped by SIGTERM" in err
+        assert time.monotonic() - started < 30  # not the hour's wait
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
