@@ -172,15 +172,7 @@ def monitor_cmd(
         version=opts["version"],
         window=window,
         current=current or None,
-        reference=reference,
-        labels=labels,
-        config=config,
-        policy=policy,
-        allow_retrain=retrain,
-        output_dir=opts["output"],
-        engine=opts["engine"],
-        spark_master=opts["spark_master"],
-        gate_policy=gate,
+        **_run_options(opts, reference, labels, config, policy, retrain, gate),
     )
     canary = None
     if with_canary:
@@ -230,6 +222,29 @@ def monitor_cmd(
         for line in canary_lines(canary):
             click.echo(line)
     _fail_on_stale(out)
+
+
+def _run_options(
+    opts: dict[str, Any],
+    reference: Any,
+    labels: Any,
+    config: Any,
+    policy: Any,
+    retrain: bool,
+    gate: Any,
+) -> dict[str, Any]:
+    """What ``monitor`` and ``loop`` both pass to :func:`mlcycle.monitoring.run_once`."""
+    return {
+        "reference": reference,
+        "labels": labels,
+        "config": config,
+        "policy": policy,
+        "allow_retrain": retrain,
+        "output_dir": opts["output"],
+        "engine": opts["engine"],
+        "spark_master": opts["spark_master"],
+        "gate_policy": gate,
+    }
 
 
 @contextlib.contextmanager
@@ -314,15 +329,7 @@ def loop_cmd(
             max_windows=1 if once else max_windows,
             stop=stop,
             version=opts["version"],
-            reference=reference,
-            labels=labels,
-            config=config,
-            policy=policy,
-            allow_retrain=retrain,
-            output_dir=opts["output"],
-            engine=opts["engine"],
-            spark_master=opts["spark_master"],
-            gate_policy=gate,
+            **_run_options(opts, reference, labels, config, policy, retrain, gate),
         ):
             click.echo(_window_line(out))
             for stale in out.stale:
